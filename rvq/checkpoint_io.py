@@ -1,0 +1,77 @@
+"""Reading and writing `.pt` checkpoints made of plain containers and tensors only.
+
+Files are written through an in-memory buffer, so the bytes depend on the content alone
+(not on the file name), and read with `torch.load(weights_only=True)`: no arbitrary unpickling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def write_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write `payload` atomically (temp file + rename); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict[str, Any]:
+    """Load a checkpoint dict safely; clear errors for a missing, unreadable or non-dict file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+        raise ValueError(f"cannot read {what} {path}: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise ValueError(f"{what} {path} holds a {type(payload).__name__}, expected a dict")
+    return payload
+
+
+def content_hash(config: dict[str, Any], state_dict: dict[str, torch.Tensor], extra: Any = None) -> str:
+    """SHA-256 over a canonical form of config, tensors (sorted by key) and extra JSON data."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(config, sort_keys=True).encode())
+    digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(list(tensor.shape)).encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def check_state_dict(
+    state_dict: dict[str, torch.Tensor],
+    reference: dict[str, torch.Tensor],
+    source: str,
+    optional: tuple[str, ...] = (),
+) -> None:
+    """Raise naming every missing or unexpected key and every shape mismatch against `reference`."""
+    missing = sorted(k for k in reference if k not in state_dict and not k.startswith(optional or ("\0",)))
+    unexpected = sorted(k for k in state_dict if k not in reference)
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    for key, value in state_dict.items():
+        if key in reference and tuple(value.shape) != tuple(reference[key].shape):
+            problems.append(f"{key}: shape {list(value.shape)} in file, {list(reference[key].shape)} expected")
+    if problems:
+        raise ValueError(f"{source}: state dict does not match the model: " + "; ".join(problems))

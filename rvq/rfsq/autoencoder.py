@@ -1,0 +1,153 @@
+"""`ActionRFSQAE`: per-step MLP encoder → residual scalar quantizer → per-step MLP decoder.
+
+Shapes: actions `x: [B, C, A]` (C = chunk length, A = action_dim), latent `[B, C, H]`,
+codes `[B, C, H, L]` int64 in `[0, num_levels)`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rvq.rfsq.config import TokenizerConfig
+from rvq.rfsq.layernorm import LayerNormRFSQ
+from rvq.rfsq.naive import NaiveRFSQ
+from rvq.rfsq.residual import ResidualScalarQuantizer
+from rvq.rfsq.robust import RobustRFSQ
+from rvq.validation import check_finite, check_float, check_shape
+
+
+def build_quantizer(config: TokenizerConfig) -> ResidualScalarQuantizer:
+    """The quantizer named by `config.quantizer`."""
+    if config.quantizer == "robust":
+        return RobustRFSQ(
+            config.hidden_dim,
+            config.num_layers,
+            config.num_levels,
+            grid_std_range=config.grid_std_range,
+            momentum=config.calibration_momentum,
+        )
+    if config.quantizer == "naive":
+        return NaiveRFSQ(config.hidden_dim, config.num_layers, config.num_levels)
+    return LayerNormRFSQ(config.hidden_dim, config.num_layers, config.num_levels)
+
+
+class ActionRFSQAE(nn.Module):
+    """Action autoencoder with a residual FSQ bottleneck (the seed project's API).
+
+    `use_layernorm=True` selects the robust quantizer and `False` the naive one, as in the
+    seed; `quantizer=` names a strategy explicitly ("robust", "naive", "layernorm").
+    """
+
+    def __init__(
+        self,
+        action_dim: int = 7,
+        hidden_dim: int = 16,
+        num_layers: int = 8,
+        num_levels: int = 7,
+        use_layernorm: bool = True,
+        *,
+        quantizer: str | None = None,
+        mlp_dim: int = 64,
+        chunk_size: int = 8,
+        grid_std_range: float | None = None,
+        calibration_momentum: float = 0.05,
+        config: TokenizerConfig | None = None,
+    ) -> None:
+        super().__init__()
+        if config is None:
+            config = TokenizerConfig(
+                action_dim=action_dim,
+                hidden_dim=hidden_dim,
+                num_layers=num_layers,
+                num_levels=num_levels,
+                quantizer=quantizer or ("robust" if use_layernorm else "naive"),
+                mlp_dim=mlp_dim,
+                chunk_size=chunk_size,
+                grid_std_range=grid_std_range,
+                calibration_momentum=calibration_momentum,
+            )
+        self.config = config
+        self.encoder = nn.Sequential(
+            nn.Linear(config.action_dim, config.mlp_dim),
+            nn.ReLU(),
+            nn.Linear(config.mlp_dim, config.hidden_dim),
+            nn.Tanh(),
+        )
+        self.quantizer = build_quantizer(config)
+        self.decoder = nn.Sequential(
+            nn.Linear(config.hidden_dim, config.mlp_dim),
+            nn.ReLU(),
+            nn.Linear(config.mlp_dim, config.action_dim),
+        )
+
+    @classmethod
+    def from_config(cls, config: TokenizerConfig) -> "ActionRFSQAE":
+        return cls(config=config)
+
+    # --- shape properties -----------------------------------------------------------------------
+
+    @property
+    def action_dim(self) -> int:
+        return self.config.action_dim
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.config.hidden_dim
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_layers
+
+    @property
+    def num_levels(self) -> int:
+        return self.config.num_levels
+
+    @property
+    def decodable(self) -> bool:
+        return self.quantizer.decodable
+
+    # --- checks ----------------------------------------------------------------------------------
+
+    def _check_actions(self, x: torch.Tensor) -> None:
+        check_float(x, "actions")
+        check_shape(x, "actions [B, C, action_dim]", (None, None, self.action_dim))
+        check_finite(x, "actions")
+
+    def _check_codes(self, codes: torch.Tensor) -> None:
+        if not isinstance(codes, torch.Tensor):
+            raise ValueError(f"codes must be a torch.Tensor, got {type(codes).__name__}")
+        if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
+            raise ValueError(f"codes must be an integer tensor (int64), got dtype {codes.dtype}")
+        check_shape(codes, "codes [B, C, hidden_dim, k]", (None, None, self.hidden_dim, None))
+        k = codes.shape[-1]
+        if not 1 <= k <= self.num_layers:
+            raise ValueError(f"codes have {k} layers; this tokenizer decodes 1..{self.num_layers}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.num_levels):
+            raise ValueError(
+                f"codes out of range: found values in [{int(codes.min())}, {int(codes.max())}], "
+                f"expected [0, {self.num_levels})"
+            )
+
+    # --- API -------------------------------------------------------------------------------------
+
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """actions `[B, C, A]` → latent `[B, C, H]` in (-1, 1)."""
+        self._check_actions(x)
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """actions `[B, C, A]` → `(x_recon [B, C, A], codes [B, C, H, L])`."""
+        z = self.encode_latent(x)
+        z_hat, codes = self.quantizer(z)
+        return self.decoder(z_hat), codes
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """actions `[B, C, A]` → codes `[B, C, H, L]` int64."""
+        return self.quantizer.encode(self.encode_latent(x))
+
+    def decode_from_indices(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes `[B, C, H, k]`, the first k ≤ L layers → actions `[B, C, A]`."""
+        self._check_codes(codes)
+        return self.decoder(self.quantizer.decode(codes.long()))

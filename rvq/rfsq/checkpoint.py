@@ -1,0 +1,166 @@
+"""Tokenizer checkpoints: one `.pt` file, format `rvq.tokenizer` v1.
+
+    {"format": "rvq.tokenizer", "version": 1,
+     "config": TokenizerConfig as a dict,
+     "state_dict": {name: tensor},
+     "action_stats": ActionNormalizer dict (filled by Phase 1 training) or None,
+     "metrics": {...}}
+
+`load_tokenizer` also reads the seed project's dicts: `{"model": state_dict, ...}` and
+`{"model_state_dict": ..., "config": ...}`. In the seed, `use_layernorm=True` meant the
+per-token LayerNorm quantizer, so such files load as `quantizer="layernorm"`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rvq.checkpoint_io import check_state_dict, content_hash, read_checkpoint, write_checkpoint
+from rvq.rfsq.autoencoder import ActionRFSQAE
+from rvq.rfsq.config import TokenizerConfig
+
+TOKENIZER_FORMAT = "rvq.tokenizer"
+TOKENIZER_VERSION = 1
+SEED_MODEL_KEYS = ("action_dim", "hidden_dim", "num_layers", "num_levels")
+QUANTIZER_BUFFERS = "quantizer."
+
+
+def tokenizer_payload(
+    model: ActionRFSQAE, action_stats: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The dict that `save_tokenizer` writes."""
+    return {
+        "format": TOKENIZER_FORMAT,
+        "version": TOKENIZER_VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "action_stats": action_stats,
+        "metrics": metrics or {},
+    }
+
+
+def save_tokenizer(
+    path: str | os.PathLike,
+    model: ActionRFSQAE,
+    action_stats: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Write a tokenizer checkpoint. `action_stats`: `ActionNormalizer.to_dict()` (or the model's own)."""
+    if action_stats is None:
+        action_stats = getattr(model, "action_stats", None)
+    if metrics is None:
+        metrics = getattr(model, "metrics", None)
+    return write_checkpoint(path, tokenizer_payload(model, action_stats, metrics))
+
+
+def tokenizer_identity(source: str | os.PathLike | dict[str, Any] | ActionRFSQAE) -> str:
+    """Content hash (hex) of a tokenizer: config, weights and action statistics.
+
+    Phase 2 heads record it, so a head is never paired with a tokenizer it was not trained on.
+    """
+    if isinstance(source, ActionRFSQAE):
+        payload = tokenizer_payload(source, getattr(source, "action_stats", None))
+    elif isinstance(source, dict):
+        payload = source
+    else:
+        payload = _normalize_payload(read_checkpoint(source, "tokenizer checkpoint"), str(source))
+    return content_hash(payload["config"], payload["state_dict"], payload.get("action_stats"))
+
+
+def _seed_config(raw: dict[str, Any] | None, state_dict: dict[str, torch.Tensor], source: str) -> dict[str, Any]:
+    """Config for a seed-format file: its own config if present, else the seed constructor's defaults."""
+    if raw is None:
+        warnings.warn(
+            f"{source}: seed checkpoint without a config; using the seed constructor's defaults "
+            "(num_layers=8, num_levels=7, use_layernorm=True) and shapes read from the weights",
+            stacklevel=3,
+        )
+        raw = {}
+    config = {k: int(raw[k]) for k in SEED_MODEL_KEYS if k in raw}
+    if "encoder.0.weight" in state_dict:
+        mlp_dim, action_dim = state_dict["encoder.0.weight"].shape
+        config.setdefault("action_dim", int(action_dim))
+        config["mlp_dim"] = int(mlp_dim)
+    if "encoder.2.weight" in state_dict:
+        config.setdefault("hidden_dim", int(state_dict["encoder.2.weight"].shape[0]))
+    if "quantizer" in raw:
+        config["quantizer"] = raw["quantizer"]
+    else:
+        config["quantizer"] = "layernorm" if raw.get("use_layernorm", True) else "naive"
+    ignored = sorted(set(raw) - set(SEED_MODEL_KEYS) - {"use_layernorm", "quantizer", "mlp_dim"})
+    if ignored:
+        warnings.warn(f"{source}: seed config keys not used by the model: {ignored}", stacklevel=3)
+    return config
+
+
+def _normalize_payload(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """Any supported layout → the rvq payload dict (config dict, state_dict, stats, metrics)."""
+    if raw.get("format") == TOKENIZER_FORMAT:
+        if raw.get("version") != TOKENIZER_VERSION:
+            raise ValueError(f"{source}: tokenizer format version {raw.get('version')} is not supported "
+                             f"(this rvq reads version {TOKENIZER_VERSION})")
+        for key in ("config", "state_dict"):
+            if key not in raw:
+                raise ValueError(f"{source}: tokenizer checkpoint is missing the {key!r} entry")
+        return raw
+    if "format" in raw:
+        raise ValueError(f"{source}: file format {raw['format']!r} is not a tokenizer ({TOKENIZER_FORMAT!r})")
+    for key in ("model_state_dict", "model"):
+        if key in raw and isinstance(raw[key], dict):
+            state_dict = raw[key]
+            return {
+                "format": TOKENIZER_FORMAT,
+                "version": TOKENIZER_VERSION,
+                "config": _seed_config(raw.get("config"), state_dict, source),
+                "state_dict": state_dict,
+                "action_stats": raw.get("action_stats"),
+                "metrics": raw.get("metrics", {}),
+                "seed_format": key,
+            }
+    raise ValueError(
+        f"{source}: not a tokenizer checkpoint: expected format {TOKENIZER_FORMAT!r} or a seed dict with "
+        f"'model' or 'model_state_dict'; found keys {sorted(raw)}"
+    )
+
+
+def _check_expected(config: TokenizerConfig, expected: TokenizerConfig | dict[str, Any], source: str) -> None:
+    want = expected.to_dict() if isinstance(expected, TokenizerConfig) else dict(expected)
+    have = config.to_dict()
+    diffs = [f"{k}={have.get(k)!r} in file, {v!r} expected" for k, v in want.items() if have.get(k) != v]
+    if diffs:
+        raise ValueError(f"{source}: tokenizer config mismatch: " + "; ".join(diffs))
+
+
+def load_tokenizer(
+    path: str | os.PathLike,
+    expected_config: TokenizerConfig | dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+) -> ActionRFSQAE:
+    """Load a tokenizer (rvq or seed format) in eval mode.
+
+    The returned model carries `.action_stats` (dict or None), `.metrics` and `.identity`.
+    `expected_config` (a config or a partial dict) refuses a file whose config differs, naming each field.
+    """
+    source = str(path)
+    payload = _normalize_payload(read_checkpoint(path, "tokenizer checkpoint"), source)
+    try:
+        config = TokenizerConfig.from_dict(payload["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: invalid tokenizer config: {exc}") from exc
+    if expected_config is not None:
+        _check_expected(config, expected_config, source)
+    model = ActionRFSQAE.from_config(config)
+    state_dict = dict(payload["state_dict"])
+    # Naive and layernorm quantizers never read their calibration buffers; seed files lack them.
+    optional = (QUANTIZER_BUFFERS,) if "seed_format" in payload and config.quantizer != "robust" else ()
+    check_state_dict(state_dict, model.state_dict(), source, optional=optional)
+    model.load_state_dict(state_dict, strict=not optional)
+    model.action_stats = payload.get("action_stats")
+    model.metrics = payload.get("metrics") or {}
+    model.identity = content_hash(payload["config"], payload["state_dict"], payload.get("action_stats"))
+    return model.to(device).eval()

@@ -1,0 +1,55 @@
+"""Tokenizer configuration: everything needed to rebuild an `ActionRFSQAE` from a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+QUANTIZERS = ("naive", "layernorm", "robust")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Shapes and quantizer strategy of the action tokenizer.
+
+    quantizer: "robust" (decodable, calibrated), "naive" (same grid every layer, dead layers),
+               or "layernorm" (the seed's per-token LayerNorm; forward only, not decodable).
+    grid_std_range: robust only; grid half-range in residual stds (None: sqrt(3)(n-1)/n).
+    """
+
+    action_dim: int = 7
+    hidden_dim: int = 16
+    num_layers: int = 8
+    num_levels: int = 7
+    quantizer: str = "robust"
+    mlp_dim: int = 64
+    chunk_size: int = 8
+    grid_std_range: float | None = None
+    calibration_momentum: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"unknown quantizer {self.quantizer!r}; choose one of {QUANTIZERS}")
+        for name in ("action_dim", "hidden_dim", "num_layers", "mlp_dim", "chunk_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_levels < 2:
+            raise ValueError(f"num_levels must be >= 2, got {self.num_levels}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TokenizerConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown tokenizer config key(s): {unknown}")
+        return cls(**data)
+
+    @property
+    def bits_per_chunk(self) -> float:
+        """Information in one chunk's codes: `chunk * hidden * layers * log2(levels)`."""
+        import math
+
+        return self.chunk_size * self.hidden_dim * self.num_layers * math.log2(self.num_levels)

@@ -1,0 +1,158 @@
+"""Shared machinery of the residual scalar quantizers.
+
+A residual quantizer of `L` layers turns a latent `z: [..., H]` into codes `[..., H, L]`.
+Layer `l` quantizes the residual `r_l` (with `r_0 = z`) on the grid `linspace(-1, 1, n)`
+after an affine normalization that is *a property of the quantizer, not of the sample*:
+
+    u_l      = (r_l - offset_l) / half_range_l        # grid units
+    code_l   = round_to_grid(clamp(u_l, -1, 1))
+    recon_l  = offset_l + value(code_l) * half_range_l
+    r_{l+1}  = r_l - recon_l
+
+`offset` and `half_range` are `[L, H]` tensors computed by the subclass from its buffers, so
+`decode(encode(z))` needs the codes alone. The seed's per-token LayerNorm variant overrides
+the normalization with per-sample statistics and therefore cannot decode.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rvq.rfsq.grid import codes_to_values, values_to_codes
+from rvq.validation import check_finite
+
+
+class NotDecodableError(RuntimeError):
+    """Raised when codes alone cannot reproduce the quantizer's output (per-token LayerNorm)."""
+
+
+class ResidualScalarQuantizer(nn.Module):
+    """Base class: `forward(z) -> (z_hat, codes)`, `encode`, `decode`, residual diagnostics.
+
+    Buffers (same keys for every strategy, so checkpoints are interchangeable in layout):
+      center: `[H]`   offset of layer 0 (mean of the latent)
+      scale:  `[L, H]` calibrated residual std per layer and latent dim
+      calibration_steps: `[]` number of calibration updates seen
+    """
+
+    decodable: bool = True
+
+    def __init__(self, dim: int, num_layers: int, num_levels: int) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if num_levels < 2:
+            raise ValueError(f"num_levels must be >= 2, got {num_levels}")
+        self.dim = dim
+        self.num_layers = num_layers
+        self.num_levels = num_levels
+        self.register_buffer("center", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(num_layers, dim))
+        self.register_buffer("calibration_steps", torch.zeros((), dtype=torch.int64))
+
+    # --- normalization: subclasses define it -------------------------------------------------
+
+    def layer_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(offset, half_range)`, each `[L, H]`: latent value of grid point 0 and of grid point +1."""
+        raise NotImplementedError
+
+    def calibrate_layer(self, layer: int, residual: torch.Tensor) -> None:
+        """Hook called in training mode with the detached residual `[N, H]` before layer `layer`."""
+
+    def sample_affine(self, layer: int, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(offset, half_range)` broadcastable to `residual: [..., H]` for this layer."""
+        offset, half_range = self.layer_affine()
+        return offset[layer], half_range[layer]
+
+    # --- quantization -------------------------------------------------------------------------
+
+    def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Returns `(z_hat [..., H], codes [..., H, L], residuals)`; `residuals[l]` is `r_l`, L+1 of them."""
+        check_finite(z, "latent")
+        calibrating = self.training
+        residual = z
+        z_hat = torch.zeros_like(z)
+        codes, residuals = [], [z]
+        for layer in range(self.num_layers):
+            if calibrating:
+                self.calibrate_layer(layer, residual.detach().reshape(-1, self.dim))
+            offset, half_range = self.sample_affine(layer, residual)
+            code = values_to_codes((residual - offset) / half_range, self.num_levels)
+            recon = offset + codes_to_values(code, self.num_levels, z.dtype) * half_range
+            residual = residual - recon
+            z_hat = z_hat + recon
+            codes.append(code)
+            residuals.append(residual)
+        if calibrating:
+            self.calibration_steps += 1
+        return z_hat, torch.stack(codes, dim=-1), residuals
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`z: [..., H]` → `(z_hat [..., H], codes [..., H, L])`; straight-through gradient to `z`."""
+        z_hat, codes, _ = self._quantize(z)
+        if torch.is_grad_enabled() and z.requires_grad:
+            z_hat = z + (z_hat - z).detach()
+        return z_hat, codes
+
+    @torch.no_grad()
+    def encode(self, z: torch.Tensor) -> torch.Tensor:
+        """`z: [..., H]` → codes `[..., H, L]` int64 in `[0, num_levels)`."""
+        return self._quantize(z)[1]
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes `[..., H, k]` (k ≤ L, the first k layers) → `z_hat [..., H]`.
+
+        Accumulates layer by layer in the same order as `forward`, so in eval mode
+        `decode(encode(z))` equals `forward(z)[0]` bit for bit.
+        """
+        if not self.decodable:
+            raise NotDecodableError(
+                f"{type(self).__name__} cannot decode from codes: its per-token normalization statistics "
+                "are not stored in the codes. Use the robust quantizer for anything that decodes tokens."
+            )
+        offset, half_range = self.layer_affine()
+        z_hat = torch.zeros(codes.shape[:-1], dtype=half_range.dtype, device=codes.device)
+        for layer in range(codes.shape[-1]):
+            value = codes_to_values(codes[..., layer], self.num_levels, half_range.dtype)
+            z_hat = z_hat + (offset[layer] + value * half_range[layer])
+        return z_hat
+
+    @torch.no_grad()
+    def residuals(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """Residual before each layer and after the last: `L + 1` tensors shaped like `z`."""
+        return self._quantize(z)[2]
+
+    @torch.no_grad()
+    def normalized_residuals(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """Residual before each layer in the layer's own normalized units: `(r_l - offset_l) / std_l`."""
+        out = []
+        for layer, r in enumerate(self.residuals(z)[:-1]):
+            offset, half_range = self.sample_affine(layer, r)
+            out.append((r - offset) / half_range * self.grid_std_range())
+        return out
+
+    def grid_std_range(self) -> float:
+        """Half-range of the grid in units of the normalized residual's std."""
+        return 1.0
+
+    def latent_error_bound(self, z: torch.Tensor, num_layers: int | None = None) -> torch.Tensor:
+        """Guaranteed elementwise bound on `|z - decode(encode(z)[..., :k])|`, `[..., H]`.
+
+        With grid half-range `a_l` (latent units) and `n` levels, layer l covers
+        `offset_l ± a_l * n / (n - 1)` and leaves at most half a step, `a_l / (n - 1)`.
+        When `a_l >= a_{l-1} / n` for every layer and only layer 0 has an offset, each layer covers
+        what the previous one leaves, so the error after k layers is at most the last half step,
+        plus whatever part of `z` lies outside layer 0's coverage (clipping):
+
+            |z - z_hat| <= relu(|z - offset_0| - a_0 * n / (n - 1)) + a_{k-1} / (n - 1)
+        """
+        if not self.decodable:
+            raise NotDecodableError(f"{type(self).__name__} has no code-only reconstruction to bound")
+        k = self.num_layers if num_layers is None else num_layers
+        offset, half_range = self.layer_affine()
+        n = self.num_levels
+        if bool((half_range[1:] < half_range[:-1] / n * (1 - 1e-6)).any()) or bool(offset[1:].abs().max() > 0):
+            raise RuntimeError("the quantizer's scales violate the coverage condition; no bound is guaranteed")
+        overflow = torch.relu((z - offset[0]).abs() - half_range[0] * n / (n - 1))
+        return overflow + half_range[k - 1] / (n - 1)

@@ -1,0 +1,127 @@
+"""Property 4: checkpoint format, seed formats, byte stability and refusals."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from rvq.rfsq import ActionRFSQAE, TokenizerConfig, load_tokenizer, save_tokenizer, tokenizer_identity
+from tests.unit.rfsq.helpers import calibrated, smooth_actions
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_naive_and_robust_have_the_same_keys() -> None:
+    naive = ActionRFSQAE(use_layernorm=False).state_dict()
+    robust = ActionRFSQAE(use_layernorm=True).state_dict()
+    assert naive.keys() == robust.keys()
+    assert all(naive[k].shape == robust[k].shape for k in naive)
+
+
+def test_save_load_roundtrip_and_byte_stable(tmp_path: Path) -> None:
+    data = smooth_actions(64)
+    model = calibrated("robust", data)
+    stats = {"kind": "bounds_q99", "low": [-1.0] * 7, "high": [1.0] * 7, "mask": [True] * 6 + [False]}
+    first = save_tokenizer(tmp_path / "a.pt", model, action_stats=stats, metrics={"val_mse": 0.1})
+    loaded = load_tokenizer(first)
+    assert not loaded.training
+    assert loaded.action_stats == stats and loaded.metrics == {"val_mse": 0.1}
+    second = save_tokenizer(tmp_path / "b" / "other-name.pt", loaded)
+    assert digest(first) == digest(second)
+    with torch.no_grad():
+        assert torch.equal(loaded.encode(data), model.encode(data))
+        assert torch.equal(loaded(data)[0], model(data)[0])
+    assert tokenizer_identity(first) == tokenizer_identity(second) == loaded.identity
+
+
+def test_identity_changes_with_weights_or_stats(tmp_path: Path) -> None:
+    model = ActionRFSQAE()
+    a = tokenizer_identity(save_tokenizer(tmp_path / "a.pt", model, action_stats={"low": [0.0]}))
+    b = tokenizer_identity(save_tokenizer(tmp_path / "b.pt", model, action_stats={"low": [1.0]}))
+    with torch.no_grad():
+        model.decoder[0].bias.add_(1e-3)
+    c = tokenizer_identity(save_tokenizer(tmp_path / "c.pt", model, action_stats={"low": [0.0]}))
+    assert len({a, b, c}) == 3
+
+
+def test_config_mismatch_is_refused_naming_the_field(tmp_path: Path) -> None:
+    path = save_tokenizer(tmp_path / "t.pt", ActionRFSQAE(num_layers=4))
+    with pytest.raises(ValueError, match=r"num_layers=4 in file, 8 expected"):
+        load_tokenizer(path, expected_config=TokenizerConfig())
+    with pytest.raises(ValueError, match=r"quantizer='robust' in file, 'naive' expected"):
+        load_tokenizer(path, expected_config={"quantizer": "naive"})
+
+
+def test_state_dict_shape_mismatch_named(tmp_path: Path) -> None:
+    model = ActionRFSQAE()
+    payload_path = save_tokenizer(tmp_path / "t.pt", model)
+    payload = torch.load(payload_path, weights_only=True)
+    payload["state_dict"]["decoder.2.weight"] = torch.zeros(6, 64)
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=r"decoder.2.weight: shape \[6, 64\] in file, \[7, 64\] expected"):
+        load_tokenizer(tmp_path / "bad.pt")
+
+
+def _seed_state_dict(model: ActionRFSQAE) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("quantizer.")}
+
+
+def test_seed_model_dict_loads(tmp_path: Path) -> None:
+    seed = ActionRFSQAE(use_layernorm=False)
+    torch.save({"model": _seed_state_dict(seed), "epoch": 3, "config": {"use_layernorm": False}}, tmp_path / "s.pt")
+    loaded = load_tokenizer(tmp_path / "s.pt")
+    assert loaded.config.quantizer == "naive"
+    x = smooth_actions(8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x)[0], seed.eval()(x)[0])
+
+
+def test_seed_model_state_dict_with_config_loads_as_layernorm(tmp_path: Path) -> None:
+    seed = ActionRFSQAE(quantizer="layernorm", num_layers=6)
+    config = {"action_dim": 7, "hidden_dim": 16, "num_layers": 6, "num_levels": 7, "use_layernorm": True,
+              "lr": 1e-3}
+    torch.save({"model_state_dict": _seed_state_dict(seed), "config": config}, tmp_path / "s.pt")
+    with pytest.warns(UserWarning, match="lr"):
+        loaded = load_tokenizer(tmp_path / "s.pt")
+    assert loaded.config.quantizer == "layernorm" and loaded.num_layers == 6
+    assert not loaded.decodable
+
+
+def test_seed_dict_without_config_uses_seed_defaults(tmp_path: Path) -> None:
+    torch.save({"model": _seed_state_dict(ActionRFSQAE())}, tmp_path / "s.pt")
+    with pytest.warns(UserWarning, match="seed constructor's defaults"):
+        loaded = load_tokenizer(tmp_path / "s.pt")
+    assert loaded.config.quantizer == "layernorm"
+
+
+def test_robust_without_calibration_buffers_is_refused(tmp_path: Path) -> None:
+    payload = torch.load(save_tokenizer(tmp_path / "t.pt", ActionRFSQAE()), weights_only=True)
+    del payload["state_dict"]["quantizer.scale"]
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=r"missing keys \['quantizer.scale'\]"):
+        load_tokenizer(tmp_path / "bad.pt")
+
+
+def test_unrelated_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="tokenizer checkpoint not found"):
+        load_tokenizer(tmp_path / "missing.pt")
+    torch.save({"format": "rvq.draft", "version": 1}, tmp_path / "draft.pt")
+    with pytest.raises(ValueError, match="'rvq.draft' is not a tokenizer"):
+        load_tokenizer(tmp_path / "draft.pt")
+    torch.save({"weights": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="found keys \\['weights'\\]"):
+        load_tokenizer(tmp_path / "other.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot read tokenizer checkpoint"):
+        load_tokenizer(tmp_path / "garbage.pt")
+
+
+def test_pickled_objects_are_not_unpickled(tmp_path: Path) -> None:
+    torch.save({"format": "rvq.tokenizer", "version": 1, "config": TokenizerConfig()}, tmp_path / "obj.pt")
+    with pytest.raises(ValueError, match="cannot read tokenizer checkpoint"):
+        load_tokenizer(tmp_path / "obj.pt")
