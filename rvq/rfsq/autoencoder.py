@@ -26,6 +26,7 @@ def build_quantizer(config: TokenizerConfig) -> ResidualScalarQuantizer:
             config.num_levels,
             grid_std_range=config.grid_std_range,
             momentum=config.calibration_momentum,
+            range_margin=config.range_margin,
         )
     if config.quantizer == "naive":
         return NaiveRFSQ(config.hidden_dim, config.num_layers, config.num_levels)
@@ -52,6 +53,7 @@ class ActionRFSQAE(nn.Module):
         chunk_size: int = 8,
         grid_std_range: float | None = None,
         calibration_momentum: float = 0.05,
+        range_margin: float = 1.1,
         config: TokenizerConfig | None = None,
     ) -> None:
         super().__init__()
@@ -66,6 +68,7 @@ class ActionRFSQAE(nn.Module):
                 chunk_size=chunk_size,
                 grid_std_range=grid_std_range,
                 calibration_momentum=calibration_momentum,
+                range_margin=range_margin,
             )
         self.config = config
         self.encoder = nn.Sequential(

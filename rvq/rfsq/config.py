@@ -15,6 +15,7 @@ class TokenizerConfig:
     quantizer: "robust" (decodable, calibrated), "naive" (same grid every layer, dead layers),
                or "layernorm" (the seed's per-token LayerNorm; forward only, not decodable).
     grid_std_range: robust only; grid half-range in residual stds (None: sqrt(3)(n-1)/n).
+    range_margin: robust only; layer 0 covers the calibrated latent range widened by this factor.
     """
 
     action_dim: int = 7
@@ -26,6 +27,7 @@ class TokenizerConfig:
     chunk_size: int = 8
     grid_std_range: float | None = None
     calibration_momentum: float = 0.05
+    range_margin: float = 1.1
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:

@@ -27,3 +27,11 @@ class LayerNormRFSQ(ResidualScalarQuantizer):
         mean = residual.mean(dim=-1, keepdim=True)
         std = residual.std(dim=-1, keepdim=True, unbiased=False) + EPS
         return mean, std
+
+    def decode_without_statistics(self, codes: torch.Tensor) -> torch.Tensor:
+        """What the seed's `decode_from_indices` returned: the sum of grid values, as if every
+        per-token mean were 0 and std 1. For measuring how wrong code-only decoding is; never
+        for driving a robot. codes `[..., H, k]` → `[..., H]`."""
+        from rvq.rfsq.grid import codes_to_values
+
+        return codes_to_values(codes, self.num_levels).sum(dim=-1)

@@ -67,26 +67,60 @@ class ResidualScalarQuantizer(nn.Module):
 
     # --- quantization -------------------------------------------------------------------------
 
+    def edge_multiplier(self, code0: torch.Tensor) -> torch.Tensor:
+        """Per-element factor `[..., H]` on the half-range of layers ≥ 1, from layer 0's codes alone.
+
+        Layer 0 covers `offset_0 ± a_0 n/(n-1)`. If that is narrower than the input's bound
+        (`input_bound`: 1 for a tanh latent), an element in an edge cell (code 0 or n-1) may lie up to
+        `overflow` beyond it. Its later layers are widened by `1 + overflow / half_step_0`, so they cover
+        the whole remainder: no element of the input's range is ever clipped. Elements in inner cells
+        keep factor 1. Decodable, since it depends on the codes only.
+        """
+        if not self.decodable:
+            return torch.ones_like(code0, dtype=self.scale.dtype)
+        offset, half_range = self.layer_affine()
+        n = self.num_levels
+        half_step, reach = half_range[0] / (n - 1), half_range[0] * n / (n - 1)
+        over_hi = torch.relu(self.input_bound - (offset[0] + reach))
+        over_lo = torch.relu(self.input_bound + (offset[0] - reach))
+        factor = torch.ones_like(code0, dtype=half_range.dtype)
+        factor = torch.where(code0 == n - 1, 1 + over_hi / half_step, factor)
+        return torch.where(code0 == 0, 1 + over_lo / half_step, factor)
+
+    input_bound: float = 0.0  # bound on |latent| that layer 0 must be able to reach (0: no extension)
+
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Returns `(z_hat [..., H], codes [..., H, L], residuals)`; `residuals[l]` is `r_l`, L+1 of them."""
+        z_hat, codes, residuals, _ = self._quantize_with_scales(z)
+        return z_hat, codes, residuals
+
+    def _quantize_with_scales(self, z: torch.Tensor):
+        """`_quantize` plus the per-element `(offset, half_range)` each layer used."""
         check_finite(z, "latent")
         calibrating = self.training
         residual = z
         z_hat = torch.zeros_like(z)
-        codes, residuals = [], [z]
+        codes, residuals, scales = [], [z], []
+        factor = None
         for layer in range(self.num_layers):
             if calibrating:
-                self.calibrate_layer(layer, residual.detach().reshape(-1, self.dim))
+                seen = residual if factor is None else residual / factor
+                self.calibrate_layer(layer, seen.detach().reshape(-1, self.dim))
             offset, half_range = self.sample_affine(layer, residual)
+            if factor is not None:
+                half_range = half_range * factor
             code = values_to_codes((residual - offset) / half_range, self.num_levels)
             recon = offset + codes_to_values(code, self.num_levels, z.dtype) * half_range
             residual = residual - recon
             z_hat = z_hat + recon
             codes.append(code)
             residuals.append(residual)
+            scales.append((offset, half_range))
+            if layer == 0:
+                factor = self.edge_multiplier(code)
         if calibrating:
             self.calibration_steps += 1
-        return z_hat, torch.stack(codes, dim=-1), residuals
+        return z_hat, torch.stack(codes, dim=-1), residuals, scales
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`z: [..., H]` → `(z_hat [..., H], codes [..., H, L])`; straight-through gradient to `z`."""
@@ -113,9 +147,13 @@ class ResidualScalarQuantizer(nn.Module):
             )
         offset, half_range = self.layer_affine()
         z_hat = torch.zeros(codes.shape[:-1], dtype=half_range.dtype, device=codes.device)
+        factor = None
         for layer in range(codes.shape[-1]):
             value = codes_to_values(codes[..., layer], self.num_levels, half_range.dtype)
-            z_hat = z_hat + (offset[layer] + value * half_range[layer])
+            scale = half_range[layer] if factor is None else half_range[layer] * factor
+            z_hat = z_hat + (offset[layer] + value * scale)
+            if layer == 0:
+                factor = self.edge_multiplier(codes[..., 0])
         return z_hat
 
     @torch.no_grad()
@@ -126,11 +164,8 @@ class ResidualScalarQuantizer(nn.Module):
     @torch.no_grad()
     def normalized_residuals(self, z: torch.Tensor) -> list[torch.Tensor]:
         """Residual before each layer in the layer's own normalized units: `(r_l - offset_l) / std_l`."""
-        out = []
-        for layer, r in enumerate(self.residuals(z)[:-1]):
-            offset, half_range = self.sample_affine(layer, r)
-            out.append((r - offset) / half_range * self.grid_std_range())
-        return out
+        _, _, residuals, scales = self._quantize_with_scales(z)
+        return [(r - off) / half * self.grid_std_range() for r, (off, half) in zip(residuals, scales)]
 
     def grid_std_range(self) -> float:
         """Half-range of the grid in units of the normalized residual's std."""
@@ -142,10 +177,12 @@ class ResidualScalarQuantizer(nn.Module):
         With grid half-range `a_l` (latent units) and `n` levels, layer l covers
         `offset_l ± a_l * n / (n - 1)` and leaves at most half a step, `a_l / (n - 1)`.
         When `a_l >= a_{l-1} / n` for every layer and only layer 0 has an offset, each layer covers
-        what the previous one leaves, so the error after k layers is at most the last half step,
-        plus whatever part of `z` lies outside layer 0's coverage (clipping):
+        what the previous one leaves; edge cells of layer 0 widen later layers by `m` (see
+        `edge_multiplier`) so that everything up to `input_bound` is covered. Hence
 
-            |z - z_hat| <= relu(|z - offset_0| - a_0 * n / (n - 1)) + a_{k-1} / (n - 1)
+            |z - z_hat| <= m * a_{k-1} / (n - 1) + relu(|z - offset_0| - max(reach_0, bound side))
+
+        where the last term is non-zero only for inputs beyond both layer 0's reach and `input_bound`.
         """
         if not self.decodable:
             raise NotDecodableError(f"{type(self).__name__} has no code-only reconstruction to bound")
@@ -154,5 +191,9 @@ class ResidualScalarQuantizer(nn.Module):
         n = self.num_levels
         if bool((half_range[1:] < half_range[:-1] / n * (1 - 1e-6)).any()) or bool(offset[1:].abs().max() > 0):
             raise RuntimeError("the quantizer's scales violate the coverage condition; no bound is guaranteed")
-        overflow = torch.relu((z - offset[0]).abs() - half_range[0] * n / (n - 1))
-        return overflow + half_range[k - 1] / (n - 1)
+        reach = half_range[0] * n / (n - 1)
+        hi = torch.maximum(offset[0] + reach, torch.full_like(reach, self.input_bound))
+        lo = torch.minimum(offset[0] - reach, torch.full_like(reach, -self.input_bound))
+        overflow = torch.relu(z - hi) + torch.relu(lo - z)
+        factor = self.edge_multiplier(self.encode(z)[..., 0])
+        return overflow + factor * half_range[k - 1] / (n - 1)

@@ -1,0 +1,78 @@
+"""Write small demo files in LIBERO's HDF5 layout (what LIBERO's own `*_demo.hdf5` files hold).
+
+    data/                      attrs: problem_info (JSON: language_instruction), env_args (JSON), bddl_file_name
+    data/demo_i/actions        [T, 7] float64
+    data/demo_i/obs/agentview_rgb, eye_in_hand_rgb   [T, S, S, 3] uint8
+    data/demo_i/obs/joint_states [T, 7], gripper_states [T, 2], ee_pos [T, 3]
+    data/demo_i/states         [T, 9] float64; rewards, dones [T]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+
+def smooth_trajectory(steps: int, rng: np.random.Generator, action_dim: int = 7) -> np.ndarray:
+    """A smooth, teleoperation-like action sequence `[steps, action_dim]`; last dim is a ±1 gripper."""
+    t = np.linspace(0, 1, steps)[:, None]
+    freq = rng.uniform(0.5, 2.0, size=(1, action_dim - 1))
+    phase = rng.uniform(0, 2 * np.pi, size=(1, action_dim - 1))
+    amp = rng.uniform(0.2, 0.8, size=(1, action_dim - 1))
+    motion = amp * np.sin(2 * np.pi * freq * t + phase) + 0.02 * rng.standard_normal((steps, action_dim - 1))
+    gripper = np.where(t[:, 0] < rng.uniform(0.3, 0.7), -1.0, 1.0)[:, None]
+    return np.concatenate([motion, gripper], axis=1)
+
+
+def write_libero_file(
+    path: str | Path,
+    instruction: str,
+    num_demos: int = 3,
+    steps: int = 40,
+    seed: int = 0,
+    image_size: int = 32,
+    images: bool = True,
+    action_dim: int = 7,
+) -> list[np.ndarray]:
+    """Write one task file; returns the actions written, one `[T, action_dim]` array per demo."""
+    rng = np.random.default_rng(seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        data.attrs["problem_info"] = json.dumps({"problem_name": "libero_tabletop_manipulation",
+                                                 "domain_name": "robosuite", "language_instruction": instruction})
+        data.attrs["env_args"] = json.dumps({"type": 1, "env_name": "Libero_Tabletop_Manipulation"})
+        data.attrs["bddl_file_name"] = f"{path.stem}.bddl"
+        for i in range(num_demos):
+            n = steps + int(rng.integers(0, steps // 2 + 1))
+            actions = smooth_trajectory(n, rng, action_dim)
+            demo = data.create_group(f"demo_{i}")
+            demo.attrs["num_samples"] = n
+            demo.create_dataset("actions", data=actions)
+            demo.create_dataset("states", data=rng.standard_normal((n, 9)))
+            demo.create_dataset("rewards", data=np.zeros(n))
+            demo.create_dataset("dones", data=np.eye(1, n, n - 1)[0])
+            obs = demo.create_group("obs")
+            obs.create_dataset("joint_states", data=rng.standard_normal((n, 7)))
+            obs.create_dataset("gripper_states", data=rng.standard_normal((n, 2)))
+            obs.create_dataset("ee_pos", data=rng.standard_normal((n, 3)))
+            if images:
+                shape = (n, image_size, image_size, 3)
+                obs.create_dataset("agentview_rgb", data=rng.integers(0, 256, shape, dtype=np.uint8))
+                obs.create_dataset("eye_in_hand_rgb", data=rng.integers(0, 256, shape, dtype=np.uint8))
+            written.append(actions)
+    return written
+
+
+def write_libero_folder(folder: str | Path, instructions: list[str], **kwargs) -> dict[str, list[np.ndarray]]:
+    """One `<task>_demo.hdf5` per instruction (LIBERO naming); returns actions per file name."""
+    out = {}
+    for i, instruction in enumerate(instructions):
+        name = instruction.replace(" ", "_") + "_demo.hdf5"
+        out[name] = write_libero_file(Path(folder) / name, instruction, seed=i, **kwargs)
+    return out

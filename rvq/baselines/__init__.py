@@ -1,0 +1,1 @@
+"""Baseline action tokenizers measured against robust RFSQ."""

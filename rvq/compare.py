@@ -1,0 +1,151 @@
+"""`rvq compare-tokenizers`: every tokenizer on the same split of real demos, side by side.
+
+RFSQ family (same encoder/decoder, same training): naive, the seed's per-token LayerNorm,
+robust, and vector-quantize-pytorch's ResidualFSQ. Fixed-rate baselines: OpenVLA's uniform
+bins and a FAST-style DCT (no BPE). Errors are held-out MSE over valid (non-padded) steps in
+normalized action units; bits are per chunk of `chunk_size` 7-d actions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rvq.baselines.binning import UniformBinning
+from rvq.baselines.dct import DCTTokenizer
+from rvq.baselines.residual_fsq import ResidualFSQAE
+from rvq.rfsq import ActionRFSQAE
+from rvq.training.common import seed_everything
+from rvq.training.tokenizer import TrainTokenizerConfig, TokenizerData, fit_tokenizer, prepare_tokenizer_data
+from rvq.training.tokenizer_eval import masked_mse
+
+RFSQ_METHODS = ("naive", "layernorm", "robust", "residual_fsq")
+BIN_COUNTS = (16, 64, 256, 1024)
+DCT_SCALES = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+
+
+def _fixed_rate_rows(data: TokenizerData) -> list[dict[str, Any]]:
+    raw = torch.as_tensor(data.val.actions)
+    valid = torch.as_tensor(data.val.valid)
+    x = data.normalizer.normalize(raw)
+    chunk, dim = x.shape[1], x.shape[2]
+    rows = []
+    for bins in BIN_COUNTS:
+        tok = UniformBinning(bins)
+        recon = tok.decode(tok.encode(x))
+        rows.append(_row(f"uniform bins ({bins})", "openvla_bins", tok.bits_per_chunk(chunk, dim), recon, x, raw,
+                         valid, data, note="OpenVLA" if bins == 256 else ""))
+    for scale in DCT_SCALES:
+        tok = DCTTokenizer(chunk, scale)
+        tokens = tok.encode(x)
+        rows.append(_row(f"DCT (scale {scale:g})", "dct", tok.entropy_bits_per_chunk(tokens), tok.decode(tokens), x,
+                         raw, valid, data, note="entropy-coded bits"))
+    return rows
+
+
+def _row(name, family, bits, recon, x, raw, valid, data, note="", **extra) -> dict[str, Any]:
+    return {
+        "method": name, "family": family, "bits_per_chunk": float(bits),
+        "mse": float(masked_mse(recon, x, valid).mean()),
+        "mse_raw": float(masked_mse(data.normalizer.unnormalize(recon), raw, valid).mean()),
+        "note": note, **extra,
+    }
+
+
+def _build(method: str, cfg: TrainTokenizerConfig) -> ActionRFSQAE:
+    if method == "residual_fsq":
+        return ResidualFSQAE(replace(cfg, quantizer="naive").tokenizer_config())
+    return ActionRFSQAE.from_config(replace(cfg, quantizer=method).tokenizer_config())
+
+
+def compare_tokenizers(cfg: TrainTokenizerConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Train each RFSQ variant with `cfg` on one split, evaluate baselines; write table, JSON, plots."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed)
+    per_layer_bits = cfg.chunk_size * cfg.hidden_dim * math.log2(cfg.num_levels)
+    trained: dict[str, dict[str, Any]] = {}
+    rows: list[dict[str, Any]] = []
+    for method in RFSQ_METHODS:
+        seed_everything(cfg.seed)  # same initial weights for every variant
+        result = fit_tokenizer(_build(method, cfg), data, replace(cfg, quantizer=method if method != "residual_fsq"
+                                                                     else "naive"))
+        best = result.best
+        trained[method] = {k: best[k] for k in best if k not in ("mse_per_dim", "mse_raw_per_dim")}
+        trained[method]["train_seconds"] = result.seconds
+        note = {"naive": "dead layers", "layernorm": "forward pass only: NOT decodable from codes",
+                "robust": "calibrated per-layer normalization", "residual_fsq": "vector-quantize-pytorch"}[method]
+        rows.append({"method": f"{method} RFSQ ({cfg.num_layers} layers)", "family": method,
+                     "bits_per_chunk": best["bits_per_chunk"], "mse": best["mse"], "mse_raw": best["mse_raw"],
+                     "effective_layers": best["num_effective_layers"], "note": note})
+        if method == "layernorm":
+            rows.append({"method": "layernorm RFSQ decoded from codes", "family": "layernorm_codes",
+                         "bits_per_chunk": best["bits_per_chunk"], "mse": best["mse_codes_only"],
+                         "mse_raw": float("nan"), "note": "what the seed's decode_from_indices returned"})
+    rows += _fixed_rate_rows(data)
+    curves = {m: [(per_layer_bits * (k + 1), v) for k, v in enumerate(trained[m]["mse_by_layers"])]
+              for m in ("naive", "robust", "residual_fsq")}
+    ratio = [r / f for (_, r), (_, f) in zip(curves["robust"], curves["residual_fsq"])]
+    report = {"config": {k: v for k, v in vars(cfg).items()}, "data": data.describe(), "rows": rows,
+              "trained": trained, "curves": curves, "robust_over_residual_fsq_by_layers": ratio,
+              "robust_vs_naive_reduction": 1 - trained["robust"]["mse"] / trained["naive"]["mse"]}
+    (out_dir / "comparison.json").write_text(json.dumps(report, indent=2, default=float))
+    (out_dir / "comparison.md").write_text(render_comparison(report))
+    plot_comparison(report, out_dir)
+    return report
+
+
+def render_comparison(report: dict[str, Any]) -> str:
+    lines = ["| method | bits / chunk | held-out MSE (normalized) | held-out MSE (raw) | effective layers | note |",
+             "|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        eff = r.get("effective_layers", "")
+        lines.append(f"| {r['method']} | {r['bits_per_chunk']:.0f} | {r['mse']:.3e} | {r['mse_raw']:.3e} | {eff} | "
+                     f"{r['note']} |")
+    lines += ["", "Held-out MSE decoding the first k layers (bits / chunk in brackets):", "",
+              "| k | bits | naive | robust | ResidualFSQ | robust / ResidualFSQ |", "|---|---|---|---|---|---|"]
+    c = report["curves"]
+    for k, ((bits, naive), (_, robust), (_, rfsq), ratio) in enumerate(
+        zip(c["naive"], c["robust"], c["residual_fsq"], report["robust_over_residual_fsq_by_layers"])
+    ):
+        lines.append(f"| {k + 1} | {bits:.0f} | {naive:.3e} | {robust:.3e} | {rfsq:.3e} | {ratio:.2f} |")
+    lines += ["", f"Robust vs naive held-out MSE: {100 * report['robust_vs_naive_reduction']:.1f}% lower."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(report: dict[str, Any], out_dir: Path) -> None:
+    """`residual_std.png` (per-layer residual std) and `error_vs_bits.png`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in ("naive", "robust", "residual_fsq"):
+        std = report["trained"][method]["residual_std"]
+        ax.semilogy(range(len(std)), std, marker="o", label=method)
+    ax.set_xlabel("layer (residual before it; last = after all layers)")
+    ax.set_ylabel("held-out residual std (latent units)")
+    ax.set_title("Per-layer residual: naive layers 1+ are dead")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "residual_std.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, curve in report["curves"].items():
+        ax.loglog(*zip(*curve), marker="o", label=f"{method} RFSQ (k layers)")
+    for family, marker in (("openvla_bins", "s"), ("dct", "^")):
+        pts = [(r["bits_per_chunk"], r["mse"]) for r in report["rows"] if r["family"] == family]
+        ax.loglog(*zip(*pts), marker=marker, linestyle="--", label=family)
+    ax.set_xlabel("bits per chunk")
+    ax.set_ylabel("held-out MSE (normalized actions)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "error_vs_bits.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,153 @@
+"""Demonstration episodes read from robomimic / LIBERO HDF5 files.
+
+Layout (robomimic, also LIBERO's):
+    data/                     attrs: env_args or env/env_info (JSON), LIBERO: problem_info (JSON with
+                              "language_instruction"), bddl_file_name
+    data/demo_N/actions       [T, A] float
+    data/demo_N/obs/<key>     images [T, H, W, 3] uint8 (agentview_rgb, eye_in_hand_rgb, ...) and states
+    data/demo_N/states        [T, S] sim states
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+ARM_DIM = 7
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One demonstration (or one arm of a multi-arm demonstration).
+
+    actions: `[T, 7]` float32 raw env units. `arm` is the arm index for split multi-arm demos, else None.
+    """
+
+    actions: np.ndarray
+    source: str
+    demo: str
+    task_id: int
+    instruction: str
+    arm: int | None = None
+    obs_keys: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def name(self) -> str:
+        arm = "" if self.arm is None else f"/arm{self.arm}"
+        return f"{self.source}:{self.demo}{arm}"
+
+    @property
+    def group(self) -> str:
+        """Identifier shared by all arms of one demonstration (the unit of train/val splits)."""
+        return f"{self.source}:{self.demo}"
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+
+def _demo_sort_key(name: str) -> tuple[int, str]:
+    match = re.search(r"(\d+)$", name)
+    return (int(match.group(1)) if match else -1, name)
+
+
+def instruction_from_attrs(attrs: h5py.AttributeManager, path: Path) -> str:
+    """LIBERO's `problem_info.language_instruction`, else the env name, else the file name."""
+    if "problem_info" in attrs:
+        info = json.loads(attrs["problem_info"])
+        if "language_instruction" in info:
+            return str(info["language_instruction"]).strip().strip('"')
+    stem = re.sub(r"_demo$", "", path.stem)
+    if "env" in attrs and stem == "demo":
+        return str(attrs["env"])
+    return stem.replace("_", " ")
+
+
+def read_demo_file(
+    path: str | Path, task_id: int = 0, action_dim: int = ARM_DIM, split_arms: bool = True
+) -> list[Episode]:
+    """Every demo of one file as `Episode`s, actions checked.
+
+    Actions of width `k * action_dim` (multi-arm) are split into k episodes when `split_arms`.
+    Raises `FileNotFoundError` / `ValueError` naming the file and demo for missing files,
+    missing `actions`, a wrong width, or non-finite rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"demo file not found: {path}")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    episodes: list[Episode] = []
+    with handle:
+        if "data" not in handle:
+            raise ValueError(f"{path}: no 'data' group; expected robomimic/LIBERO layout data/demo_N/actions")
+        data = handle["data"]
+        instruction = instruction_from_attrs(data.attrs, path)
+        demos = sorted((k for k in data if isinstance(data[k], h5py.Group)), key=_demo_sort_key)
+        if not demos:
+            raise ValueError(f"{path}: 'data' holds no demo groups")
+        for demo in demos:
+            group = data[demo]
+            if "actions" not in group:
+                raise ValueError(f"{path}:{demo}: missing 'actions' dataset")
+            actions = np.asarray(group["actions"][()], dtype=np.float32)
+            if actions.ndim != 2 or actions.shape[0] == 0:
+                raise ValueError(f"{path}:{demo}: actions must be [T, A] with T > 0, got shape {list(actions.shape)}")
+            bad_rows = np.nonzero(~np.isfinite(actions).all(axis=1))[0]
+            if bad_rows.size:
+                raise ValueError(
+                    f"{path}:{demo}: {bad_rows.size} action row(s) contain NaN/inf, first at step {int(bad_rows[0])}"
+                )
+            width = actions.shape[1]
+            obs_keys = tuple(sorted(group["obs"].keys())) if "obs" in group else ()
+            if width == action_dim:
+                episodes.append(Episode(actions, str(path), demo, task_id, instruction, None, obs_keys))
+            elif split_arms and width % action_dim == 0:
+                for arm in range(width // action_dim):
+                    arm_actions = np.ascontiguousarray(actions[:, arm * action_dim : (arm + 1) * action_dim])
+                    episodes.append(Episode(arm_actions, str(path), demo, task_id, instruction, arm, obs_keys))
+            else:
+                raise ValueError(
+                    f"{path}:{demo}: actions have width {width}; expected {action_dim}"
+                    + (f" or a multiple of it (multi-arm)" if split_arms else "")
+                )
+    return episodes
+
+
+def read_obs(episode: Episode, key: str) -> np.ndarray:
+    """One observation array `[T, ...]` of an episode, e.g. `agentview_rgb` `[T, H, W, 3]`."""
+    with h5py.File(episode.source, "r") as handle:
+        group = handle["data"][episode.demo]
+        if "obs" not in group or key not in group["obs"]:
+            available = sorted(group["obs"].keys()) if "obs" in group else []
+            raise KeyError(f"{episode.name}: no observation {key!r}; available: {available}")
+        return np.asarray(group["obs"][key][()])
+
+
+def list_demo_files(folder: str | Path) -> list[Path]:
+    """HDF5 files of a folder (one per task, LIBERO style), sorted by name: task id = position."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"demo folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".hdf5", ".h5"))
+    if not files:
+        raise ValueError(f"{folder}: no .hdf5 demo files")
+    return files
+
+
+def read_demos(paths: list[str | Path], action_dim: int = ARM_DIM, split_arms: bool = True) -> list[Episode]:
+    """Episodes of several files or folders; each file is one task, numbered in order."""
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        files.extend(list_demo_files(p) if p.is_dir() else [p])
+    episodes: list[Episode] = []
+    for task_id, path in enumerate(files):
+        episodes.extend(read_demo_file(path, task_id, action_dim, split_arms))
+    return episodes

@@ -1,0 +1,1 @@
+"""Training loops (Phase 1 tokenizer)."""

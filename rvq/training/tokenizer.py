@@ -1,0 +1,233 @@
+"""Phase 1 training: the action tokenizer on demonstration chunks (`rvq train-tokenizer`).
+
+AdamW + warm-up/cosine, seeded batch sampling, masked reconstruction MSE (padding excluded),
+evaluation on held-out episodes, JSONL metrics, best checkpoint by validation MSE, resume.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rvq.checkpoint_io import read_checkpoint, write_checkpoint
+from rvq.data import ActionNormalizer, ChunkSet, Episode, embedded_demo_files, make_chunks, read_demos, split_by_episode
+from rvq.device import resolve_device
+from rvq.rfsq import ActionRFSQAE, TokenizerConfig, save_tokenizer
+from rvq.training.common import adamw_cosine, append_jsonl, seed_everything
+from rvq.training.tokenizer_eval import evaluate_tokenizer, masked_mse
+
+TRAIN_STATE_FORMAT = "rvq.tokenizer-train-state"
+
+
+@dataclass
+class TrainTokenizerConfig:
+    """Everything a tokenizer training run depends on. `demos` empty: robosuite's bundled demos."""
+
+    quantizer: str = "robust"
+    demos: list[str] = field(default_factory=list)
+    out_dir: str = "runs/tokenizer"
+    steps: int = 3000
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    eval_every: int = 500
+    seed: int = 0
+    device: str = "auto"
+    val_fraction: float = 0.2
+    hidden_dim: int = 16
+    num_layers: int = 8
+    num_levels: int = 7
+    chunk_size: int = 8
+    mlp_dim: int = 64
+    resume: str | None = None
+    progress: bool = True
+
+    def tokenizer_config(self) -> TokenizerConfig:
+        return TokenizerConfig(
+            hidden_dim=self.hidden_dim, num_layers=self.num_layers, num_levels=self.num_levels,
+            quantizer=self.quantizer, mlp_dim=self.mlp_dim, chunk_size=self.chunk_size,
+        )
+
+
+@dataclass
+class TokenizerData:
+    """The split, the normalizer fitted on the training split, and chunks of both sides."""
+
+    train_episodes: list[Episode]
+    val_episodes: list[Episode]
+    normalizer: ActionNormalizer
+    train: ChunkSet
+    val: ChunkSet
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "train_episodes": [e.name for e in self.train_episodes],
+            "val_episodes": [e.name for e in self.val_episodes],
+            "train_steps": int(sum(len(e) for e in self.train_episodes)),
+            "val_steps": int(sum(len(e) for e in self.val_episodes)),
+        }
+
+
+def prepare_tokenizer_data(
+    demos: list[str], chunk_size: int, val_fraction: float, seed: int
+) -> TokenizerData:
+    """Read demos (or the embedded default), split by episode, fit BOUNDS_Q99 on train, chunk."""
+    paths = list(demos) if demos else [str(p) for p in embedded_demo_files()]
+    episodes = read_demos(paths)
+    train_eps, val_eps = split_by_episode(episodes, val_fraction, seed)
+    normalizer = ActionNormalizer.fit(np.concatenate([e.actions for e in train_eps]))
+    return TokenizerData(
+        train_eps, val_eps, normalizer, make_chunks(train_eps, chunk_size), make_chunks(val_eps, chunk_size)
+    )
+
+
+@dataclass
+class FitResult:
+    model: ActionRFSQAE
+    best: dict[str, Any]
+    history: list[dict[str, Any]]
+    seconds: float
+
+
+def fit_tokenizer(
+    model: ActionRFSQAE,
+    data: TokenizerData,
+    cfg: TrainTokenizerConfig,
+    out_dir: Path | None = None,
+    stop_at: int | None = None,
+) -> FitResult:
+    """Train `model` on `data.train`, evaluating on `data.val`; returns the best (by val MSE) model.
+
+    With `out_dir`, writes `metrics.jsonl`, `tokenizer.pt` (best) and `last.pt` (resumable state).
+    `stop_at` ends the run early at that step, schedule unchanged (a preempted job; resume later).
+    """
+    device = resolve_device(cfg.device)
+    generator = seed_everything(cfg.seed)
+    model.to(device)
+    optimizer, scheduler = adamw_cosine(model.parameters(), cfg.lr, cfg.weight_decay, cfg.steps, cfg.warmup_steps)
+    x_train = data.normalizer.normalize(torch.as_tensor(data.train.actions)).to(device)
+    valid_train = torch.as_tensor(data.train.valid).to(device)
+    step, best, history = 0, {"mse": float("inf")}, []
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if cfg.resume:
+        step, best, history, best_state = _restore(cfg.resume, model, optimizer, scheduler, generator, cfg)
+    metrics_path = out_dir / "metrics.jsonl" if out_dir else None
+    start, running = time.perf_counter(), []
+    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=f"tokenizer[{getattr(model, 'name', model.config.quantizer)}]")
+    model.train()
+    while step < min(cfg.steps, stop_at or cfg.steps):
+        idx = torch.randint(0, x_train.shape[0], (cfg.batch_size,), generator=generator).to(device)
+        recon, _ = model(x_train[idx])
+        loss = masked_mse(recon, x_train[idx], valid_train[idx]).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        running.append(loss.detach().item())
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            metrics = evaluate_tokenizer(model, data.val, data.normalizer, device)
+            record = {"step": step, "train_mse": float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
+                      "val": metrics}
+            running = []
+            history.append(record)
+            bar.set_postfix(val_mse=f"{metrics['mse']:.2e}")
+            if metrics["mse"] < best["mse"]:
+                best = {**metrics, "step": step}
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if out_dir:
+                    save_tokenizer(out_dir / "tokenizer.pt", _with_state(model, best_state),
+                                   action_stats=data.normalizer.to_dict(), metrics={"val": best, "config": asdict(cfg)})
+            if out_dir:
+                append_jsonl(metrics_path, record)
+                _save_state(out_dir / "last.pt", model, optimizer, scheduler, generator, step, best, history,
+                            best_state, cfg)
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(model, best, history, time.perf_counter() - start)
+
+
+def _with_state(model: ActionRFSQAE, state: dict[str, torch.Tensor]) -> ActionRFSQAE:
+    copy = ActionRFSQAE.from_config(model.config)
+    copy.load_state_dict(state)
+    return copy
+
+
+def _save_state(path, model, optimizer, scheduler, generator, step, best, history, best_state, cfg) -> None:
+    write_checkpoint(path, {
+        "format": TRAIN_STATE_FORMAT, "version": 1, "step": step, "config": asdict(cfg),
+        "tokenizer_config": model.config.to_dict(), "model": model.state_dict(), "best_model": best_state,
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(), "best": best, "history": history,
+    })
+
+
+def _restore(path, model, optimizer, scheduler, generator, cfg):
+    state = read_checkpoint(path, "training state")
+    if state.get("format") != TRAIN_STATE_FORMAT:
+        raise ValueError(f"{path}: not a tokenizer training state (format {state.get('format')!r}); "
+                         "resume from the run's last.pt")
+    if state["tokenizer_config"] != model.config.to_dict():
+        raise ValueError(f"{path}: cannot resume: tokenizer config differs "
+                         f"({state['tokenizer_config']} in file, {model.config.to_dict()} now)")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    return state["step"], state["best"], state["history"], state["best_model"]
+
+
+def train_tokenizer(cfg: TrainTokenizerConfig) -> dict[str, Any]:
+    """The `rvq train-tokenizer` job: data → training → `tokenizer.pt` + `report.md`/`report.json`."""
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed)
+    seed_everything(cfg.seed)  # the initial weights depend on the seed too
+    model = ActionRFSQAE.from_config(cfg.tokenizer_config())
+    result = fit_tokenizer(model, data, cfg, out_dir)
+    report = {"config": asdict(cfg), "data": data.describe(), "best": result.best, "seconds": result.seconds,
+              "device": str(resolve_device(cfg.device)), "checkpoint": str(out_dir / "tokenizer.pt")}
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "report.md").write_text(render_report(report))
+    return report
+
+
+def render_report(report: dict[str, Any]) -> str:
+    """Short markdown summary of a tokenizer run."""
+    best, data = report["best"], report["data"]
+    lines = [
+        f"# Tokenizer run: {report['config']['quantizer']} RFSQ",
+        "",
+        f"- checkpoint: `{report['checkpoint']}` (best at step {best['step']}, device {report['device']}, "
+        f"{report['seconds']:.1f} s)",
+        f"- data: {len(data['train_episodes'])} train / {len(data['val_episodes'])} held-out episodes "
+        f"({data['train_steps']} / {data['val_steps']} steps)",
+        f"- held-out MSE (normalized): {best['mse']:.3e}; raw units: {best['mse_raw']:.3e}",
+        f"- bits per chunk: {best['bits_per_chunk']:.0f}; effective layers: {best['num_effective_layers']}"
+        f"/{len(best['energy_ratio'])}",
+        "",
+        "| layer | residual std before | energy kept | code perplexity |",
+        "|---|---|---|---|",
+    ]
+    for i, (std, ratio, ppl) in enumerate(zip(best["residual_std"], best["energy_ratio"], best["code_perplexity"])):
+        lines.append(f"| {i} | {std:.3e} | {ratio:.3f} | {ppl:.2f} |")
+    if "mse_by_layers" in best:
+        lines += ["", "Held-out MSE decoding the first k layers: "
+                  + ", ".join(f"k={k + 1}: {v:.2e}" for k, v in enumerate(best["mse_by_layers"]))]
+    return "\n".join(lines) + "\n"
+
+
+def with_overrides(cfg: TrainTokenizerConfig, **kwargs: Any) -> TrainTokenizerConfig:
+    return replace(cfg, **{k: v for k, v in kwargs.items() if v is not None})

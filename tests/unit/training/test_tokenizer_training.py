@@ -1,0 +1,73 @@
+"""The Phase 1 training loop: it learns, keeps the best by validation, resumes exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mocks.libero_files import write_libero_folder
+from rvq.rfsq import ActionRFSQAE, load_tokenizer
+from rvq.training.tokenizer import TrainTokenizerConfig, fit_tokenizer, prepare_tokenizer_data
+
+
+@pytest.fixture
+def demo_dir(tmp_path: Path) -> Path:
+    write_libero_folder(tmp_path / "demos", ["pick up the cup", "open the drawer"], num_demos=5, steps=30,
+                        images=False)
+    return tmp_path / "demos"
+
+
+def _cfg(demo_dir: Path, **kw) -> TrainTokenizerConfig:
+    base = dict(demos=[str(demo_dir)], steps=60, batch_size=64, eval_every=20, warmup_steps=5, progress=False,
+                device="cpu")
+    base.update(kw)
+    return TrainTokenizerConfig(**base)
+
+
+def test_fit_reduces_validation_error_and_logs(tmp_path: Path, demo_dir: Path) -> None:
+    cfg = _cfg(demo_dir, steps=150, eval_every=50)
+    data = prepare_tokenizer_data(cfg.demos, 8, 0.2, 0)
+    untrained = ActionRFSQAE.from_config(cfg.tokenizer_config())
+    from rvq.training.tokenizer_eval import evaluate_tokenizer
+
+    before = evaluate_tokenizer(untrained, data.val, data.normalizer)["mse"]
+    result = fit_tokenizer(ActionRFSQAE.from_config(cfg.tokenizer_config()), data, cfg, tmp_path / "run")
+    assert result.best["mse"] < before / 3
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [50, 100, 150]
+    assert {"mse", "mse_raw", "mse_per_dim", "residual_std", "code_perplexity", "bits_per_chunk"} <= set(lines[0]["val"])
+    saved = load_tokenizer(tmp_path / "run" / "tokenizer.pt")
+    assert saved.metrics["val"]["mse"] == result.best["mse"] == min(r["val"]["mse"] for r in lines)
+    assert saved.action_stats["kind"] == "bounds_q99"
+
+
+def _model() -> ActionRFSQAE:
+    torch.manual_seed(0)
+    return ActionRFSQAE()
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path, demo_dir: Path) -> None:
+    data = prepare_tokenizer_data([str(demo_dir)], 8, 0.2, 0)
+    straight = fit_tokenizer(_model(), data, _cfg(demo_dir), tmp_path / "a")
+    cut = fit_tokenizer(_model(), data, _cfg(demo_dir), tmp_path / "b", stop_at=40)  # preempted
+    assert cut.history[-1]["step"] == 40
+    resumed = fit_tokenizer(_model(), data, _cfg(demo_dir, resume=str(tmp_path / "b" / "last.pt")),
+                            tmp_path / "b")
+    assert [r["step"] for r in resumed.history] == [20, 40, 60]
+    assert resumed.history == straight.history
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [20, 40, 60]
+
+
+def test_resume_refuses_other_files(tmp_path: Path, demo_dir: Path) -> None:
+    data = prepare_tokenizer_data([str(demo_dir)], 8, 0.2, 0)
+    fit_tokenizer(ActionRFSQAE(), data, _cfg(demo_dir, steps=20), tmp_path / "a")
+    with pytest.raises(ValueError, match="not a tokenizer training state"):
+        fit_tokenizer(ActionRFSQAE(), data, _cfg(demo_dir, resume=str(tmp_path / "a" / "tokenizer.pt")))
+    with pytest.raises(ValueError, match="tokenizer config differs"):
+        fit_tokenizer(ActionRFSQAE(num_layers=4), data, _cfg(demo_dir, resume=str(tmp_path / "a" / "last.pt")))
