@@ -156,3 +156,17 @@ def test_calibration_under_no_grad_and_frozen_in_eval() -> None:
         model(smooth_actions(32, seed=5) * 0.1)
     assert torch.equal(before, model.quantizer.scale)
     assert int(model.quantizer.calibration_steps) == steps
+
+
+def test_narrow_calibration_never_clips_the_tanh_range() -> None:
+    """Edge cells of layer 0 widen later layers: a latent anywhere in (-1, 1) is still reconstructed
+    to the last layer's precision, even when layer 0 was calibrated on a much narrower range."""
+    quantizer = ActionRFSQAE(quantizer="robust").quantizer.train()
+    with torch.no_grad():
+        quantizer(torch.rand(512, 16) * 0.2 - 0.1)
+    quantizer.eval()
+    z = torch.rand(4096, 16) * 1.998 - 0.999
+    error = (z - quantizer.decode(quantizer.encode(z))).abs()
+    assert error.max().item() < 1e-4
+    inner = (z.abs() < 0.05)
+    assert error[inner].max().item() < 1e-6
