@@ -40,9 +40,14 @@ def test_decode_of_encode_equals_forward(quantizer: str, x: torch.Tensor, seed: 
 def test_eval_output_does_not_depend_on_the_batch(x: torch.Tensor) -> None:
     model = calibrated("robust", smooth_actions(64))
     with torch.no_grad():
+        z = model.encode_latent(x)
+        # the quantizer is elementwise given the latent: exactly batch-independent
+        codes = model.quantizer.encode(z)
+        assert torch.equal(codes, torch.cat([model.quantizer.encode(z[i : i + 1]) for i in range(x.shape[0])]))
+        # end to end, only BLAS rounding of batched vs single matmuls may differ
         together = model(x)[0]
         alone = torch.cat([model(x[i : i + 1])[0] for i in range(x.shape[0])])
-    assert torch.allclose(together, alone, atol=1e-6)
+    assert torch.allclose(together, alone, atol=1e-4)
 
 
 def test_robust_layers_normalized_and_all_effective_naive_dead() -> None:
