@@ -23,7 +23,9 @@ class LayerNormRFSQ(ResidualScalarQuantizer):
     def layer_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError("LayerNormRFSQ normalizes per token; it has no per-layer affine")
 
-    def sample_affine(self, layer: int, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_affine(
+        self, layer: int, residual: torch.Tensor, affine: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mean = residual.mean(dim=-1, keepdim=True)
         std = residual.std(dim=-1, keepdim=True, unbiased=False) + EPS
         return mean, std

@@ -37,6 +37,7 @@ class ResidualScalarQuantizer(nn.Module):
     """
 
     decodable: bool = True
+    to_codes = staticmethod(values_to_codes)  # arithmetic rounding onto the grid
 
     def __init__(self, dim: int, num_layers: int, num_levels: int) -> None:
         super().__init__()
@@ -60,14 +61,21 @@ class ResidualScalarQuantizer(nn.Module):
     def calibrate_layer(self, layer: int, residual: torch.Tensor) -> None:
         """Hook called in training mode with the detached residual `[N, H]` before layer `layer`."""
 
-    def sample_affine(self, layer: int, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(offset, half_range)` broadcastable to `residual: [..., H]` for this layer."""
-        offset, half_range = self.layer_affine()
+    def sample_affine(
+        self, layer: int, residual: torch.Tensor, affine: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(offset, half_range)` broadcastable to `residual: [..., H]` for this layer.
+
+        `affine` is `layer_affine()` computed once per call (None for per-sample strategies).
+        """
+        offset, half_range = affine
         return offset[layer], half_range[layer]
 
     # --- quantization -------------------------------------------------------------------------
 
-    def edge_multiplier(self, code0: torch.Tensor) -> torch.Tensor:
+    def edge_multiplier(
+        self, code0: torch.Tensor, affine: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Per-element factor `[..., H]` on the half-range of layers ≥ 1, from layer 0's codes alone.
 
         Layer 0 covers `offset_0 ± a_0 n/(n-1)`. If that is narrower than the input's bound
@@ -78,7 +86,7 @@ class ResidualScalarQuantizer(nn.Module):
         """
         if not self.decodable:
             return torch.ones_like(code0, dtype=self.scale.dtype)
-        offset, half_range = self.layer_affine()
+        offset, half_range = self.layer_affine() if affine is None else affine
         n = self.num_levels
         half_step, reach = half_range[0] / (n - 1), half_range[0] * n / (n - 1)
         over_hi = torch.relu(self.input_bound - (offset[0] + reach))
@@ -102,14 +110,17 @@ class ResidualScalarQuantizer(nn.Module):
         z_hat = torch.zeros_like(z)
         codes, residuals, scales = [], [z], []
         factor = None
+        affine = self.layer_affine() if self.decodable and not calibrating else None
         for layer in range(self.num_layers):
             if calibrating:
                 seen = residual if factor is None else residual / factor
                 self.calibrate_layer(layer, seen.detach().reshape(-1, self.dim))
-            offset, half_range = self.sample_affine(layer, residual)
+            if calibrating and self.decodable:  # the scales change as layers calibrate
+                affine = self.layer_affine()
+            offset, half_range = self.sample_affine(layer, residual, affine)
             if factor is not None:
                 half_range = half_range * factor
-            code = values_to_codes((residual - offset) / half_range, self.num_levels)
+            code = self.to_codes((residual - offset) / half_range, self.num_levels)
             recon = offset + codes_to_values(code, self.num_levels, z.dtype) * half_range
             residual = residual - recon
             z_hat = z_hat + recon
@@ -117,7 +128,7 @@ class ResidualScalarQuantizer(nn.Module):
             residuals.append(residual)
             scales.append((offset, half_range))
             if layer == 0:
-                factor = self.edge_multiplier(code)
+                factor = self.edge_multiplier(code, affine)
         if calibrating:
             self.calibration_steps += 1
         return z_hat, torch.stack(codes, dim=-1), residuals, scales
@@ -153,7 +164,7 @@ class ResidualScalarQuantizer(nn.Module):
             scale = half_range[layer] if factor is None else half_range[layer] * factor
             z_hat = z_hat + (offset[layer] + value * scale)
             if layer == 0:
-                factor = self.edge_multiplier(codes[..., 0])
+                factor = self.edge_multiplier(codes[..., 0], (offset, half_range))
         return z_hat
 
     @torch.no_grad()
