@@ -17,8 +17,7 @@ def residual_diagnostics(quantizer: ResidualScalarQuantizer, z: torch.Tensor) ->
     """Per-layer residual std, energy reduction, effective flags and code perplexity for `z: [..., H]`."""
     was_training = quantizer.training
     quantizer.eval()
-    residuals = quantizer.residuals(z)
-    codes = quantizer._quantize(z)[1]
+    _, codes, residuals = quantizer._quantize(z)
     quantizer.train(was_training)
     rms = [float(r.pow(2).mean().sqrt()) for r in residuals]
     energy_ratio = [(rms[i + 1] / rms[i]) ** 2 if rms[i] > 0 else 1.0 for i in range(len(rms) - 1)]
