@@ -15,11 +15,6 @@ def grid_step(num_levels: int) -> float:
     return 2.0 / (num_levels - 1)
 
 
-def grid(num_levels: int) -> torch.Tensor:
-    """The grid points, `[num_levels]`."""
-    return torch.linspace(-1.0, 1.0, num_levels)
-
-
 def values_to_codes(u: torch.Tensor, num_levels: int) -> torch.Tensor:
     """Nearest grid index of each element of `u` (any shape), clipped to the grid; int64."""
     half = (num_levels - 1) / 2.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +228,3 @@ def render_report(report: dict[str, Any]) -> str:
                   + ", ".join(f"k={k + 1}: {v:.2e}" for k, v in enumerate(best["mse_by_layers"]))]
     return "\n".join(lines) + "\n"
 
-
-def with_overrides(cfg: TrainTokenizerConfig, **kwargs: Any) -> TrainTokenizerConfig:
-    return replace(cfg, **{k: v for k, v in kwargs.items() if v is not None})
