@@ -27,6 +27,18 @@ def smooth_trajectory(steps: int, rng: np.random.Generator, action_dim: int = 7)
     return np.concatenate([motion, gripper], axis=1)
 
 
+def action_images(actions: np.ndarray, image_size: int, rng: np.random.Generator) -> np.ndarray:
+    """Images that show the action about to be taken: band `d` of the (upright) image has brightness
+    `(a_d + 1) / 2`, plus a little noise; stored upside down, as LIBERO renders are. `[T, S, S, 3]` uint8."""
+    steps, dims = actions.shape
+    bands = np.array_split(np.arange(image_size), dims)
+    image = np.zeros((steps, image_size, image_size, 3), dtype=np.float64)
+    for d, rows in enumerate(bands):
+        image[:, rows, :, :] = ((np.clip(actions[:, d], -1, 1) + 1) / 2 * 255)[:, None, None, None]
+    image += rng.normal(0, 4, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)[:, ::-1, ::-1]
+
+
 def write_libero_file(
     path: str | Path,
     instruction: str,
@@ -34,10 +46,14 @@ def write_libero_file(
     steps: int = 40,
     seed: int = 0,
     image_size: int = 32,
-    images: bool = True,
+    images: bool | str = True,
     action_dim: int = 7,
 ) -> list[np.ndarray]:
-    """Write one task file; returns the actions written, one `[T, action_dim]` array per demo."""
+    """Write one task file; returns the actions written, one `[T, action_dim]` array per demo.
+
+    images: False (none), True / "noise" (random pixels) or "action" (`action_images`: a learnable
+    mapping from image to action, for Phase 2 tests).
+    """
     rng = np.random.default_rng(seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,7 +79,11 @@ def write_libero_file(
             obs.create_dataset("ee_pos", data=rng.standard_normal((n, 3)))
             if images:
                 shape = (n, image_size, image_size, 3)
-                obs.create_dataset("agentview_rgb", data=rng.integers(0, 256, shape, dtype=np.uint8))
+                if images == "action":
+                    agentview = action_images(actions, image_size, rng)
+                else:
+                    agentview = rng.integers(0, 256, shape, dtype=np.uint8)
+                obs.create_dataset("agentview_rgb", data=agentview)
                 obs.create_dataset("eye_in_hand_rgb", data=rng.integers(0, 256, shape, dtype=np.uint8))
             written.append(actions)
     return written

@@ -1,4 +1,5 @@
-"""`rvq` command line: `rvq train-tokenizer`, `rvq compare-tokenizers`."""
+"""`rvq` command line: Phase 1 (`train-tokenizer`, `compare-tokenizers`), Phase 2 (`make-tiny-backbone`,
+`build-phase2-data`, `train-draft`, `train-main`)."""
 
 from __future__ import annotations
 
@@ -16,21 +17,35 @@ HELP = {
     "out_dir": "output folder",
     "resume": "resume from a run's last.pt",
     "device": "auto, cpu, cuda, cuda:N",
+    "data": "Phase 2 data files (from `rvq build-phase2-data`)",
+    "tokenizer": "the tokenizer checkpoint that labelled the Phase 2 data",
+    "depth": "draft: MLP layers (default 2); main: transformer blocks (default 4)",
 }
 
 
-def _add_train_options(parser: argparse.ArgumentParser, out_dir: str) -> None:
-    for f in fields(TrainTokenizerConfig):
+_LIST_FIELDS = ("demos", "data")
+_TYPES = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float, "str | None": str}
+
+
+def _add_options(parser: argparse.ArgumentParser, cls, out_dir: str, skip: tuple[str, ...] = ()) -> None:
+    """One `--flag` per field of the dataclass `cls`."""
+    for f in fields(cls):
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
-        if f.name == "demos":
-            parser.add_argument(flag, nargs="+", default=[], help=HELP["demos"])
+        if f.name in _LIST_FIELDS:
+            parser.add_argument(flag, nargs="+", default=[], help=HELP.get(f.name))
         elif f.name == "progress":
             parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
         elif f.name == "out_dir":
             parser.add_argument(flag, default=out_dir, help=HELP["out_dir"])
         else:
-            kind = {int: int, float: float}.get(type(f.default), str)
+            kind = _TYPES.get(str(f.type), str)
             parser.add_argument(flag, type=kind, default=f.default, help=HELP.get(f.name, f"default {f.default}"))
+
+
+def _add_train_options(parser: argparse.ArgumentParser, out_dir: str) -> None:
+    _add_options(parser, TrainTokenizerConfig, out_dir)
 
 
 def _config(args: argparse.Namespace) -> TrainTokenizerConfig:
@@ -54,6 +69,39 @@ def cmd_compare_tokenizers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_head(args: argparse.Namespace) -> int:
+    from rvq.training.heads import TrainHeadConfig, train_head
+
+    values = {f.name: getattr(args, f.name) for f in fields(TrainHeadConfig) if f.name != "kind"}
+    report = train_head(TrainHeadConfig(kind=args.kind, **values))
+    print((Path(args.out_dir) / "report.md").read_text())
+    print(json.dumps({"checkpoint": report["checkpoint"], "val_loss": report["best"]["loss"],
+                      "mean_token_accuracy": report["best"]["mean_token_accuracy"]}))
+    return 0
+
+
+def cmd_make_tiny_backbone(args: argparse.Namespace) -> int:
+    from rvq.backbones import build_backbone, save_backbone
+
+    extractor = build_backbone("tiny", seed=args.seed)
+    save_backbone(extractor, args.out_dir)
+    print(json.dumps({"backbone": args.out_dir, "feature_dim": extractor.feature_dim, "identity": extractor.identity}))
+    return 0
+
+
+def cmd_build_phase2_data(args: argparse.Namespace) -> int:
+    from rvq.backbones import FeatureExtractor
+    from rvq.data.phase2 import build_phase2_data
+    from rvq.tokenizer import ActionTokenizer
+
+    tokenizer = ActionTokenizer.from_checkpoint(args.tokenizer, device=args.device)
+    extractor = FeatureExtractor.from_pretrained(args.backbone, device=args.device)
+    path = build_phase2_data(args.demos, tokenizer, extractor, args.out, image_key=args.image_key,
+                             batch_size=args.batch_size, progress=args.progress)
+    print(json.dumps({"data": str(path), "feature_identity": extractor.identity, "tokenizer_identity": tokenizer.identity}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rvq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +111,29 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare-tokenizers", help="naive / LayerNorm / robust RFSQ, ResidualFSQ, bins, DCT")
     _add_train_options(compare, "runs/compare")
     compare.set_defaults(func=cmd_compare_tokenizers)
+
+    tiny = sub.add_parser("make-tiny-backbone", help="save a randomly initialized tiny LLaVA backbone (tests, demos)")
+    tiny.add_argument("--out-dir", default="runs/tiny-backbone", help=HELP["out_dir"])
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(func=cmd_make_tiny_backbone)
+
+    build = sub.add_parser("build-phase2-data", help="demos with images → cached VLA features + token labels (HDF5)")
+    build.add_argument("--demos", nargs="+", required=True, help="LIBERO-layout HDF5 files or folders (one task per file)")
+    build.add_argument("--tokenizer", required=True, help="Phase 1 tokenizer checkpoint (labels the actions)")
+    build.add_argument("--backbone", required=True, help="hub id or local folder of the VLA (or a tiny backbone)")
+    build.add_argument("--out", required=True, help="output .h5 file")
+    build.add_argument("--image-key", default="agentview_rgb", help="observation key of the camera image")
+    build.add_argument("--batch-size", type=int, default=32)
+    build.add_argument("--device", default="auto", help=HELP["device"])
+    build.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    build.set_defaults(func=cmd_build_phase2_data)
+
+    from rvq.training.heads import TrainHeadConfig
+
+    for kind in ("draft", "main"):
+        head = sub.add_parser(f"train-{kind}", help=f"train the {kind} token predictor on Phase 2 data")
+        _add_options(head, TrainHeadConfig, f"runs/{kind}", skip=("kind",))
+        head.set_defaults(func=cmd_train_head, kind=kind)
     return parser
 
 

@@ -16,11 +16,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rvq.checkpoint_io import read_checkpoint, write_checkpoint
 from rvq.data import ActionNormalizer, ChunkSet, Episode, embedded_demo_files, make_chunks, read_demos, split_by_episode
 from rvq.device import resolve_device
 from rvq.rfsq import ActionRFSQAE, TokenizerConfig, save_tokenizer
-from rvq.training.common import adamw_cosine, append_jsonl, seed_everything
+from rvq.training.common import adamw_cosine, append_jsonl, load_train_state, save_train_state, seed_everything
 from rvq.training.tokenizer_eval import evaluate_tokenizer, masked_mse
 
 TRAIN_STATE_FORMAT = "rvq.tokenizer-train-state"
@@ -166,26 +165,13 @@ def _with_state(model: ActionRFSQAE, state: dict[str, torch.Tensor]) -> ActionRF
 
 
 def _save_state(path, model, optimizer, scheduler, generator, step, best, history, best_state, cfg) -> None:
-    write_checkpoint(path, {
-        "format": TRAIN_STATE_FORMAT, "version": 1, "step": step, "config": asdict(cfg),
-        "tokenizer_config": model.config.to_dict(), "model": model.state_dict(), "best_model": best_state,
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "generator": generator.get_state(), "best": best, "history": history,
-    })
+    save_train_state(path, TRAIN_STATE_FORMAT, model.config.to_dict(), model=model, optimizer=optimizer,
+                     scheduler=scheduler, generator=generator, step=step, config=asdict(cfg), best_model=best_state,
+                     best=best, history=history)
 
 
 def _restore(path, model, optimizer, scheduler, generator, cfg):
-    state = read_checkpoint(path, "training state")
-    if state.get("format") != TRAIN_STATE_FORMAT:
-        raise ValueError(f"{path}: not a tokenizer training state (format {state.get('format')!r}); "
-                         "resume from the run's last.pt")
-    if state["tokenizer_config"] != model.config.to_dict():
-        raise ValueError(f"{path}: cannot resume: tokenizer config differs "
-                         f"({state['tokenizer_config']} in file, {model.config.to_dict()} now)")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
+    state = load_train_state(path, TRAIN_STATE_FORMAT, model.config.to_dict(), model, optimizer, scheduler, generator)
     return state["step"], state["best"], state["history"], state["best_model"]
 
 

@@ -67,7 +67,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path, demo_dir: Path) 
 def test_resume_refuses_other_files(tmp_path: Path, demo_dir: Path) -> None:
     data = prepare_tokenizer_data([str(demo_dir)], 8, 0.2, 0)
     fit_tokenizer(ActionRFSQAE(), data, _cfg(demo_dir, steps=20), tmp_path / "a")
-    with pytest.raises(ValueError, match="not a tokenizer training state"):
+    with pytest.raises(ValueError, match="not a rvq.tokenizer-train-state"):
         fit_tokenizer(ActionRFSQAE(), data, _cfg(demo_dir, resume=str(tmp_path / "a" / "tokenizer.pt")))
-    with pytest.raises(ValueError, match="tokenizer config differs"):
+    with pytest.raises(ValueError, match="model config differs"):
         fit_tokenizer(ActionRFSQAE(num_layers=4), data, _cfg(demo_dir, resume=str(tmp_path / "a" / "last.pt")))

@@ -1,0 +1,217 @@
+"""Phase 2 training data: cached VLA features and token labels, one row per demo step.
+
+Row `i` holds the features of step `t` of an episode and the codes of the action chunk that starts
+at `t` (the next `C` raw actions, last one repeated past the end, as in Phase 1). Files are HDF5:
+
+    features [N, D] float32        codes [N, C, H, L] uint8       actions [N, C, A] float32 (raw)
+    valid [N, C] bool              episode [N] int32 (global)    task [N] int32     step [N] int32
+    attrs: format, version, tokenizer_identity, feature_identity, feature_info (JSON),
+           instructions (JSON, by task id), sources (JSON, by task id), episodes (JSON names), image_key
+
+`load_phase2_data` refuses files made with different tokenizers or feature extractors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rvq.data.chunks import chunk_episode
+from rvq.data.episodes import Episode, read_demos, read_obs
+
+PHASE2_FORMAT = "rvq.phase2-data"
+PHASE2_VERSION = 1
+DEFAULT_IMAGE_KEY = "agentview_rgb"
+
+
+@dataclass
+class Phase2Data:
+    """In-memory Phase 2 rows (see module docstring for shapes)."""
+
+    features: torch.Tensor
+    codes: torch.Tensor
+    actions: torch.Tensor
+    valid: torch.Tensor
+    episode: torch.Tensor
+    task: torch.Tensor
+    step: torch.Tensor
+    tokenizer_identity: str
+    feature_identity: str
+    feature_info: dict[str, Any]
+    instructions: list[str]
+    episodes: list[str]
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.features.shape[1])
+
+    def subset(self, rows: torch.Tensor) -> "Phase2Data":
+        fields = {k: getattr(self, k)[rows] for k in ("features", "codes", "actions", "valid", "episode", "task", "step")}
+        return Phase2Data(**fields, tokenizer_identity=self.tokenizer_identity, feature_identity=self.feature_identity,
+                          feature_info=self.feature_info, instructions=self.instructions, episodes=self.episodes)
+
+    def split_by_episode(self, val_fraction: float = 0.2, seed: int = 0) -> tuple["Phase2Data", "Phase2Data"]:
+        """Hold out whole episodes, stratified by task (each task with ≥ 2 episodes gives ≥ 1)."""
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        rng = np.random.default_rng(seed)
+        episode, task = self.episode.numpy(), self.task.numpy()
+        held_out: list[int] = []
+        for t in np.unique(task):
+            eps = np.unique(episode[task == t])
+            if len(eps) >= 2:
+                rng.shuffle(eps)
+                held_out.extend(eps[: max(1, round(val_fraction * len(eps)))].tolist())
+        if not held_out:
+            raise ValueError("cannot split by episode: no task has two or more episodes")
+        is_val = torch.from_numpy(np.isin(episode, held_out))
+        return self.subset(~is_val), self.subset(is_val)
+
+
+def _image_batches(episode: Episode, image_key: str, batch_size: int):
+    images = read_obs(episode, image_key)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"{episode.name}: {image_key} must be [T, H, W, 3] uint8, got {images.dtype} {list(images.shape)}")
+    if len(images) != len(episode):
+        raise ValueError(f"{episode.name}: {len(images)} images but {len(episode)} actions")
+    for start in range(0, len(images), batch_size):
+        yield images[start : start + batch_size]
+
+
+def build_phase2_data(
+    demo_paths: list[str | os.PathLike],
+    tokenizer,
+    extractor,
+    out_path: str | os.PathLike,
+    image_key: str = DEFAULT_IMAGE_KEY,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> Path:
+    """Read demos (files or folders; one task per file), extract features, label with codes, write HDF5.
+
+    `tokenizer`: `rvq.tokenizer.ActionTokenizer`; `extractor`: `rvq.backbones.FeatureExtractor`.
+    """
+    config = tokenizer.model.config
+    episodes = read_demos(list(demo_paths), action_dim=config.action_dim, split_arms=False)
+    instructions: dict[int, str] = {ep.task_id: ep.instruction for ep in episodes}
+    sources: dict[int, str] = {ep.task_id: ep.source for ep in episodes}
+    total = sum(len(ep) for ep in episodes)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    C, H, L = config.chunk_size, config.hidden_dim, config.num_layers
+    try:
+        with h5py.File(tmp, "w") as f:
+            feats = f.create_dataset("features", (total, extractor.feature_dim), dtype="float32")
+            codes = f.create_dataset("codes", (total, C, H, L), dtype="uint8")
+            actions = f.create_dataset("actions", (total, C, config.action_dim), dtype="float32")
+            valid = f.create_dataset("valid", (total, C), dtype="bool")
+            ids = {name: f.create_dataset(name, (total,), dtype="int32") for name in ("episode", "task", "step")}
+            row = 0
+            bar = tqdm(total=total, desc="phase2 features", disable=not progress)
+            for index, ep in enumerate(episodes):
+                chunks, chunk_valid = chunk_episode(ep.actions, C)
+                ep_codes = tokenizer.encode(torch.from_numpy(chunks.astype(np.float32))).cpu().to(torch.uint8).numpy()
+                n = len(ep)
+                start = row
+                for images in _image_batches(ep, image_key, batch_size):
+                    batch = extractor(images, [ep.instruction] * len(images))
+                    feats[row : row + len(images)] = batch.cpu().numpy()
+                    row += len(images)
+                    bar.update(len(images))
+                codes[start:row] = ep_codes
+                actions[start:row] = chunks
+                valid[start:row] = chunk_valid
+                ids["episode"][start:row] = index
+                ids["task"][start:row] = ep.task_id
+                ids["step"][start:row] = np.arange(n)
+            bar.close()
+            f.attrs["format"] = PHASE2_FORMAT
+            f.attrs["version"] = PHASE2_VERSION
+            f.attrs["tokenizer_identity"] = tokenizer.identity
+            f.attrs["feature_identity"] = extractor.identity
+            described = extractor.describe()
+            f.attrs["feature_info"] = json.dumps({k: described[k] for k in ("name", "class", "family", "feature_dim", "preprocess")})
+            f.attrs["instructions"] = json.dumps([instructions[t] for t in sorted(instructions)])
+            f.attrs["sources"] = json.dumps([sources[t] for t in sorted(sources)])
+            f.attrs["episodes"] = json.dumps([ep.name for ep in episodes])
+            f.attrs["image_key"] = image_key
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written file is left behind
+        raise
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def _read_one(path: Path) -> Phase2Data:
+    if not path.is_file():
+        raise FileNotFoundError(f"Phase 2 data file not found: {path}")
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("format") != PHASE2_FORMAT:
+            raise ValueError(f"{path}: not a Phase 2 data file (format {f.attrs.get('format')!r}, expected {PHASE2_FORMAT!r})")
+        missing = [k for k in ("features", "codes", "actions", "valid", "episode", "task", "step") if k not in f]
+        if missing:
+            raise ValueError(f"{path}: missing dataset(s) {missing}")
+        data = Phase2Data(
+            features=torch.from_numpy(f["features"][()]),
+            codes=torch.from_numpy(f["codes"][()].astype(np.int64)),
+            actions=torch.from_numpy(f["actions"][()]),
+            valid=torch.from_numpy(f["valid"][()]),
+            episode=torch.from_numpy(f["episode"][()].astype(np.int64)),
+            task=torch.from_numpy(f["task"][()].astype(np.int64)),
+            step=torch.from_numpy(f["step"][()].astype(np.int64)),
+            tokenizer_identity=str(f.attrs["tokenizer_identity"]),
+            feature_identity=str(f.attrs["feature_identity"]),
+            feature_info=json.loads(f.attrs["feature_info"]),
+            instructions=json.loads(f.attrs["instructions"]),
+            episodes=json.loads(f.attrs["episodes"]),
+        )
+    if not torch.isfinite(data.features).all():
+        raise ValueError(f"{path}: features contain NaN/inf")
+    return data
+
+
+def load_phase2_data(paths: list[str | os.PathLike] | str | os.PathLike) -> Phase2Data:
+    """Load one or more Phase 2 files; refuses files from different tokenizers or feature extractors."""
+    paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+    if not paths:
+        raise ValueError("no Phase 2 data files given")
+    parts = [_read_one(p) for p in paths]
+    first = parts[0]
+    for path, part in zip(paths[1:], parts[1:]):
+        for name in ("tokenizer_identity", "feature_identity"):
+            if getattr(part, name) != getattr(first, name):
+                raise ValueError(
+                    f"{path}: {name} {getattr(part, name)[:12]}… differs from {paths[0]}'s "
+                    f"{getattr(first, name)[:12]}…; Phase 2 files made with different "
+                    f"{'tokenizers' if name.startswith('tok') else 'feature extractors'} cannot be mixed"
+                )
+    if len(parts) == 1:
+        return first
+    # Renumber episodes and tasks so they stay distinct across files.
+    episode_offset, task_offset, merged = 0, 0, []
+    instructions, episodes = [], []
+    for part in parts:
+        merged.append((part.episode + episode_offset, part.task + task_offset))
+        episode_offset += len(part.episodes)
+        task_offset += len(part.instructions)
+        instructions += part.instructions
+        episodes += part.episodes
+    cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+    return Phase2Data(
+        features=cat("features"), codes=cat("codes"), actions=cat("actions"), valid=cat("valid"),
+        episode=torch.cat([m[0] for m in merged]), task=torch.cat([m[1] for m in merged]), step=cat("step"),
+        tokenizer_identity=first.tokenizer_identity, feature_identity=first.feature_identity,
+        feature_info=first.feature_info, instructions=instructions, episodes=episodes,
+    )

@@ -1,0 +1,90 @@
+"""Configurations of the Phase 2 token predictors.
+
+Token layout: a chunk's codes `[C, H, L]` (chunk, tokenizer latent, RFSQ layers) are predicted as
+logits `[B, layers, P, levels]` with `P = C * H` positions ordered `(c h)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from rvq.rfsq.config import TokenizerConfig
+
+
+@dataclass(frozen=True)
+class TokenSpace:
+    """The code grid a head predicts; taken from the tokenizer it is trained for."""
+
+    chunk_size: int = 8
+    hidden_dim: int = 16
+    num_layers: int = 8
+    num_levels: int = 7
+
+    @classmethod
+    def from_tokenizer(cls, config: TokenizerConfig) -> "TokenSpace":
+        return cls(config.chunk_size, config.hidden_dim, config.num_layers, config.num_levels)
+
+    @property
+    def positions(self) -> int:
+        return self.chunk_size * self.hidden_dim
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    data = dict(data)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} key(s): {unknown}")
+    data["tokens"] = TokenSpace(**data["tokens"])
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class DraftConfig:
+    """Draft: an MLP from features to the coarse layers L0..L(num_draft_layers-1)."""
+
+    feature_dim: int
+    tokens: TokenSpace = TokenSpace()
+    num_draft_layers: int = 3
+    width: int = 512
+    depth: int = 2
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.num_draft_layers <= self.tokens.num_layers:
+            raise ValueError(f"num_draft_layers must be in [1, {self.tokens.num_layers}], got {self.num_draft_layers}")
+        if self.feature_dim < 1 or self.width < 1 or self.depth < 1:
+            raise ValueError("feature_dim, width and depth must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DraftConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class MainConfig:
+    """Main: a layer-causal transformer over the RFSQ layers, conditioned on the features."""
+
+    feature_dim: int
+    tokens: TokenSpace = TokenSpace()
+    width: int = 512
+    depth: int = 4
+    heads: int = 8
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
+        if self.feature_dim < 1 or self.depth < 1:
+            raise ValueError("feature_dim and depth must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MainConfig":
+        return _from_dict(cls, data)

@@ -1,0 +1,105 @@
+"""What residual speculative decoding did: per chunk and aggregated over many chunks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class RSDStats:
+    """One `speculative_decode` call on a batch of B chunks.
+
+    accepted: `[B]` draft layers accepted per sample (0..k). agreement: `[B, k]` fraction of
+    positions where the draft's token equals the main model's choice, per proposed layer.
+    main_passes: main-model passes for the batch (verification included). Times in milliseconds.
+    """
+
+    proposed_layers: int
+    num_layers: int
+    accepted: torch.Tensor
+    agreement: torch.Tensor
+    main_passes: int
+    draft_ms: float
+    main_ms: float
+    total_ms: float
+    exact: bool
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.accepted.shape[0])
+
+    def layer_acceptance(self) -> list[float]:
+        """Fraction of samples whose layer j was accepted, j < k."""
+        return [float((self.accepted > j).float().mean()) for j in range(self.proposed_layers)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "proposed_layers": self.proposed_layers,
+            "accepted_layers": self.accepted.tolist(),
+            "acceptance_rate": float(self.accepted.float().mean() / self.proposed_layers),
+            "layer_acceptance": self.layer_acceptance(),
+            "agreement": self.agreement.mean(dim=0).tolist(),
+            "main_passes": self.main_passes,
+            "draft_ms": self.draft_ms,
+            "main_ms": self.main_ms,
+            "total_ms": self.total_ms,
+            "exact": self.exact,
+        }
+
+
+@dataclass
+class RSDSummary:
+    """Accumulates `RSDStats` over calls (e.g. over an evaluation episode or a benchmark)."""
+
+    accepted: list[int] = field(default_factory=list)
+    proposed_layers: int | None = None
+    main_passes: list[int] = field(default_factory=list)
+    draft_ms: list[float] = field(default_factory=list)
+    main_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+
+    def add(self, stats: RSDStats) -> None:
+        if self.proposed_layers is not None and stats.proposed_layers != self.proposed_layers:
+            raise ValueError(f"cannot mix k={stats.proposed_layers} with k={self.proposed_layers}")
+        self.proposed_layers = stats.proposed_layers
+        self.accepted += stats.accepted.tolist()
+        self.main_passes.append(stats.main_passes)
+        self.draft_ms.append(stats.draft_ms)
+        self.main_ms.append(stats.main_ms)
+        self.total_ms.append(stats.total_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.accepted:
+            return {"chunks": 0}
+        accepted = np.asarray(self.accepted)
+        k = self.proposed_layers or 1
+        return {
+            "chunks": int(accepted.size),
+            "mean_accepted_layers": float(accepted.mean()),
+            "acceptance_rate": float(accepted.mean() / k),
+            "layer_acceptance": [float((accepted > j).mean()) for j in range(k)],
+            "mean_main_passes": float(np.mean(self.main_passes)),
+            "mean_draft_ms": float(np.mean(self.draft_ms)),
+            "mean_main_ms": float(np.mean(self.main_ms)),
+            "mean_total_ms": float(np.mean(self.total_ms)),
+        }
+
+
+def token_departure(codes: torch.Tensor, exact_codes: torch.Tensor) -> dict[str, Any]:
+    """How far relaxed decoding departs from exact decoding: codes `[B, C, H, L]` each.
+
+    token_mismatch: fraction of tokens that differ; layer_mismatch: the same per layer;
+    chunk_mismatch: fraction of chunks with any difference.
+    """
+    if codes.shape != exact_codes.shape:
+        raise ValueError(f"codes {list(codes.shape)} and exact codes {list(exact_codes.shape)} differ in shape")
+    diff = codes != exact_codes
+    return {
+        "token_mismatch": float(diff.float().mean()),
+        "layer_mismatch": diff.float().mean(dim=(0, 1, 2)).tolist(),
+        "chunk_mismatch": float(diff.flatten(1).any(dim=1).float().mean()),
+    }

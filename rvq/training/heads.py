@@ -1,0 +1,265 @@
+"""Phase 2 training: the draft and main token predictors (`rvq train-draft`, `rvq train-main`).
+
+Cross-entropy on cached features and token labels; the main model is teacher-forced on the
+ground-truth earlier layers (layer-causal, so it never sees the layer it predicts). AdamW +
+warm-up/cosine, gradient clipping, seeded sampling, validation on held-out episodes, JSONL metrics,
+best checkpoint by validation loss, resumable `last.pt`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from tqdm.auto import tqdm
+
+from rvq.data.phase2 import Phase2Data, load_phase2_data
+from rvq.device import resolve_device
+from rvq.models import DraftConfig, DraftModel, MainConfig, MainModel, TokenSpace, save_head
+from rvq.rsd.decode import greedy_decode
+from rvq.tokenizer import ActionTokenizer
+from rvq.training.common import adamw_cosine, append_jsonl, load_train_state, save_train_state, seed_everything
+
+KINDS = ("draft", "main")
+
+
+@dataclass
+class TrainHeadConfig:
+    """A draft or main training run. `data`: Phase 2 files; `tokenizer`: the checkpoint that labelled them."""
+
+    kind: str = "main"
+    data: list[str] = field(default_factory=list)
+    tokenizer: str = ""
+    out_dir: str = "runs/head"
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    seed: int = 0
+    device: str = "auto"
+    val_fraction: float = 0.2
+    width: int = 512
+    depth: int | None = None  # draft: 2 MLP layers, main: 4 transformer blocks
+    heads: int = 8
+    dropout: float = 0.1
+    num_draft_layers: int = 3
+    resume: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+
+    def model_config(self, feature_dim: int, tokens: TokenSpace) -> DraftConfig | MainConfig:
+        if self.kind == "draft":
+            return DraftConfig(feature_dim, tokens, self.num_draft_layers, self.width, self.depth or 2, self.dropout)
+        return MainConfig(feature_dim, tokens, self.width, self.depth or 4, self.heads, self.dropout)
+
+
+def build_head(config: DraftConfig | MainConfig) -> DraftModel | MainModel:
+    return DraftModel(config) if isinstance(config, DraftConfig) else MainModel(config)
+
+
+def head_logits(model: DraftModel | MainModel, features: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Training-time logits `[B, layers, P, levels]`; the main model is teacher-forced on `codes [B, C, H, L]`."""
+    if isinstance(model, DraftModel):
+        return model(features)
+    return model(features, rearrange(codes, "b c h l -> b (c h) l"))
+
+
+def head_loss(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of logits `[B, k, P, V]` against the first k layers of codes `[B, C, H, L]`."""
+    target = rearrange(codes[..., : logits.shape[1]], "b c h k -> b k (c h)")
+    return F.cross_entropy(rearrange(logits, "b k p v -> (b k p) v"), target.reshape(-1))
+
+
+def _masked_action_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> float:
+    err = ((pred - target) ** 2).mean(-1)
+    return float((err * valid).sum() / valid.sum().clamp(min=1))
+
+
+@torch.no_grad()
+def evaluate_head(
+    model: DraftModel | MainModel,
+    data: Phase2Data,
+    tokenizer: ActionTokenizer,
+    device: torch.device,
+    batch_size: int = 512,
+) -> dict[str, Any]:
+    """Validation metrics.
+
+    loss: teacher-forced cross-entropy. token_accuracy / layer_exact_match: per layer, of the
+    tokens the model would emit (draft: its argmax; main: greedy decoding, layer by layer);
+    layer_exact_match is the fraction of chunks whose whole layer is right (what speculative
+    acceptance depends on). main also reports teacher_forced_accuracy. action_mse_raw: MSE in raw
+    env units (valid steps only) of the actions decoded from the emitted tokens, next to
+    tokenizer_mse_raw, the same for the ground-truth tokens (the floor).
+    """
+    model.eval()
+    losses, emitted, forced = [], [], []
+    for start in range(0, len(data), batch_size):
+        feats = data.features[start : start + batch_size].to(device)
+        codes = data.codes[start : start + batch_size].to(device)
+        logits = head_logits(model, feats, codes)
+        losses.append(float(head_loss(logits, codes)) * len(feats))
+        if isinstance(model, DraftModel):
+            emitted.append(rearrange(logits.argmax(-1), "b k (c h) -> b c h k", c=codes.shape[1]).cpu())
+        else:
+            emitted.append(greedy_decode(model, feats).cpu())
+            forced.append(rearrange(logits.argmax(-1), "b l (c h) -> b c h l", c=codes.shape[1]).cpu())
+    pred = torch.cat(emitted)
+    layers = pred.shape[-1]
+    truth = data.codes[..., :layers]
+    correct = pred == truth  # [N, C, H, k]
+    metrics: dict[str, Any] = {
+        "loss": sum(losses) / len(data),
+        "token_accuracy": correct.float().mean(dim=(0, 1, 2)).tolist(),
+        "layer_exact_match": correct.flatten(1, 2).all(dim=1).float().mean(dim=0).tolist(),
+    }
+    metrics["mean_token_accuracy"] = float(correct.float().mean())
+    if forced:
+        metrics["teacher_forced_accuracy"] = (torch.cat(forced) == truth).float().mean(dim=(0, 1, 2)).tolist()
+    metrics["action_mse_raw"] = _masked_action_mse(tokenizer.decode(pred), data.actions, data.valid)
+    metrics["tokenizer_mse_raw"] = _masked_action_mse(tokenizer.decode(truth), data.actions, data.valid)
+    metrics["chance_accuracy"] = 1.0 / tokenizer.model.config.num_levels
+    return metrics
+
+
+@dataclass
+class HeadFitResult:
+    model: DraftModel | MainModel
+    best: dict[str, Any]
+    history: list[dict[str, Any]]
+    seconds: float
+    samples_per_second: float
+
+
+def fit_head(
+    model: DraftModel | MainModel,
+    train: Phase2Data,
+    val: Phase2Data,
+    tokenizer: ActionTokenizer,
+    cfg: TrainHeadConfig,
+    out_dir: Path | None = None,
+    stop_at: int | None = None,
+) -> HeadFitResult:
+    """Train on `train`, keep the best model by validation loss; `stop_at` ends early (a preempted job)."""
+    device = resolve_device(cfg.device)
+    generator = seed_everything(cfg.seed)
+    model.to(device)
+    optimizer, scheduler = adamw_cosine(model.parameters(), cfg.lr, cfg.weight_decay, cfg.steps, cfg.warmup_steps)
+    step, best, history = 0, {"loss": float("inf")}, []
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    fmt = f"rvq.{cfg.kind}-train-state"
+    if cfg.resume:
+        state = load_train_state(cfg.resume, fmt, model.config.to_dict(), model, optimizer, scheduler, generator)
+        step, best, history, best_state = state["step"], state["best"], state["history"], state["best_model"]
+    features, codes = train.features.to(device), train.codes.to(device)
+    start, running, trained = time.perf_counter(), [], 0
+    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=f"train-{cfg.kind}")
+    while step < min(cfg.steps, stop_at or cfg.steps):
+        model.train()
+        idx = torch.randint(0, len(train), (cfg.batch_size,), generator=generator).to(device)
+        loss = head_loss(head_logits(model, features[idx], codes[idx]), codes[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        trained += cfg.batch_size
+        running.append(loss.detach().item())
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            metrics = evaluate_head(model, val, tokenizer, device)
+            record = {"step": step, "train_loss": sum(running) / len(running), "lr": scheduler.get_last_lr()[0],
+                      "val": metrics}
+            running = []
+            history.append(record)
+            bar.set_postfix(val_loss=f"{metrics['loss']:.3f}", acc=f"{metrics['mean_token_accuracy']:.3f}")
+            if metrics["loss"] < best["loss"]:
+                best = {**metrics, "step": step}
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if out_dir:
+                    _save_best(out_dir, model, best_state, train, best, cfg)
+            if out_dir:
+                append_jsonl(out_dir / "metrics.jsonl", record)
+                save_train_state(out_dir / "last.pt", fmt, model.config.to_dict(), model=model, optimizer=optimizer,
+                                 scheduler=scheduler, generator=generator, step=step, config=asdict(cfg),
+                                 best_model=best_state, best=best, history=history)
+    bar.close()
+    seconds = time.perf_counter() - start
+    model.load_state_dict(best_state)
+    model.eval()
+    return HeadFitResult(model, best, history, seconds, trained / max(seconds, 1e-9))
+
+
+def _save_best(out_dir: Path, model, best_state, data: Phase2Data, best: dict[str, Any], cfg: TrainHeadConfig) -> None:
+    copy = build_head(model.config)
+    copy.load_state_dict(best_state)
+    save_head(out_dir / f"{cfg.kind}.pt", copy, data.tokenizer_identity, data.feature_identity,
+              metrics={"val": best, "config": asdict(cfg)}, feature_info=data.feature_info)
+
+
+def train_head(cfg: TrainHeadConfig) -> dict[str, Any]:
+    """The `rvq train-draft` / `rvq train-main` job: Phase 2 files → `{kind}.pt` + `report.json`/`report.md`."""
+    if not cfg.data:
+        raise ValueError("no Phase 2 data files given (build them with `rvq build-phase2-data`)")
+    if not cfg.tokenizer:
+        raise ValueError("the tokenizer checkpoint that labelled the data is required (--tokenizer)")
+    device = resolve_device(cfg.device)
+    tokenizer = ActionTokenizer.from_checkpoint(cfg.tokenizer, device=device)
+    data = load_phase2_data(cfg.data)
+    if data.tokenizer_identity != tokenizer.identity:
+        raise ValueError(
+            f"{cfg.tokenizer} is not the tokenizer that labelled the data (identity {tokenizer.identity[:12]}…, "
+            f"data made with {data.tokenizer_identity[:12]}…)"
+        )
+    train, val = data.split_by_episode(cfg.val_fraction, cfg.seed)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    model = build_head(cfg.model_config(data.feature_dim, TokenSpace.from_tokenizer(tokenizer.model.config)))
+    result = fit_head(model, train, val, tokenizer, cfg, out_dir)
+    report = {
+        "kind": cfg.kind, "config": asdict(cfg), "device": str(device), "seconds": result.seconds,
+        "train_samples_per_second": result.samples_per_second,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "data": {"train_rows": len(train), "val_rows": len(val), "feature_dim": data.feature_dim,
+                 "feature_info": data.feature_info},
+        "best": result.best, "checkpoint": str(out_dir / f"{cfg.kind}.pt"),
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "report.md").write_text(render_head_report(report))
+    return report
+
+
+def render_head_report(report: dict[str, Any]) -> str:
+    best = report["best"]
+    fmt = lambda xs: " | ".join(f"{x:.3f}" for x in xs)  # noqa: E731
+    layers = len(best["token_accuracy"])
+    lines = [
+        f"# {report['kind']} model",
+        "",
+        f"- rows: {report['data']['train_rows']} train / {report['data']['val_rows']} val (split by episode)",
+        f"- best step {best['step']}, validation loss {best['loss']:.4f}, chance accuracy {best['chance_accuracy']:.3f}",
+        f"- action MSE (raw units) from emitted tokens {best['action_mse_raw']:.4g}; tokenizer floor {best['tokenizer_mse_raw']:.4g}",
+        f"- training throughput {report['train_samples_per_second']:.0f} samples/s on {report['device']}",
+        "",
+        "| metric | " + " | ".join(f"L{i}" for i in range(layers)) + " |",
+        "|---|" + "---|" * layers,
+        f"| token accuracy | {fmt(best['token_accuracy'])} |",
+        f"| whole-layer exact match | {fmt(best['layer_exact_match'])} |",
+    ]
+    if "teacher_forced_accuracy" in best:
+        lines.append(f"| teacher-forced accuracy | {fmt(best['teacher_forced_accuracy'])} |")
+    return "\n".join(lines) + "\n"
