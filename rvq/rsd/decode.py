@@ -105,7 +105,6 @@ def speculative_decode(
     codes = torch.zeros(batch, tokens.positions, num_layers, dtype=torch.long, device=device)
     codes[..., :k] = proposal
     choice = rearrange(main.logits_from_context(context, codes)[:, : k + 1].argmax(-1), "b k p -> b p k")
-    passes = 1
     same = choice[..., :k] == proposal  # [B, P, k]
     agreement = same.float().mean(dim=1)  # [B, k]
     if exact:
@@ -117,19 +116,18 @@ def speculative_decode(
             matches |= distance <= max_grid_distance
     accepted = _accepted_prefix(matches)  # [B]
     # Layer `accepted` comes from the same pass (it is conditioned on the accepted prefix).
-    replace = accepted < num_layers  # false only when the draft proposed (and won) every layer
-    at = accepted[replace]
-    codes[rows[replace], :, at] = choice[rows[replace], :, at]
-    known = accepted + 1  # layers fixed so far, per sample
+    at = torch.clamp(accepted, max=num_layers - 1)
+    keep = (accepted == num_layers)[:, None]  # the draft proposed (and won) every layer
+    codes[rows, :, at] = torch.where(keep, codes[rows, :, at], choice[rows, :, at])
+    known = torch.clamp(accepted + 1, max=num_layers)  # layers fixed so far, per sample
     later = torch.arange(num_layers, device=device)[None, None, :] >= known[:, None, None]
     codes.masked_fill_(later, 0)  # same filler as greedy decoding
-    while bool((known < num_layers).any()):
-        active = known < num_layers
-        layer = torch.clamp(known, max=num_layers - 1)
-        chosen = main.logits_from_context(context, codes)[rows, layer].argmax(-1)  # [B, P]
-        codes[rows[active], :, layer[active]] = chosen[active]
-        known = known + active.long()
-        passes += 1
+    remaining = num_layers - int(known.min())  # the one host sync of the loop
+    for step in range(remaining):
+        # A finished sample recomputes its last layer from unchanged inputs: the same tokens, so no mask.
+        layer = torch.clamp(known + step, max=num_layers - 1)
+        codes[rows, :, layer] = main.logits_from_context(context, codes)[rows, layer].argmax(-1)
+    passes = 1 + remaining
     _sync(device)
     t2 = time.perf_counter()
     stats = RSDStats(

@@ -5,32 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from einops import rearrange
 from hypothesis import given
 from hypothesis import strategies as st
-from torch import nn
 
 from rvq.models import DraftModel, TokenSpace
-from rvq.rsd import RSDSummary, greedy_decode, speculative_decode, token_departure
+from rvq.rsd import RSDSummary, ScriptedDraft, forced_proposal, greedy_decode, speculative_decode, token_departure
 from tests.unit.models.helpers import SMALL_TOKENS, small_draft, small_main
 
 
-class FixedDraft(nn.Module):
-    """A draft whose proposal is given codes `[B, C, H, k]` (one-hot logits); wraps a real draft's config."""
-
-    def __init__(self, like: DraftModel, codes: torch.Tensor) -> None:
-        super().__init__()
-        self.config = like.config
-        self.anchor = nn.Parameter(torch.zeros(1, dtype=next(like.parameters()).dtype))
-        self.codes = codes
-
-    feature_dim = property(lambda self: self.config.feature_dim)
-    num_draft_layers = property(lambda self: self.config.num_draft_layers)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        k = self.config.num_draft_layers
-        one_hot = torch.nn.functional.one_hot(self.codes[..., :k], self.config.tokens.num_levels).to(self.anchor.dtype)
-        return rearrange(one_hot, "b c h k v -> b k (c h) v")
+def FixedDraft(like: DraftModel, codes: torch.Tensor) -> ScriptedDraft:
+    return ScriptedDraft(like, codes)
 
 
 @given(
@@ -129,3 +113,14 @@ def test_bad_input_raises_before_decoding() -> None:
         speculative_decode(draft, main, torch.randn(1, 12), num_draft_layers=4)
     with pytest.raises(ValueError, match="tau"):
         speculative_decode(draft, main, torch.randn(1, 12), exact=False, tau=0.0)
+
+
+def test_forced_proposal_gives_all_or_nothing_acceptance() -> None:
+    main = small_main()
+    features = torch.randn(4, 12)
+    greedy = greedy_decode(main, features)
+    proposal = forced_proposal(greedy, torch.tensor([True, False, True, False]), num_levels=4)
+    codes, stats = speculative_decode(ScriptedDraft(small_draft(), proposal), main, features)
+    assert stats.accepted.tolist() == [3, 0, 3, 0] and torch.equal(codes, greedy)
+    with pytest.raises(ValueError, match="do not fit batch"):
+        speculative_decode(ScriptedDraft(small_draft(), proposal[:2]), main, features)
