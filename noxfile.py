@@ -22,6 +22,16 @@ def install(session: nox.Session, extras: str) -> None:
     session.install("-e", f".[{extras}]")
 
 
+def install_libero(session: nox.Session) -> dict[str, str]:
+    """The `libero` extra, LIBERO itself without its training-only dependencies, and its config;
+    returns the environment the simulator needs (config path, EGL rendering)."""
+    install(session, "data,test,libero")
+    config_dir = os.path.join(session.virtualenv.location, "libero-config")
+    session.run("rvq", "setup-libero", "--install", "--config-dir", config_dir)
+    return {"LIBERO_CONFIG_PATH": config_dir, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
+            "RVQ_REQUIRE_LIBERO": "1"}
+
+
 @nox.session
 def unit(session: nox.Session) -> None:
     """CPU unit and property tests (minutes)."""
@@ -31,16 +41,17 @@ def unit(session: nox.Session) -> None:
 
 @nox.session
 def mock_integration(session: nox.Session) -> None:
-    """CPU integration tests with mock checkpoints and small real data."""
-    install(session, "data,test")
-    session.run("pytest", "tests/integration", *session.posargs)
+    """CPU integration tests: mock checkpoints, small real data, and short episodes in the real LIBERO
+    simulator (installed and configured here)."""
+    env = install_libero(session)
+    session.run("pytest", "tests/integration", *session.posargs, env=env)
 
 
 @nox.session
 def gpu(session: nox.Session) -> None:
     """GPU suite: `pytest -m gpu` (skipped with a reason when no CUDA device is present)."""
-    install(session, "data,test")
-    session.run("pytest", "-m", "gpu", "tests/gpu", *session.posargs)
+    env = install_libero(session)
+    session.run("pytest", "-m", "gpu", "tests/gpu", *session.posargs, env=env)
 
 
 @nox.session

@@ -102,6 +102,43 @@ def cmd_build_phase2_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rvq.eval import EvalConfig, parse_shard, run_eval, write_report
+
+    tasks = [] if args.tasks in (None, "", "all") else args.tasks
+    cfg = EvalConfig(
+        suite=args.suite, tasks=[], trials=args.trials, policy=args.policy, checkpoints=args.checkpoints,
+        demos=args.demos, out_dir=args.out, workers=args.workers, shard=parse_shard(args.shard), videos=args.videos,
+        env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
+        max_steps=args.max_steps,
+    )
+    if tasks:
+        from rvq.envs import parse_tasks
+
+        cfg.tasks = parse_tasks(tasks, args.suite)
+    path = run_eval(cfg, progress=args.progress)
+    report = write_report([path], args.out)
+    print((Path(args.out) / "eval_report.md").read_text())
+    print(json.dumps({"results": str(path), "suites": report["suites"]}, default=float))
+    return 0
+
+
+def cmd_eval_report(args: argparse.Namespace) -> int:
+    from rvq.eval import write_report
+
+    write_report(args.results, args.out)
+    print((Path(args.out) / "eval_report.md").read_text())
+    return 0
+
+
+def cmd_setup_libero(args: argparse.Namespace) -> int:
+    from rvq.envs.setup import setup_libero
+
+    path = setup_libero(args.config_dir, install=args.install)
+    print(f"wrote {path}; export LIBERO_CONFIG_PATH={path.parent} MUJOCO_GL=egl (osmesa as a fallback)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rvq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +165,35 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     build.set_defaults(func=cmd_build_phase2_data)
 
+    setup = sub.add_parser("setup-libero", help="write LIBERO's config.yaml and link its assets (non-interactive)")
+    setup.add_argument("--config-dir", default=None, help="default: $LIBERO_CONFIG_PATH or ~/.cache/rvq/libero")
+    setup.add_argument("--install", action="store_true", help="first pip-install hf-libero without its training deps")
+    setup.set_defaults(func=cmd_setup_libero)
+
+    ev = sub.add_parser("eval", help="evaluate a policy on a LIBERO suite (OpenVLA/OFT protocol)")
+    ev.add_argument("--suite", default="libero_spatial", help="libero_spatial, libero_object, libero_goal, libero_10, libero_90")
+    ev.add_argument("--tasks", default=None, help="task ids, e.g. 0,3,5 or 0-4 (default: all)")
+    ev.add_argument("--trials", type=int, default=50, help="trials per task: trial i starts from initial state i")
+    ev.add_argument("--policy", default="rsd", help="rsd, main, replay, noop")
+    ev.add_argument("--checkpoints", default=None, help="folder with tokenizer.pt, draft.pt, main.pt, backbone/")
+    ev.add_argument("--demos", default=None, help="replay: folder of LIBERO demo files, one per task")
+    ev.add_argument("--out", default="runs/eval", help="output folder (rerun to resume)")
+    ev.add_argument("--workers", type=int, default=1, help="parallel processes on this machine")
+    ev.add_argument("--shard", default="0/1", help="i/n: this job's share of the episodes")
+    ev.add_argument("--videos", type=int, default=0, help="MP4s of the first K trials of each task")
+    ev.add_argument("--env", default="libero", help="libero (the simulator) or mock")
+    ev.add_argument("--device", default="auto", help=HELP["device"])
+    ev.add_argument("--relaxed", action="store_true", help="relaxed (lossy) RSD acceptance instead of exact")
+    ev.add_argument("--flip-gripper", action="store_true", help="flip the gripper sign (OpenVLA-family outputs)")
+    ev.add_argument("--max-steps", type=int, default=None, help="override the suite's max steps (smoke tests)")
+    ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    ev.set_defaults(func=cmd_eval)
+
+    rep = sub.add_parser("eval-report", help="merge eval result files (shards) into success rates with 95% CIs")
+    rep.add_argument("results", nargs="+", help="results*.jsonl files or eval output folders")
+    rep.add_argument("--out", default="runs/eval-report", help="output folder")
+    rep.set_defaults(func=cmd_eval_report)
+
     from rvq.training.heads import TrainHeadConfig
 
     for kind in ("draft", "main"):
@@ -141,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, KeyError, ModuleNotFoundError) as exc:
         print(f"rvq {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,101 @@
+"""The real LIBERO simulator behind the OpenVLA/OFT evaluation protocol.
+
+Trial `i` of a task starts from the suite's fixed initial state `i`; the env is seeded with 7 and
+renders 256×256; `reset` then sends `NUM_WAIT_STEPS` no-op actions while objects settle. Success is
+the env's own predicate (`check_success`), read after every step.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from rvq.envs.observation import check_observation, quat_to_axis_angle
+from rvq.envs.suites import ACTION_DIM, ENV_SEED, MAX_STEPS, NOOP_ACTION, NUM_WAIT_STEPS, RESOLUTION, check_suite
+
+
+def _benchmark(suite: str):
+    from libero.libero import benchmark  # noqa: PLC0415 - after prepare_libero
+
+    return benchmark.get_benchmark_dict()[suite]()
+
+
+class LiberoEnv:
+    """One LIBERO task: `reset(trial) -> obs`, `step(action [7]) -> (obs, success)`, `close()`."""
+
+    def __init__(self, suite: str, task_id: int, resolution: int = RESOLUTION, seed: int = ENV_SEED) -> None:
+        from rvq.envs.setup import prepare_libero
+
+        self.suite = check_suite(suite)
+        prepare_libero()
+        from libero.libero.envs import OffScreenRenderEnv  # noqa: PLC0415
+
+        benchmark = _benchmark(suite)
+        if not 0 <= task_id < benchmark.n_tasks:
+            raise ValueError(f"{suite} has tasks 0..{benchmark.n_tasks - 1}; got {task_id}")
+        self.task_id = task_id
+        task = benchmark.get_task(task_id)
+        self.task_name = task.name
+        self.instruction = str(task.language)
+        self.init_states = np.asarray(benchmark.get_task_init_states(task_id))
+        self.max_steps = MAX_STEPS[suite]
+        self.resolution = resolution
+        bddl = benchmark.get_task_bddl_file_path(task_id)
+        if not os.path.isfile(bddl):
+            raise FileNotFoundError(f"LIBERO task file missing: {bddl}")
+        try:
+            self.env = OffScreenRenderEnv(bddl_file_name=bddl, camera_heights=resolution, camera_widths=resolution)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the likely fix
+            raise RuntimeError(
+                f"cannot create the LIBERO env for {suite} task {task_id} with MUJOCO_GL="
+                f"{os.environ.get('MUJOCO_GL')}: {exc} (try MUJOCO_GL=osmesa)"
+            ) from exc
+        self.env.seed(seed)
+        self.raw_obs: dict[str, Any] = {}
+
+    @property
+    def num_trials(self) -> int:
+        return int(self.init_states.shape[0])
+
+    def observation(self, raw: dict[str, Any]) -> dict[str, Any]:
+        state = np.concatenate([
+            raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"],
+        ]).astype(np.float32)
+        obs = {
+            "agentview": np.ascontiguousarray(raw["agentview_image"]),
+            "wrist": np.ascontiguousarray(raw["robot0_eye_in_hand_image"]),
+            "state": state,
+            "instruction": self.instruction,
+        }
+        check_observation(obs, self.resolution)
+        return obs
+
+    def reset(self, trial: int) -> dict[str, Any]:
+        """Start trial `trial` from the suite's fixed initial state, then wait for objects to settle."""
+        if not 0 <= trial < self.num_trials:
+            raise ValueError(f"{self.suite} task {self.task_id} has {self.num_trials} initial states; trial {trial}")
+        self.env.reset()
+        raw = self.env.set_init_state(self.init_states[trial])
+        for _ in range(NUM_WAIT_STEPS):
+            raw, _, _, _ = self.env.step(NOOP_ACTION)
+        self.raw_obs = raw
+        return self.observation(raw)
+
+    def success(self) -> bool:
+        """The env's own success predicate."""
+        return bool(self.env.check_success())
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, Any], bool]:
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
+            raise ValueError(f"action must be {ACTION_DIM} finite values, got {action.shape} {action}")
+        raw, _, _, _ = self.env.step(action)
+        self.raw_obs = raw
+        return self.observation(raw), self.success()
+
+    def close(self) -> None:
+        env, self.env = getattr(self, "env", None), None
+        if env is not None:
+            env.close()

@@ -1,0 +1,42 @@
+"""The LIBERO evaluation protocol (OpenVLA / OpenVLA-OFT convention)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
+NUM_TASKS = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10, "libero_90": 90}
+NUM_WAIT_STEPS = 10  # no-op steps while objects settle, before the policy acts (not counted in MAX_STEPS)
+NOOP_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)
+ENV_SEED = 7
+RESOLUTION = 256
+TRIALS_PER_TASK = 50
+ACTION_DIM = 7
+
+
+def check_suite(suite: str) -> str:
+    if suite not in MAX_STEPS:
+        raise ValueError(f"unknown suite {suite!r}; choose one of {sorted(MAX_STEPS)}")
+    return suite
+
+
+def parse_tasks(spec: str | None, suite: str) -> list[int]:
+    """`"0,3,5"` or `"0-4"` (or None: all) → task ids, checked against the suite's task count."""
+    count = NUM_TASKS[check_suite(suite)]
+    if spec is None or spec == "" or spec == "all":
+        return list(range(count))
+    tasks: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-"))
+                tasks.extend(range(lo, hi + 1))
+            else:
+                tasks.append(int(part))
+        except ValueError as exc:
+            raise ValueError(f"cannot parse task list {spec!r}: use e.g. 0,3,5 or 0-4") from exc
+    bad = [t for t in tasks if not 0 <= t < count]
+    if bad:
+        raise ValueError(f"{suite} has tasks 0..{count - 1}; got {bad}")
+    return sorted(set(tasks))

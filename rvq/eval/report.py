@@ -1,0 +1,114 @@
+"""Merge result files (shards) into per-task and per-suite success rates with Wilson 95% intervals,
+RSD acceptance and latency; JSON and a markdown table."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from rvq.eval.runner import episode_key, read_results
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default)."""
+    if trials == 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    denom = 1 + z * z / trials
+    center = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return (max(0.0, center - half), min(1.0, center + half))
+
+
+def result_files(paths: list[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(p.glob("results*.jsonl")))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"no results file or folder: {p}")
+    if not files:
+        raise ValueError(f"no results*.jsonl files in {[str(p) for p in paths]}")
+    return files
+
+
+def merge_results(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """The latest record per (suite, task, trial) across files; a finished record beats an error."""
+    latest: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for path in result_files(paths):
+        for record in read_results(path):
+            key = episode_key(record)
+            if key not in latest or latest[key].get("error") is not None:
+                latest[key] = record
+    return [latest[k] for k in sorted(latest)]
+
+
+def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    finished = [r for r in records if r.get("error") is None]
+    successes = sum(bool(r["success"]) for r in finished)
+    low, high = wilson_interval(successes, len(finished))
+    out: dict[str, Any] = {
+        "episodes": len(finished), "successes": successes, "errors": len(records) - len(finished),
+        "success_rate": successes / len(finished) if finished else None, "ci95": [low, high],
+        "mean_steps": sum(r["steps"] for r in finished) / len(finished) if finished else None,
+    }
+    chunks = [r["policy_stats"]["rsd"] for r in finished if r.get("policy_stats", {}).get("rsd", {}).get("chunks")]
+    if chunks:
+        total = sum(c["chunks"] for c in chunks)
+        out["acceptance_rate"] = sum(c["acceptance_rate"] * c["chunks"] for c in chunks) / total
+        out["mean_main_passes"] = sum(c["mean_main_passes"] * c["chunks"] for c in chunks) / total
+    latency = [r["policy_stats"]["mean_step_ms"] for r in finished if r.get("policy_stats", {}).get("mean_step_ms")]
+    if latency:
+        out["mean_chunk_ms"] = sum(latency) / len(latency)
+    return out
+
+
+def build_report(paths: list[str | Path]) -> dict[str, Any]:
+    records = merge_results(paths)
+    by_task: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    by_suite: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_task[(r["policy"], r["suite"], int(r["task"]))].append(r)
+        by_suite[(r["policy"], r["suite"])].append(r)
+    return {
+        "files": [str(p) for p in result_files(paths)],
+        "tasks": [{"policy": p, "suite": s, "task": t, "instruction": rs[0].get("instruction"), **_summary(rs)}
+                  for (p, s, t), rs in sorted(by_task.items())],
+        "suites": [{"policy": p, "suite": s, **_summary(rs)} for (p, s), rs in sorted(by_suite.items())],
+    }
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    def rate(row):
+        if row["success_rate"] is None:
+            return "–"
+        return f"{row['success_rate']:.1%} [{row['ci95'][0]:.1%}, {row['ci95'][1]:.1%}]"
+
+    def extra(row):
+        acc = f"{row['acceptance_rate']:.2f}" if "acceptance_rate" in row else "–"
+        ms = f"{row['mean_chunk_ms']:.1f}" if "mean_chunk_ms" in row else "–"
+        return f"{acc} | {ms}"
+
+    lines = ["| policy | suite | episodes | success (95% CI) | errors | RSD acceptance | ms per chunk |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['policy']} | {r['suite']} | {r['episodes']} | {rate(r)} | {r['errors']} | {extra(r)} |"
+              for r in report["suites"]]
+    lines += ["", "| policy | suite | task | episodes | success (95% CI) | errors | RSD acceptance | ms per chunk |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['policy']} | {r['suite']} | {r['task']} | {r['episodes']} | {rate(r)} | {r['errors']} | {extra(r)} |"
+              for r in report["tasks"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    report = build_report(paths)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval_report.json").write_text(json.dumps(report, indent=2))
+    (out / "eval_report.md").write_text(render_markdown(report))
+    return report

@@ -1,0 +1,58 @@
+"""Policies without a model: no-op (a negative control) and demo replay (the positive control)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rvq.data.episodes import list_demo_files, read_demo_file
+from rvq.envs.suites import NOOP_ACTION
+
+
+class NoopPolicy:
+    name = "noop"
+
+    def __init__(self, chunk_size: int = 8) -> None:
+        self.chunk_size = chunk_size
+
+    def reset(self, instruction: str, task_id: int, trial: int) -> None:
+        pass
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        return np.tile(NOOP_ACTION, (self.chunk_size, 1))
+
+    def episode_stats(self) -> dict[str, Any]:
+        return {}
+
+
+class ReplayPolicy:
+    """Plays demo `trial % demos` of the task's file (a LIBERO folder: one file per task, by name order).
+
+    After the demo ends it sends no-ops. Replaying a demo from its own initial state must succeed."""
+
+    name = "replay"
+
+    def __init__(self, demo_folder: str | Path, chunk_size: int = 8) -> None:
+        self.files = list_demo_files(demo_folder)
+        self.chunk_size = chunk_size
+        self.actions = np.zeros((0, 7))
+        self.cursor = 0
+
+    def reset(self, instruction: str, task_id: int, trial: int) -> None:
+        if not 0 <= task_id < len(self.files):
+            raise ValueError(f"no demo file for task {task_id}: the folder has {len(self.files)} files")
+        episodes = read_demo_file(self.files[task_id], task_id, split_arms=False)
+        self.actions = episodes[trial % len(episodes)].actions.astype(np.float64)
+        self.cursor = 0
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        chunk = self.actions[self.cursor : self.cursor + self.chunk_size]
+        self.cursor += len(chunk)
+        if len(chunk) < self.chunk_size:
+            chunk = np.concatenate([chunk, np.tile(NOOP_ACTION, (self.chunk_size - len(chunk), 1))])
+        return chunk
+
+    def episode_stats(self) -> dict[str, Any]:
+        return {"demo_steps": int(len(self.actions))}

@@ -1,0 +1,116 @@
+"""The token policies: feature extractor → draft + main (RSD) or main only → tokenizer decode → raw chunk.
+
+A checkpoint folder holds `tokenizer.pt`, `draft.pt`, `main.pt` and `backbone/` (a folder
+`FeatureExtractor.from_pretrained` loads) or a `backbone.txt` naming a hub id. Identities are checked
+when loading: heads must have been trained with this tokenizer and these features.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rvq.backbones import FeatureExtractor
+from rvq.models import load_draft, load_main
+from rvq.policies.base import binarize_gripper
+from rvq.rsd import RSDSummary, greedy_decode, speculative_decode
+from rvq.tokenizer import ActionTokenizer
+
+MODES = ("rsd", "main")
+
+
+def backbone_source(checkpoints: Path) -> str:
+    if (checkpoints / "backbone").is_dir():
+        return str(checkpoints / "backbone")
+    if (checkpoints / "backbone.txt").is_file():
+        return (checkpoints / "backbone.txt").read_text().strip()
+    raise FileNotFoundError(f"{checkpoints}: no backbone/ folder or backbone.txt (hub id of the VLA)")
+
+
+def check_checkpoint_dir(checkpoints: str | Path, mode: str) -> Path:
+    """Refuse a folder that lacks what `mode` needs (before any simulator starts)."""
+    checkpoints = Path(checkpoints)
+    if not checkpoints.is_dir():
+        raise FileNotFoundError(f"checkpoint folder not found: {checkpoints}")
+    needed = ["tokenizer.pt", "main.pt"] + (["draft.pt"] if mode == "rsd" else [])
+    missing = [name for name in needed if not (checkpoints / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{checkpoints}: missing {missing} for policy {mode!r}")
+    backbone_source(checkpoints)
+    return checkpoints
+
+
+class TokenPolicy:
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        tokenizer: ActionTokenizer,
+        main: torch.nn.Module,
+        draft: torch.nn.Module | None = None,
+        mode: str = "rsd",
+        exact: bool = True,
+        flip_gripper: bool = False,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "rsd" and draft is None:
+            raise ValueError("the rsd policy needs a draft model")
+        for name, model in (("main", main), ("draft", draft)):
+            if model is None:
+                continue
+            if getattr(model, "tokenizer_identity", tokenizer.identity) != tokenizer.identity:
+                raise ValueError(f"{name} model was trained with a different tokenizer")
+            if getattr(model, "feature_identity", extractor.identity) != extractor.identity:
+                raise ValueError(f"{name} model was trained on features of a different extractor")
+            if model.feature_dim != extractor.feature_dim:
+                raise ValueError(f"{name} model reads {model.feature_dim}-d features, extractor gives {extractor.feature_dim}")
+        self.extractor, self.tokenizer, self.main, self.draft = extractor, tokenizer, main, draft
+        self.mode, self.exact, self.flip_gripper = mode, exact, flip_gripper
+        self.name = mode
+        self.instruction = ""
+        self._summary = RSDSummary()
+        self._latency: list[float] = []
+        self._feature_ms: list[float] = []
+
+    @classmethod
+    def from_dir(cls, checkpoints: str | Path, mode: str = "rsd", device: str = "auto", **kwargs) -> "TokenPolicy":
+        checkpoints = check_checkpoint_dir(checkpoints, mode)
+        extractor = FeatureExtractor.from_pretrained(backbone_source(checkpoints), device=device)
+        tokenizer = ActionTokenizer.from_checkpoint(checkpoints / "tokenizer.pt", device=extractor.device)
+        ids = {"tokenizer_identity": tokenizer.identity, "feature_identity": extractor.identity, "device": extractor.device}
+        main = load_main(checkpoints / "main.pt", **ids)
+        draft = load_draft(checkpoints / "draft.pt", **ids) if mode == "rsd" else None
+        return cls(extractor, tokenizer, main, draft, mode=mode, **kwargs)
+
+    def reset(self, instruction: str, task_id: int, trial: int) -> None:
+        self.instruction = instruction
+        self._summary = RSDSummary()
+        self._latency, self._feature_ms = [], []
+
+    @torch.inference_mode()
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        start = time.perf_counter()
+        features = self.extractor([obs["agentview"]], [obs.get("instruction") or self.instruction])
+        self._feature_ms.append((time.perf_counter() - start) * 1e3)
+        if self.mode == "rsd":
+            codes, stats = speculative_decode(self.draft, self.main, features, exact=self.exact)
+            self._summary.add(stats)
+        else:
+            codes = greedy_decode(self.main, features)
+        chunk = self.tokenizer.decode(codes)[0].numpy()
+        self._latency.append((time.perf_counter() - start) * 1e3)
+        return binarize_gripper(chunk, self.flip_gripper)
+
+    def episode_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {
+            "chunks": len(self._latency),
+            "mean_step_ms": float(np.mean(self._latency)) if self._latency else None,
+            "mean_feature_ms": float(np.mean(self._feature_ms)) if self._feature_ms else None,
+        }
+        if self.mode == "rsd":
+            stats["rsd"] = self._summary.to_dict()
+        return stats

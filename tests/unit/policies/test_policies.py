@@ -1,0 +1,93 @@
+"""Policies: gripper binarization, no-op, replay, and the token policy's identity checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mocks.generate_mock_checkpoints import generate
+from mocks.libero_files import write_mock_env_demos
+from rvq.envs import MockLiberoEnv
+from rvq.models import MainConfig, MainModel, TokenSpace, save_head
+from rvq.policies import NoopPolicy, ReplayPolicy, TokenPolicy, binarize_gripper, check_checkpoint_dir
+from rvq.rsd import greedy_decode
+
+
+def test_binarize_gripper() -> None:
+    chunk = np.zeros((8, 7))
+    chunk[:, 6] = np.linspace(-1, 1, 8)
+    out = binarize_gripper(chunk)
+    assert set(out[:, 6]) == {-1.0, 1.0} and out[0, 6] == -1 and out[-1, 6] == 1
+    assert (binarize_gripper(chunk, flip_sign=True)[:, 6] == -out[:, 6]).all()
+    assert np.array_equal(out[:, :6], chunk[:, :6])
+    with pytest.raises(ValueError, match=r"\[C, 7\]"):
+        binarize_gripper(np.zeros((8, 6)))
+    with pytest.raises(ValueError, match="NaN"):
+        binarize_gripper(np.full((8, 7), np.nan))
+
+
+def test_noop_and_replay(tmp_path: Path) -> None:
+    assert (NoopPolicy().act({})[:, 6] == -1).all()
+    write_mock_env_demos(tmp_path, "libero_spatial", num_tasks=2, trials=3)
+    policy, env = ReplayPolicy(tmp_path), MockLiberoEnv("libero_spatial", 1)
+    obs = env.reset(2)
+    policy.reset(env.instruction, 1, 2)
+    success = False
+    for _ in range(10):
+        for action in policy.act(obs):
+            obs, success = env.step(action)
+            if success:
+                break
+        if success:
+            break
+    assert success
+    with pytest.raises(ValueError, match="no demo file for task 5"):
+        policy.reset("x", 5, 0)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mock_checkpoints")
+    generate(out, seed=0, tokenizer_steps=20)
+    return out
+
+
+def test_token_policy_rsd_equals_main_only_and_gives_raw_chunks(checkpoints: Path) -> None:
+    rsd = TokenPolicy.from_dir(checkpoints, mode="rsd", device="cpu")
+    main_only = TokenPolicy.from_dir(checkpoints, mode="main", device="cpu")
+    env = MockLiberoEnv("libero_object", 2)
+    obs = env.reset(0)
+    rsd.reset(env.instruction, 2, 0)
+    main_only.reset(env.instruction, 2, 0)
+    chunk = rsd.act(obs)
+    assert chunk.shape == (8, 7) and chunk.dtype == np.float64
+    assert np.array_equal(chunk, main_only.act(obs))  # exact RSD: the same tokens, so the same actions
+    assert set(np.unique(chunk[:, 6])) <= {-1.0, 1.0}
+    stats = rsd.episode_stats()
+    assert stats["chunks"] == 1 and stats["rsd"]["chunks"] == 1 and "rsd" not in main_only.episode_stats()
+    features = rsd.extractor([obs["agentview"]], [env.instruction])
+    expected = rsd.tokenizer.decode(greedy_decode(rsd.main, features))[0].numpy()
+    np.testing.assert_array_equal(chunk[:, :6], expected[:, :6])
+
+
+def test_checkpoint_folders_are_checked(checkpoints: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing \\['draft.pt'\\]"):
+        (tmp_path / "partial").mkdir()
+        for name in ("tokenizer.pt", "main.pt"):
+            (tmp_path / "partial" / name).write_bytes((checkpoints / name).read_bytes())
+        check_checkpoint_dir(tmp_path / "partial", "rsd")
+    with pytest.raises(FileNotFoundError, match="no backbone"):
+        check_checkpoint_dir(tmp_path / "partial", "main")
+    torch.manual_seed(3)
+    policy = TokenPolicy.from_dir(checkpoints, mode="main", device="cpu")
+    stranger = MainModel(MainConfig(policy.extractor.feature_dim, TokenSpace(), width=32, depth=1, heads=4))
+    save_head(tmp_path / "main.pt", stranger, "another-tokenizer", policy.extractor.identity)
+    from rvq.models import load_main
+
+    with pytest.raises(ValueError, match="different tokenizer"):
+        TokenPolicy(policy.extractor, policy.tokenizer, load_main(tmp_path / "main.pt"), mode="main")
+    with pytest.raises(ValueError, match="needs a draft"):
+        TokenPolicy(policy.extractor, policy.tokenizer, policy.main, mode="rsd")
