@@ -110,7 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         suite=args.suite, tasks=[], trials=args.trials, policy=args.policy, checkpoints=args.checkpoints,
         demos=args.demos, out_dir=args.out, workers=args.workers, shard=parse_shard(args.shard), videos=args.videos,
         env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
-        max_steps=args.max_steps,
+        max_steps=args.max_steps, render=args.render,
     )
     if tasks:
         from rvq.envs import parse_tasks
@@ -136,6 +136,18 @@ def cmd_setup_libero(args: argparse.Namespace) -> int:
 
     path = setup_libero(args.config_dir, install=args.install)
     print(f"wrote {path}; export LIBERO_CONFIG_PATH={path.parent} MUJOCO_GL=egl (osmesa as a fallback)")
+    return 0
+
+
+def cmd_collect_demos(args: argparse.Namespace) -> int:
+    from rvq.envs import parse_tasks
+    from rvq.expert.collect import CollectConfig, collect_demos
+
+    tasks = parse_tasks(args.tasks, args.suite) if args.tasks else []
+    summaries = collect_demos(CollectConfig(args.suite, tasks, args.trials, args.out, args.workers, args.resolution,
+                                            args.keep_failures))
+    for s in summaries:
+        print(json.dumps(s))
     return 0
 
 
@@ -174,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--suite", default="libero_spatial", help="libero_spatial, libero_object, libero_goal, libero_10, libero_90")
     ev.add_argument("--tasks", default=None, help="task ids, e.g. 0,3,5 or 0-4 (default: all)")
     ev.add_argument("--trials", type=int, default=50, help="trials per task: trial i starts from initial state i")
-    ev.add_argument("--policy", default="rsd", help="rsd, main, replay, noop")
+    ev.add_argument("--policy", default="rsd", help="rsd, main, replay, noop, expert")
     ev.add_argument("--checkpoints", default=None, help="folder with tokenizer.pt, draft.pt, main.pt, backbone/")
     ev.add_argument("--demos", default=None, help="replay: folder of LIBERO demo files, one per task")
     ev.add_argument("--out", default="runs/eval", help="output folder (rerun to resume)")
@@ -186,8 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--relaxed", action="store_true", help="relaxed (lossy) RSD acceptance instead of exact")
     ev.add_argument("--flip-gripper", action="store_true", help="flip the gripper sign (OpenVLA-family outputs)")
     ev.add_argument("--max-steps", type=int, default=None, help="override the suite's max steps (smoke tests)")
+    ev.add_argument("--no-render", dest="render", action="store_false",
+                    help="physics only, no cameras (expert/replay/noop: same success predicate, ~10x faster)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     ev.set_defaults(func=cmd_eval)
+
+    col = sub.add_parser("collect-demos", help="scripted expert → LIBERO-layout HDF5 demos (one file per task)")
+    col.add_argument("--suite", default="libero_spatial")
+    col.add_argument("--tasks", default=None, help="task ids, e.g. 0,3 or 0-4 (default: all)")
+    col.add_argument("--trials", type=int, default=50, help="episodes per task, from initial states 0..N-1")
+    col.add_argument("--out", default="runs/demos", help="output folder (rerun to resume)")
+    col.add_argument("--workers", type=int, default=1)
+    col.add_argument("--resolution", type=int, default=128, help="camera resolution of the recorded images")
+    col.add_argument("--keep-failures", action="store_true", help="also keep unsuccessful episodes")
+    col.set_defaults(func=cmd_collect_demos)
 
     rep = sub.add_parser("eval-report", help="merge eval result files (shards) into success rates with 95% CIs")
     rep.add_argument("results", nargs="+", help="results*.jsonl files or eval output folders")

@@ -19,7 +19,7 @@ TOLERANCE = 0.05
 
 
 class MockLiberoEnv:
-    def __init__(self, suite: str, task_id: int, resolution: int = 64, seed: int = 7) -> None:
+    def __init__(self, suite: str, task_id: int, resolution: int = 64, seed: int = 7, render: bool = True) -> None:
         self.suite = check_suite(suite)
         if not 0 <= task_id < NUM_TASKS[suite]:
             raise ValueError(f"{suite} has tasks 0..{NUM_TASKS[suite] - 1}; got {task_id}")

@@ -26,12 +26,13 @@ def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
     return q[:3] * 2.0 * np.arccos(q[3]) / den
 
 
-def check_observation(obs: dict[str, Any], resolution: int | None = None) -> None:
-    """Raise naming the key when an observation breaks the contract."""
-    for key in (*IMAGE_KEYS, "state", "instruction"):
+def check_observation(obs: dict[str, Any], resolution: int | None = None, require_images: bool = True) -> None:
+    """Raise naming the key when an observation breaks the contract (images optional for physics-only envs)."""
+    image_keys = IMAGE_KEYS if require_images else tuple(k for k in IMAGE_KEYS if k in obs)
+    for key in (*image_keys, "state", "instruction"):
         if key not in obs:
             raise KeyError(f"observation lacks {key!r}; has {sorted(obs)}")
-    for key in IMAGE_KEYS:
+    for key in image_keys:
         image = obs[key]
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(f"observation {key!r} must be [H, W, 3] uint8, got {getattr(image, 'dtype', type(image))} "

@@ -28,6 +28,7 @@ class EvalConfig:
     exact: bool = True
     flip_gripper: bool = False
     max_steps: int | None = None  # None: the suite's protocol value
+    render: bool = True  # False: physics only (no images), for policies that do not look (expert, replay)
 
     def validate(self) -> "EvalConfig":
         """Refuse bad runs before any simulator starts."""
@@ -49,6 +50,10 @@ class EvalConfig:
                 raise ValueError(f"policy {self.policy!r} needs --checkpoints")
             check_checkpoint_dir(self.checkpoints, self.policy)
             check_head_identities(Path(self.checkpoints), self.policy)
+        if self.policy == "expert" and self.env != "libero":
+            raise ValueError("the scripted expert reads the real simulator's state: use --env libero")
+        if not self.render and self.policy in ("rsd", "main"):
+            raise ValueError(f"policy {self.policy!r} looks at images: it cannot run with rendering off")
         if self.policy == "replay" and not self.demos:
             raise ValueError("policy 'replay' needs --demos (a folder with one demo file per task)")
         return self

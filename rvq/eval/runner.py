@@ -36,6 +36,10 @@ def build_policy(cfg: EvalConfig):
                                     flip_gripper=cfg.flip_gripper)
     if cfg.policy == "replay":
         return ReplayPolicy(cfg.demos)
+    if cfg.policy == "expert":
+        from rvq.expert import ScriptedExpert
+
+        return ScriptedExpert()
     return NoopPolicy()
 
 
@@ -101,12 +105,14 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
     frames: list[np.ndarray] = []
     try:
         obs = env.reset(trial)
+        if hasattr(policy, "attach_env"):
+            policy.attach_env(env)  # privileged state (the scripted expert)
         policy.reset(env.instruction, task, trial)
         max_steps = cfg.max_steps or env.max_steps
         queue: list[np.ndarray] = []
         success = False
         while record["steps"] < max_steps:
-            if video is not None:
+            if video is not None and "agentview" in obs:
                 frames.append(_upright(obs["agentview"]))
             if not queue:
                 queue = list(policy.act(obs))
@@ -116,7 +122,7 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
                 break
         record["success"] = bool(success)
         record["policy_stats"] = policy.episode_stats()
-        if video is not None:
+        if video is not None and frames:
             frames.append(_upright(obs["agentview"]))
             name = video.with_name(f"{video.stem}--{'success' if success else 'failure'}.mp4")
             _write_video(name, frames, success)
@@ -130,7 +136,7 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
 def _run_groups(cfg: EvalConfig, groups, emit: Callable[[dict[str, Any]], None], policy) -> None:
     for task, trials in groups:
         try:
-            env = make_env(cfg.env, cfg.suite, task)
+            env = make_env(cfg.env, cfg.suite, task, **({"render": False} if not cfg.render else {}))
         except Exception:  # noqa: BLE001 - every episode of the task is recorded as an error
             error = traceback.format_exc()
             for trial in trials:

@@ -4,6 +4,6 @@ from rvq.policies.base import Policy, binarize_gripper
 from rvq.policies.simple import NoopPolicy, ReplayPolicy
 from rvq.policies.token_policy import TokenPolicy, check_checkpoint_dir
 
-POLICIES = ("rsd", "main", "replay", "noop")
+POLICIES = ("rsd", "main", "replay", "noop", "expert")
 
 __all__ = ["POLICIES", "NoopPolicy", "Policy", "ReplayPolicy", "TokenPolicy", "binarize_gripper", "check_checkpoint_dir"]

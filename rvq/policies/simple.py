@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from rvq.data.episodes import list_demo_files, read_demo_file
@@ -28,9 +29,10 @@ class NoopPolicy:
 
 
 class ReplayPolicy:
-    """Plays demo `trial % demos` of the task's file (a LIBERO folder: one file per task, by name order).
-
-    After the demo ends it sends no-ops. Replaying a demo from its own initial state must succeed."""
+    """Plays the demo recorded from initial state `trial` (attribute `init_state_index`, written by
+    `rvq collect-demos`), else demo `trial % demos`, of the task's file (a LIBERO folder: one file per
+    task, by name order). After the demo ends it sends no-ops. Replaying a demo from its own initial
+    state must succeed."""
 
     name = "replay"
 
@@ -44,7 +46,13 @@ class ReplayPolicy:
         if not 0 <= task_id < len(self.files):
             raise ValueError(f"no demo file for task {task_id}: the folder has {len(self.files)} files")
         episodes = read_demo_file(self.files[task_id], task_id, split_arms=False)
-        self.actions = episodes[trial % len(episodes)].actions.astype(np.float64)
+        index = trial % len(episodes)
+        with h5py.File(self.files[task_id], "r") as f:
+            for i, ep in enumerate(episodes):
+                if f["data"][ep.demo].attrs.get("init_state_index") == trial:
+                    index = i
+                    break
+        self.actions = episodes[index].actions.astype(np.float64)
         self.cursor = 0
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:

@@ -1,0 +1,151 @@
+"""`rvq collect-demos`: run the scripted expert in the real simulator and write LIBERO-layout HDF5 files.
+
+One file per task, `<task_name>_demo.hdf5`, the layout of LIBERO's own datasets (read unchanged by
+`rvq.data`):
+
+    data/                  attrs: problem_info (JSON, language_instruction), env_args (JSON), bddl_file_name,
+                                  attempts, successes, success_rate, complete
+    data/demo_k/           attrs: num_samples, init_state_index, success
+        actions [T, 7]     states [T, S] (MuJoCo state)   rewards [T]   dones [T]
+        obs/agentview_rgb, eye_in_hand_rgb [T, H, W, 3] uint8 (as rendered), ee_pos [T, 3], ee_ori [T, 3],
+            gripper_states [T, 2], joint_states [T, 7]
+
+Observation t is the one the action t was chosen on. Only successful episodes are kept unless
+`keep_failures`. A task whose file is marked complete is skipped on rerun (resume); files are written
+atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from rvq.envs.suites import check_suite, parse_tasks
+
+
+@dataclass
+class CollectConfig:
+    suite: str = "libero_spatial"
+    tasks: list[int] = field(default_factory=list)
+    trials: int = 50
+    out_dir: str = "runs/demos"
+    workers: int = 1
+    resolution: int = 128  # LIBERO's datasets are 128×128
+    keep_failures: bool = False
+
+
+def _record(env, obs: dict[str, Any]) -> dict[str, np.ndarray]:
+    raw = env.raw_obs
+    return {
+        "agentview_rgb": obs["agentview"], "eye_in_hand_rgb": obs["wrist"],
+        "ee_pos": np.asarray(raw["robot0_eef_pos"]), "ee_ori": obs["state"][3:6],
+        "gripper_states": np.asarray(raw["robot0_gripper_qpos"]), "joint_states": np.asarray(raw["robot0_joint_pos"]),
+    }
+
+
+def expert_episode(env, expert, trial: int) -> dict[str, Any]:
+    """One expert episode with everything a LIBERO demo holds."""
+    obs = env.reset(trial)
+    expert.attach_env(env)
+    expert.reset(env.instruction, env.task_id, trial)
+    frames: dict[str, list] = {}
+    actions, states = [], []
+    success = False
+    for _ in range(env.max_steps):
+        for key, value in _record(env, obs).items():
+            frames.setdefault(key, []).append(value)
+        states.append(env.sim_env.sim.get_state().flatten())
+        action = expert.act(obs)[0]
+        actions.append(action)
+        obs, success = env.step(action)
+        if success:
+            break
+    steps = len(actions)
+    return {"actions": np.asarray(actions), "states": np.asarray(states), "obs": {k: np.asarray(v) for k, v in frames.items()},
+            "success": bool(success), "steps": steps, "trial": trial}
+
+
+def task_file(out_dir: Path, env) -> Path:
+    return out_dir / f"{env.task_name}_demo.hdf5"
+
+
+def is_complete(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(f["data"].attrs.get("complete", False))
+    except (OSError, KeyError):
+        return False
+
+
+def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
+    from rvq.envs.libero_env import LiberoEnv
+    from rvq.expert.scripted import ScriptedExpert
+
+    env = LiberoEnv(cfg.suite, task, resolution=cfg.resolution)
+    out = Path(cfg.out_dir)
+    path = task_file(out, env)
+    if is_complete(path):
+        env.close()
+        with h5py.File(path, "r") as f:
+            return {"task": task, "file": str(path), "skipped": True, "success_rate": float(f["data"].attrs["success_rate"])}
+    expert, successes, kept = ScriptedExpert(), 0, 0
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            data = f.create_group("data")
+            data.attrs["problem_info"] = json.dumps({"language_instruction": env.instruction,
+                                                     "problem_name": env.sim_env.parsed_problem["problem_name"]})
+            data.attrs["env_args"] = json.dumps({"suite": cfg.suite, "task_id": task, "controller": "OSC_POSE",
+                                                 "resolution": cfg.resolution, "seed": 7})
+            data.attrs["bddl_file_name"] = os.path.basename(env.sim_env.bddl_file_name) if hasattr(env.sim_env, "bddl_file_name") else ""
+            for trial in range(cfg.trials):
+                episode = expert_episode(env, expert, trial)
+                successes += episode["success"]
+                if not (episode["success"] or cfg.keep_failures):
+                    continue
+                demo = data.create_group(f"demo_{kept}")
+                kept += 1
+                demo.attrs.update({"num_samples": episode["steps"], "init_state_index": trial, "success": episode["success"]})
+                demo.create_dataset("actions", data=episode["actions"])
+                demo.create_dataset("states", data=episode["states"])
+                rewards = np.zeros(episode["steps"])
+                rewards[-1] = float(episode["success"])
+                demo.create_dataset("rewards", data=rewards)
+                demo.create_dataset("dones", data=rewards.astype(np.uint8))
+                obs = demo.create_group("obs")
+                for key, value in episode["obs"].items():
+                    obs.create_dataset(key, data=value, compression="gzip" if value.dtype == np.uint8 else None)
+            data.attrs.update({"attempts": cfg.trials, "successes": successes, "success_rate": successes / cfg.trials,
+                               "kept": kept, "complete": True})
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        env.close()
+    return {"task": task, "file": str(path), "skipped": False, "success_rate": successes / cfg.trials, "kept": kept}
+
+
+def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
+    """Collect every task of `cfg` (in parallel with `workers` processes); returns one summary per task."""
+    check_suite(cfg.suite)
+    tasks = parse_tasks(",".join(map(str, cfg.tasks)) if cfg.tasks else None, cfg.suite)
+    if not 1 <= cfg.trials <= 50:
+        raise ValueError(f"trials must be in [1, 50] (one per fixed initial state), got {cfg.trials}")
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    if cfg.workers <= 1:
+        summaries = [collect_task(cfg, t) for t in tasks]
+    else:
+        with mp.get_context("spawn").Pool(cfg.workers) as pool:
+            summaries = pool.starmap(collect_task, [(cfg, t) for t in tasks])
+    (Path(cfg.out_dir) / "collect_summary.json").write_text(json.dumps(summaries, indent=2))
+    return summaries

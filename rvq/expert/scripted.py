@@ -1,0 +1,160 @@
+"""A scripted pick-and-place expert for LIBERO that reads the simulator's privileged state.
+
+It reads the task's goal from the parsed BDDL (`(On obj target)` / `(In obj target_contain_region)`),
+object positions from the env's observation and object extents from MuJoCo's geom bounding boxes,
+and drives the standard 7-d OSC_POSE delta actions (position only; the gripper keeps pointing down)
+through phases: above the grasp point → down → close → lift → carry → lower → open → retreat.
+Bowls are grasped by the rim (fingers close across the wall), other objects at half height.
+It acts closed-loop, one action per call (`act` returns a `[1, 7]` chunk).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+GAIN = 15.0  # action units per metre of position error (OSC: 1 unit ≈ 5 cm per step)
+OPEN, CLOSED = -1.0, 1.0
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    gripper: float
+    target: np.ndarray | None = None  # end-effector goal; None: hold position (+ rise)
+    tolerance: float = 0.02  # metres, for moving phases
+    hold_steps: int = 0  # for holding phases
+    max_steps: int = 60
+    rise: float = 0.0  # holding phases: move up by this much while holding
+
+
+def object_extent(env, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """World-frame bounding box (lo, hi) of an object's geoms, from MuJoCo's per-geom AABBs."""
+    inner = env.sim_env
+    model, data = inner.sim.model, inner.sim.data
+    body = inner.obj_body_id[name]
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
+    for geom in range(model.ngeom):
+        owner = model.geom_bodyid[geom]
+        while owner not in (0, body):
+            owner = model.body_parentid[owner]
+        if owner != body:
+            continue
+        center, half = model.geom_aabb[geom][:3], model.geom_aabb[geom][3:]
+        corners = (data.geom_xmat[geom].reshape(3, 3) @ (signs * half + center).T).T + data.geom_xpos[geom]
+        lo, hi = np.minimum(lo, corners.min(0)), np.maximum(hi, corners.max(0))
+    if not np.isfinite(lo).all():
+        raise ValueError(f"object {name!r} has no geoms in the simulation")
+    return lo, hi
+
+
+def parse_goal(env) -> tuple[str, str, str]:
+    """The single pick-and-place goal `(predicate, object, target)` of the task, or raise."""
+    goal = env.sim_env.parsed_problem["goal_state"]
+    if len(goal) != 1 or len(goal[0]) != 3 or goal[0][0].lower() not in ("on", "in"):
+        raise NotImplementedError(f"the scripted expert handles one On/In goal, got {goal}")
+    predicate, obj, target = goal[0]
+    return predicate.lower(), obj, target
+
+
+def target_body(env, target: str) -> str:
+    """`basket_1_contain_region` → `basket_1` (regions belong to an object or fixture)."""
+    names = list(env.sim_env.objects_dict) + list(getattr(env.sim_env, "fixtures_dict", {}))
+    if target in names:
+        return target
+    for name in sorted(names, key=len, reverse=True):
+        if target.startswith(name + "_"):
+            return name
+    raise NotImplementedError(f"cannot locate goal target {target!r} among {names}")
+
+
+class ScriptedExpert:
+    """Policy interface (`reset`, `act`, `episode_stats`) plus `attach_env(env)` for privileged state."""
+
+    name = "expert"
+
+    def __init__(self) -> None:
+        self.env = None
+        self.phases: list[Phase] = []
+        self.index = 0
+        self.count = 0
+        self.anchor: np.ndarray | None = None
+        self.plan: dict[str, Any] = {}
+
+    def attach_env(self, env) -> None:
+        if not hasattr(getattr(env, "sim_env", None), "parsed_problem"):
+            raise TypeError("the scripted expert needs the real LIBERO env (privileged simulator state)")
+        self.env = env
+
+    def reset(self, instruction: str, task_id: int, trial: int) -> None:
+        if self.env is None:
+            raise RuntimeError("attach_env(env) before reset: the expert reads the simulator state")
+        self.phases, self.index, self.count, self.anchor = [], 0, 0, None
+
+    def _make_plan(self, raw: dict[str, Any]) -> None:
+        env = self.env
+        predicate, obj, target = parse_goal(env)
+        place_on = target_body(env, target)
+        lo, hi = object_extent(env, obj)
+        _, target_hi = object_extent(env, place_on)
+        center = raw[f"{obj}_pos"].copy()
+        bowl = "bowl" in obj
+        if bowl:  # pinch the rim: fingers (closing along world y) straddle the wall
+            offset = np.array([0.0, 0.055, 0.0])
+            grasp_z = center[2] + 0.02
+        else:
+            offset = np.zeros(3)
+            grasp_z = lo[2] + max(0.01, min(0.06, 0.5 * (hi[2] - lo[2])))  # tall objects: grasp higher
+        grasp = np.r_[center[:2] + offset[:2], grasp_z]
+        carry_z = max(grasp_z, target_hi[2]) + 0.18
+        target_pos = raw[f"{place_on}_pos"]
+        drop = target_pos[:2] + offset[:2]
+        # Release with the object's bottom a few cm above the target (its pose, not its extent: baskets).
+        release_z = target_pos[2] + (0.07 if predicate == "on" else 0.09 + (grasp_z - lo[2]))
+        self.phases = [
+            Phase("above", OPEN, np.r_[grasp[:2], grasp_z + 0.12]),
+            Phase("down", OPEN, grasp, tolerance=0.008),
+            Phase("close", CLOSED, hold_steps=12),
+            Phase("lift", CLOSED, np.r_[grasp[:2], carry_z], tolerance=0.03),
+            Phase("carry", CLOSED, np.r_[drop, carry_z]),
+            Phase("lower", CLOSED, np.r_[drop, release_z]),
+            Phase("open", OPEN, hold_steps=10),
+            Phase("retreat", OPEN, hold_steps=20, rise=0.1),
+        ]
+        self.plan = {"object": obj, "target": place_on, "predicate": predicate, "grasp": grasp.tolist()}
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        raw = self.env.raw_obs
+        if not self.phases:
+            self._make_plan(raw)
+        eef = np.asarray(raw["robot0_eef_pos"], dtype=np.float64)
+        while True:
+            if self.index >= len(self.phases):
+                return np.array([[0, 0, 0, 0, 0, 0, OPEN]], dtype=np.float64)
+            phase = self.phases[self.index]
+            if phase.target is None:
+                if self.anchor is None:
+                    self.anchor = eef.copy()
+                goal = self.anchor + np.array([0.0, 0.0, phase.rise * min(1.0, self.count / max(1, phase.hold_steps))])
+                done = self.count >= phase.hold_steps
+            else:
+                # Moving phases act toward the goal on the step they arrive, then hand over.
+                self.anchor = None
+                goal = phase.target
+                self.count += 1
+                if np.linalg.norm(goal - eef) < phase.tolerance or self.count >= phase.max_steps:
+                    self.index, self.count = self.index + 1, 0
+                move = np.clip((goal - eef) * GAIN, -1.0, 1.0)
+                return np.r_[move, 0.0, 0.0, 0.0, phase.gripper][None, :]
+            if done:
+                self.index, self.count, self.anchor = self.index + 1, 0, None
+                continue
+            self.count += 1
+            move = np.clip((goal - eef) * GAIN, -1.0, 1.0)
+            return np.r_[move, 0.0, 0.0, 0.0, phase.gripper][None, :]
+
+    def episode_stats(self) -> dict[str, Any]:
+        return {"phase": self.phases[self.index].name if self.index < len(self.phases) else "done", **self.plan}
