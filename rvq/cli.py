@@ -110,7 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         suite=args.suite, tasks=[], trials=args.trials, policy=args.policy, checkpoints=args.checkpoints,
         demos=args.demos, out_dir=args.out, workers=args.workers, shard=parse_shard(args.shard), videos=args.videos,
         env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
-        max_steps=args.max_steps, render=args.render,
+        max_steps=args.max_steps, render=args.render, roundtrip_tokenizer=args.roundtrip_tokenizer,
     )
     if tasks:
         from rvq.envs import parse_tasks
@@ -145,7 +145,7 @@ def cmd_collect_demos(args: argparse.Namespace) -> int:
 
     tasks = parse_tasks(args.tasks, args.suite) if args.tasks else []
     summaries = collect_demos(CollectConfig(args.suite, tasks, args.trials, args.out, args.workers, args.resolution,
-                                            args.keep_failures))
+                                            args.keep_failures, args.images))
     for s in summaries:
         print(json.dumps(s))
     return 0
@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--relaxed", action="store_true", help="relaxed (lossy) RSD acceptance instead of exact")
     ev.add_argument("--flip-gripper", action="store_true", help="flip the gripper sign (OpenVLA-family outputs)")
     ev.add_argument("--max-steps", type=int, default=None, help="override the suite's max steps (smoke tests)")
+    ev.add_argument("--roundtrip-tokenizer", default=None,
+                    help="expert only: execute its actions after a round trip through this tokenizer checkpoint")
     ev.add_argument("--no-render", dest="render", action="store_false",
                     help="physics only, no cameras (expert/replay/noop: same success predicate, ~10x faster)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
@@ -211,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--workers", type=int, default=1)
     col.add_argument("--resolution", type=int, default=128, help="camera resolution of the recorded images")
     col.add_argument("--keep-failures", action="store_true", help="also keep unsuccessful episodes")
+    col.add_argument("--no-images", dest="images", action="store_false",
+                     help="physics only: actions, states and proprioception, no camera images (fast)")
     col.set_defaults(func=cmd_collect_demos)
 
     rep = sub.add_parser("eval-report", help="merge eval result files (shards) into success rates with 95% CIs")

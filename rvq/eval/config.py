@@ -29,6 +29,7 @@ class EvalConfig:
     flip_gripper: bool = False
     max_steps: int | None = None  # None: the suite's protocol value
     render: bool = True  # False: physics only (no images), for policies that do not look (expert, replay)
+    roundtrip_tokenizer: str | None = None  # expert: pass its actions through this tokenizer (closed-loop study)
 
     def validate(self) -> "EvalConfig":
         """Refuse bad runs before any simulator starts."""
@@ -52,6 +53,12 @@ class EvalConfig:
             check_head_identities(Path(self.checkpoints), self.policy)
         if self.policy == "expert" and self.env != "libero":
             raise ValueError("the scripted expert reads the real simulator's state: use --env libero")
+        if self.roundtrip_tokenizer is not None:
+            if self.policy != "expert":
+                raise ValueError("--roundtrip-tokenizer applies to the expert policy only")
+            from rvq.tokenizer import ActionTokenizer
+
+            ActionTokenizer.from_checkpoint(self.roundtrip_tokenizer)  # refuse a bad file before any simulator
         if not self.render and self.policy in ("rsd", "main"):
             raise ValueError(f"policy {self.policy!r} looks at images: it cannot run with rendering off")
         if self.policy == "replay" and not self.demos:

@@ -39,6 +39,11 @@ def build_policy(cfg: EvalConfig):
     if cfg.policy == "expert":
         from rvq.expert import ScriptedExpert
 
+        if cfg.roundtrip_tokenizer:
+            from rvq.expert.roundtrip import TokenizedExpert
+            from rvq.tokenizer import ActionTokenizer
+
+            return TokenizedExpert(ScriptedExpert(), ActionTokenizer.from_checkpoint(cfg.roundtrip_tokenizer))
         return ScriptedExpert()
     return NoopPolicy()
 
