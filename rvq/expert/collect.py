@@ -11,8 +11,8 @@ One file per task, `<task_name>_demo.hdf5`, the layout of LIBERO's own datasets 
             gripper_states [T, 2], joint_states [T, 7]
 
 Observation t is the one the action t was chosen on. Only successful episodes are kept unless
-`keep_failures`. A task whose file is marked complete is skipped on rerun (resume); files are written
-atomically.
+`keep_failures`; a task without a kept episode gets no file (the summary says so). A task whose file
+is marked complete is skipped on rerun (resume); files are written atomically.
 """
 
 from __future__ import annotations
@@ -129,6 +129,9 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                     obs.create_dataset(key, data=value, compression="gzip" if value.dtype == np.uint8 else None)
             data.attrs.update({"attempts": cfg.trials, "successes": successes, "success_rate": successes / cfg.trials,
                                "kept": kept, "complete": True})
+        if kept == 0:  # a file without demos is not a dataset; the summary records the attempt
+            tmp.unlink()
+            return {"task": task, "file": None, "skipped": False, "success_rate": 0.0, "kept": 0}
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
