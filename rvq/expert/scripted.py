@@ -60,6 +60,15 @@ def parse_goal(env) -> tuple[str, str, str]:
     return predicate.lower(), obj, target
 
 
+def region_position(env, region: str) -> np.ndarray:
+    """World position of a BDDL region's site (e.g. `flat_stove_1_cook_region`)."""
+    sim = env.sim_env.sim
+    try:
+        return np.array(sim.data.site_xpos[sim.model.site_name2id(region)], dtype=np.float64)
+    except (ValueError, KeyError) as exc:
+        raise NotImplementedError(f"no site for goal region {region!r}") from exc
+
+
 def target_body(env, target: str) -> str:
     """`basket_1_contain_region` → `basket_1` (regions belong to an object or fixture)."""
     names = list(env.sim_env.objects_dict) + list(getattr(env.sim_env, "fixtures_dict", {}))
@@ -109,11 +118,14 @@ class ScriptedExpert:
             offset = np.zeros(3)
             grasp_z = lo[2] + max(0.01, min(0.06, 0.5 * (hi[2] - lo[2])))  # tall objects: grasp higher
         grasp = np.r_[center[:2] + offset[:2], grasp_z]
-        carry_z = max(grasp_z, target_hi[2]) + 0.18
-        target_pos = raw[f"{place_on}_pos"]
+        carry_z = max(grasp_z, target_hi[2]) + 0.18  # clears the target (and fixtures) while carrying
+        if f"{place_on}_pos" in raw:  # a movable object (plate, basket): its pose, not its extent
+            target_pos = np.asarray(raw[f"{place_on}_pos"], dtype=np.float64)
+            release_z = target_pos[2] + (0.07 if predicate == "on" else 0.09 + (grasp_z - lo[2]))
+        else:  # a fixture region (stove burner, cabinet top, rack): the region's site
+            target_pos = region_position(env, target)
+            release_z = target_pos[2] + 0.03 + (grasp_z - lo[2])
         drop = target_pos[:2] + offset[:2]
-        # Release with the object's bottom a few cm above the target (its pose, not its extent: baskets).
-        release_z = target_pos[2] + (0.07 if predicate == "on" else 0.09 + (grasp_z - lo[2]))
         self.phases = [
             Phase("above", OPEN, np.r_[grasp[:2], grasp_z + 0.12]),
             Phase("down", OPEN, grasp, tolerance=0.008),
