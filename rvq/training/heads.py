@@ -1,15 +1,14 @@
 """Phase 2 training: the draft and main token predictors (`rvq train-draft`, `rvq train-main`).
 
 Cross-entropy on cached features and token labels; the main model is teacher-forced on the
-ground-truth earlier layers (layer-causal, so it never sees the layer it predicts). AdamW +
-warm-up/cosine, gradient clipping, seeded sampling, validation on held-out episodes, JSONL metrics,
-best checkpoint by validation loss, resumable `last.pt`.
+ground-truth earlier layers (layer-causal, so it never sees the layer it predicts). Training runs
+through the shared `rvq.training.loop.train_loop` (validation on held-out episodes, best checkpoint
+by validation loss, resumable `last.pt`).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from tqdm.auto import tqdm
 
 from rvq.data.phase2 import Phase2Data, load_phase2_data
 from rvq.device import resolve_device
 from rvq.models import DraftConfig, DraftModel, MainConfig, MainModel, TokenSpace, save_head
 from rvq.rsd.decode import greedy_decode
 from rvq.tokenizer import ActionTokenizer
-from rvq.training.common import adamw_cosine, append_jsonl, load_train_state, save_train_state, seed_everything
+from rvq.training.common import seed_everything
+from rvq.training.loop import train_loop
 
 KINDS = ("draft", "main")
 
@@ -154,53 +153,20 @@ def fit_head(
 ) -> HeadFitResult:
     """Train on `train`, keep the best model by validation loss; `stop_at` ends early (a preempted job)."""
     device = resolve_device(cfg.device)
-    generator = seed_everything(cfg.seed)
-    model.to(device)
-    optimizer, scheduler = adamw_cosine(model.parameters(), cfg.lr, cfg.weight_decay, cfg.steps, cfg.warmup_steps)
-    step, best, history = 0, {"loss": float("inf")}, []
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    fmt = f"rvq.{cfg.kind}-train-state"
-    if cfg.resume:
-        state = load_train_state(cfg.resume, fmt, model.config.to_dict(), model, optimizer, scheduler, generator)
-        step, best, history, best_state = state["step"], state["best"], state["history"], state["best_model"]
     features, codes = train.features.to(device), train.codes.to(device)
-    start, running, trained = time.perf_counter(), [], 0
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=f"train-{cfg.kind}")
-    while step < min(cfg.steps, stop_at or cfg.steps):
-        model.train()
-        idx = torch.randint(0, len(train), (cfg.batch_size,), generator=generator).to(device)
-        loss = head_loss(head_logits(model, features[idx], codes[idx]), codes[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        trained += cfg.batch_size
-        running.append(loss.detach().item())
-        bar.update(1)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            metrics = evaluate_head(model, val, tokenizer, device)
-            record = {"step": step, "train_loss": sum(running) / len(running), "lr": scheduler.get_last_lr()[0],
-                      "val": metrics}
-            running = []
-            history.append(record)
-            bar.set_postfix(val_loss=f"{metrics['loss']:.3f}", acc=f"{metrics['mean_token_accuracy']:.3f}")
-            if metrics["loss"] < best["loss"]:
-                best = {**metrics, "step": step}
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if out_dir:
-                    _save_best(out_dir, model, best_state, train, best, cfg)
-            if out_dir:
-                append_jsonl(out_dir / "metrics.jsonl", record)
-                save_train_state(out_dir / "last.pt", fmt, model.config.to_dict(), model=model, optimizer=optimizer,
-                                 scheduler=scheduler, generator=generator, step=step, config=asdict(cfg),
-                                 best_model=best_state, best=best, history=history)
-    bar.close()
-    seconds = time.perf_counter() - start
-    model.load_state_dict(best_state)
-    model.eval()
-    return HeadFitResult(model, best, history, seconds, trained / max(seconds, 1e-9))
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        return head_loss(head_logits(model, features[idx], codes[idx]), codes[idx])
+
+    loop = train_loop(
+        model, cfg, device, len(train), batch_loss,
+        evaluate=lambda: evaluate_head(model, val, tokenizer, device),
+        metric="loss", train_key="train_loss", state_format=f"rvq.{cfg.kind}-train-state", desc=f"train-{cfg.kind}",
+        postfix=lambda m: {"val_loss": f"{m['loss']:.3f}", "acc": f"{m['mean_token_accuracy']:.3f}"},
+        save_best=lambda best, state: _save_best(out_dir, model, state, train, best, cfg), out_dir=out_dir,
+        stop_at=stop_at,
+    )
+    return HeadFitResult(model, loop.best, loop.history, loop.seconds, loop.samples / max(loop.seconds, 1e-9))
 
 
 def _save_best(out_dir: Path, model, best_state, data: Phase2Data, best: dict[str, Any], cfg: TrainHeadConfig) -> None:

@@ -1,25 +1,24 @@
 """Phase 1 training: the action tokenizer on demonstration chunks (`rvq train-tokenizer`).
 
-AdamW + warm-up/cosine, seeded batch sampling, masked reconstruction MSE (padding excluded),
-evaluation on held-out episodes, JSONL metrics, best checkpoint by validation MSE, resume.
+Masked reconstruction MSE (padding excluded), evaluated on held-out episodes, through the shared
+`rvq.training.loop.train_loop` (AdamW + cosine, JSONL metrics, best checkpoint by validation MSE, resume).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from rvq.data import ActionNormalizer, ChunkSet, Episode, embedded_demo_files, make_chunks, read_demos, split_by_episode
 from rvq.device import resolve_device
 from rvq.rfsq import ActionRFSQAE, TokenizerConfig, save_tokenizer
-from rvq.training.common import adamw_cosine, append_jsonl, load_train_state, save_train_state, seed_everything
+from rvq.training.common import seed_everything
+from rvq.training.loop import train_loop
 from rvq.training.tokenizer_eval import evaluate_tokenizer, masked_mse
 
 TRAIN_STATE_FORMAT = "rvq.tokenizer-train-state"
@@ -110,69 +109,31 @@ def fit_tokenizer(
     `stop_at` ends the run early at that step, schedule unchanged (a preempted job; resume later).
     """
     device = resolve_device(cfg.device)
-    generator = seed_everything(cfg.seed)
-    model.to(device)
-    optimizer, scheduler = adamw_cosine(model.parameters(), cfg.lr, cfg.weight_decay, cfg.steps, cfg.warmup_steps)
     x_train = data.normalizer.normalize(torch.as_tensor(data.train.actions)).to(device)
     valid_train = torch.as_tensor(data.train.valid).to(device)
-    step, best, history = 0, {"mse": float("inf")}, []
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if cfg.resume:
-        step, best, history, best_state = _restore(cfg.resume, model, optimizer, scheduler, generator, cfg)
-    metrics_path = out_dir / "metrics.jsonl" if out_dir else None
-    start, running = time.perf_counter(), []
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=f"tokenizer[{getattr(model, 'name', model.config.quantizer)}]")
-    model.train()
-    while step < min(cfg.steps, stop_at or cfg.steps):
-        idx = torch.randint(0, x_train.shape[0], (cfg.batch_size,), generator=generator).to(device)
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         recon, _ = model(x_train[idx])
-        loss = masked_mse(recon, x_train[idx], valid_train[idx]).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        running.append(loss.detach().item())
-        bar.update(1)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            metrics = evaluate_tokenizer(model, data.val, data.normalizer, device)
-            record = {"step": step, "train_mse": float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
-                      "val": metrics}
-            running = []
-            history.append(record)
-            bar.set_postfix(val_mse=f"{metrics['mse']:.2e}")
-            if metrics["mse"] < best["mse"]:
-                best = {**metrics, "step": step}
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if out_dir:
-                    save_tokenizer(out_dir / "tokenizer.pt", _with_state(model, best_state),
-                                   action_stats=data.normalizer.to_dict(), metrics={"val": best, "config": asdict(cfg)})
-            if out_dir:
-                append_jsonl(metrics_path, record)
-                _save_state(out_dir / "last.pt", model, optimizer, scheduler, generator, step, best, history,
-                            best_state, cfg)
-    bar.close()
-    model.load_state_dict(best_state)
-    model.eval()
-    return FitResult(model, best, history, time.perf_counter() - start)
+        return masked_mse(recon, x_train[idx], valid_train[idx]).mean()
+
+    def save_best(best: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+        save_tokenizer(out_dir / "tokenizer.pt", _with_state(model, state), action_stats=data.normalizer.to_dict(),
+                       metrics={"val": best, "config": asdict(cfg)})
+
+    loop = train_loop(
+        model, cfg, device, x_train.shape[0], batch_loss,
+        evaluate=lambda: evaluate_tokenizer(model, data.val, data.normalizer, device),
+        metric="mse", train_key="train_mse", state_format=TRAIN_STATE_FORMAT,
+        desc=f"tokenizer[{getattr(model, 'name', model.config.quantizer)}]",
+        postfix=lambda m: {"val_mse": f"{m['mse']:.2e}"}, save_best=save_best, out_dir=out_dir, stop_at=stop_at,
+    )
+    return FitResult(model, loop.best, loop.history, loop.seconds)
 
 
 def _with_state(model: ActionRFSQAE, state: dict[str, torch.Tensor]) -> ActionRFSQAE:
     copy = ActionRFSQAE.from_config(model.config)
     copy.load_state_dict(state)
     return copy
-
-
-def _save_state(path, model, optimizer, scheduler, generator, step, best, history, best_state, cfg) -> None:
-    save_train_state(path, TRAIN_STATE_FORMAT, model.config.to_dict(), model=model, optimizer=optimizer,
-                     scheduler=scheduler, generator=generator, step=step, config=asdict(cfg), best_model=best_state,
-                     best=best, history=history)
-
-
-def _restore(path, model, optimizer, scheduler, generator, cfg):
-    state = load_train_state(path, TRAIN_STATE_FORMAT, model.config.to_dict(), model, optimizer, scheduler, generator)
-    return state["step"], state["best"], state["history"], state["best_model"]
 
 
 def train_tokenizer(cfg: TrainTokenizerConfig) -> dict[str, Any]:

@@ -1,0 +1,95 @@
+"""The training loop both trainers share (tokenizer, draft/main heads).
+
+AdamW + warm-up/cosine, seeded batch sampling, gradient clipping, evaluation every `eval_every` steps,
+the best model by one validation metric (lower is better), JSONL metrics and a resumable `last.pt`.
+`stop_at` ends a run early with the schedule unchanged (a preempted job; resume later).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rvq.training.common import adamw_cosine, append_jsonl, load_train_state, save_train_state, seed_everything
+
+
+@dataclass
+class LoopResult:
+    """best: validation metrics of the best evaluation (plus its `step`); the model holds its weights."""
+
+    best: dict[str, Any]
+    history: list[dict[str, Any]]
+    seconds: float
+    samples: int  # training samples drawn in this run (not counting steps before a resume)
+
+
+def train_loop(
+    model: torch.nn.Module,
+    cfg: Any,
+    device: torch.device,
+    num_rows: int,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    evaluate: Callable[[], dict[str, Any]],
+    metric: str,
+    train_key: str,
+    state_format: str,
+    desc: str,
+    postfix: Callable[[dict[str, Any]], dict[str, str]],
+    save_best: Callable[[dict[str, Any], dict[str, torch.Tensor]], None] | None = None,
+    out_dir: Path | None = None,
+    stop_at: int | None = None,
+) -> LoopResult:
+    """Train `model` with `batch_loss(row indices on device)`; keep the weights with the lowest
+    `evaluate()[metric]`. `cfg` carries steps, batch_size, lr, weight_decay, warmup_steps, grad_clip,
+    eval_every, seed, resume and progress. With `out_dir`: `save_best(best, state)` on improvement,
+    `metrics.jsonl` and `last.pt` after every evaluation."""
+    generator = seed_everything(cfg.seed)
+    model.to(device)
+    optimizer, scheduler = adamw_cosine(model.parameters(), cfg.lr, cfg.weight_decay, cfg.steps, cfg.warmup_steps)
+    step, best, history = 0, {metric: float("inf")}, []
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if cfg.resume:
+        state = load_train_state(cfg.resume, state_format, model.config.to_dict(), model, optimizer, scheduler, generator)
+        step, best, history, best_state = state["step"], state["best"], state["history"], state["best_model"]
+    start, running, samples = time.perf_counter(), [], 0
+    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=desc)
+    while step < min(cfg.steps, stop_at or cfg.steps):
+        model.train()
+        idx = torch.randint(0, num_rows, (cfg.batch_size,), generator=generator).to(device)
+        loss = batch_loss(idx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        samples += cfg.batch_size
+        running.append(loss.detach().item())
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            metrics = evaluate()
+            record = {"step": step, train_key: float(np.mean(running)), "lr": scheduler.get_last_lr()[0], "val": metrics}
+            running = []
+            history.append(record)
+            bar.set_postfix(**postfix(metrics))
+            if metrics[metric] < best[metric]:
+                best = {**metrics, "step": step}
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if out_dir and save_best:
+                    save_best(best, best_state)
+            if out_dir:
+                append_jsonl(out_dir / "metrics.jsonl", record)
+                save_train_state(out_dir / "last.pt", state_format, model.config.to_dict(), model=model,
+                                 optimizer=optimizer, scheduler=scheduler, generator=generator, step=step,
+                                 config=asdict(cfg), best_model=best_state, best=best, history=history)
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    return LoopResult(best, history, time.perf_counter() - start, samples)
