@@ -30,18 +30,24 @@ class TokenSpace:
         return self.chunk_size * self.hidden_dim
 
 
-def _from_dict(cls, data: dict[str, Any]):
-    data = dict(data)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} key(s): {unknown}")
-    data["tokens"] = TokenSpace(**data["tokens"])
-    return cls(**data)
+class _HeadConfigIO:
+    """Checkpoint (de)serialization shared by the head configs: a plain dict, `tokens` nested."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        data = dict(data)
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} key(s): {unknown}")
+        data["tokens"] = TokenSpace(**data["tokens"])
+        return cls(**data)
 
 
 @dataclass(frozen=True)
-class DraftConfig:
+class DraftConfig(_HeadConfigIO):
     """Draft: an MLP from features to the coarse layers L0..L(num_draft_layers-1)."""
 
     feature_dim: int
@@ -57,16 +63,9 @@ class DraftConfig:
         if self.feature_dim < 1 or self.width < 1 or self.depth < 1:
             raise ValueError("feature_dim, width and depth must be >= 1")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DraftConfig":
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class MainConfig:
+class MainConfig(_HeadConfigIO):
     """Main: a layer-causal transformer over the RFSQ layers, conditioned on the features."""
 
     feature_dim: int
@@ -81,10 +80,3 @@ class MainConfig:
             raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
         if self.feature_dim < 1 or self.depth < 1:
             raise ValueError("feature_dim and depth must be >= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MainConfig":
-        return _from_dict(cls, data)
