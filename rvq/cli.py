@@ -103,19 +103,15 @@ def cmd_build_phase2_data(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from rvq.envs import parse_tasks
     from rvq.eval import EvalConfig, parse_shard, run_eval, write_report
 
-    tasks = [] if args.tasks in (None, "", "all") else args.tasks
     cfg = EvalConfig(
-        suite=args.suite, tasks=[], trials=args.trials, policy=args.policy, checkpoints=args.checkpoints,
+        suite=args.suite, tasks=parse_tasks(args.tasks, args.suite), trials=args.trials, policy=args.policy, checkpoints=args.checkpoints,
         demos=args.demos, out_dir=args.out, workers=args.workers, shard=parse_shard(args.shard), videos=args.videos,
         env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
         max_steps=args.max_steps, render=args.render, roundtrip_tokenizer=args.roundtrip_tokenizer,
     )
-    if tasks:
-        from rvq.envs import parse_tasks
-
-        cfg.tasks = parse_tasks(tasks, args.suite)
     path = run_eval(cfg, progress=args.progress)
     report = write_report([path], args.out)
     print((Path(args.out) / "eval_report.md").read_text())
@@ -143,7 +139,7 @@ def cmd_collect_demos(args: argparse.Namespace) -> int:
     from rvq.envs import parse_tasks
     from rvq.expert.collect import CollectConfig, collect_demos
 
-    tasks = parse_tasks(args.tasks, args.suite) if args.tasks else []
+    tasks = parse_tasks(args.tasks, args.suite)
     summaries = collect_demos(CollectConfig(args.suite, tasks, args.trials, args.out, args.workers, args.resolution,
                                             args.keep_failures, args.images))
     for s in summaries:

@@ -20,11 +20,22 @@ def check_suite(suite: str) -> str:
     return suite
 
 
-def parse_tasks(spec: str | None, suite: str) -> list[int]:
-    """`"0,3,5"` or `"0-4"` (or None: all) → task ids, checked against the suite's task count."""
+def check_tasks(tasks: list[int], suite: str) -> list[int]:
+    """Task ids (empty: all of the suite) checked against the suite's task count; sorted, unique."""
     count = NUM_TASKS[check_suite(suite)]
-    if spec is None or spec == "" or spec == "all":
+    if not tasks:
         return list(range(count))
+    bad = [t for t in tasks if not 0 <= t < count]
+    if bad:
+        raise ValueError(f"{suite} has tasks 0..{count - 1}; got {bad}")
+    return sorted(set(tasks))
+
+
+def parse_tasks(spec: str | None, suite: str) -> list[int]:
+    """`"0,3,5"` or `"0-4"` (or None / "all": all) → task ids, checked against the suite's task count."""
+    check_suite(suite)
+    if spec is None or spec == "" or spec == "all":
+        return check_tasks([], suite)
     tasks: list[int] = []
     for part in spec.split(","):
         part = part.strip()
@@ -36,7 +47,4 @@ def parse_tasks(spec: str | None, suite: str) -> list[int]:
                 tasks.append(int(part))
         except ValueError as exc:
             raise ValueError(f"cannot parse task list {spec!r}: use e.g. 0,3,5 or 0-4") from exc
-    bad = [t for t in tasks if not 0 <= t < count]
-    if bad:
-        raise ValueError(f"{suite} has tasks 0..{count - 1}; got {bad}")
-    return sorted(set(tasks))
+    return check_tasks(tasks, suite)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rvq.envs import ENV_KINDS
-from rvq.envs.suites import TRIALS_PER_TASK, check_suite, parse_tasks
+from rvq.envs.suites import TRIALS_PER_TASK, check_suite, check_tasks
 from rvq.policies import POLICIES, check_checkpoint_dir
 
 
@@ -34,7 +34,7 @@ class EvalConfig:
     def validate(self) -> "EvalConfig":
         """Refuse bad runs before any simulator starts."""
         check_suite(self.suite)
-        self.tasks = parse_tasks(",".join(map(str, self.tasks)) if self.tasks else None, self.suite)
+        self.tasks = check_tasks(self.tasks, self.suite)
         if not 1 <= self.trials <= TRIALS_PER_TASK:
             raise ValueError(f"trials must be in [1, {TRIALS_PER_TASK}] (one per fixed initial state), got {self.trials}")
         if self.policy not in POLICIES:

@@ -27,7 +27,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from rvq.envs.suites import check_suite, parse_tasks
+from rvq.envs.suites import check_tasks
 
 
 @dataclass
@@ -143,8 +143,7 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
 
 def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
     """Collect every task of `cfg` (in parallel with `workers` processes); returns one summary per task."""
-    check_suite(cfg.suite)
-    tasks = parse_tasks(",".join(map(str, cfg.tasks)) if cfg.tasks else None, cfg.suite)
+    tasks = check_tasks(cfg.tasks, cfg.suite)
     if not 1 <= cfg.trials <= 50:
         raise ValueError(f"trials must be in [1, 50] (one per fixed initial state), got {cfg.trials}")
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
