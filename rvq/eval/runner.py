@@ -100,12 +100,17 @@ def _write_video(path: Path, frames: list[np.ndarray], success: bool) -> None:
     imageio.mimwrite(path, [*frames, *[marked] * 10], fps=20, macro_block_size=1)
 
 
+def episode_record(cfg: EvalConfig, task: int, trial: int, env=None) -> dict[str, Any]:
+    """The JSON line of one episode before it runs (`env` None: the env could not be created)."""
+    return {"suite": cfg.suite, "task": task, "task_name": getattr(env, "task_name", None),
+            "instruction": getattr(env, "instruction", None), "trial": trial, "policy": cfg.policy, "env": cfg.env,
+            "shard": f"{cfg.shard[0]}/{cfg.shard[1]}", "worker": os.getpid(), "success": False, "steps": 0,
+            "error": None, "video": None, "seconds": 0.0}
+
+
 def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path | None) -> dict[str, Any]:
     """One episode: reset to the trial's initial state, act in open-loop chunks until success or max steps."""
-    record: dict[str, Any] = {"suite": cfg.suite, "task": task, "task_name": getattr(env, "task_name", None),
-                              "instruction": env.instruction, "trial": trial, "policy": cfg.policy, "env": cfg.env,
-                              "shard": f"{cfg.shard[0]}/{cfg.shard[1]}", "worker": os.getpid(),
-                              "success": False, "steps": 0, "error": None, "video": None}
+    record = episode_record(cfg, task, trial, env)
     start = time.perf_counter()
     frames: list[np.ndarray] = []
     try:
@@ -141,12 +146,11 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
 def _run_groups(cfg: EvalConfig, groups, emit: Callable[[dict[str, Any]], None], policy) -> None:
     for task, trials in groups:
         try:
-            env = make_env(cfg.env, cfg.suite, task, **({"render": False} if not cfg.render else {}))
+            env = make_env(cfg.env, cfg.suite, task, render=cfg.render)
         except Exception:  # noqa: BLE001 - every episode of the task is recorded as an error
             error = traceback.format_exc()
             for trial in trials:
-                emit({"suite": cfg.suite, "task": task, "trial": trial, "policy": cfg.policy, "env": cfg.env,
-                      "success": False, "steps": 0, "error": error, "seconds": 0.0})
+                emit({**episode_record(cfg, task, trial), "error": error})
             continue
         try:
             for trial in trials:
