@@ -2,8 +2,8 @@
 
     python mocks/generate_mock_checkpoints.py --output-dir DIR [--seed S]
 
-writes `tokenizer.pt` (a robust RFSQ tokenizer trained briefly on smooth synthetic actions, with
-BOUNDS_Q99 statistics), `backbone/` (the tiny LLaVA backbone), `draft.pt` and `main.pt` (small heads,
+writes `tokenizer.pt` (a robust RFSQ tokenizer trained briefly by `rvq.training.train_tokenizer` on
+synthetic LIBERO-layout demo files, with BOUNDS_Q99 statistics), `backbone/` (the tiny LLaVA backbone), `draft.pt` and `main.pt` (small heads,
 random weights) whose identities name that tokenizer and that backbone. Loadable with
 `rvq.rfsq.load_tokenizer`, `rvq.models.load_draft` / `load_main`, and `TokenPolicy.from_dir(DIR)`.
 """
@@ -12,44 +12,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mocks.libero_files import smooth_trajectory  # noqa: E402
+from mocks.libero_files import write_libero_file  # noqa: E402
 from rvq.backbones import build_backbone, save_backbone  # noqa: E402
-from rvq.data import ActionNormalizer  # noqa: E402
 from rvq.models import DraftConfig, DraftModel, MainConfig, MainModel, TokenSpace, save_head  # noqa: E402
-from rvq.rfsq import ActionRFSQAE, TokenizerConfig, save_tokenizer, tokenizer_identity  # noqa: E402
-from rvq.data.chunks import chunk_episode  # noqa: E402
+from rvq.rfsq import load_tokenizer, tokenizer_identity  # noqa: E402
+from rvq.training.tokenizer import TrainTokenizerConfig, train_tokenizer  # noqa: E402
 
 
 def generate(output_dir: str | Path, seed: int = 0, tokenizer_steps: int = 100) -> dict[str, str]:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    actions = [smooth_trajectory(80, rng) for _ in range(12)]
-    normalizer = ActionNormalizer.fit(np.concatenate(actions))
-    chunks = torch.as_tensor(np.concatenate([chunk_episode(a, 8)[0] for a in actions]), dtype=torch.float32)
-    x = normalizer.normalize(chunks)
-    config = TokenizerConfig()
-    tokenizer = ActionRFSQAE.from_config(config)
-    optimizer = torch.optim.AdamW(tokenizer.parameters(), lr=2e-3)
-    tokenizer.train()
-    for _ in range(tokenizer_steps):
-        batch = x[torch.randint(0, len(x), (128,))]
-        recon, _ = tokenizer(batch)
-        loss = ((recon - batch) ** 2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    tokenizer.eval()
-    save_tokenizer(out / "tokenizer.pt", tokenizer, action_stats=normalizer.to_dict(), metrics={"mock": True})
+    with tempfile.TemporaryDirectory() as tmp:  # the real Phase 1 training path, on synthetic demo files
+        for i, instruction in enumerate(["reach the target", "move to the left"]):
+            write_libero_file(Path(tmp) / "demos" / f"task{i}_demo.hdf5", instruction, num_demos=6, steps=80,
+                              seed=2 * seed + i, images=False)
+        train_tokenizer(TrainTokenizerConfig(demos=[str(Path(tmp) / "demos")], out_dir=str(Path(tmp) / "run"),
+                                             steps=tokenizer_steps, eval_every=tokenizer_steps, seed=seed,
+                                             device="cpu", progress=False))
+        shutil.copy(Path(tmp) / "run" / "tokenizer.pt", out / "tokenizer.pt")
+    config = load_tokenizer(out / "tokenizer.pt").config
     extractor = build_backbone("tiny", seed=seed)
     save_backbone(extractor, out / "backbone")
     tokens = TokenSpace.from_tokenizer(config)
