@@ -80,6 +80,11 @@ def target_body(env, target: str) -> str:
     raise NotImplementedError(f"cannot locate goal target {target!r} among {names}")
 
 
+def _toward(goal: np.ndarray, eef: np.ndarray, gripper: float) -> np.ndarray:
+    """One OSC_POSE delta action `[1, 7]`: proportional move toward `goal`, no rotation."""
+    return np.r_[np.clip((goal - eef) * GAIN, -1.0, 1.0), 0.0, 0.0, 0.0, gripper][None, :]
+
+
 class ScriptedExpert:
     """Policy interface (`reset`, `act`, `episode_stats`) plus `attach_env(env)` for privileged state."""
 
@@ -143,30 +148,23 @@ class ScriptedExpert:
         if not self.phases:
             self._make_plan(raw)
         eef = np.asarray(raw["robot0_eef_pos"], dtype=np.float64)
-        while True:
-            if self.index >= len(self.phases):
-                return np.array([[0, 0, 0, 0, 0, 0, OPEN]], dtype=np.float64)
+        while self.index < len(self.phases):
             phase = self.phases[self.index]
-            if phase.target is None:
+            if phase.target is None:  # holding: keep the position (rising by `rise`) for `hold_steps`
+                if self.count >= phase.hold_steps:
+                    self.index, self.count, self.anchor = self.index + 1, 0, None
+                    continue
                 if self.anchor is None:
                     self.anchor = eef.copy()
                 goal = self.anchor + np.array([0.0, 0.0, phase.rise * min(1.0, self.count / max(1, phase.hold_steps))])
-                done = self.count >= phase.hold_steps
-            else:
-                # Moving phases act toward the goal on the step they arrive, then hand over.
-                self.anchor = None
-                goal = phase.target
                 self.count += 1
-                if np.linalg.norm(goal - eef) < phase.tolerance or self.count >= phase.max_steps:
-                    self.index, self.count = self.index + 1, 0
-                move = np.clip((goal - eef) * GAIN, -1.0, 1.0)
-                return np.r_[move, 0.0, 0.0, 0.0, phase.gripper][None, :]
-            if done:
-                self.index, self.count, self.anchor = self.index + 1, 0, None
-                continue
+                return _toward(goal, eef, phase.gripper)
+            # moving: act toward the goal on the step it arrives, then hand over
             self.count += 1
-            move = np.clip((goal - eef) * GAIN, -1.0, 1.0)
-            return np.r_[move, 0.0, 0.0, 0.0, phase.gripper][None, :]
+            if np.linalg.norm(phase.target - eef) < phase.tolerance or self.count >= phase.max_steps:
+                self.index, self.count = self.index + 1, 0
+            return _toward(phase.target, eef, phase.gripper)
+        return np.array([[0, 0, 0, 0, 0, 0, OPEN]], dtype=np.float64)
 
     def episode_stats(self) -> dict[str, Any]:
         return {"phase": self.phases[self.index].name if self.index < len(self.phases) else "done", **self.plan}
