@@ -2,7 +2,7 @@
 
 - `tiny`: SigLIP (1 layer, 32-d, 32-px patches → 49 image tokens) + Llama (2 layers, 64-d). For CPU
   tests, mocks and throughput benchmarks.
-- `7b`: SigLIP-so400m shape + Llama-2-7B shape (4096-d, 32 layers) ≈ 7.5 B parameters. For GPU latency
+- `7b`: SigLIP-so400m shape + Llama-2-7B shape (4096-d, 32 layers), 7.19 B parameters (`count_parameters`). For GPU latency
   measurements: weights do not change latency. Build it on a GPU in bf16, or on `meta` to count.
 
 The processor is a real `LlavaProcessor` (SigLIP image processor + a byte-level BPE tokenizer made
@@ -72,7 +72,7 @@ def backbone_config(size: str = "tiny"):
             vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
             num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=2048,
         )
-    text.bos_token_id, text.eos_token_id, text.pad_token_id = 257, 258, 259
+    text.bos_token_id, text.eos_token_id, text.pad_token_id = (256 + SPECIAL_TOKENS.index(t) for t in ("<s>", "</s>", "<pad>"))
     num_patches = (POLICY_IMAGE_SIZE // vision.patch_size) ** 2
     return LlavaConfig(
         vision_config=vision,

@@ -115,7 +115,7 @@ def read_demo_file(
             else:
                 raise ValueError(
                     f"{path}:{demo}: actions have width {width}; expected {action_dim}"
-                    + (f" or a multiple of it (multi-arm)" if split_arms else "")
+                    + (" or a multiple of it (multi-arm)" if split_arms else "")
                 )
     return episodes
 

@@ -5,7 +5,6 @@ effective on held-out episodes, naive's dead layers shown, decode == forward."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from rvq.rfsq import ActionRFSQAE
 from rvq.training.common import seed_everything

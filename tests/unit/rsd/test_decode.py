@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from rvq.models import DraftModel, TokenSpace
 from rvq.rsd import RSDSummary, ScriptedDraft, forced_proposal, greedy_decode, speculative_decode, token_departure
-from tests.unit.models.helpers import SMALL_TOKENS, small_draft, small_main
+from tests.unit.models.helpers import small_draft, small_main
 
 
 def FixedDraft(like: DraftModel, codes: torch.Tensor) -> ScriptedDraft:
