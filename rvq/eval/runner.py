@@ -162,11 +162,16 @@ def _run_groups(cfg: EvalConfig, groups, emit: Callable[[dict[str, Any]], None],
             env.close()
 
 
-def _worker(cfg: EvalConfig, tasks: "mp.Queue", results: "mp.Queue", factory: PolicyFactory) -> None:
+def _worker(cfg: EvalConfig, tasks: "mp.Queue", results: "mp.Queue", factory: PolicyFactory, parent: int) -> None:
+    def put(record: dict[str, Any]) -> None:
+        results.put(record)
+        if os.getppid() != parent:  # the run was killed: stop after this episode instead of running on
+            raise SystemExit(f"eval worker {os.getpid()}: parent {parent} is gone")
+
     try:
         policy = factory(cfg)  # identities checked before this process starts any simulator
         for group in iter(tasks.get, None):
-            _run_groups(cfg, [group], results.put, policy)
+            _run_groups(cfg, [group], put, policy)
     except Exception:  # noqa: BLE001 - reported to the parent
         results.put({"worker_error": traceback.format_exc()})
     finally:
@@ -203,7 +208,8 @@ def run_eval(cfg: EvalConfig, factory: PolicyFactory = build_policy, progress: b
         tasks, results = ctx.Queue(), ctx.Queue()
         for group in groups:
             tasks.put(group)
-        workers = [ctx.Process(target=_worker, args=(cfg, tasks, results, factory)) for _ in range(min(cfg.workers, len(groups)))]
+        workers = [ctx.Process(target=_worker, args=(cfg, tasks, results, factory, os.getpid()), daemon=True)
+                   for _ in range(min(cfg.workers, len(groups)))]
         for _ in workers:
             tasks.put(None)
         for w in workers:

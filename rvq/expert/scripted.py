@@ -10,12 +10,20 @@ It acts closed-loop, one action per call (`act` returns a `[1, 7]` chunk).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from rvq.expert.grasp import object_points, plan_grasp, rotation_z
+
 GAIN = 15.0  # action units per metre of position error (OSC: 1 unit ≈ 5 cm per step)
+ROTATION_SCALE = 0.5  # radians per rotation action unit (robosuite OSC_POSE output_max)
+ROTATION_STEP = 0.6  # largest rotation action per step (0.3 rad)
+KNOB_TURN = 0.9  # radians the wrist turns a knob (LIBERO's stove is on from 0.5)
+TURN_TOLERANCE = 0.08  # radians of orientation error a moving phase may hand over with
+# `robot0_eef_quat` of the gripper pointing down with its fingers closing along world y (LIBERO's reset pose)
+DOWN = np.diag([1.0, -1.0, -1.0])
 OPEN, CLOSED = -1.0, 1.0
 
 
@@ -25,9 +33,11 @@ class Phase:
     gripper: float
     target: np.ndarray | None = None  # end-effector goal; None: hold position (+ rise)
     tolerance: float = 0.02  # metres, for moving phases
+    yaw: float | None = None  # gripper yaw about world z for this phase; None: the plan's
     hold_steps: int = 0  # for holding phases
     max_steps: int = 60
     rise: float = 0.0  # holding phases: move up by this much while holding
+    place: bool = False  # moving phases: on entry, shift x-y so the held object (not the hand) ends over the target
 
 
 def object_extent(env, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -51,13 +61,30 @@ def object_extent(env, name: str) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def parse_goal(env) -> tuple[str, str, str]:
-    """The single pick-and-place goal `(predicate, object, target)` of the task, or raise."""
+def parse_goal(env) -> tuple[str, str, str | None]:
+    """The task's single goal: `(on|in, object, target)` (pick and place) or `(turnon, fixture, None)`."""
     goal = env.sim_env.parsed_problem["goal_state"]
-    if len(goal) != 1 or len(goal[0]) != 3 or goal[0][0].lower() not in ("on", "in"):
-        raise NotImplementedError(f"the scripted expert handles one On/In goal, got {goal}")
-    predicate, obj, target = goal[0]
-    return predicate.lower(), obj, target
+    if len(goal) == 1 and len(goal[0]) == 3 and goal[0][0].lower() in ("on", "in"):
+        predicate, obj, target = goal[0]
+        return predicate.lower(), obj, target
+    if len(goal) == 1 and len(goal[0]) == 2 and goal[0][0].lower() == "turnon":
+        return "turnon", goal[0][1], None
+    raise NotImplementedError(f"the scripted expert handles one On/In/TurnOn goal, got {goal}")
+
+
+def knob_joint(sim, fixture: str) -> tuple[int, np.ndarray, float]:
+    """(joint id, world anchor [3], sign) of a fixture's vertical hinge; sign: the wrist yaw direction
+    that increases the joint (a turn-on range starts above 0)."""
+    model, data = sim.model, sim.data
+    for joint in range(model.njnt):
+        body = int(model.jnt_bodyid[joint])
+        if model.jnt_type[joint] != 3 or not (model.body_id2name(body) or "").startswith(fixture + "_"):
+            continue  # 3: mjJNT_HINGE
+        axis = data.xmat[body].reshape(3, 3) @ model.jnt_axis[joint]
+        if abs(axis[2]) < 0.9:
+            raise NotImplementedError(f"{fixture}: knob axis {axis} is not vertical")
+        return joint, np.array(data.xanchor[joint], dtype=np.float64), float(np.sign(axis[2]))
+    raise NotImplementedError(f"{fixture} has no hinge joint to turn")
 
 
 def region_position(env, region: str) -> np.ndarray:
@@ -80,9 +107,19 @@ def target_body(env, target: str) -> str:
     raise NotImplementedError(f"cannot locate goal target {target!r} among {names}")
 
 
-def _toward(goal: np.ndarray, eef: np.ndarray, gripper: float) -> np.ndarray:
-    """One OSC_POSE delta action `[1, 7]`: proportional move toward `goal`, no rotation."""
-    return np.r_[np.clip((goal - eef) * GAIN, -1.0, 1.0), 0.0, 0.0, 0.0, gripper][None, :]
+def _rotation_error(target: np.ndarray, quat_xyzw: np.ndarray) -> np.ndarray:
+    """Axis-angle [3] (world frame) that turns the current end-effector orientation into `target`."""
+    from robosuite.utils import transform_utils as T  # noqa: PLC0415 - LIBERO's robosuite
+
+    error = target @ T.quat2mat(np.asarray(quat_xyzw, dtype=np.float64)).T
+    return np.asarray(T.quat2axisangle(T.mat2quat(error)), dtype=np.float64)
+
+
+def _toward(goal: np.ndarray, eef: np.ndarray, gripper: float, rotation: np.ndarray) -> np.ndarray:
+    """One OSC_POSE delta action `[1, 7]`: proportional move toward `goal` and turn by `rotation`
+    (axis-angle, world frame; OSC scales a rotation input of 1 to 0.5 rad)."""
+    turn = np.clip(rotation / ROTATION_SCALE, -ROTATION_STEP, ROTATION_STEP)
+    return np.r_[np.clip((goal - eef) * GAIN, -1.0, 1.0), turn, gripper][None, :]
 
 
 class ScriptedExpert:
@@ -96,7 +133,9 @@ class ScriptedExpert:
         self.index = 0
         self.count = 0
         self.anchor: np.ndarray | None = None
+        self.yaw = 0.0  # gripper yaw about world z (radians) of the plan
         self.plan: dict[str, Any] = {}
+        self.place_xy = np.zeros(2)
 
     def attach_env(self, env) -> None:
         if not hasattr(getattr(env, "sim_env", None), "parsed_problem"):
@@ -106,23 +145,24 @@ class ScriptedExpert:
     def reset(self, instruction: str, task_id: int, trial: int) -> None:
         if self.env is None:
             raise RuntimeError("attach_env(env) before reset: the expert reads the simulator state")
-        self.phases, self.index, self.count, self.anchor = [], 0, 0, None
+        self.phases, self.index, self.count, self.anchor, self.yaw = [], 0, 0, None, 0.0
 
     def _make_plan(self, raw: dict[str, Any]) -> None:
         env = self.env
         predicate, obj, target = parse_goal(env)
+        if predicate == "turnon":
+            self._plan_turn(obj)
+            return
         place_on = target_body(env, target)
         lo, hi = object_extent(env, obj)
         _, target_hi = object_extent(env, place_on)
         center = raw[f"{obj}_pos"].copy()
         bowl = "bowl" in obj
-        if bowl:  # pinch the rim: fingers (closing along world y) straddle the wall
-            offset = np.array([0.0, 0.055, 0.0])
-            grasp_z = center[2] + 0.02
-        else:
-            offset = np.zeros(3)
-            grasp_z = lo[2] + max(0.01, min(0.06, 0.5 * (hi[2] - lo[2])))  # tall objects: grasp higher
-        grasp = np.r_[center[:2] + offset[:2], grasp_z]
+        # bowls: pinch the rim (fingers straddle the wall); tall objects: grasp higher than half height
+        grasp_z = center[2] + 0.02 if bowl else lo[2] + max(0.01, min(0.06, 0.5 * (hi[2] - lo[2])))
+        chosen = plan_grasp(env.sim_env.sim, env.sim_env.obj_body_id[obj], center, grasp_z, bowl)
+        grasp, offset = chosen.position, chosen.offset
+        self.yaw = chosen.yaw
         carry_z = max(grasp_z, target_hi[2]) + 0.18  # clears the target (and fixtures) while carrying
         if f"{place_on}_pos" in raw:  # a movable object (plate, basket): its pose, not its extent
             target_pos = np.asarray(raw[f"{place_on}_pos"], dtype=np.float64)
@@ -136,12 +176,38 @@ class ScriptedExpert:
             Phase("down", OPEN, grasp, tolerance=0.008),
             Phase("close", CLOSED, hold_steps=12),
             Phase("lift", CLOSED, np.r_[grasp[:2], carry_z], tolerance=0.03),
-            Phase("carry", CLOSED, np.r_[drop, carry_z]),
-            Phase("lower", CLOSED, np.r_[drop, release_z]),
+            Phase("carry", CLOSED, np.r_[drop, carry_z], place=True),
+            Phase("lower", CLOSED, np.r_[drop, release_z], place=True),
             Phase("open", OPEN, hold_steps=10),
             Phase("retreat", OPEN, hold_steps=20, rise=0.1),
         ]
-        self.plan = {"object": obj, "target": place_on, "predicate": predicate, "grasp": grasp.tolist()}
+        self.place_xy = target_pos[:2]
+        self.plan = {"object": obj, "target": place_on, "predicate": predicate, "grasp": grasp.tolist(),
+                     "yaw_deg": round(float(np.rad2deg(chosen.yaw))), "clearance": round(chosen.clearance, 4)}
+
+    def _plan_turn(self, fixture: str) -> None:
+        """Turn a knob: grasp its handle bar across, turn the wrist by `KNOB_TURN` the way the joint
+        opens, let go and rise."""
+        sim = self.env.sim_env.sim
+        joint, anchor, sign = knob_joint(sim, fixture)
+        body = int(sim.model.jnt_bodyid[joint])
+        points = object_points(sim, body)
+        top = points[:, 2].max()
+        bar = points[points[:, 2] > top - 0.01, :2]  # the handle: the knob's parts near its top
+        direction = np.linalg.svd(bar - bar.mean(0))[2][0]  # long horizontal axis of the handle
+        self.yaw = float((np.arctan2(direction[1], direction[0]) + np.pi / 2) % np.pi - np.pi / 2)
+        grasp = np.r_[anchor[:2], top - 0.025]  # pads across the bar, fingertips above the knob's disc
+        turned = self.yaw + sign * KNOB_TURN
+        self.phases = [
+            Phase("above", OPEN, grasp + np.array([0.0, 0.0, 0.1])),
+            Phase("down", OPEN, grasp, tolerance=0.008),
+            Phase("close", CLOSED, hold_steps=12),
+            Phase("turn", CLOSED, hold_steps=40, yaw=turned),
+            Phase("open", OPEN, hold_steps=10, yaw=turned),
+            Phase("retreat", OPEN, hold_steps=20, rise=0.1, yaw=turned),
+        ]
+        self.plan = {"object": fixture, "target": None, "predicate": "turnon", "grasp": grasp.tolist(),
+                     "yaw_deg": round(float(np.rad2deg(self.yaw))), "clearance": None}
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         raw = self.env.raw_obs
@@ -150,6 +216,8 @@ class ScriptedExpert:
         eef = np.asarray(raw["robot0_eef_pos"], dtype=np.float64)
         while self.index < len(self.phases):
             phase = self.phases[self.index]
+            yaw = self.yaw if phase.yaw is None else phase.yaw
+            turn = _rotation_error(rotation_z(yaw) @ DOWN, raw["robot0_eef_quat"])
             if phase.target is None:  # holding: keep the position (rising by `rise`) for `hold_steps`
                 if self.count >= phase.hold_steps:
                     self.index, self.count, self.anchor = self.index + 1, 0, None
@@ -158,12 +226,16 @@ class ScriptedExpert:
                     self.anchor = eef.copy()
                 goal = self.anchor + np.array([0.0, 0.0, phase.rise * min(1.0, self.count / max(1, phase.hold_steps))])
                 self.count += 1
-                return _toward(goal, eef, phase.gripper)
+                return _toward(goal, eef, phase.gripper, turn)
             # moving: act toward the goal on the step it arrives, then hand over
+            if phase.place and self.count == 0:  # the object may have slid in the hand since the plan
+                held = np.asarray(raw[f"{self.plan['object']}_pos"][:2], dtype=np.float64) - eef[:2]
+                phase = self.phases[self.index] = replace(phase, target=np.r_[self.place_xy - held, phase.target[2]])
             self.count += 1
-            if np.linalg.norm(phase.target - eef) < phase.tolerance or self.count >= phase.max_steps:
+            arrived = np.linalg.norm(phase.target - eef) < phase.tolerance and np.linalg.norm(turn) < TURN_TOLERANCE
+            if arrived or self.count >= phase.max_steps:
                 self.index, self.count = self.index + 1, 0
-            return _toward(phase.target, eef, phase.gripper)
+            return _toward(phase.target, eef, phase.gripper, turn)
         return np.array([[0, 0, 0, 0, 0, 0, OPEN]], dtype=np.float64)
 
     def episode_stats(self) -> dict[str, Any]:

@@ -101,7 +101,9 @@ def evaluate_head(
     layer_exact_match is the fraction of chunks whose whole layer is right (what speculative
     acceptance depends on). main also reports teacher_forced_accuracy. action_mse_raw: MSE in raw
     env units (valid steps only) of the actions decoded from the emitted tokens, next to
-    tokenizer_mse_raw, the same for the ground-truth tokens (the floor).
+    tokenizer_mse_raw, the same for the ground-truth tokens (the floor). Baselines per layer:
+    chance_accuracy (1 / levels) and majority_accuracy (the most frequent validation code at each
+    chunk step and action dim, an optimistic constant predictor).
     """
     model.eval()
     losses, emitted, forced = [], [], []
@@ -130,6 +132,9 @@ def evaluate_head(
     metrics["action_mse_raw"] = _masked_action_mse(tokenizer.decode(pred), data.actions, data.valid)
     metrics["tokenizer_mse_raw"] = _masked_action_mse(tokenizer.decode(truth), data.actions, data.valid)
     metrics["chance_accuracy"] = 1.0 / tokenizer.model.config.num_levels
+    # a constant predictor that knows the validation set's most frequent code at each (step, dim, layer)
+    majority = truth.mode(dim=0).values  # [C, H, k]
+    metrics["majority_accuracy"] = (truth == majority).float().mean(dim=(0, 1, 2)).tolist()
     return metrics
 
 
@@ -224,6 +229,7 @@ def render_head_report(report: dict[str, Any]) -> str:
         "| metric | " + " | ".join(f"L{i}" for i in range(layers)) + " |",
         "|---|" + "---|" * layers,
         f"| token accuracy | {fmt(best['token_accuracy'])} |",
+        f"| majority-code baseline | {fmt(best['majority_accuracy'])} |",
         f"| whole-layer exact match | {fmt(best['layer_exact_match'])} |",
     ]
     if "teacher_forced_accuracy" in best:

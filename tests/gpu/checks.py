@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -59,3 +60,72 @@ def expert_sample(tasks: dict[str, list[int]], trials: int, out_dir: Path) -> di
         rates[suite] = summary["success_rate"]
         assert rates[suite] >= criteria.EXPERT_SUCCESS_RATE, (suite, rates[suite])
     return rates
+
+
+def _cli(argv: list[str]) -> None:
+    from rvq.cli import main
+
+    assert main(argv) == 0, argv
+
+
+def scripted_demos(out_dir: Path, suite: str = "libero_spatial", tasks: str = "0-2", trials: int = 10) -> Path:
+    """Scripted LIBERO demos with images: RVQ_SCRIPTED_DEMOS when it names a folder, else collected here."""
+    if os.environ.get("RVQ_SCRIPTED_DEMOS"):
+        return Path(os.environ["RVQ_SCRIPTED_DEMOS"])
+    out = out_dir / "scripted-demos"
+    _cli(["collect-demos", "--suite", suite, "--tasks", tasks, "--trials", str(trials), "--out", str(out),
+          "--workers", os.environ.get("RVQ_EVAL_WORKERS", "4")])
+    return out
+
+
+def phase2(device: str, out_dir: Path, demos: Path, backbone: str | None = None, steps: int = 3000) -> dict[str, Any]:
+    """Tokenizer → features → draft and main heads → a checkpoint folder the RSD policy loads.
+
+    backbone None: the tiny random backbone (made here), held to "far above chance": layer-0 accuracy
+    of both heads at least `TINY_BACKBONE_L0_ACCURACY_OVER_CHANCE` × chance and above the majority-code
+    baseline. A path (real OpenVLA weights): the seed's token-accuracy bars for draft and main."""
+    from rvq.policies import TokenPolicy
+
+    ck = out_dir / "checkpoints"
+    ck.mkdir(parents=True, exist_ok=True)
+    _cli(["train-tokenizer", "--demos", str(demos), "--steps", str(steps), "--out-dir", str(out_dir / "tok"),
+          "--device", device, "--no-progress"])
+    (ck / "tokenizer.pt").write_bytes((out_dir / "tok" / "tokenizer.pt").read_bytes())
+    if backbone is None:
+        _cli(["make-tiny-backbone", "--out-dir", str(ck / "backbone")])
+        backbone = str(ck / "backbone")
+    else:
+        (ck / "backbone.txt").write_text(backbone + "\n")
+    _cli(["build-phase2-data", "--demos", str(demos), "--tokenizer", str(ck / "tokenizer.pt"), "--backbone", backbone,
+          "--out", str(out_dir / "phase2.h5"), "--device", device, "--no-progress"])
+    reports = {}
+    for kind in ("draft", "main"):
+        _cli([f"train-{kind}", "--data", str(out_dir / "phase2.h5"), "--tokenizer", str(ck / "tokenizer.pt"),
+              "--steps", str(steps), "--out-dir", str(out_dir / kind), "--device", device, "--no-progress"])
+        (ck / f"{kind}.pt").write_bytes((out_dir / kind / f"{kind}.pt").read_bytes())
+        reports[kind] = json.loads((out_dir / kind / "report.json").read_text())["best"]
+    if (ck / "backbone").is_dir():
+        for kind, best in reports.items():
+            l0, chance, majority = best["token_accuracy"][0], best["chance_accuracy"], best["majority_accuracy"][0]
+            assert l0 >= criteria.TINY_BACKBONE_L0_ACCURACY_OVER_CHANCE * chance and l0 > majority, (kind, l0, majority)
+    else:
+        assert reports["draft"]["mean_token_accuracy"] >= criteria.OPENVLA_DRAFT_TOKEN_ACCURACY, reports["draft"]
+        assert reports["main"]["mean_token_accuracy"] >= criteria.OPENVLA_MAIN_TOKEN_ACCURACY, reports["main"]
+    policy = TokenPolicy.from_dir(ck, mode="rsd", device=device)  # the checkpoints load into the RSD policy
+    assert policy.draft is not None and policy.main is not None
+    return {"checkpoints": ck, **reports}
+
+
+def rsd_eval(checkpoints: Path, out_dir: Path, suite: str, tasks: list[int], trials: int,
+             min_success: float | None = None) -> dict[str, Any]:
+    """The RSD policy end to end in LIBERO (standard protocol); no episode may error; with
+    `min_success`, the suite's success rate must reach it."""
+    from rvq.eval import EvalConfig, build_report, run_eval
+
+    path = run_eval(EvalConfig(suite=suite, tasks=tasks, trials=trials, policy="rsd", checkpoints=str(checkpoints),
+                               out_dir=str(out_dir), workers=1), progress=False)
+    summary = build_report([path])["suites"][0]
+    assert summary["errors"] == 0 and summary["episodes"] == len(tasks) * trials, summary
+    if min_success is not None:
+        assert summary["success_rate"] >= min_success, summary
+    return summary

@@ -163,3 +163,21 @@ def test_bad_runs_are_refused_before_any_simulator_starts(checkpoints: Path, tmp
         argv = ["eval", "--env", "mock", "--no-progress", "--out", str(tmp_path / "x"), *extra]
         assert main(argv) == 2, extra
         assert message in capsys.readouterr().err, extra
+
+
+def test_orphaned_worker_stops_after_its_current_episode(tmp_path: Path) -> None:
+    # A worker whose parent is gone (killed run) must not keep simulating the rest of its tasks.
+    import queue
+
+    from rvq.eval.runner import _worker
+
+    cfg = EvalConfig(suite="libero_spatial", tasks=[0], trials=3, policy="noop", out_dir=str(tmp_path), env="mock",
+                     device="cpu", max_steps=4)
+    tasks, results = queue.Queue(), queue.Queue()
+    tasks.put((0, [0, 1, 2]))
+    tasks.put(None)
+    with pytest.raises(SystemExit, match="parent .* is gone"):
+        _worker(cfg, tasks, results, build_policy, parent=-1)
+    messages = [results.get_nowait() for _ in range(results.qsize())]
+    assert [m.get("trial") for m in messages if "trial" in m] == [0]
+    assert "worker_done" in messages[-1]

@@ -21,9 +21,10 @@ def test_goal_parsing_and_targets() -> None:
     assert parse_goal(_env([["On", "akita_black_bowl_1", "plate_1"]])) == ("on", "akita_black_bowl_1", "plate_1")
     assert target_body(_env([]), "basket_1_contain_region") == "basket_1"
     assert target_body(_env([]), "wooden_cabinet_1_top_side") == "wooden_cabinet_1"
-    with pytest.raises(NotImplementedError, match="one On/In goal"):
+    assert parse_goal(_env([["Turnon", "flat_stove_1"]])) == ("turnon", "flat_stove_1", None)
+    with pytest.raises(NotImplementedError, match="one On/In/TurnOn goal"):
         parse_goal(_env([["Open", "wooden_cabinet_1_top_region"]]))
-    with pytest.raises(NotImplementedError, match="one On/In goal"):
+    with pytest.raises(NotImplementedError, match="one On/In/TurnOn goal"):
         parse_goal(_env([["On", "a", "b"], ["On", "c", "d"]]))
     with pytest.raises(NotImplementedError, match="cannot locate"):
         target_body(_env([]), "stove_region")

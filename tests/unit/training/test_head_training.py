@@ -67,6 +67,8 @@ def test_training_learns_a_learnable_mapping_above_chance(kind: str) -> None:
     best = result.best
     assert len(best["token_accuracy"]) == (3 if kind == "draft" else 4)
     assert best["token_accuracy"][0] > 0.5 > best["chance_accuracy"]
+    assert best["token_accuracy"][0] > best["majority_accuracy"][0] and len(best["majority_accuracy"]) == len(
+        best["token_accuracy"])
     assert 0.0 <= min(best["layer_exact_match"]) and max(best["layer_exact_match"]) <= 1.0
     assert np.isfinite(best["action_mse_raw"]) and result.samples_per_second > 0
     again = evaluate_head(result.model, val, _tokenizer(), torch.device("cpu"))
