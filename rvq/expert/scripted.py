@@ -1,10 +1,15 @@
-"""A scripted pick-and-place expert for LIBERO that reads the simulator's privileged state.
+"""A scripted LIBERO expert that reads the simulator's privileged state.
 
-It reads the task's goal from the parsed BDDL (`(On obj target)` / `(In obj target_contain_region)`),
-object positions from the env's observation and object extents from MuJoCo's geom bounding boxes,
-and drives the standard 7-d OSC_POSE delta actions (position only; the gripper keeps pointing down)
-through phases: above the grasp point → down → close → lift → carry → lower → open → retreat.
-Bowls are grasped by the rim (fingers close across the wall), other objects at half height.
+It reads the task's goal from the parsed BDDL (`(On obj target)` / `(In obj target_contain_region)` /
+`(TurnOn fixture)`), object positions from the env's observation and geometry from MuJoCo's geom
+bounding boxes, and drives the standard 7-d OSC_POSE delta actions (position, plus the wrist's yaw;
+the gripper keeps pointing down).
+
+- Pick and place: above the grasp point → down → close → lift → carry → lower → open → retreat.
+  Bowls are grasped by the rim (fingers close across the wall), other objects at half height; the
+  gripper yaw (and the rim point) is planned around the scene's collision geoms (`rvq.expert.grasp`).
+- TurnOn: grasp the knob's handle bar across, turn the wrist, let go.
+
 It acts closed-loop, one action per call (`act` returns a `[1, 7]` chunk).
 """
 
