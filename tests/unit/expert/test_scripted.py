@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from rvq.envs import MockLiberoEnv
 from rvq.expert import ScriptedExpert
-from rvq.expert.scripted import parse_goal, target_body
+from rvq.expert.scripted import knob_joint, parse_goal, target_body
 
 
 def _env(goal, objects=("akita_black_bowl_1", "plate_1", "basket_1"), fixtures=("wooden_cabinet_1",)):
@@ -37,3 +38,24 @@ def test_expert_needs_the_real_simulator() -> None:
     with pytest.raises(TypeError, match="real LIBERO env"):
         expert.attach_env(MockLiberoEnv("libero_spatial", 0))
     assert ScriptedExpert().episode_stats()["phase"] == "done"
+
+
+def _hinge_sim(axis, joint_type=3):
+    names = ["world", "flat_stove_1_main", "flat_stove_1_button"]
+    model = SimpleNamespace(njnt=1, jnt_bodyid=np.array([2]), jnt_type=np.array([joint_type]),
+                            jnt_axis=np.array([axis], dtype=float), body_id2name=lambda i: names[i])
+    data = SimpleNamespace(xmat=np.tile(np.eye(3).reshape(1, 9), (3, 1)), xanchor=np.array([[0.1, 0.2, 0.9]]))
+    return SimpleNamespace(model=model, data=data)
+
+
+def test_knob_joint_direction_and_refusals() -> None:
+    joint, anchor, sign = knob_joint(_hinge_sim([0, 0, 1]), "flat_stove_1")
+    assert joint == 0 and sign == 1.0
+    np.testing.assert_allclose(anchor, [0.1, 0.2, 0.9])
+    assert knob_joint(_hinge_sim([0, 0, -1]), "flat_stove_1")[2] == -1.0  # the wrist turns the other way
+    with pytest.raises(NotImplementedError, match="not vertical"):
+        knob_joint(_hinge_sim([1, 0, 0]), "flat_stove_1")
+    with pytest.raises(NotImplementedError, match="no hinge"):
+        knob_joint(_hinge_sim([0, 0, 1], joint_type=2), "flat_stove_1")  # a slide joint (drawer)
+    with pytest.raises(NotImplementedError, match="no hinge"):
+        knob_joint(_hinge_sim([0, 0, 1]), "microwave_1")
