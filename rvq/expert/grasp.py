@@ -46,6 +46,10 @@ class Boxes:
         return (outside + inside).min(-1)
 
 
+def _collides(model, geom: int) -> bool:
+    return bool(model.geom_contype[geom] or model.geom_conaffinity[geom])
+
+
 def _body_root(model, body: int, roots: set[int]) -> int | None:
     while body not in roots and body != 0:
         body = model.body_parentid[body]
@@ -58,7 +62,7 @@ def geom_boxes(sim, skip_bodies: set[int], min_top: float) -> Boxes:
     model, data = sim.model, sim.data
     centers, rotations, halves = [], [], []
     for geom in range(model.ngeom):
-        if model.geom_contype[geom] == 0 and model.geom_conaffinity[geom] == 0:
+        if not _collides(model, geom):
             continue
         body = int(model.geom_bodyid[geom])
         if (model.body_id2name(body) or "").startswith(ROBOT_PREFIXES):
@@ -79,13 +83,14 @@ def geom_boxes(sim, skip_bodies: set[int], min_top: float) -> Boxes:
     return Boxes(np.array(centers), np.array(rotations), np.array(halves))
 
 
-def object_points(sim, body: int) -> np.ndarray:
-    """Corners [8G, 3] of the collision boxes of one object's geoms (its body and children)."""
+def object_points(sim, body: int, collision_only: bool = True) -> np.ndarray:
+    """Corners [8G, 3] of the boxes of one object's geoms (its body and children); collision geoms
+    only unless `collision_only` is False (then visual geoms too)."""
     model, data = sim.model, sim.data
     signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
     corners = []
     for geom in range(model.ngeom):
-        if model.geom_contype[geom] == 0 and model.geom_conaffinity[geom] == 0:
+        if collision_only and not _collides(model, geom):
             continue
         if _body_root(model, int(model.geom_bodyid[geom]), {body}) is None:
             continue
@@ -93,7 +98,8 @@ def object_points(sim, body: int) -> np.ndarray:
         local = signs * model.geom_aabb[geom][3:] + model.geom_aabb[geom][:3]
         corners.append(local @ rotation.T + data.geom_xpos[geom])
     if not corners:
-        raise ValueError(f"body {model.body_id2name(body)!r} has no collision geoms")
+        kind = "collision geoms" if collision_only else "geoms"
+        raise ValueError(f"body {model.body_id2name(body)!r} has no {kind} in the simulation")
     return np.concatenate(corners)
 
 

@@ -46,24 +46,11 @@ class Phase:
 
 
 def object_extent(env, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """World-frame bounding box (lo, hi) of an object's geoms, from MuJoCo's per-geom AABBs."""
+    """World-frame bounding box (lo, hi) of an object's geoms (visual ones included), from MuJoCo's
+    per-geom boxes."""
     inner = env.sim_env
-    model, data = inner.sim.model, inner.sim.data
-    body = inner.obj_body_id[name]
-    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
-    signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
-    for geom in range(model.ngeom):
-        owner = model.geom_bodyid[geom]
-        while owner not in (0, body):
-            owner = model.body_parentid[owner]
-        if owner != body:
-            continue
-        center, half = model.geom_aabb[geom][:3], model.geom_aabb[geom][3:]
-        corners = (data.geom_xmat[geom].reshape(3, 3) @ (signs * half + center).T).T + data.geom_xpos[geom]
-        lo, hi = np.minimum(lo, corners.min(0)), np.maximum(hi, corners.max(0))
-    if not np.isfinite(lo).all():
-        raise ValueError(f"object {name!r} has no geoms in the simulation")
-    return lo, hi
+    points = object_points(inner.sim, inner.obj_body_id[name], collision_only=False)
+    return points.min(0), points.max(0)
 
 
 def parse_goal(env) -> tuple[str, str, str | None]:
