@@ -8,12 +8,13 @@ import time
 import pytest
 import torch
 
+from rvq.device import available_devices
 from rvq.models import TokenSpace
 from rvq.training.common import adamw_cosine
 from rvq.training.heads import TrainHeadConfig, build_head, head_logits, head_loss
 
 FEATURE_DIM = 4096
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = available_devices()
 
 
 def samples_per_second(kind: str, device: torch.device, batch: int = 128, steps: int = 10) -> float:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from rvq.device import available_devices
 from rvq.models import DraftConfig, DraftModel, MainConfig, MainModel, TokenSpace
 from rvq.rsd import ScriptedDraft, forced_proposal, greedy_decode, speculative_decode
 
@@ -35,7 +36,7 @@ class Sizes:
 
 
 SIZES = {"cpu": Sizes(512, 256, 4, 256), "cuda": Sizes(4096, 1024, 4, 1024)}
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = available_devices()
 
 
 def _sync(device: torch.device) -> None:

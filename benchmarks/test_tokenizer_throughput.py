@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from rvq.baselines.residual_fsq import ResidualFSQAE
+from rvq.device import available_devices
 from rvq.rfsq import ActionRFSQAE, TokenizerConfig
 
 BATCH = 256  # chunks of 8 x 7-d actions
@@ -66,7 +67,7 @@ def report(rates: dict[str, float], device: torch.device) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+@pytest.mark.parametrize("device", available_devices())
 def test_throughput_side_by_side(benchmark, device: str) -> None:
     dev = torch.device(device)
     rates = side_by_side(dev)
@@ -79,5 +80,5 @@ def test_throughput_side_by_side(benchmark, device: str) -> None:
 
 
 if __name__ == "__main__":
-    for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+    for dev in available_devices():
         print(report(side_by_side(torch.device(dev)), torch.device(dev)))

@@ -12,3 +12,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return device
+
+
+def available_devices() -> list[str]:
+    """Devices to measure side by side: CPU, plus CUDA when present."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
