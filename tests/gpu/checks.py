@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from rvq import criteria
+
+
+def eval_workers() -> int:
+    """Simulator worker processes for the GPU runner's evaluations (RVQ_EVAL_WORKERS, default 4)."""
+    return int(os.environ.get("RVQ_EVAL_WORKERS", "4"))
 
 
 def phase1_demos() -> list[str]:
@@ -54,7 +60,7 @@ def expert_sample(tasks: dict[str, list[int]], trials: int, out_dir: Path) -> di
     rates = {}
     for suite, ids in tasks.items():
         path = run_eval(EvalConfig(suite=suite, tasks=ids, trials=trials, policy="expert", out_dir=str(out_dir / suite),
-                                   workers=int(os.environ.get("RVQ_EVAL_WORKERS", "4"))), progress=False)
+                                   workers=eval_workers()), progress=False)
         summary = build_report([path])["suites"][0]
         assert summary["errors"] == 0, summary
         rates[suite] = summary["success_rate"]
@@ -74,7 +80,7 @@ def scripted_demos(out_dir: Path, suite: str = "libero_spatial", tasks: str = "0
         return Path(os.environ["RVQ_SCRIPTED_DEMOS"])
     out = out_dir / "scripted-demos"
     _cli(["collect-demos", "--suite", suite, "--tasks", tasks, "--trials", str(trials), "--out", str(out),
-          "--workers", os.environ.get("RVQ_EVAL_WORKERS", "4")])
+          "--workers", str(eval_workers())])
     return out
 
 
@@ -90,7 +96,7 @@ def phase2(device: str, out_dir: Path, demos: Path, backbone: str | None = None,
     ck.mkdir(parents=True, exist_ok=True)
     _cli(["train-tokenizer", "--demos", str(demos), "--steps", str(steps), "--out-dir", str(out_dir / "tok"),
           "--device", device, "--no-progress"])
-    (ck / "tokenizer.pt").write_bytes((out_dir / "tok" / "tokenizer.pt").read_bytes())
+    shutil.copyfile(out_dir / "tok" / "tokenizer.pt", ck / "tokenizer.pt")
     if backbone is None:
         _cli(["make-tiny-backbone", "--out-dir", str(ck / "backbone")])
         backbone = str(ck / "backbone")
@@ -102,7 +108,7 @@ def phase2(device: str, out_dir: Path, demos: Path, backbone: str | None = None,
     for kind in ("draft", "main"):
         _cli([f"train-{kind}", "--data", str(out_dir / "phase2.h5"), "--tokenizer", str(ck / "tokenizer.pt"),
               "--steps", str(steps), "--out-dir", str(out_dir / kind), "--device", device, "--no-progress"])
-        (ck / f"{kind}.pt").write_bytes((out_dir / kind / f"{kind}.pt").read_bytes())
+        shutil.copyfile(out_dir / kind / f"{kind}.pt", ck / f"{kind}.pt")
         reports[kind] = json.loads((out_dir / kind / "report.json").read_text())["best"]
     if (ck / "backbone").is_dir():
         for kind, best in reports.items():
