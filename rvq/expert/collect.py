@@ -27,7 +27,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from rvq.envs.suites import check_tasks
+from rvq.envs.suites import ENV_SEED, check_tasks
 
 
 @dataclass
@@ -71,8 +71,9 @@ def expert_episode(env, expert, trial: int) -> dict[str, Any]:
         if success:
             break
     steps = len(actions)
-    return {"actions": np.asarray(actions), "states": np.asarray(states), "obs": {k: np.asarray(v) for k, v in frames.items()},
-            "success": bool(success), "steps": steps, "trial": trial}
+    return {"actions": np.asarray(actions), "states": np.asarray(states),
+            "obs": {k: np.asarray(v) for k, v in frames.items()}, "success": bool(success), "steps": steps,
+            "trial": trial}
 
 
 def task_file(out_dir: Path, env) -> Path:
@@ -99,7 +100,8 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
     if is_complete(path):
         env.close()
         with h5py.File(path, "r") as f:
-            return {"task": task, "file": str(path), "skipped": True, "success_rate": float(f["data"].attrs["success_rate"])}
+            rate = float(f["data"].attrs["success_rate"])
+            return {"task": task, "file": str(path), "skipped": True, "success_rate": rate}
     expert, successes, kept = ScriptedExpert(), 0, 0
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -108,8 +110,8 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
             data.attrs["problem_info"] = json.dumps({"language_instruction": env.instruction,
                                                      "problem_name": env.sim_env.parsed_problem["problem_name"]})
             data.attrs["env_args"] = json.dumps({"suite": cfg.suite, "task_id": task, "controller": "OSC_POSE",
-                                                 "resolution": cfg.resolution, "seed": 7})
-            data.attrs["bddl_file_name"] = os.path.basename(env.sim_env.bddl_file_name) if hasattr(env.sim_env, "bddl_file_name") else ""
+                                                 "resolution": cfg.resolution, "seed": ENV_SEED})
+            data.attrs["bddl_file_name"] = os.path.basename(env.sim_env.bddl_file_name)  # LIBERO's problem env sets it
             for trial in range(cfg.trials):
                 episode = expert_episode(env, expert, trial)
                 successes += episode["success"]
@@ -117,7 +119,8 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                     continue
                 demo = data.create_group(f"demo_{kept}")
                 kept += 1
-                demo.attrs.update({"num_samples": episode["steps"], "init_state_index": trial, "success": episode["success"]})
+                demo.attrs.update({"num_samples": episode["steps"], "init_state_index": trial,
+                                   "success": episode["success"]})
                 demo.create_dataset("actions", data=episode["actions"])
                 demo.create_dataset("states", data=episode["states"])
                 rewards = np.zeros(episode["steps"])

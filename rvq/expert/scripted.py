@@ -42,7 +42,7 @@ class Phase:
     hold_steps: int = 0  # for holding phases
     max_steps: int = 60
     rise: float = 0.0  # holding phases: move up by this much while holding
-    place: bool = False  # moving phases: on entry, shift x-y so the held object (not the hand) ends over the target
+    place: bool = False  # moving phases: target x-y is where the held object (not the hand) must end; shifted on entry
 
 
 def object_extent(env, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +127,6 @@ class ScriptedExpert:
         self.anchor: np.ndarray | None = None
         self.yaw = 0.0  # gripper yaw about world z (radians) of the plan
         self.plan: dict[str, Any] = {}
-        self.place_xy = np.zeros(2)
 
     def attach_env(self, env) -> None:
         if not hasattr(getattr(env, "sim_env", None), "parsed_problem"):
@@ -153,7 +152,7 @@ class ScriptedExpert:
         # bowls: pinch the rim (fingers straddle the wall); tall objects: grasp higher than half height
         grasp_z = center[2] + 0.02 if bowl else lo[2] + max(0.01, min(0.06, 0.5 * (hi[2] - lo[2])))
         chosen = plan_grasp(env.sim_env.sim, env.sim_env.obj_body_id[obj], center, grasp_z, bowl)
-        grasp, offset = chosen.position, chosen.offset
+        grasp = chosen.position
         self.yaw = chosen.yaw
         carry_z = max(grasp_z, target_hi[2]) + 0.18  # clears the target (and fixtures) while carrying
         if f"{place_on}_pos" in raw:  # a movable object (plate, basket): its pose, not its extent
@@ -162,18 +161,17 @@ class ScriptedExpert:
         else:  # a fixture region (stove burner, cabinet top, rack): the region's site
             target_pos = region_position(env, target)
             release_z = target_pos[2] + 0.03 + (grasp_z - lo[2])
-        drop = target_pos[:2] + offset[:2]
+        # carry and lower aim at the target's x-y; on entry (`place`) they shift by the held object's offset
         self.phases = [
             Phase("above", OPEN, np.r_[grasp[:2], grasp_z + 0.12]),
             Phase("down", OPEN, grasp, tolerance=0.008),
             Phase("close", CLOSED, hold_steps=12),
             Phase("lift", CLOSED, np.r_[grasp[:2], carry_z], tolerance=0.03),
-            Phase("carry", CLOSED, np.r_[drop, carry_z], place=True),
-            Phase("lower", CLOSED, np.r_[drop, release_z], place=True),
+            Phase("carry", CLOSED, np.r_[target_pos[:2], carry_z], place=True),
+            Phase("lower", CLOSED, np.r_[target_pos[:2], release_z], place=True),
             Phase("open", OPEN, hold_steps=10),
             Phase("retreat", OPEN, hold_steps=20, rise=0.1),
         ]
-        self.place_xy = target_pos[:2]
         self.plan = {"object": obj, "target": place_on, "predicate": predicate, "grasp": grasp.tolist(),
                      "yaw_deg": round(float(np.rad2deg(chosen.yaw))), "clearance": round(chosen.clearance, 4)}
 
@@ -222,7 +220,7 @@ class ScriptedExpert:
             # moving: act toward the goal on the step it arrives, then hand over
             if phase.place and self.count == 0:  # the object may have slid in the hand since the plan
                 held = np.asarray(raw[f"{self.plan['object']}_pos"][:2], dtype=np.float64) - eef[:2]
-                phase = self.phases[self.index] = replace(phase, target=np.r_[self.place_xy - held, phase.target[2]])
+                phase = self.phases[self.index] = replace(phase, target=np.r_[phase.target[:2] - held, phase.target[2]])
             self.count += 1
             arrived = np.linalg.norm(phase.target - eef) < phase.tolerance and np.linalg.norm(turn) < TURN_TOLERANCE
             if arrived or self.count >= phase.max_steps:
