@@ -33,10 +33,13 @@ def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict[s
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"cannot read {what} {path}: the file is empty (0 bytes)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"cannot read {what} {path}: {exc}") from exc
+        detail = str(exc).strip() or "no detail given"
+        raise ValueError(f"cannot read {what} {path}: {type(exc).__name__}: {detail}") from exc
     if not isinstance(payload, dict):
         raise ValueError(f"{what} {path} holds a {type(payload).__name__}, expected a dict")
     return payload
@@ -54,6 +57,19 @@ def content_hash(config: dict[str, Any], state_dict: dict[str, torch.Tensor], ex
         digest.update(str(list(tensor.shape)).encode())
         digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def check_finite_state_dict(state_dict: dict[str, Any], source: str) -> None:
+    """Raise naming every tensor that is not a tensor or holds NaN/inf (weights and buffers)."""
+    problems = []
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            problems.append(f"{key} is a {type(value).__name__}, not a tensor")
+        elif (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            problems.append(f"{key} has {bad} NaN/inf value(s) of {value.numel()}")
+    if problems:
+        raise ValueError(f"{source}: refusing weights that are not finite: " + "; ".join(problems))
 
 
 def check_state_dict(

@@ -20,6 +20,13 @@ HELP = {
     "data": "Phase 2 data files (from `rvq build-phase2-data`)",
     "tokenizer": "the tokenizer checkpoint that labelled the Phase 2 data",
     "depth": "draft: MLP layers (default 2); main: transformer blocks (default 4)",
+    "linear_skip": "drop the linear paths beside the encoder/decoder MLPs (the seed's exact architecture)",
+    "quantize_dropout": "fraction of training chunks reconstructed from a random prefix of k < L layers "
+                        "(default 0.35; 0 turns it off)",
+    "normalization": "q99_guarded (default: 1st/99th percentiles to [-1, 1], rarer values kept up to the "
+                     "training extremes), bounds_q99 (OpenVLA's, clips beyond the percentiles) or bounds_minmax",
+    "trust_remote_code": "run Python code shipped in the backbone folder or hub repo (OpenVLA/OFT need it); "
+                         "off by default: a backbone that asks for it is refused",
 }
 
 
@@ -37,6 +44,12 @@ def _add_options(parser: argparse.ArgumentParser, cls, out_dir: str, skip: tuple
             parser.add_argument(flag, nargs="+", default=[], help=HELP.get(f.name))
         elif f.name == "progress":
             parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+        elif str(f.type) == "bool":
+            if f.default:
+                parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                    help=HELP.get(f.name, f"turn off {f.name} (default on)"))
+            else:
+                parser.add_argument(flag, action="store_true", help=HELP.get(f.name, "default off"))
         elif f.name == "out_dir":
             parser.add_argument(flag, default=out_dir, help=HELP["out_dir"])
         else:
@@ -95,7 +108,8 @@ def cmd_build_phase2_data(args: argparse.Namespace) -> int:
     from rvq.tokenizer import ActionTokenizer
 
     tokenizer = ActionTokenizer.from_checkpoint(args.tokenizer, device=args.device)
-    extractor = FeatureExtractor.from_pretrained(args.backbone, device=args.device)
+    extractor = FeatureExtractor.from_pretrained(args.backbone, device=args.device,
+                                                 trust_remote_code=args.trust_remote_code)
     path = build_phase2_data(args.demos, tokenizer, extractor, args.out, image_key=args.image_key,
                              batch_size=args.batch_size, progress=args.progress)
     print(json.dumps({"data": str(path), "feature_identity": extractor.identity, "tokenizer_identity": tokenizer.identity}))
@@ -111,6 +125,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         demos=args.demos, out_dir=args.out, workers=args.workers, shard=parse_shard(args.shard), videos=args.videos,
         env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
         max_steps=args.max_steps, render=args.render, roundtrip_tokenizer=args.roundtrip_tokenizer,
+        trust_remote_code=args.trust_remote_code,
     )
     path = run_eval(cfg, progress=args.progress)
     report = write_report([path], args.out)
@@ -171,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--batch-size", type=int, default=32)
     build.add_argument("--device", default="auto", help=HELP["device"])
     build.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    build.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
     build.set_defaults(func=cmd_build_phase2_data)
 
     setup = sub.add_parser("setup-libero", help="write LIBERO's config.yaml and link its assets (non-interactive)")
@@ -199,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-render", dest="render", action="store_false",
                     help="physics only, no cameras (expert/replay/noop: same success predicate, ~10x faster)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    ev.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
     ev.set_defaults(func=cmd_eval)
 
     col = sub.add_parser("collect-demos", help="scripted expert → LIBERO-layout HDF5 demos (one file per task)")
@@ -213,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="physics only: actions, states and proprioception, no camera images (fast)")
     col.set_defaults(func=cmd_collect_demos)
 
-    rep = sub.add_parser("eval-report", help="merge eval result files (shards) into success rates with 95% CIs")
+    rep = sub.add_parser("eval-report", help="merge eval result files (shards) into success rates with 95%% CIs")
     rep.add_argument("results", nargs="+", help="results*.jsonl files or eval output folders")
     rep.add_argument("--out", default="runs/eval-report", help="output folder")
     rep.set_defaults(func=cmd_eval_report)
@@ -228,10 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rvq.rfsq.residual import NotDecodableError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, ModuleNotFoundError) as exc:
+    except (ValueError, OSError, KeyError, ModuleNotFoundError, NotDecodableError) as exc:
         print(f"rvq {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -24,7 +24,17 @@ from rvq.training.common import seed_everything
 from rvq.training.tokenizer import TrainTokenizerConfig, TokenizerData, fit_tokenizer, prepare_tokenizer_data
 from rvq.training.tokenizer_eval import masked_mse
 
-RFSQ_METHODS = ("naive", "layernorm", "robust", "residual_fsq")
+RFSQ_METHODS = ("naive", "layernorm", "robust", "residual_fsq", "robust_seed_arch")
+LABELS = {
+    "naive": "naive RFSQ",
+    "layernorm": "seed LayerNorm RFSQ",
+    "robust": "robust RFSQ (rvq)",
+    "residual_fsq": "ResidualFSQ (vector-quantize-pytorch)",
+    "robust_seed_arch": "robust RFSQ, seed architecture",
+    "openvla_bins": "OpenVLA uniform bins",
+    "dct": "DCT (FAST-style), entropy-coded bits",
+}
+CURVE_METHODS = ("naive", "robust", "residual_fsq", "robust_seed_arch")
 BIN_COUNTS = (16, 64, 256, 1024)
 DCT_SCALES = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 
@@ -57,30 +67,40 @@ def _row(name, family, bits, recon, x, raw, valid, data, note="", **extra) -> di
     }
 
 
-def _build(method: str, cfg: TrainTokenizerConfig) -> ActionRFSQAE:
+def _method_config(method: str, cfg: TrainTokenizerConfig) -> TrainTokenizerConfig:
+    """The training config of one compared method: same data, schedule and sizes; `robust_seed_arch` is the
+    seed's exact autoencoder (no linear paths, no prefix training) with the robust quantizer."""
     if method == "residual_fsq":
-        return ResidualFSQAE(replace(cfg, quantizer="naive").tokenizer_config())
-    return ActionRFSQAE.from_config(replace(cfg, quantizer=method).tokenizer_config())
+        return replace(cfg, quantizer="naive")
+    if method == "robust_seed_arch":
+        return replace(cfg, quantizer="robust", linear_skip=False, quantize_dropout=0.0, mlp_dim=64)
+    return replace(cfg, quantizer=method)
+
+
+def _build(method: str, cfg: TrainTokenizerConfig) -> ActionRFSQAE:
+    config = _method_config(method, cfg).tokenizer_config()
+    return ResidualFSQAE(config) if method == "residual_fsq" else ActionRFSQAE.from_config(config)
 
 
 def compare_tokenizers(cfg: TrainTokenizerConfig, out_dir: str | Path) -> dict[str, Any]:
     """Train each RFSQ variant with `cfg` on one split, evaluate baselines; write table, JSON, plots."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed)
+    data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
     per_layer_bits = cfg.chunk_size * cfg.hidden_dim * math.log2(cfg.num_levels)
     trained: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     for method in RFSQ_METHODS:
         seed_everything(cfg.seed)  # same initial weights for every variant
-        result = fit_tokenizer(_build(method, cfg), data, replace(cfg, quantizer=method if method != "residual_fsq"
-                                                                     else "naive"))
+        result = fit_tokenizer(_build(method, cfg), data, _method_config(method, cfg))
         best = result.best
         trained[method] = {k: best[k] for k in best if k not in ("mse_per_dim", "mse_raw_per_dim")}
         trained[method]["train_seconds"] = result.seconds
         note = {"naive": "dead layers", "layernorm": "forward pass only: NOT decodable from codes",
-                "robust": "calibrated per-layer normalization", "residual_fsq": "vector-quantize-pytorch"}[method]
-        rows.append({"method": f"{method} RFSQ ({cfg.num_layers} layers)", "family": method,
+                "robust": "calibrated per-layer normalization, prefix training, linear paths",
+                "residual_fsq": "its own quantize_dropout" if cfg.quantize_dropout > 0 else "no quantize_dropout",
+                "robust_seed_arch": "seed's MLPs, no prefix training"}[method]
+        rows.append({"method": f"{LABELS[method]} ({cfg.num_layers} layers)", "family": method,
                      "bits_per_chunk": best["bits_per_chunk"], "mse": best["mse"], "mse_raw": best["mse_raw"],
                      "effective_layers": best["num_effective_layers"], "note": note})
         if method == "layernorm":
@@ -89,7 +109,7 @@ def compare_tokenizers(cfg: TrainTokenizerConfig, out_dir: str | Path) -> dict[s
                          "mse_raw": float("nan"), "note": "what the seed's decode_from_indices returned"})
     rows += _fixed_rate_rows(data)
     curves = {m: [(per_layer_bits * (k + 1), v) for k, v in enumerate(trained[m]["mse_by_layers"])]
-              for m in ("naive", "robust", "residual_fsq")}
+              for m in CURVE_METHODS}
     ratio = [r / f for (_, r), (_, f) in zip(curves["robust"], curves["residual_fsq"])]
     report = {"config": {k: v for k, v in vars(cfg).items()}, "data": data.describe(), "rows": rows,
               "trained": trained, "curves": curves, "robust_over_residual_fsq_by_layers": ratio,
@@ -107,13 +127,13 @@ def render_comparison(report: dict[str, Any]) -> str:
         eff = r.get("effective_layers", "")
         lines.append(f"| {r['method']} | {r['bits_per_chunk']:.0f} | {r['mse']:.3e} | {r['mse_raw']:.3e} | {eff} | "
                      f"{r['note']} |")
-    lines += ["", "Held-out MSE decoding the first k layers (bits / chunk in brackets):", "",
-              "| k | bits | naive | robust | ResidualFSQ | robust / ResidualFSQ |", "|---|---|---|---|---|---|"]
     c = report["curves"]
-    for k, ((bits, naive), (_, robust), (_, rfsq), ratio) in enumerate(
-        zip(c["naive"], c["robust"], c["residual_fsq"], report["robust_over_residual_fsq_by_layers"])
-    ):
-        lines.append(f"| {k + 1} | {bits:.0f} | {naive:.3e} | {robust:.3e} | {rfsq:.3e} | {ratio:.2f} |")
+    lines += ["", "Held-out MSE decoding the first k layers (every prefix is a token policy's possible output):", "",
+              "| k | bits | " + " | ".join(LABELS[m] for m in c) + " | robust / ResidualFSQ |",
+              "|---|---|" + "---|" * (len(c) + 1)]
+    for k, ratio in enumerate(report["robust_over_residual_fsq_by_layers"]):
+        cells = " | ".join(f"{c[m][k][1]:.3e}" for m in c)
+        lines.append(f"| {k + 1} | {c['robust'][k][0]:.0f} | {cells} | {ratio:.2f} |")
     lines += ["", f"Robust vs naive held-out MSE: {100 * report['robust_vs_naive_reduction']:.1f}% lower."]
     return "\n".join(lines) + "\n"
 
@@ -128,7 +148,7 @@ def plot_comparison(report: dict[str, Any], out_dir: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in ("naive", "robust", "residual_fsq"):
         std = report["trained"][method]["residual_std"]
-        ax.semilogy(range(len(std)), std, marker="o", label=method)
+        ax.semilogy(range(len(std)), std, marker="o", label=LABELS[method])
     ax.set_xlabel("layer (residual before it; last = after all layers)")
     ax.set_ylabel("held-out residual std (latent units)")
     ax.set_title("Per-layer residual: naive layers 1+ are dead")
@@ -137,15 +157,25 @@ def plot_comparison(report: dict[str, Any], out_dir: Path) -> None:
     fig.savefig(out_dir / "residual_std.png", dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, curve in report["curves"].items():
-        ax.loglog(*zip(*curve), marker="o", label=f"{method} RFSQ (k layers)")
+        ax.loglog(*zip(*curve), marker="o", label=f"{LABELS[method]}: first k = 1..{len(curve)} layers")
     for family, marker in (("openvla_bins", "s"), ("dct", "^")):
         pts = [(r["bits_per_chunk"], r["mse"]) for r in report["rows"] if r["family"] == family]
-        ax.loglog(*zip(*pts), marker=marker, linestyle="--", label=family)
-    ax.set_xlabel("bits per chunk")
+        ax.loglog(*zip(*pts), marker=marker, linestyle="--", label=LABELS[family])
+    ax.set_xlabel("bits per chunk (DCT: entropy-coded, a lower bound on its token cost)")
     ax.set_ylabel("held-out MSE (normalized actions)")
-    ax.legend(fontsize=8)
+    ax.set_title(comparison_title(report), fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "error_vs_bits.png", dpi=120)
     plt.close(fig)
+
+
+def comparison_title(report: dict[str, Any]) -> str:
+    """The finding in one line: robust vs naive at full depth, and robust vs ResidualFSQ at k = 1 and k = L."""
+    c = report["curves"]
+    full = len(c["robust"])
+    return (f"Robust RFSQ: {c['naive'][-1][1] / c['robust'][-1][1]:.0f}x lower error than naive at {full} layers; "
+            f"vs ResidualFSQ {c['robust'][0][1] / c['residual_fsq'][0][1]:.2f}x at k=1, "
+            f"{c['robust'][-1][1] / c['residual_fsq'][-1][1]:.2f}x at k={full}")

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 
 from rvq.data.normalize import ActionNormalizer
+from rvq.device import resolve_device
 from rvq.rfsq import ActionRFSQAE, load_tokenizer
 
 
@@ -26,7 +28,8 @@ class ActionTokenizer:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "ActionTokenizer":
-        model = load_tokenizer(path, device=device)
+        """Load a tokenizer checkpoint with its action statistics; `device` may be "auto"."""
+        model = load_tokenizer(path, device=resolve_device(str(device)))
         if model.action_stats is None:
             raise ValueError(
                 f"{path}: tokenizer checkpoint has no action statistics; it cannot map raw actions "
@@ -49,6 +52,10 @@ class ActionTokenizer:
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes `[B, C, H, k]` → raw actions `[B, C, A]` (on CPU)."""
+        """codes `[B, C, H, k]` (tensor or integer NumPy array) → raw actions `[B, C, A]` (on CPU)."""
+        if isinstance(codes, np.ndarray):
+            if codes.dtype.kind not in ("i", "u"):
+                raise ValueError(f"codes must be integers, got a NumPy array of dtype {codes.dtype}")
+            codes = torch.from_numpy(codes.astype(np.int64))
         normalized = self.model.decode_from_indices(codes.to(self.device)).cpu()
         return self.normalizer.unnormalize(normalized)

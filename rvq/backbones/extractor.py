@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,10 +91,14 @@ class FeatureExtractor:
         name_or_path: str | os.PathLike,
         device: str | torch.device = "auto",
         dtype: torch.dtype | None = None,
-        trust_remote_code: bool = True,
+        trust_remote_code: bool = False,
         rotate_180: bool = True,
     ) -> "FeatureExtractor":
-        """Load processor and model from a hub id or a local folder (bf16 on GPU, fp32 on CPU by default)."""
+        """Load processor and model from a hub id or a local folder (bf16 on GPU, fp32 on CPU by default).
+
+        `trust_remote_code`: run Python code that the folder or hub repo ships (OpenVLA/OFT need it). Off by
+        default: a folder whose configs name such code (`auto_map`) is refused before anything is imported.
+        """
         import transformers
         from transformers import AutoConfig, AutoProcessor
 
@@ -101,10 +106,17 @@ class FeatureExtractor:
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         source = str(name_or_path)
-        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-        processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+        if not trust_remote_code:
+            refuse_remote_code(source)
+        try:
+            config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+            processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+        except ValueError as exc:
+            if not trust_remote_code and "trust_remote_code" in str(exc):
+                raise ValueError(f"{source}: {REMOTE_CODE_HELP}") from exc
+            raise
         auto_map = getattr(config, "auto_map", None) or {}
-        if "AutoModelForVision2Seq" in auto_map:  # OpenVLA / OFT remote code
+        if "AutoModelForVision2Seq" in auto_map:  # OpenVLA / OFT remote code (only reached when trusted)
             from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
             model_cls = get_class_from_dynamic_module(auto_map["AutoModelForVision2Seq"], source)
@@ -195,6 +207,37 @@ class FeatureExtractor:
         else:
             hidden = language_model(inputs_embeds=embeddings, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
         return hidden, mask
+
+
+REMOTE_CODE_HELP = (
+    "this backbone asks to run Python code it ships (an `auto_map` entry pointing at its own modules); rvq does "
+    "not run code from model folders unless you opt in: pass --trust-remote-code (Python: "
+    "trust_remote_code=True) if you trust its source. OpenVLA and OpenVLA-OFT need it."
+)
+CONFIG_FILES = ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
+
+
+def refuse_remote_code(source: str) -> None:
+    """Raise if the local folder `source` asks for remote code (`auto_map` in one of its configs) or holds
+    Python files. Hub ids are checked by `transformers` itself (trust_remote_code=False)."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return
+    asking = []
+    for name in CONFIG_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        if isinstance(data, dict) and data.get("auto_map"):
+            asking.append(f"auto_map in {name}: {sorted(data['auto_map'])}")
+    code = sorted(p.name for p in folder.glob("*.py"))
+    if asking:
+        raise ValueError(f"{folder}: {REMOTE_CODE_HELP} Found: {'; '.join(asking)}"
+                         + (f"; code files {code}" if code else ""))
 
 
 def append_token_if_missing(

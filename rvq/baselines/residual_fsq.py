@@ -26,11 +26,12 @@ class LibraryResidualFSQ(ResidualScalarQuantizer):
     symmetric grid) to expose per-layer residuals and codes, and a test checks the two agree.
     """
 
-    def __init__(self, dim: int, num_layers: int, num_levels: int) -> None:
+    def __init__(self, dim: int, num_layers: int, num_levels: int, quantize_dropout: bool = False) -> None:
         super().__init__(dim, num_layers, num_levels)
         from vector_quantize_pytorch import GroupedResidualFSQ
 
-        self.rfsq = GroupedResidualFSQ(dim=dim, groups=dim, levels=[num_levels], num_quantizers=num_layers)
+        self.rfsq = GroupedResidualFSQ(dim=dim, groups=dim, levels=[num_levels], num_quantizers=num_layers,
+                                       quantize_dropout=quantize_dropout)
 
     def _scales(self) -> torch.Tensor:
         return self.rfsq.rvqs[0].scales[:, 0].to(self.scale.dtype)  # [L]
@@ -61,17 +62,26 @@ class LibraryResidualFSQ(ResidualScalarQuantizer):
         z_hat, indices = self.rfsq(z)  # indices: [H, ..., L]
         return z_hat, rearrange(indices, "h ... l -> ... h l").long()
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, keep_layers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if keep_layers is not None:
+            raise ValueError("the library's ResidualFSQ applies its own quantize_dropout; keep_layers is ours")
         if torch.is_grad_enabled() and z.requires_grad:
             return self.library_forward(z)
         return self._quantize(z)[:2]
 
 
 class ResidualFSQAE(ActionRFSQAE):
-    """`ActionRFSQAE` with the library's ResidualFSQ as its quantizer (config.quantizer is ignored)."""
+    """`ActionRFSQAE` with the library's ResidualFSQ as its quantizer (config.quantizer is ignored).
+
+    `config.quantize_dropout > 0` turns on the library's own `quantize_dropout` (one random cut-off layer
+    per training batch, every batch) in place of ours."""
 
     name = "residual_fsq"
 
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__(config=config)
-        self.quantizer = LibraryResidualFSQ(config.hidden_dim, config.num_layers, config.num_levels)
+        self.quantizer = LibraryResidualFSQ(config.hidden_dim, config.num_layers, config.num_levels,
+                                            quantize_dropout=config.quantize_dropout > 0)
+
+    def _prefix_lengths(self, batch: int, device: torch.device) -> None:
+        return None  # the library drops layers itself

@@ -58,7 +58,13 @@ def _demo_sort_key(name: str) -> tuple[int, str]:
 def instruction_from_attrs(attrs: h5py.AttributeManager, path: Path) -> str:
     """LIBERO's `problem_info.language_instruction`, else the env name, else the file name."""
     if "problem_info" in attrs:
-        info = json.loads(attrs["problem_info"])
+        raw = attrs["problem_info"]
+        try:
+            info = json.loads(raw)
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: data attribute 'problem_info' is not JSON ({exc}): {str(raw)[:80]!r}") from exc
+        if not isinstance(info, dict):
+            raise ValueError(f"{path}: data attribute 'problem_info' must be a JSON object, got {type(info).__name__}")
         if "language_instruction" in info:
             return str(info["language_instruction"]).strip().strip('"')
     stem = re.sub(r"_demo$", "", path.stem)
@@ -67,14 +73,35 @@ def instruction_from_attrs(attrs: h5py.AttributeManager, path: Path) -> str:
     return stem.replace("_", " ")
 
 
+# Action datasets must hold real numbers: floats, or integers (exact in float32 up to 2**24).
+ACTION_DTYPE_KINDS = ("f", "i", "u")
+
+
+def read_actions(dataset: h5py.Dataset | h5py.Group, where: str) -> np.ndarray:
+    """A demo's `actions` as `[T, A]` float32; refuses groups, non-numeric dtypes, empty or non-finite rows."""
+    if not isinstance(dataset, h5py.Dataset):
+        raise ValueError(f"{where}: 'actions' is a {type(dataset).__name__}, expected a [T, A] dataset")
+    if dataset.dtype.kind not in ACTION_DTYPE_KINDS:
+        raise ValueError(f"{where}: actions have dtype {dataset.dtype} (kind {dataset.dtype.kind!r}); expected "
+                         "floating-point or integer numbers (bool, complex, string and object actions are refused)")
+    actions = np.asarray(dataset[()], dtype=np.float32)
+    if actions.ndim != 2 or actions.shape[0] == 0 or actions.shape[1] == 0:
+        raise ValueError(f"{where}: actions must be [T, A] with T > 0 and A > 0, got shape {list(actions.shape)}")
+    bad_rows = np.nonzero(~np.isfinite(actions).all(axis=1))[0]
+    if bad_rows.size:
+        raise ValueError(f"{where}: {bad_rows.size} action row(s) contain NaN/inf, first at step {int(bad_rows[0])}")
+    return actions
+
+
 def read_demo_file(
     path: str | Path, task_id: int = 0, action_dim: int = ARM_DIM, split_arms: bool = True
 ) -> list[Episode]:
     """Every demo of one file as `Episode`s, actions checked.
 
     Actions of width `k * action_dim` (multi-arm) are split into k episodes when `split_arms`.
-    Raises `FileNotFoundError` / `ValueError` naming the file and demo for missing files,
-    missing `actions`, a wrong width, or non-finite rows.
+    Raises `FileNotFoundError` / `ValueError` naming the file and demo for missing files, a layout other
+    than robomimic/LIBERO's, missing or non-numeric `actions`, a wrong width, non-finite rows, or a
+    corrupt file (HDF5 read errors are re-raised with the file and demo named).
     """
     path = Path(path)
     if not path.is_file():
@@ -83,40 +110,44 @@ def read_demo_file(
         handle = h5py.File(path, "r")
     except OSError as exc:
         raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    where = str(path)
+    try:
+        with handle:
+            return _read_episodes(handle, path, task_id, action_dim, split_arms)
+    except (OSError, KeyError, RuntimeError, TypeError) as exc:  # h5py's errors on corrupt objects
+        raise ValueError(f"{where}: cannot read the file's HDF5 objects, it may be corrupt "
+                         f"({type(exc).__name__}: {exc})") from exc
+
+
+def _read_episodes(handle: h5py.File, path: Path, task_id: int, action_dim: int, split_arms: bool) -> list[Episode]:
+    if "data" not in handle:
+        raise ValueError(f"{path}: no 'data' group; expected robomimic/LIBERO layout data/demo_N/actions")
+    data = handle["data"]
+    if not isinstance(data, h5py.Group):
+        raise ValueError(f"{path}: 'data' is a {type(data).__name__}, expected a group of demo_N groups")
+    instruction = instruction_from_attrs(data.attrs, path)
+    demos = sorted((k for k in data if isinstance(data[k], h5py.Group)), key=_demo_sort_key)
+    if not demos:
+        raise ValueError(f"{path}: 'data' holds no demo groups")
     episodes: list[Episode] = []
-    with handle:
-        if "data" not in handle:
-            raise ValueError(f"{path}: no 'data' group; expected robomimic/LIBERO layout data/demo_N/actions")
-        data = handle["data"]
-        instruction = instruction_from_attrs(data.attrs, path)
-        demos = sorted((k for k in data if isinstance(data[k], h5py.Group)), key=_demo_sort_key)
-        if not demos:
-            raise ValueError(f"{path}: 'data' holds no demo groups")
-        for demo in demos:
-            group = data[demo]
-            if "actions" not in group:
-                raise ValueError(f"{path}:{demo}: missing 'actions' dataset")
-            actions = np.asarray(group["actions"][()], dtype=np.float32)
-            if actions.ndim != 2 or actions.shape[0] == 0:
-                raise ValueError(f"{path}:{demo}: actions must be [T, A] with T > 0, got shape {list(actions.shape)}")
-            bad_rows = np.nonzero(~np.isfinite(actions).all(axis=1))[0]
-            if bad_rows.size:
-                raise ValueError(
-                    f"{path}:{demo}: {bad_rows.size} action row(s) contain NaN/inf, first at step {int(bad_rows[0])}"
-                )
-            width = actions.shape[1]
-            obs_keys = tuple(sorted(group["obs"].keys())) if "obs" in group else ()
-            if width == action_dim:
-                episodes.append(Episode(actions, str(path), demo, task_id, instruction, None, obs_keys))
-            elif split_arms and width % action_dim == 0:
-                for arm in range(width // action_dim):
-                    arm_actions = np.ascontiguousarray(actions[:, arm * action_dim : (arm + 1) * action_dim])
-                    episodes.append(Episode(arm_actions, str(path), demo, task_id, instruction, arm, obs_keys))
-            else:
-                raise ValueError(
-                    f"{path}:{demo}: actions have width {width}; expected {action_dim}"
-                    + (" or a multiple of it (multi-arm)" if split_arms else "")
-                )
+    for demo in demos:
+        group = data[demo]
+        if "actions" not in group:
+            raise ValueError(f"{path}:{demo}: missing 'actions' dataset")
+        actions = read_actions(group["actions"], f"{path}:{demo}")
+        width = actions.shape[1]
+        obs_keys = tuple(sorted(group["obs"].keys())) if isinstance(group.get("obs"), h5py.Group) else ()
+        if width == action_dim:
+            episodes.append(Episode(actions, str(path), demo, task_id, instruction, None, obs_keys))
+        elif split_arms and width % action_dim == 0:
+            for arm in range(width // action_dim):
+                arm_actions = np.ascontiguousarray(actions[:, arm * action_dim : (arm + 1) * action_dim])
+                episodes.append(Episode(arm_actions, str(path), demo, task_id, instruction, arm, obs_keys))
+        else:
+            raise ValueError(
+                f"{path}:{demo}: actions have width {width}; expected {action_dim}"
+                + (" or a multiple of it (multi-arm)" if split_arms else "")
+            )
     return episodes
 
 

@@ -154,32 +154,56 @@ def build_phase2_data(
     return out_path
 
 
+PHASE2_DATASETS = ("features", "codes", "actions", "valid", "episode", "task", "step")
+PHASE2_ATTRS = ("tokenizer_identity", "feature_identity", "feature_info", "instructions", "episodes")
+
+
 def _read_one(path: Path) -> Phase2Data:
     if not path.is_file():
         raise FileNotFoundError(f"Phase 2 data file not found: {path}")
-    with h5py.File(path, "r") as f:
-        if f.attrs.get("format") != PHASE2_FORMAT:
-            raise ValueError(f"{path}: not a Phase 2 data file (format {f.attrs.get('format')!r}, expected {PHASE2_FORMAT!r})")
-        missing = [k for k in ("features", "codes", "actions", "valid", "episode", "task", "step") if k not in f]
-        if missing:
-            raise ValueError(f"{path}: missing dataset(s) {missing}")
-        data = Phase2Data(
-            features=torch.from_numpy(f["features"][()]),
-            codes=torch.from_numpy(f["codes"][()].astype(np.int64)),
-            actions=torch.from_numpy(f["actions"][()]),
-            valid=torch.from_numpy(f["valid"][()]),
-            episode=torch.from_numpy(f["episode"][()].astype(np.int64)),
-            task=torch.from_numpy(f["task"][()].astype(np.int64)),
-            step=torch.from_numpy(f["step"][()].astype(np.int64)),
-            tokenizer_identity=str(f.attrs["tokenizer_identity"]),
-            feature_identity=str(f.attrs["feature_identity"]),
-            feature_info=json.loads(f.attrs["feature_info"]),
-            instructions=json.loads(f.attrs["instructions"]),
-            episodes=json.loads(f.attrs["episodes"]),
-        )
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file, so not Phase 2 data from `rvq build-phase2-data` "
+                         f"({exc})") from exc
+    try:
+        with handle as f:
+            data = _read_rows(f, path)
+    except (OSError, KeyError, RuntimeError, TypeError) as exc:  # h5py's errors on truncated or corrupt objects
+        raise ValueError(f"{path}: cannot read the Phase 2 data, the file may be truncated or corrupt "
+                         f"({type(exc).__name__}: {exc})") from exc
     if not torch.isfinite(data.features).all():
         raise ValueError(f"{path}: features contain NaN/inf")
     return data
+
+
+def _read_rows(f: h5py.File, path: Path) -> Phase2Data:
+    if f.attrs.get("format") != PHASE2_FORMAT:
+        raise ValueError(f"{path}: not a Phase 2 data file (format {f.attrs.get('format')!r}, expected {PHASE2_FORMAT!r})")
+    missing = [k for k in PHASE2_DATASETS if not isinstance(f.get(k), h5py.Dataset)]
+    if missing:
+        raise ValueError(f"{path}: missing dataset(s) {missing}")
+    missing = [k for k in PHASE2_ATTRS if k not in f.attrs]
+    if missing:
+        raise ValueError(f"{path}: missing attribute(s) {missing}")
+    try:
+        info, instructions, episodes = (json.loads(f.attrs[k]) for k in ("feature_info", "instructions", "episodes"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: an attribute that must be JSON is not ({exc})") from exc
+    return Phase2Data(
+        features=torch.from_numpy(f["features"][()]),
+        codes=torch.from_numpy(f["codes"][()].astype(np.int64)),
+        actions=torch.from_numpy(f["actions"][()]),
+        valid=torch.from_numpy(f["valid"][()]),
+        episode=torch.from_numpy(f["episode"][()].astype(np.int64)),
+        task=torch.from_numpy(f["task"][()].astype(np.int64)),
+        step=torch.from_numpy(f["step"][()].astype(np.int64)),
+        tokenizer_identity=str(f.attrs["tokenizer_identity"]),
+        feature_identity=str(f.attrs["feature_identity"]),
+        feature_info=info,
+        instructions=instructions,
+        episodes=episodes,
+    )
 
 
 def load_phase2_data(paths: list[str | os.PathLike] | str | os.PathLike) -> Phase2Data:

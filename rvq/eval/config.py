@@ -30,6 +30,7 @@ class EvalConfig:
     max_steps: int | None = None  # None: the suite's protocol value
     render: bool = True  # False: physics only (no images), for policies that do not look (expert, replay)
     roundtrip_tokenizer: str | None = None  # expert: pass its actions through this tokenizer (closed-loop study)
+    trust_remote_code: bool = False  # let the backbone run code it ships (OpenVLA/OFT); off by default
 
     def validate(self) -> "EvalConfig":
         """Refuse bad runs before any simulator starts."""
@@ -44,6 +45,10 @@ class EvalConfig:
         index, count = self.shard
         if not (count >= 1 and 0 <= index < count):
             raise ValueError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
+        episodes = len(self.tasks) * self.trials
+        if index >= episodes:
+            raise ValueError(f"shard {index}/{count} holds no episodes: the run has {episodes} "
+                             f"({len(self.tasks)} task(s) x {self.trials} trial(s)); use at most {episodes} shards")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.policy in ("rsd", "main"):

@@ -33,7 +33,7 @@ def build_policy(cfg: EvalConfig):
 
     if cfg.policy in ("rsd", "main"):
         return TokenPolicy.from_dir(cfg.checkpoints, mode=cfg.policy, device=cfg.device, exact=cfg.exact,
-                                    flip_gripper=cfg.flip_gripper)
+                                    flip_gripper=cfg.flip_gripper, trust_remote_code=cfg.trust_remote_code)
     if cfg.policy == "replay":
         return ReplayPolicy(cfg.demos)
     if cfg.policy == "expert":

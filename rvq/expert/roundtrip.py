@@ -24,7 +24,7 @@ def roundtrip_actions(tokenizer: ActionTokenizer, raw: torch.Tensor) -> torch.Te
     model = tokenizer.model
     if model.config.quantizer == "layernorm":
         with torch.no_grad():
-            normalized = model.decoder(model.quantizer.decode_without_statistics(codes)).cpu()
+            normalized = model.decode_latent(model.quantizer.decode_without_statistics(codes)).cpu()
         return tokenizer.normalizer.unnormalize(normalized)
     return tokenizer.decode(codes)
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rvq.checkpoint_io import check_state_dict, read_checkpoint, write_checkpoint
+from rvq.checkpoint_io import check_finite_state_dict, check_state_dict, read_checkpoint, write_checkpoint
 from rvq.models.config import DraftConfig, MainConfig
 from rvq.models.draft import DraftModel
 from rvq.models.main import MainModel
@@ -83,6 +83,12 @@ def _load(
     missing = [k for k in ("config", "state_dict", "tokenizer_identity", "feature_identity") if k not in payload]
     if missing:
         raise ValueError(f"{source}: missing key(s) {missing}")
+    for name in ("tokenizer_identity", "feature_identity"):
+        if not isinstance(payload[name], str) or not payload[name]:
+            raise ValueError(f"{source}: {name} must be a non-empty hash string, got {payload[name]!r}")
+    if not isinstance(payload["state_dict"], dict):
+        raise ValueError(f"{source}: state_dict is a {type(payload['state_dict']).__name__}, expected a dict")
+    check_finite_state_dict(payload["state_dict"], source)
     for name, want in (("tokenizer_identity", tokenizer_identity), ("feature_identity", feature_identity)):
         have = payload[name]
         if want is not None and have != want:

@@ -77,9 +77,12 @@ class TokenPolicy:
         self._feature_ms: list[float] = []
 
     @classmethod
-    def from_dir(cls, checkpoints: str | Path, mode: str = "rsd", device: str = "auto", **kwargs) -> "TokenPolicy":
+    def from_dir(cls, checkpoints: str | Path, mode: str = "rsd", device: str = "auto", trust_remote_code: bool = False,
+                 **kwargs) -> "TokenPolicy":
+        """Load a checkpoint folder. `trust_remote_code`: allow the backbone to run code it ships (OpenVLA)."""
         checkpoints = check_checkpoint_dir(checkpoints, mode)
-        extractor = FeatureExtractor.from_pretrained(backbone_source(checkpoints), device=device)
+        extractor = FeatureExtractor.from_pretrained(backbone_source(checkpoints), device=device,
+                                                     trust_remote_code=trust_remote_code)
         tokenizer = ActionTokenizer.from_checkpoint(checkpoints / "tokenizer.pt", device=extractor.device)
         ids = {"tokenizer_identity": tokenizer.identity, "feature_identity": extractor.identity, "device": extractor.device}
         main = load_main(checkpoints / "main.pt", **ids)

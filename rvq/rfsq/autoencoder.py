@@ -49,11 +49,13 @@ class ActionRFSQAE(nn.Module):
         use_layernorm: bool = True,
         *,
         quantizer: str | None = None,
-        mlp_dim: int = 64,
+        mlp_dim: int = 256,
         chunk_size: int = 8,
         grid_std_range: float | None = None,
         calibration_momentum: float = 0.05,
         range_margin: float = 1.1,
+        quantize_dropout: float = 0.35,
+        linear_skip: bool = True,
         config: TokenizerConfig | None = None,
     ) -> None:
         super().__init__()
@@ -69,6 +71,8 @@ class ActionRFSQAE(nn.Module):
                 grid_std_range=grid_std_range,
                 calibration_momentum=calibration_momentum,
                 range_margin=range_margin,
+                quantize_dropout=quantize_dropout,
+                linear_skip=linear_skip,
             )
         self.config = config
         self.encoder = nn.Sequential(
@@ -83,6 +87,10 @@ class ActionRFSQAE(nn.Module):
             nn.ReLU(),
             nn.Linear(config.mlp_dim, config.action_dim),
         )
+        # The linear paths lower the autoencoder's floor: a 7 -> 16 map is invertible, so the MLPs only model
+        # what is not linear (measured in docs/RESULTS.md, "A lower floor").
+        self.encoder_skip = nn.Linear(config.action_dim, config.hidden_dim) if config.linear_skip else None
+        self.decoder_skip = nn.Linear(config.hidden_dim, config.action_dim) if config.linear_skip else None
 
     @classmethod
     def from_config(cls, config: TokenizerConfig) -> "ActionRFSQAE":
@@ -114,6 +122,10 @@ class ActionRFSQAE(nn.Module):
 
     def _check_actions(self, x: torch.Tensor) -> None:
         check_float(x, "actions")
+        weight_dtype = self.encoder[0].weight.dtype
+        if x.dtype != weight_dtype:
+            raise ValueError(f"actions are {x.dtype} but the tokenizer's weights are {weight_dtype}: convert the "
+                             f"actions (x.to({weight_dtype})) or the model (model.to({x.dtype}))")
         check_shape(x, "actions [B, C, action_dim]", (None, None, self.action_dim))
         check_finite(x, "actions")
 
@@ -137,13 +149,36 @@ class ActionRFSQAE(nn.Module):
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """actions `[B, C, A]` → latent `[B, C, H]` in (-1, 1)."""
         self._check_actions(x)
-        return self.encoder(x)
+        pre = self.encoder[:-1](x)
+        if self.encoder_skip is not None:
+            pre = pre + self.encoder_skip(x)
+        return self.encoder[-1](pre)
+
+    def decode_latent(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """latent `[B, C, H]` → actions `[B, C, A]`."""
+        out = self.decoder(z_hat)
+        return out if self.decoder_skip is None else out + self.decoder_skip(z_hat)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """actions `[B, C, A]` → `(x_recon [B, C, A], codes [B, C, H, L])`."""
+        """actions `[B, C, A]` → `(x_recon [B, C, A], codes [B, C, H, L])`.
+
+        In training mode a `config.quantize_dropout` fraction of the chunks is reconstructed from a random
+        prefix of the layers (codes are always all L layers); in eval mode the output is what
+        `decode_from_indices(codes)` gives."""
         z = self.encode_latent(x)
-        z_hat, codes = self.quantizer(z)
-        return self.decoder(z_hat), codes
+        keep = self._prefix_lengths(z.shape[0], z.device) if self.training else None
+        z_hat, codes = self.quantizer(z, keep_layers=keep)
+        return self.decode_latent(z_hat), codes
+
+    def _prefix_lengths(self, batch: int, device: torch.device) -> torch.Tensor | None:
+        """Layers each chunk's training reconstruction keeps: L, or for a `quantize_dropout` fraction a
+        uniform k in 1..L-1 (the global torch RNG, which training states save). `[B]` int64, or None."""
+        p, num_layers = self.config.quantize_dropout, self.num_layers
+        if p == 0.0 or num_layers == 1:
+            return None
+        dropped = torch.rand(batch, device=device) < p
+        k = torch.randint(1, num_layers, (batch,), device=device)
+        return torch.where(dropped, k, torch.full_like(k, num_layers))
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,4 +188,4 @@ class ActionRFSQAE(nn.Module):
     def decode_from_indices(self, codes: torch.Tensor) -> torch.Tensor:
         """codes `[B, C, H, k]`, the first k ≤ L layers → actions `[B, C, A]`."""
         self._check_codes(codes)
-        return self.decoder(self.quantizer.decode(codes.long()))
+        return self.decode_latent(self.quantizer.decode(codes.long()))

@@ -7,8 +7,9 @@
      "metrics": {...}}
 
 `load_tokenizer` also reads the seed project's dicts: `{"model": state_dict, ...}` and
-`{"model_state_dict": ..., "config": ...}`. In the seed, `use_layernorm=True` meant the
-per-token LayerNorm quantizer, so such files load as `quantizer="layernorm"`.
+`{"model_state_dict": ..., "config": ...}`; `seed_quantizer` says how `use_layernorm=True` is read
+(robust when robust's calibration buffers are in the file, the seed's LayerNorm variant with a warning
+when none are, refused when it cannot be told).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 
 import torch
 
-from rvq.checkpoint_io import check_state_dict, content_hash, read_checkpoint, write_checkpoint
+from rvq.checkpoint_io import check_finite_state_dict, check_state_dict, content_hash, read_checkpoint, write_checkpoint
+from rvq.data.normalize import ActionNormalizer
 from rvq.rfsq.autoencoder import ActionRFSQAE
 from rvq.rfsq.config import TokenizerConfig
 
@@ -72,7 +74,50 @@ def tokenizer_identity(source: str | os.PathLike | dict[str, Any] | ActionRFSQAE
     return content_hash(payload["config"], payload["state_dict"], payload.get("action_stats"))
 
 
-def _seed_config(raw: dict[str, Any] | None, state_dict: dict[str, torch.Tensor], source: str) -> dict[str, Any]:
+ROBUST_BUFFERS = ("quantizer.center", "quantizer.scale", "quantizer.calibration_steps")
+
+
+def seed_quantizer(raw: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str,
+                   quantizer: str | None = None) -> str:
+    """Which quantizer a seed-format file holds; one meaning for `use_layernorm=True`.
+
+    - `quantizer` given by the caller, or a `quantizer` key in the file's config: that.
+    - `use_layernorm=False`: naive.
+    - `use_layernorm=True` with robust's calibration buffers (`quantizer.center/scale/calibration_steps`)
+      holding a robust model's values (calibrated, or robust's initial schedule): robust, as
+      `ActionRFSQAE(use_layernorm=True)` builds it.
+    - `use_layernorm=True` without those buffers: the seed's per-token LayerNorm variant, with a warning that
+      it is not decodable from codes.
+    - anything else (some buffers only, or the untouched buffers that naive and LayerNorm models also carry):
+      refused; pass `quantizer=`.
+    """
+    if quantizer is not None:
+        return quantizer
+    if "quantizer" in raw:
+        return str(raw["quantizer"])
+    if not raw.get("use_layernorm", True):
+        return "naive"
+    present = [k for k in ROBUST_BUFFERS if k in state_dict]
+    if not present:
+        warnings.warn(f"{source}: seed checkpoint without calibration buffers loads as the seed's per-token "
+                      "LayerNorm quantizer, which is NOT decodable from codes (decode_from_indices raises); "
+                      "pass quantizer= to load it as something else", stacklevel=4)
+        return "layernorm"
+    if len(present) == len(ROBUST_BUFFERS):
+        scale, center = state_dict["quantizer.scale"], state_dict["quantizer.center"]
+        untouched = bool((scale == 1).all()) and bool((center == 0).all())  # what naive/LayerNorm models carry
+        if not untouched:
+            return "robust"
+    raise ValueError(
+        f"{source}: cannot tell which quantizer this seed-format file holds (use_layernorm=True with "
+        f"calibration buffers {present} of {list(ROBUST_BUFFERS)}"
+        + (", left at their untouched values" if len(present) == len(ROBUST_BUFFERS) else "")
+        + "): pass quantizer='robust', 'layernorm' or 'naive' to load_tokenizer"
+    )
+
+
+def _seed_config(raw: dict[str, Any] | None, state_dict: dict[str, torch.Tensor], source: str,
+                 quantizer: str | None = None) -> dict[str, Any]:
     """Config for a seed-format file: its own config if present, else the seed constructor's defaults."""
     if raw is None:
         warnings.warn(
@@ -88,17 +133,15 @@ def _seed_config(raw: dict[str, Any] | None, state_dict: dict[str, torch.Tensor]
         config["mlp_dim"] = int(mlp_dim)
     if "encoder.2.weight" in state_dict:
         config.setdefault("hidden_dim", int(state_dict["encoder.2.weight"].shape[0]))
-    if "quantizer" in raw:
-        config["quantizer"] = raw["quantizer"]
-    else:
-        config["quantizer"] = "layernorm" if raw.get("use_layernorm", True) else "naive"
+    config["linear_skip"] = "encoder_skip.weight" in state_dict
+    config["quantizer"] = seed_quantizer(raw, state_dict, source, quantizer)
     ignored = sorted(set(raw) - set(SEED_MODEL_KEYS) - {"use_layernorm", "quantizer", "mlp_dim"})
     if ignored:
         warnings.warn(f"{source}: seed config keys not used by the model: {ignored}", stacklevel=3)
     return config
 
 
-def _normalize_payload(raw: dict[str, Any], source: str) -> dict[str, Any]:
+def _normalize_payload(raw: dict[str, Any], source: str, quantizer: str | None = None) -> dict[str, Any]:
     """Any supported layout → the rvq payload dict (config dict, state_dict, stats, metrics)."""
     if raw.get("format") == TOKENIZER_FORMAT:
         if raw.get("version") != TOKENIZER_VERSION:
@@ -116,7 +159,7 @@ def _normalize_payload(raw: dict[str, Any], source: str) -> dict[str, Any]:
             return {
                 "format": TOKENIZER_FORMAT,
                 "version": TOKENIZER_VERSION,
-                "config": _seed_config(raw.get("config"), state_dict, source),
+                "config": _seed_config(raw.get("config"), state_dict, source, quantizer),
                 "state_dict": state_dict,
                 "action_stats": raw.get("action_stats"),
                 "metrics": raw.get("metrics", {}),
@@ -140,14 +183,21 @@ def load_tokenizer(
     path: str | os.PathLike,
     expected_config: TokenizerConfig | dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
+    quantizer: str | None = None,
 ) -> ActionRFSQAE:
     """Load a tokenizer (rvq or seed format) in eval mode.
+
+    `quantizer` names the quantizer of a seed-format file whose own config cannot tell (see `seed_quantizer`);
+    rvq-format files record theirs, and a different `quantizer` is refused.
 
     The returned model carries `.action_stats` (dict or None), `.metrics` and `.identity`.
     `expected_config` (a config or a partial dict) refuses a file whose config differs, naming each field.
     """
     source = str(path)
-    payload = _normalize_payload(read_checkpoint(path, "tokenizer checkpoint"), source)
+    payload = _normalize_payload(read_checkpoint(path, "tokenizer checkpoint"), source, quantizer)
+    if quantizer is not None and payload["config"].get("quantizer") != quantizer:
+        raise ValueError(f"{source}: the file records quantizer {payload['config'].get('quantizer')!r}, "
+                         f"not {quantizer!r}")
     try:
         config = TokenizerConfig.from_dict(payload["config"])
     except (TypeError, ValueError) as exc:
@@ -156,6 +206,12 @@ def load_tokenizer(
         _check_expected(config, expected_config, source)
     model = ActionRFSQAE.from_config(config)
     state_dict = dict(payload["state_dict"])
+    check_finite_state_dict(state_dict, source)
+    if payload.get("action_stats") is not None:
+        try:
+            ActionNormalizer.from_dict(payload["action_stats"])
+        except ValueError as exc:
+            raise ValueError(f"{source}: invalid action statistics: {exc}") from exc
     # Naive and layernorm quantizers never read their calibration buffers; seed files lack them.
     optional = (QUANTIZER_BUFFERS,) if "seed_format" in payload and config.quantizer != "robust" else ()
     check_state_dict(state_dict, model.state_dict(), source, optional=optional)

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 QUANTIZERS = ("naive", "layernorm", "robust")
+# Fields added after the first checkpoints were written, with the value those checkpoints imply.
+LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False}
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,11 @@ class TokenizerConfig:
                or "layernorm" (the seed's per-token LayerNorm; forward only, not decodable).
     grid_std_range: robust only; grid half-range in residual stds (None: sqrt(3)(n-1)/n).
     range_margin: robust only; layer 0 covers the calibrated latent range widened by this factor.
+    quantize_dropout: training only; the fraction of chunks whose reconstruction uses a random prefix of
+        k < L layers (k uniform in 1..L-1), so every prefix decodes to a good action. 0 turns it off.
+    linear_skip: a linear path beside the encoder and decoder MLPs (False: the seed's exact architecture).
+
+    Checkpoints written before a field existed load with `LEGACY_DEFAULTS` (the architecture they had).
     """
 
     action_dim: int = 7
@@ -23,11 +30,13 @@ class TokenizerConfig:
     num_layers: int = 8
     num_levels: int = 7
     quantizer: str = "robust"
-    mlp_dim: int = 64
+    mlp_dim: int = 256
     chunk_size: int = 8
     grid_std_range: float | None = None
     calibration_momentum: float = 0.05
     range_margin: float = 1.1
+    quantize_dropout: float = 0.35
+    linear_skip: bool = True
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -37,6 +46,8 @@ class TokenizerConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_levels < 2:
             raise ValueError(f"num_levels must be >= 2, got {self.num_levels}")
+        if not 0.0 <= self.quantize_dropout <= 1.0:
+            raise ValueError(f"quantize_dropout must be in [0, 1], got {self.quantize_dropout}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,7 +58,7 @@ class TokenizerConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown tokenizer config key(s): {unknown}")
-        return cls(**data)
+        return cls(**{**LEGACY_DEFAULTS, **data})
 
     @property
     def bits_per_chunk(self) -> float:

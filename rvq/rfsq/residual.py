@@ -133,12 +133,26 @@ class ResidualScalarQuantizer(nn.Module):
             self.calibration_steps += 1
         return z_hat, torch.stack(codes, dim=-1), residuals, scales
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`z: [..., H]` → `(z_hat [..., H], codes [..., H, L])`; straight-through gradient to `z`."""
-        z_hat, codes, _ = self._quantize(z)
+    def forward(self, z: torch.Tensor, keep_layers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`z: [B, ..., H]` → `(z_hat [B, ..., H], codes [B, ..., H, L])`; straight-through gradient to `z`.
+
+        `keep_layers` `[B]` (training: quantize dropout): sample b's `z_hat` sums its first `keep_layers[b]`
+        layers only, as `decode(codes[..., :k])` would; the codes are unchanged."""
+        if keep_layers is None:
+            z_hat, codes, _ = self._quantize(z)
+        else:
+            z_hat, codes = self._prefix_quantize(z, keep_layers)
         if torch.is_grad_enabled() and z.requires_grad:
             z_hat = z + (z_hat - z).detach()
         return z_hat, codes
+
+    def _prefix_quantize(self, z: torch.Tensor, keep_layers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes of all layers and, per sample, the reconstruction of its first `keep_layers` layers."""
+        _, codes, residuals = self._quantize(z)
+        prefix = torch.stack([z - r for r in residuals[1:]], dim=-1)  # [..., H, L]: z minus what k layers leave
+        index = (keep_layers.long() - 1).clamp(0, self.num_layers - 1)
+        index = index.view(-1, *([1] * (z.dim() - 1)), 1).expand(*z.shape, 1)
+        return prefix.gather(-1, index).squeeze(-1), codes
 
     @torch.no_grad()
     def encode(self, z: torch.Tensor) -> torch.Tensor:

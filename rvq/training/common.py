@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -58,16 +59,55 @@ def save_train_state(path: Path, fmt: str, model_config: dict[str, Any], **state
     write_checkpoint(path, payload)
 
 
+# Run settings that may change on resume: they do not change what is trained.
+RESUME_MAY_CHANGE = ("resume", "progress", "out_dir", "device")
+
+
+def resume_differences(saved: dict[str, Any] | None, now: dict[str, Any] | None) -> list[str]:
+    """`key: saved -> now` for every entry that differs (ignoring `RESUME_MAY_CHANGE`)."""
+    saved, now = saved or {}, now or {}
+    keys = sorted((set(saved) | set(now)) - set(RESUME_MAY_CHANGE))
+    return [f"{k}: {_short(saved.get(k))} in the saved run, {_short(now.get(k))} now"
+            for k in keys if saved.get(k) != now.get(k)]
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def fingerprint(*arrays: np.ndarray | torch.Tensor) -> str:
+    """SHA-256 over the shapes, dtypes and bytes of arrays (a content hash of training data)."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        a = np.ascontiguousarray(array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else array)
+        digest.update(f"{a.dtype}{list(a.shape)}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
 def load_train_state(
-    path: str | Path, fmt: str, model_config: dict[str, Any], model, optimizer, scheduler, generator
+    path: str | Path, fmt: str, model_config: dict[str, Any], model, optimizer, scheduler, generator,
+    run_config: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler and generator from `save_train_state`; returns the payload."""
+    """Restore model, optimizer, scheduler and generator from `save_train_state`; returns the payload.
+
+    Refuses a state whose model config, run config (`run_config`, except `RESUME_MAY_CHANGE`) or training
+    data (`inputs`) differ from this run's, naming every difference."""
     state = read_checkpoint(path, "training state")
     if state.get("format") != fmt:
         raise ValueError(f"{path}: not a {fmt} (format {state.get('format')!r}); resume from the run's last.pt")
     if state.get("model_config") != model_config:
         raise ValueError(f"{path}: cannot resume: model config differs ({state.get('model_config')} in file, "
                          f"{model_config} now)")
+    diffs = []
+    if run_config is not None:
+        diffs += resume_differences(state.get("config"), run_config)
+    if inputs is not None:
+        diffs += [f"data {d}" for d in resume_differences(state.get("inputs"), inputs)]
+    if diffs:
+        raise ValueError(f"{path}: cannot resume a run with other settings or data; start a new run (another "
+                         "--out-dir) or resume with the saved ones. Differences: " + "; ".join(diffs))
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

@@ -22,7 +22,7 @@ from rvq.device import resolve_device
 from rvq.models import DraftConfig, DraftModel, MainConfig, MainModel, TokenSpace, save_head
 from rvq.rsd.decode import greedy_decode
 from rvq.tokenizer import ActionTokenizer
-from rvq.training.common import seed_everything
+from rvq.training.common import fingerprint, seed_everything
 from rvq.training.loop import train_loop
 
 KINDS = ("draft", "main")
@@ -169,9 +169,16 @@ def fit_head(
         metric="loss", train_key="train_loss", state_format=f"rvq.{cfg.kind}-train-state", desc=f"train-{cfg.kind}",
         postfix=lambda m: {"val_loss": f"{m['loss']:.3f}", "acc": f"{m['mean_token_accuracy']:.3f}"},
         save_best=lambda best, state: _save_best(out_dir, model, state, train, best, cfg), out_dir=out_dir,
-        stop_at=stop_at,
+        stop_at=stop_at, inputs=_inputs(train, val),
     )
     return HeadFitResult(model, loop.best, loop.history, loop.seconds, loop.samples / max(loop.seconds, 1e-9))
+
+
+def _inputs(train: Phase2Data, val: Phase2Data) -> dict[str, Any]:
+    """What a resumed run must train on: identities, episodes and a hash of the labels and row ids."""
+    return {"tokenizer_identity": train.tokenizer_identity, "feature_identity": train.feature_identity,
+            "episodes": train.episodes, "train_rows": len(train), "val_rows": len(val),
+            "sha256": fingerprint(train.codes, train.episode, train.step, val.codes, val.episode, val.step)}
 
 
 def _save_best(out_dir: Path, model, best_state, data: Phase2Data, best: dict[str, Any], cfg: TrainHeadConfig) -> None:

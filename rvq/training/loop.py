@@ -45,19 +45,26 @@ def train_loop(
     save_best: Callable[[dict[str, Any], dict[str, torch.Tensor]], None] | None = None,
     out_dir: Path | None = None,
     stop_at: int | None = None,
+    inputs: dict[str, Any] | None = None,
 ) -> LoopResult:
     """Train `model` with `batch_loss(row indices on device)`; keep the weights with the lowest
     `evaluate()[metric]`. `cfg` carries steps, batch_size, lr, weight_decay, warmup_steps, grad_clip,
     eval_every, seed, resume and progress. With `out_dir`: `save_best(best, state)` on improvement,
-    `metrics.jsonl` and `last.pt` after every evaluation."""
+    `metrics.jsonl` and `last.pt` after every evaluation. `inputs` describes the training data (names and a
+    content hash); resuming refuses a run whose config or inputs differ from the saved state's."""
     generator = seed_everything(cfg.seed)
     model.to(device)
     optimizer, scheduler = adamw_cosine(model.parameters(), cfg.lr, cfg.weight_decay, cfg.steps, cfg.warmup_steps)
     step, best, history = 0, {metric: float("inf")}, []
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if cfg.resume:
-        state = load_train_state(cfg.resume, state_format, model.config.to_dict(), model, optimizer, scheduler, generator)
+        state = load_train_state(cfg.resume, state_format, model.config.to_dict(), model, optimizer, scheduler, generator,
+                                 run_config=asdict(cfg), inputs=inputs)
         step, best, history, best_state = state["step"], state["best"], state["history"], state["best_model"]
+        if "torch_rng" in state:  # dropout and quantize dropout draw from the global RNG
+            torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
     start, running, samples = time.perf_counter(), [], 0
     bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=desc)
     while step < min(cfg.steps, stop_at or cfg.steps):
@@ -88,7 +95,9 @@ def train_loop(
                 append_jsonl(out_dir / "metrics.jsonl", record)
                 save_train_state(out_dir / "last.pt", state_format, model.config.to_dict(), model=model,
                                  optimizer=optimizer, scheduler=scheduler, generator=generator, step=step,
-                                 config=asdict(cfg), best_model=best_state, best=best, history=history)
+                                 config=asdict(cfg), best_model=best_state, best=best, history=history,
+                                 inputs=inputs, torch_rng=torch.get_rng_state(),
+                                 **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}))
     bar.close()
     model.load_state_dict(best_state)
     model.eval()

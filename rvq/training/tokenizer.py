@@ -17,7 +17,7 @@ import torch
 from rvq.data import ActionNormalizer, ChunkSet, Episode, embedded_demo_files, make_chunks, read_demos, split_by_episode
 from rvq.device import resolve_device
 from rvq.rfsq import ActionRFSQAE, TokenizerConfig, save_tokenizer
-from rvq.training.common import seed_everything
+from rvq.training.common import fingerprint, seed_everything
 from rvq.training.loop import train_loop
 from rvq.training.tokenizer_eval import evaluate_tokenizer, masked_mse
 
@@ -31,7 +31,7 @@ class TrainTokenizerConfig:
     quantizer: str = "robust"
     demos: list[str] = field(default_factory=list)
     out_dir: str = "runs/tokenizer"
-    steps: int = 3000
+    steps: int = 10000
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -45,7 +45,10 @@ class TrainTokenizerConfig:
     num_layers: int = 8
     num_levels: int = 7
     chunk_size: int = 8
-    mlp_dim: int = 64
+    mlp_dim: int = 256
+    quantize_dropout: float = 0.35
+    linear_skip: bool = True
+    normalization: str = "q99_guarded"
     resume: str | None = None
     progress: bool = True
 
@@ -53,6 +56,7 @@ class TrainTokenizerConfig:
         return TokenizerConfig(
             hidden_dim=self.hidden_dim, num_layers=self.num_layers, num_levels=self.num_levels,
             quantizer=self.quantizer, mlp_dim=self.mlp_dim, chunk_size=self.chunk_size,
+            quantize_dropout=self.quantize_dropout, linear_skip=self.linear_skip,
         )
 
 
@@ -66,6 +70,13 @@ class TokenizerData:
     train: ChunkSet
     val: ChunkSet
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must train on: episode names and a hash of the chunks and statistics."""
+        return {"train_episodes": [e.name for e in self.train_episodes],
+                "val_episodes": [e.name for e in self.val_episodes],
+                "sha256": fingerprint(self.train.actions, self.train.valid, self.val.actions, self.val.valid,
+                                      self.normalizer.low, self.normalizer.high)}
+
     def describe(self) -> dict[str, Any]:
         return {
             "train_episodes": [e.name for e in self.train_episodes],
@@ -76,13 +87,13 @@ class TokenizerData:
 
 
 def prepare_tokenizer_data(
-    demos: list[str], chunk_size: int, val_fraction: float, seed: int
+    demos: list[str], chunk_size: int, val_fraction: float, seed: int, normalization: str = "q99_guarded"
 ) -> TokenizerData:
-    """Read demos (or the embedded default), split by episode, fit BOUNDS_Q99 on train, chunk."""
+    """Read demos (or the embedded default), split by episode, fit the normalization on train, chunk."""
     paths = list(demos) if demos else [str(p) for p in embedded_demo_files()]
     episodes = read_demos(paths)
     train_eps, val_eps = split_by_episode(episodes, val_fraction, seed)
-    normalizer = ActionNormalizer.fit(np.concatenate([e.actions for e in train_eps]))
+    normalizer = ActionNormalizer.fit(np.concatenate([e.actions for e in train_eps]), method=normalization)
     return TokenizerData(
         train_eps, val_eps, normalizer, make_chunks(train_eps, chunk_size), make_chunks(val_eps, chunk_size)
     )
@@ -126,6 +137,7 @@ def fit_tokenizer(
         metric="mse", train_key="train_mse", state_format=TRAIN_STATE_FORMAT,
         desc=f"tokenizer[{getattr(model, 'name', model.config.quantizer)}]",
         postfix=lambda m: {"val_mse": f"{m['mse']:.2e}"}, save_best=save_best, out_dir=out_dir, stop_at=stop_at,
+        inputs=data.fingerprint(),
     )
     return FitResult(model, loop.best, loop.history, loop.seconds)
 
@@ -140,7 +152,7 @@ def train_tokenizer(cfg: TrainTokenizerConfig) -> dict[str, Any]:
     """The `rvq train-tokenizer` job: data → training → `tokenizer.pt` + `report.md`/`report.json`."""
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed)
+    data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
     seed_everything(cfg.seed)  # the initial weights depend on the seed too
     model = ActionRFSQAE.from_config(cfg.tokenizer_config())
     result = fit_tokenizer(model, data, cfg, out_dir)

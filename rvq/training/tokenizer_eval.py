@@ -46,7 +46,7 @@ def evaluate_tokenizer(
     else:
         recon = forward_recon.cpu()
         assert isinstance(model.quantizer, LayerNormRFSQ)
-        codes_only = model.decoder(model.quantizer.decode_without_statistics(codes)).cpu()
+        codes_only = model.decode_latent(model.quantizer.decode_without_statistics(codes)).cpu()
         out["mse_codes_only"] = float(masked_mse(codes_only, x.cpu(), valid).mean())
     per_dim = masked_mse(recon, x.cpu(), valid)
     raw_per_dim = masked_mse(normalizer.unnormalize(recon), raw, valid)
@@ -59,7 +59,7 @@ def evaluate_tokenizer(
         mse_raw_per_dim=raw_per_dim.tolist(),
     )
     latent = model.encode_latent(x)
-    out["mse_unquantized"] = float(masked_mse(model.decoder(latent).cpu(), x.cpu(), valid).mean())  # the AE floor
+    out["mse_unquantized"] = float(masked_mse(model.decode_latent(latent).cpu(), x.cpu(), valid).mean())  # the AE floor
     z = latent[valid.to(x.device)]  # [valid steps, H]
     out.update(residual_diagnostics(model.quantizer, z))
     model.train(was_training)

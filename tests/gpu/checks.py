@@ -102,8 +102,9 @@ def phase2(device: str, out_dir: Path, demos: Path, backbone: str | None = None,
         backbone = str(ck / "backbone")
     else:
         (ck / "backbone.txt").write_text(backbone + "\n")
+    remote = [] if (ck / "backbone").is_dir() else ["--trust-remote-code"]  # OpenVLA ships its own model code
     _cli(["build-phase2-data", "--demos", str(demos), "--tokenizer", str(ck / "tokenizer.pt"), "--backbone", backbone,
-          "--out", str(out_dir / "phase2.h5"), "--device", device, "--no-progress"])
+          "--out", str(out_dir / "phase2.h5"), "--device", device, "--no-progress", *remote])
     reports = {}
     for kind in ("draft", "main"):
         _cli([f"train-{kind}", "--data", str(out_dir / "phase2.h5"), "--tokenizer", str(ck / "tokenizer.pt"),
@@ -117,7 +118,7 @@ def phase2(device: str, out_dir: Path, demos: Path, backbone: str | None = None,
     else:
         assert reports["draft"]["mean_token_accuracy"] >= criteria.OPENVLA_DRAFT_TOKEN_ACCURACY, reports["draft"]
         assert reports["main"]["mean_token_accuracy"] >= criteria.OPENVLA_MAIN_TOKEN_ACCURACY, reports["main"]
-    policy = TokenPolicy.from_dir(ck, mode="rsd", device=device)  # the checkpoints load into the RSD policy
+    policy = TokenPolicy.from_dir(ck, mode="rsd", device=device, trust_remote_code=bool(remote))  # loads for RSD
     assert policy.draft is not None and policy.main is not None
     return {"checkpoints": ck, **reports}
 
@@ -128,8 +129,9 @@ def rsd_eval(checkpoints: Path, out_dir: Path, suite: str, tasks: list[int], tri
     `min_success`, the suite's success rate must reach it."""
     from rvq.eval import EvalConfig, build_report, run_eval
 
+    remote = not (checkpoints / "backbone").is_dir()  # a hub/local OpenVLA named by backbone.txt ships its code
     path = run_eval(EvalConfig(suite=suite, tasks=tasks, trials=trials, policy="rsd", checkpoints=str(checkpoints),
-                               out_dir=str(out_dir), workers=1), progress=False)
+                               out_dir=str(out_dir), workers=1, trust_remote_code=remote), progress=False)
     summary = build_report([path])["suites"][0]
     assert summary["errors"] == 0 and summary["episodes"] == len(tasks) * trials, summary
     if min_success is not None:

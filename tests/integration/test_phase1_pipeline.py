@@ -38,12 +38,15 @@ def test_train_reload_and_roundtrip_raw_actions(tmp_path: Path, capsys) -> None:
     assert codes.shape == (len(chunks), 8, 16, 8) and codes.dtype == torch.int64
     back = tokenizer.decode(codes)
     valid = torch.as_tensor(chunks.valid)
-    # compare with the clipped raw actions (BOUNDS_Q99 clips outliers by design)
+    # compare with the guarded raw actions (the normalizer clips beyond the training extremes by design)
     target = tokenizer.normalizer.unnormalize(tokenizer.normalizer.normalize(raw))
     err = (back - target)[valid]
     scale = raw[valid][:, :6].std(dim=0)
     assert (err[:, :6].pow(2).mean(dim=0).sqrt() < 0.25 * scale).all(), (err[:, :6].pow(2).mean(0).sqrt(), scale)
     assert torch.equal(back[..., 6][valid].abs().round(), torch.ones(int(valid.sum())))  # gripper stays ±1
-    coarse = tokenizer.decode(codes[..., :3])
-    assert (coarse - target)[valid].pow(2).mean() > err.pow(2).mean()
+    full_mse = err.pow(2).mean()
+    one_layer = (tokenizer.decode(codes[..., :1]) - target)[valid].pow(2).mean()
+    three_layers = (tokenizer.decode(codes[..., :3]) - target)[valid].pow(2).mean()
+    assert one_layer > full_mse  # one layer is coarser than eight
+    assert three_layers < 2 * full_mse  # prefix training: three of eight layers already decode near the floor
     assert np.isfinite(back.numpy()).all()

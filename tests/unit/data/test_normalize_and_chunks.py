@@ -13,7 +13,7 @@ def test_normalizer_q99_maps_and_clips() -> None:
     rng = np.random.default_rng(0)
     actions = rng.normal(size=(10000, 7)) * np.array([1, 2, 3, 0.1, 0.1, 0.1, 1])
     actions[:, -1] = np.sign(actions[:, -1])
-    norm = ActionNormalizer.fit(actions)
+    norm = ActionNormalizer.fit(actions, method="bounds_q99")
     assert np.allclose(norm.low[:6], np.quantile(actions[:, :6], 0.01, axis=0), rtol=1e-5)
     x = norm.normalize(actions)
     assert float(x.abs().max()) <= 1.0
@@ -24,6 +24,26 @@ def test_normalizer_q99_maps_and_clips() -> None:
     assert np.allclose(back[:, :6][inside], actions[:, :6][inside], atol=1e-5)
     clipped = np.clip(actions[:, :6], norm.low[:6], norm.high[:6])
     assert np.allclose(back[:, :6], clipped, atol=1e-5)
+
+
+def test_q99_guarded_keeps_rare_large_actions_up_to_the_training_extremes() -> None:
+    rng = np.random.default_rng(0)
+    actions = rng.normal(size=(10000, 7)) * 0.1
+    actions[::500, 5] = 0.9  # rare large wrist turns: 0.2% of steps, far beyond the 99th percentile
+    norm = ActionNormalizer.fit(actions)
+    assert norm.kind == "q99_guarded"
+    assert np.allclose(norm.high[:6], np.quantile(actions[:, :6], 0.99, axis=0), rtol=1e-5)
+    x = norm.normalize(actions)
+    lo, hi = norm.normalized_bounds()
+    assert float(x[:, 5].max()) == pytest.approx(hi[5]) and hi[5] > 3  # kept far outside [-1, 1]
+    back = norm.unnormalize(x).numpy()
+    assert np.allclose(back[:, :6], actions[:, :6], atol=1e-5)  # every training action survives
+    beyond = norm.unnormalize(norm.normalize(np.full((1, 7), 5.0))).numpy()
+    assert np.allclose(beyond[0, :6], norm.clip_high[:6])  # the guard: nothing past the training extremes
+    legacy = ActionNormalizer.fit(actions, method="bounds_q99")
+    assert float(legacy.unnormalize(legacy.normalize(actions))[:, 5].max()) < 0.3  # BOUNDS_Q99 cuts them off
+    again = ActionNormalizer.from_dict(norm.to_dict())
+    assert torch.equal(again.normalize(actions), x)
 
 
 def test_constant_dimension_maps_to_zero_and_back() -> None:
@@ -40,7 +60,7 @@ def test_normalizer_dict_roundtrip_and_errors() -> None:
     norm = ActionNormalizer.fit(np.random.default_rng(1).normal(size=(50, 7)))
     again = ActionNormalizer.from_dict(norm.to_dict())
     assert np.array_equal(again.low, norm.low) and np.array_equal(again.mask, norm.mask)
-    with pytest.raises(ValueError, match="'bounds_q99' dict"):
+    with pytest.raises(ValueError, match="dict of kind"):
         ActionNormalizer.from_dict({"kind": "mean_std"})
     with pytest.raises(ValueError, match="missing 'mask'"):
         ActionNormalizer.from_dict({"kind": "bounds_q99", "low": [0], "high": [1]})

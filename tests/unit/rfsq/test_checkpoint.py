@@ -61,9 +61,9 @@ def test_state_dict_shape_mismatch_named(tmp_path: Path) -> None:
     model = ActionRFSQAE()
     payload_path = save_tokenizer(tmp_path / "t.pt", model)
     payload = torch.load(payload_path, weights_only=True)
-    payload["state_dict"]["decoder.2.weight"] = torch.zeros(6, 64)
+    payload["state_dict"]["decoder.2.weight"] = torch.zeros(6, 256)
     torch.save(payload, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match=r"decoder.2.weight: shape \[6, 64\] in file, \[7, 64\] expected"):
+    with pytest.raises(ValueError, match=r"decoder.2.weight: shape \[6, 256\] in file, \[7, 256\] expected"):
         load_tokenizer(tmp_path / "bad.pt")
 
 
@@ -125,3 +125,51 @@ def test_pickled_objects_are_not_unpickled(tmp_path: Path) -> None:
     torch.save({"format": "rvq.tokenizer", "version": 1, "config": TokenizerConfig()}, tmp_path / "obj.pt")
     with pytest.raises(ValueError, match="cannot read tokenizer checkpoint"):
         load_tokenizer(tmp_path / "obj.pt")
+
+
+def _seed_file(path: Path, state_dict: dict[str, torch.Tensor], **config) -> Path:
+    torch.save({"model": state_dict, "config": {"action_dim": 7, "hidden_dim": 16, "num_layers": 8, "num_levels": 7,
+                                                **config}}, path)
+    return path
+
+
+def test_seed_format_with_robust_buffers_loads_as_robust_with_the_same_outputs(tmp_path: Path) -> None:
+    model = calibrated("robust", smooth_actions(64))  # ActionRFSQAE(use_layernorm=True), as the README builds it
+    path = _seed_file(tmp_path / "s.pt", model.state_dict(), use_layernorm=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: nothing ambiguous here
+        loaded = load_tokenizer(path)
+    assert loaded.config.quantizer == "robust" and loaded.config.linear_skip == model.config.linear_skip
+    x = smooth_actions(8, seed=3)
+    with torch.no_grad():
+        assert torch.equal(loaded(x)[0], model(x)[0])
+        assert torch.equal(loaded.decode_from_indices(loaded.encode(x)), model(x)[0])
+
+
+def test_seed_format_without_buffers_loads_as_layernorm_with_a_not_decodable_warning(tmp_path: Path) -> None:
+    model = ActionRFSQAE(quantizer="layernorm", linear_skip=False)
+    path = _seed_file(tmp_path / "s.pt", _seed_state_dict(model), use_layernorm=True)
+    with pytest.warns(UserWarning, match="NOT decodable from codes"):
+        loaded = load_tokenizer(path)
+    assert loaded.config.quantizer == "layernorm"
+
+
+@pytest.mark.parametrize("buffers", ["untouched", "partial"])
+def test_seed_format_that_cannot_be_told_apart_is_refused(tmp_path: Path, buffers: str) -> None:
+    state = ActionRFSQAE(quantizer="layernorm").state_dict()  # carries buffers left at their initial values
+    if buffers == "partial":
+        state = {k: v for k, v in calibrated("robust", smooth_actions(64)).state_dict().items()
+                 if k != "quantizer.center"}
+    path = _seed_file(tmp_path / "s.pt", state, use_layernorm=True)
+    with pytest.raises(ValueError, match="cannot tell which quantizer.*pass quantizer="):
+        load_tokenizer(path)
+    if buffers == "untouched":
+        assert load_tokenizer(path, quantizer="layernorm").config.quantizer == "layernorm"
+
+
+def test_rvq_format_refuses_another_quantizer_argument(tmp_path: Path) -> None:
+    path = save_tokenizer(tmp_path / "t.pt", ActionRFSQAE())
+    with pytest.raises(ValueError, match="records quantizer 'robust', not 'naive'"):
+        load_tokenizer(path, quantizer="naive")

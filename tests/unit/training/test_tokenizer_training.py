@@ -41,7 +41,7 @@ def test_fit_reduces_validation_error_and_logs(tmp_path: Path, demo_dir: Path) -
     assert {"mse", "mse_raw", "mse_per_dim", "residual_std", "code_perplexity", "bits_per_chunk"} <= set(lines[0]["val"])
     saved = load_tokenizer(tmp_path / "run" / "tokenizer.pt")
     assert saved.metrics["val"]["mse"] == result.best["mse"] == min(r["val"]["mse"] for r in lines)
-    assert saved.action_stats["kind"] == "bounds_q99"
+    assert saved.action_stats["kind"] == "q99_guarded"
 
 
 def _model() -> ActionRFSQAE:

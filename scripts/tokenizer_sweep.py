@@ -1,0 +1,42 @@
+"""Tokenizer recipe sweep on the embedded default's split (docs/RESULTS.md, issue 14).
+
+    python scripts/tokenizer_sweep.py '{"mlp_dim": 256, "steps": 10000, "quantize_dropout": 0.35}' ...
+
+Each argument is a JSON dict of `TrainTokenizerConfig` fields (normalization defaults to bounds_q99 here, so
+rows compare with the earlier tables). Prints one JSON line per run: held-out MSE decoding the first k layers,
+the same model's training-split MSE, per-dimension errors, raw errors, the best step and training seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+
+import torch
+
+from rvq.rfsq import ActionRFSQAE
+from rvq.training.common import seed_everything
+from rvq.training.tokenizer import TrainTokenizerConfig, fit_tokenizer, prepare_tokenizer_data
+from rvq.training.tokenizer_eval import evaluate_tokenizer
+
+
+def sweep(runs: list[dict]) -> None:
+    torch.set_num_threads(2)
+    for run in runs:
+        cfg = replace(TrainTokenizerConfig(device="cpu", progress=False, normalization="bounds_q99"), **run)
+        data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
+        seed_everything(cfg.seed)
+        result = fit_tokenizer(ActionRFSQAE.from_config(cfg.tokenizer_config()), data, cfg)
+        train = evaluate_tokenizer(result.model, data.train, data.normalizer)
+        best = result.best
+        short = lambda values: [float(f"{v:.3e}") for v in values]  # noqa: E731
+        print(json.dumps({"run": run, "k": short(best["mse_by_layers"]), "val_mse": best["mse"],
+                          "train_mse": train["mse"], "val_per_dim": short(best["mse_per_dim"]),
+                          "train_per_dim": short(train["mse_per_dim"]), "val_raw": best["mse_raw"],
+                          "raw_clip_floor": best["mse_raw_clip_floor"], "step": best["step"],
+                          "seconds": round(result.seconds, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    sweep([json.loads(arg) for arg in sys.argv[1:]])

@@ -1,0 +1,77 @@
+"""Prefix-decodable training (quantize dropout inside the model's training-mode forward)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rvq.rfsq import ActionRFSQAE, TokenizerConfig
+from tests.unit.rfsq.helpers import smooth_actions
+
+
+def prefix_trained(seed: int, quantize_dropout: float = 1.0, steps: int = 5) -> ActionRFSQAE:
+    """A robust tokenizer after a few optimizer steps with quantize dropout (weights and buffers move)."""
+    torch.manual_seed(seed)
+    model = ActionRFSQAE(quantizer="robust", quantize_dropout=quantize_dropout).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(steps):
+        x = smooth_actions(64, seed=seed + step)
+        loss = (model(x)[0] - x).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@given(seed=st.integers(0, 2**16), batch=st.integers(1, 8))
+def test_prefix_training_leaves_decode_equal_to_forward_in_eval(seed: int, batch: int) -> None:
+    model = prefix_trained(seed)
+    x = smooth_actions(batch, seed=seed + 100)
+    with torch.no_grad():
+        recon, codes = model(x)
+        assert torch.equal(model.decode_from_indices(codes), recon)  # bit for bit: no dropout in eval mode
+        assert torch.equal(model(x)[0], recon)
+
+
+@given(seed=st.integers(0, 2**16), k=st.integers(1, 8))
+def test_every_prefix_of_a_prefix_trained_model_decodes_within_its_bound(seed: int, k: int) -> None:
+    model = prefix_trained(seed)
+    z = model.encode_latent(smooth_actions(16, seed=seed + 7)).detach()
+    codes = model.quantizer.encode(z)
+    error = (z - model.quantizer.decode(codes[..., :k])).abs()
+    assert bool((error <= model.quantizer.latent_error_bound(z, num_layers=k) + 4e-7).all())
+
+
+def test_training_forward_reconstructs_each_chunk_from_its_drawn_prefix() -> None:
+    model = prefix_trained(0, steps=1).train()
+    x = smooth_actions(6)
+    keep = torch.tensor([1, 2, 3, 5, 7, 8])
+    with torch.no_grad():
+        z = model.encode_latent(x)
+        z_hat, codes = model.quantizer(z, keep_layers=keep)  # calibrates, then the buffers are what decode uses
+        model.eval()
+        for b, k in enumerate(keep.tolist()):
+            expected = model.quantizer.decode(codes[b : b + 1, ..., :k])[0]
+            assert torch.allclose(z_hat[b], expected, atol=1e-6), (b, k)
+    assert torch.equal(codes, model.quantizer.encode(z))  # codes: always all layers
+
+
+def test_dropout_draws_prefixes_at_the_configured_rate() -> None:
+    torch.manual_seed(0)
+    model = ActionRFSQAE(quantize_dropout=0.5)
+    keep = model._prefix_lengths(20000, torch.device("cpu"))
+    truncated = keep < 8
+    assert truncated.float().mean().item() == pytest.approx(0.5, abs=0.02)
+    assert set(keep[truncated].tolist()) == set(range(1, 8))  # k uniform in 1..L-1
+    assert ActionRFSQAE(quantize_dropout=0.0)._prefix_lengths(4, torch.device("cpu")) is None
+
+
+def test_quantize_dropout_is_validated_and_old_configs_mean_no_dropout_no_skip() -> None:
+    with pytest.raises(ValueError, match="quantize_dropout must be in"):
+        TokenizerConfig(quantize_dropout=1.5)
+    legacy = TokenizerConfig.from_dict({"quantizer": "robust"})  # a checkpoint from before these fields
+    assert legacy.quantize_dropout == 0.0 and legacy.linear_skip is False
+    assert "encoder_skip.weight" not in ActionRFSQAE.from_config(legacy).state_dict()
+    assert "encoder_skip.weight" in ActionRFSQAE().state_dict()

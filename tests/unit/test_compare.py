@@ -1,0 +1,31 @@
+"""`rvq compare-tokenizers` on small demo files: every method trained, curves, table and plots written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mocks.libero_files import write_libero_folder
+from rvq.compare import CURVE_METHODS, LABELS, compare_tokenizers, comparison_title
+from rvq.training.tokenizer import TrainTokenizerConfig
+
+
+def test_comparison_trains_every_method_and_writes_k_prefix_curves(tmp_path: Path) -> None:
+    write_libero_folder(tmp_path / "demos", ["reach", "push"], num_demos=4, steps=30, images=False)
+    cfg = TrainTokenizerConfig(demos=[str(tmp_path / "demos")], steps=6, eval_every=6, batch_size=32, device="cpu",
+                               progress=False)
+    report = compare_tokenizers(cfg, tmp_path / "out")
+    assert set(report["curves"]) == set(CURVE_METHODS)
+    assert all(len(curve) == cfg.num_layers for curve in report["curves"].values())
+    bits = [b for b, _ in report["curves"]["robust"]]
+    assert bits == sorted(bits) and bits[-1] == 8 * bits[0]
+    families = {row["family"] for row in report["rows"]}
+    assert {"naive", "layernorm", "robust", "residual_fsq", "robust_seed_arch", "openvla_bins", "dct"} <= families
+    seed_arch = report["trained"]["robust_seed_arch"]
+    assert seed_arch["mse"] != report["trained"]["robust"]["mse"]  # a different model, trained on its own
+    table = (tmp_path / "out" / "comparison.md").read_text()
+    for method in CURVE_METHODS:
+        assert LABELS[method] in table
+    assert json.loads((tmp_path / "out" / "comparison.json").read_text())["curves"].keys() == report["curves"].keys()
+    assert (tmp_path / "out" / "error_vs_bits.png").stat().st_size > 1000
+    assert comparison_title(report).startswith("Robust RFSQ: ")
