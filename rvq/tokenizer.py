@@ -13,6 +13,7 @@ import torch
 from rvq.data.normalize import ActionNormalizer
 from rvq.device import resolve_device
 from rvq.rfsq import ActionRFSQAE, load_tokenizer
+from rvq.validation import INTEGER_DTYPE_KINDS
 
 
 class ActionTokenizer:
@@ -54,7 +55,7 @@ class ActionTokenizer:
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes `[B, C, H, k]` (tensor or integer NumPy array) → raw actions `[B, C, A]` (on CPU)."""
         if isinstance(codes, np.ndarray):
-            if codes.dtype.kind not in ("i", "u"):
+            if codes.dtype.kind not in INTEGER_DTYPE_KINDS:
                 raise ValueError(f"codes must be integers, got a NumPy array of dtype {codes.dtype}")
             codes = torch.from_numpy(codes.astype(np.int64))
         normalized = self.model.decode_from_indices(codes.to(self.device)).cpu()

@@ -6,6 +6,11 @@ from typing import Sequence
 
 import torch
 
+# NumPy dtype kinds of real numbers (floats, signed and unsigned integers) and of integers alone. Bool, complex,
+# byte strings and objects are refused wherever numbers are read, never cast.
+REAL_DTYPE_KINDS = "fiu"
+INTEGER_DTYPE_KINDS = "iu"
+
 
 def check_finite(x: torch.Tensor, name: str) -> None:
     """Raise if `x` holds NaN or infinity, saying how many and where the first one is."""

@@ -218,8 +218,8 @@ CONFIG_FILES = ("config.json", "processor_config.json", "preprocessor_config.jso
 
 
 def refuse_remote_code(source: str) -> None:
-    """Raise if the local folder `source` asks for remote code (`auto_map` in one of its configs) or holds
-    Python files. Hub ids are checked by `transformers` itself (trust_remote_code=False)."""
+    """Raise if the local folder `source` asks for remote code (`auto_map` in one of its configs); the
+    message lists the folder's Python files too. Hub ids are checked by `transformers` itself."""
     folder = Path(source)
     if not folder.is_dir():
         return

@@ -18,6 +18,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from rvq.data.hdf5 import read_hdf5
+from rvq.validation import REAL_DTYPE_KINDS
+
 ARM_DIM = 7
 
 
@@ -73,15 +76,11 @@ def instruction_from_attrs(attrs: h5py.AttributeManager, path: Path) -> str:
     return stem.replace("_", " ")
 
 
-# Action datasets must hold real numbers: floats, or integers (exact in float32 up to 2**24).
-ACTION_DTYPE_KINDS = ("f", "i", "u")
-
-
 def read_actions(dataset: h5py.Dataset | h5py.Group, where: str) -> np.ndarray:
     """A demo's `actions` as `[T, A]` float32; refuses groups, non-numeric dtypes, empty or non-finite rows."""
     if not isinstance(dataset, h5py.Dataset):
         raise ValueError(f"{where}: 'actions' is a {type(dataset).__name__}, expected a [T, A] dataset")
-    if dataset.dtype.kind not in ACTION_DTYPE_KINDS:
+    if dataset.dtype.kind not in REAL_DTYPE_KINDS:
         raise ValueError(f"{where}: actions have dtype {dataset.dtype} (kind {dataset.dtype.kind!r}); expected "
                          "floating-point or integer numbers (bool, complex, string and object actions are refused)")
     actions = np.asarray(dataset[()], dtype=np.float32)
@@ -101,22 +100,13 @@ def read_demo_file(
     Actions of width `k * action_dim` (multi-arm) are split into k episodes when `split_arms`.
     Raises `FileNotFoundError` / `ValueError` naming the file and demo for missing files, a layout other
     than robomimic/LIBERO's, missing or non-numeric `actions`, a wrong width, non-finite rows, or a
-    corrupt file (HDF5 read errors are re-raised with the file and demo named).
+    corrupt file (HDF5 read errors are re-raised with the file named).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"demo file not found: {path}")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
-    where = str(path)
-    try:
-        with handle:
-            return _read_episodes(handle, path, task_id, action_dim, split_arms)
-    except (OSError, KeyError, RuntimeError, TypeError) as exc:  # h5py's errors on corrupt objects
-        raise ValueError(f"{where}: cannot read the file's HDF5 objects, it may be corrupt "
-                         f"({type(exc).__name__}: {exc})") from exc
+    return read_hdf5(path, lambda handle: _read_episodes(handle, path, task_id, action_dim, split_arms),
+                     "robomimic/LIBERO demonstrations")
 
 
 def _read_episodes(handle: h5py.File, path: Path, task_id: int, action_dim: int, split_arms: bool) -> list[Episode]:

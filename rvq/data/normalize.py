@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rvq.validation import REAL_DTYPE_KINDS
+
 KIND = "bounds_q99"
 METHODS = ("q99_guarded", "bounds_q99", "bounds_minmax")
 DEFAULT_METHOD = "q99_guarded"
@@ -158,6 +160,6 @@ def real_tensor(values: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
             raise ValueError(f"{name} must be real numbers, got a {values.dtype} tensor")
         return values.to(torch.float32)
     array = np.asarray(values)
-    if array.dtype.kind not in ("f", "i", "u"):
+    if array.dtype.kind not in REAL_DTYPE_KINDS:
         raise ValueError(f"{name} must be real numbers, got an array of dtype {array.dtype}")
     return torch.as_tensor(array, dtype=torch.float32)

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from rvq.data.chunks import chunk_episode
 from rvq.data.episodes import Episode, read_demos, read_obs
+from rvq.data.hdf5 import read_hdf5
 
 PHASE2_FORMAT = "rvq.phase2-data"
 PHASE2_VERSION = 1
@@ -161,17 +162,7 @@ PHASE2_ATTRS = ("tokenizer_identity", "feature_identity", "feature_info", "instr
 def _read_one(path: Path) -> Phase2Data:
     if not path.is_file():
         raise FileNotFoundError(f"Phase 2 data file not found: {path}")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable HDF5 file, so not Phase 2 data from `rvq build-phase2-data` "
-                         f"({exc})") from exc
-    try:
-        with handle as f:
-            data = _read_rows(f, path)
-    except (OSError, KeyError, RuntimeError, TypeError) as exc:  # h5py's errors on truncated or corrupt objects
-        raise ValueError(f"{path}: cannot read the Phase 2 data, the file may be truncated or corrupt "
-                         f"({type(exc).__name__}: {exc})") from exc
+    data = read_hdf5(path, lambda f: _read_rows(f, path), "Phase 2 data from `rvq build-phase2-data`")
     if not torch.isfinite(data.features).all():
         raise ValueError(f"{path}: features contain NaN/inf")
     return data

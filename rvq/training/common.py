@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -12,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rvq.checkpoint_io import read_checkpoint, write_checkpoint
+from rvq.checkpoint_io import content_hash, read_checkpoint, write_checkpoint
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -77,13 +76,8 @@ def _short(value: Any, limit: int = 120) -> str:
 
 
 def fingerprint(*arrays: np.ndarray | torch.Tensor) -> str:
-    """SHA-256 over the shapes, dtypes and bytes of arrays (a content hash of training data)."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        a = np.ascontiguousarray(array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else array)
-        digest.update(f"{a.dtype}{list(a.shape)}".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()
+    """SHA-256 over the shapes, dtypes and bytes of arrays, in order (a content hash of training data)."""
+    return content_hash({}, {f"{i:04d}": torch.as_tensor(a) for i, a in enumerate(arrays)})
 
 
 def load_train_state(
