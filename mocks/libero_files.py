@@ -99,22 +99,7 @@ def write_libero_folder(folder: str | Path, instructions: list[str], **kwargs) -
 
 
 def write_mock_env_demos(folder: str | Path, suite: str, num_tasks: int, trials: int, steps: int = 60) -> list[Path]:
-    """Demo files for `rvq.envs.MockLiberoEnv` (one per task, LIBERO layout): demo i solves trial i.
+    """Demo files for `rvq.envs.MockLiberoEnv`, one per task: `rvq.expert.collect.collect_mock_demos`."""
+    from rvq.expert.collect import collect_mock_demos
 
-    The positive control: replaying them from their initial states must succeed."""
-    from rvq.envs import MockLiberoEnv
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for task in range(num_tasks):
-        env = MockLiberoEnv(suite, task)
-        path = folder / f"task{task:02d}_demo.hdf5"
-        with h5py.File(path, "w") as f:
-            data = f.create_group("data")
-            data.attrs["problem_info"] = json.dumps({"language_instruction": env.instruction})
-            for trial in range(trials):
-                demo = data.create_group(f"demo_{trial}")
-                demo.create_dataset("actions", data=env.expert_actions(trial, steps))
-        paths.append(path)
-    return paths
+    return collect_mock_demos(suite, list(range(num_tasks)), trials, folder, steps)

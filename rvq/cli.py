@@ -23,6 +23,9 @@ HELP = {
     "linear_skip": "drop the linear paths beside the encoder/decoder MLPs (the seed's exact architecture)",
     "quantize_dropout": "fraction of training chunks reconstructed from a random prefix of k < L layers "
                         "(default 0.35; 0 turns it off)",
+    "prefix_encoder_grad": "weight of the straight-through gradient truncated chunks send to the encoder "
+                           "(default 1; 0: they train the decoder only, a lower full-depth floor, coarser prefixes)",
+    "prefix_conditioned": "tell the decoder how many layers it decodes (a learned embedding per prefix length)",
     "normalization": "q99_guarded (default: 1st/99th percentiles to [-1, 1], rarer values kept up to the "
                      "training extremes), bounds_q99 (OpenVLA's, clips beyond the percentiles) or bounds_minmax",
     "trust_remote_code": "run Python code shipped in the backbone folder or hub repo (OpenVLA/OFT need it); "
@@ -103,13 +106,12 @@ def cmd_make_tiny_backbone(args: argparse.Namespace) -> int:
 
 
 def cmd_build_phase2_data(args: argparse.Namespace) -> int:
-    from rvq.backbones import FeatureExtractor
+    from rvq.backbones.source import load_feature_source
     from rvq.data.phase2 import build_phase2_data
     from rvq.tokenizer import ActionTokenizer
 
     tokenizer = ActionTokenizer.from_checkpoint(args.tokenizer, device=args.device)
-    extractor = FeatureExtractor.from_pretrained(args.backbone, device=args.device,
-                                                 trust_remote_code=args.trust_remote_code)
+    extractor = load_feature_source(args.backbone, args.device, args.trust_remote_code)
     path = build_phase2_data(args.demos, tokenizer, extractor, args.out, image_key=args.image_key,
                              batch_size=args.batch_size, progress=args.progress)
     print(json.dumps({"data": str(path), "feature_identity": extractor.identity, "tokenizer_identity": tokenizer.identity}))
@@ -156,9 +158,22 @@ def cmd_collect_demos(args: argparse.Namespace) -> int:
 
     tasks = parse_tasks(args.tasks, args.suite)
     summaries = collect_demos(CollectConfig(args.suite, tasks, args.trials, args.out, args.workers, args.resolution,
-                                            args.keep_failures, args.images))
+                                            args.keep_failures, args.images, args.random_resets, args.max_attempts))
     for s in summaries:
         print(json.dumps(s))
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from rvq.pipeline import PipelineConfig, run_pipeline
+
+    overrides = {"out_dir": args.out, "env": args.env}
+    if args.config:
+        cfg = PipelineConfig.from_file(args.config, **overrides)
+    else:
+        cfg = PipelineConfig(**{k: v for k, v in overrides.items() if v is not None})
+    run_pipeline(cfg)
+    print((Path(cfg.out_dir) / "report.md").read_text())
     return 0
 
 
@@ -177,10 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_make_tiny_backbone)
 
-    build = sub.add_parser("build-phase2-data", help="demos with images → cached VLA features + token labels (HDF5)")
+    build = sub.add_parser("build-phase2-data", help="demos → cached features (VLA or state) + token labels (HDF5)")
     build.add_argument("--demos", nargs="+", required=True, help="LIBERO-layout HDF5 files or folders (one task per file)")
     build.add_argument("--tokenizer", required=True, help="Phase 1 tokenizer checkpoint (labels the actions)")
-    build.add_argument("--backbone", required=True, help="hub id or local folder of the VLA (or a tiny backbone)")
+    build.add_argument("--backbone", required=True,
+                       help="hub id or local folder of the VLA (or a tiny backbone), or state:SUITE for state "
+                            "features (demos from `rvq collect-demos`; put `features.json` in the policy folder)")
     build.add_argument("--out", required=True, help="output .h5 file")
     build.add_argument("--image-key", default="agentview_rgb", help="observation key of the camera image")
     build.add_argument("--batch-size", type=int, default=32)
@@ -213,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--roundtrip-tokenizer", default=None,
                     help="expert only: execute its actions after a round trip through this tokenizer checkpoint")
     ev.add_argument("--no-render", dest="render", action="store_false",
-                    help="physics only, no cameras (expert/replay/noop: same success predicate, ~10x faster)")
+                    help="physics only, no cameras (expert/replay/noop and state-feature policies: same success predicate, ~10x faster)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     ev.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
     ev.set_defaults(func=cmd_eval)
@@ -227,8 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--resolution", type=int, default=128, help="camera resolution of the recorded images")
     col.add_argument("--keep-failures", action="store_true", help="also keep unsuccessful episodes")
     col.add_argument("--no-images", dest="images", action="store_false",
-                     help="physics only: actions, states and proprioception, no camera images (fast)")
+                     help="physics only: actions, states, proprioception and object poses, no images (fast)")
+    col.add_argument("--random-resets", type=int, default=0, metavar="N",
+                     help="keep N successes per task from LIBERO's randomized resets (seeded, recorded) instead of "
+                          "the fixed evaluation initial states: training data with no leakage into evaluation")
+    col.add_argument("--max-attempts", type=int, default=0,
+                     help="with --random-resets: episodes per task at most (default 3N + 10)")
     col.set_defaults(func=cmd_collect_demos)
+
+    pipe = sub.add_parser("pipeline", help="collect → tokenizer → Phase 2 → draft/main → eval → report, one run folder")
+    pipe.add_argument("--config", default=None, help="TOML or JSON file of pipeline settings (rvq.pipeline.PipelineConfig)")
+    pipe.add_argument("--out", default=None, help="run folder (overrides the config's out_dir; rerun to resume)")
+    pipe.add_argument("--env", default=None, help="libero (default) or mock")
+    pipe.set_defaults(func=cmd_pipeline)
 
     rep = sub.add_parser("eval-report", help="merge eval result files (shards) into success rates with 95%% CIs")
     rep.add_argument("results", nargs="+", help="results*.jsonl files or eval output folders")

@@ -73,7 +73,8 @@ def _method_config(method: str, cfg: TrainTokenizerConfig) -> TrainTokenizerConf
     if method == "residual_fsq":
         return replace(cfg, quantizer="naive")
     if method == "robust_seed_arch":
-        return replace(cfg, quantizer="robust", linear_skip=False, quantize_dropout=0.0, mlp_dim=64)
+        return replace(cfg, quantizer="robust", linear_skip=False, prefix_conditioned=False, quantize_dropout=0.0,
+                       mlp_dim=64)
     return replace(cfg, quantizer=method)
 
 

@@ -189,6 +189,11 @@ class FeatureExtractor:
             raise FloatingPointError(f"{self.name}: backbone produced non-finite features")
         return features
 
+    def features(self, observations: Sequence[dict[str, Any]]) -> torch.Tensor:
+        """Observations (the env contract: "agentview" image, "instruction") → `[B, D]`; the call every
+        feature source shares (`rvq.backbones.state.StateFeatures` reads the state instead)."""
+        return self([obs["agentview"] for obs in observations], [obs["instruction"] for obs in observations])
+
     def _llava_hidden(self, input_ids, attention_mask, pixel_values) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model.model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
         return out.last_hidden_state, attention_mask

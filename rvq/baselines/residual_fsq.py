@@ -8,6 +8,8 @@ the H level indices into one integer).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from einops import rearrange
 
@@ -62,7 +64,9 @@ class LibraryResidualFSQ(ResidualScalarQuantizer):
         z_hat, indices = self.rfsq(z)  # indices: [H, ..., L]
         return z_hat, rearrange(indices, "h ... l -> ... h l").long()
 
-    def forward(self, z: torch.Tensor, keep_layers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, z: torch.Tensor, keep_layers: torch.Tensor | None = None, prefix_grad: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if keep_layers is not None:
             raise ValueError("the library's ResidualFSQ applies its own quantize_dropout; keep_layers is ours")
         if torch.is_grad_enabled() and z.requires_grad:
@@ -74,12 +78,13 @@ class ResidualFSQAE(ActionRFSQAE):
     """`ActionRFSQAE` with the library's ResidualFSQ as its quantizer (config.quantizer is ignored).
 
     `config.quantize_dropout > 0` turns on the library's own `quantize_dropout` (one random cut-off layer
-    per training batch, every batch) in place of ours."""
+    per training batch, every batch) in place of ours. Its decoder is never prefix-conditioned: the library
+    does not say which prefix a training batch kept, so rows for k < L could not be trained."""
 
     name = "residual_fsq"
 
     def __init__(self, config: TokenizerConfig) -> None:
-        super().__init__(config=config)
+        super().__init__(config=replace(config, prefix_conditioned=False))
         self.quantizer = LibraryResidualFSQ(config.hidden_dim, config.num_layers, config.num_levels,
                                             quantize_dropout=config.quantize_dropout > 0)
 

@@ -24,9 +24,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rvq.backbones.state import StateFeatures
+
 from rvq.data.chunks import chunk_episode
 from rvq.data.episodes import Episode, read_demos, read_obs
 from rvq.data.hdf5 import read_hdf5
+from rvq.data.state_obs import read_state_observations
 
 PHASE2_FORMAT = "rvq.phase2-data"
 PHASE2_VERSION = 1
@@ -80,14 +83,16 @@ class Phase2Data:
         return self.subset(~is_val), self.subset(is_val)
 
 
-def _image_batches(episode: Episode, image_key: str, batch_size: int):
+def _episode_observations(episode: Episode, image_key: str, state_features: bool) -> list[dict]:
+    """The episode's observations in the env contract: images + instruction (VLA) or state (state features)."""
+    if state_features:
+        return read_state_observations(episode)
     images = read_obs(episode, image_key)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"{episode.name}: {image_key} must be [T, H, W, 3] uint8, got {images.dtype} {list(images.shape)}")
     if len(images) != len(episode):
         raise ValueError(f"{episode.name}: {len(images)} images but {len(episode)} actions")
-    for start in range(0, len(images), batch_size):
-        yield images[start : start + batch_size]
+    return [{"agentview": image, "instruction": episode.instruction} for image in images]
 
 
 def build_phase2_data(
@@ -101,7 +106,8 @@ def build_phase2_data(
 ) -> Path:
     """Read demos (files or folders; one task per file), extract features, label with codes, write HDF5.
 
-    `tokenizer`: `rvq.tokenizer.ActionTokenizer`; `extractor`: `rvq.backbones.FeatureExtractor`.
+    `tokenizer`: `rvq.tokenizer.ActionTokenizer`; `extractor`: `rvq.backbones.FeatureExtractor` (images) or
+    `rvq.backbones.state.StateFeatures` (recorded state and object poses).
     """
     config = tokenizer.model.config
     episodes = read_demos(list(demo_paths), action_dim=config.action_dim, split_arms=False)
@@ -126,11 +132,12 @@ def build_phase2_data(
                 ep_codes = tokenizer.encode(torch.from_numpy(chunks.astype(np.float32))).cpu().to(torch.uint8).numpy()
                 n = len(ep)
                 start = row
-                for images in _image_batches(ep, image_key, batch_size):
-                    batch = extractor(images, [ep.instruction] * len(images))
-                    feats[row : row + len(images)] = batch.cpu().numpy()
-                    row += len(images)
-                    bar.update(len(images))
+                observations = _episode_observations(ep, image_key, isinstance(extractor, StateFeatures))
+                for begin in range(0, n, batch_size):
+                    batch = observations[begin : begin + batch_size]
+                    feats[row : row + len(batch)] = extractor.features(batch).cpu().numpy()
+                    row += len(batch)
+                    bar.update(len(batch))
                 codes[start:row] = ep_codes
                 actions[start:row] = chunks
                 valid[start:row] = chunk_valid
@@ -143,7 +150,8 @@ def build_phase2_data(
             f.attrs["tokenizer_identity"] = tokenizer.identity
             f.attrs["feature_identity"] = extractor.identity
             described = extractor.describe()
-            f.attrs["feature_info"] = json.dumps({k: described[k] for k in ("name", "class", "family", "feature_dim", "preprocess")})
+            keys = ("name", "class", "family", "feature_dim", "preprocess", "kind", "objects")
+            f.attrs["feature_info"] = json.dumps({k: described[k] for k in keys if k in described})
             f.attrs["instructions"] = json.dumps([instructions[t] for t in sorted(instructions)])
             f.attrs["sources"] = json.dumps([sources[t] for t in sorted(sources)])
             f.attrs["episodes"] = json.dumps([ep.name for ep in episodes])

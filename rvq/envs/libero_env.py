@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from rvq.envs.observation import check_observation, quat_to_axis_angle
+from rvq.envs.observation import check_observation, object_poses, quat_to_axis_angle
 from rvq.envs.suites import ACTION_DIM, ENV_SEED, MAX_STEPS, NOOP_ACTION, NUM_WAIT_STEPS, RESOLUTION, check_suite
 
 
@@ -76,7 +76,8 @@ class LiberoEnv:
         state = np.concatenate([
             raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"],
         ]).astype(np.float32)
-        obs: dict[str, Any] = {"state": state, "instruction": self.instruction}
+        obs: dict[str, Any] = {"state": state, "instruction": self.instruction, "task_id": self.task_id,
+                               "objects": object_poses(raw)}
         if self.render:
             obs["agentview"] = np.ascontiguousarray(raw["agentview_image"])
             obs["wrist"] = np.ascontiguousarray(raw["robot0_eye_in_hand_image"])
@@ -89,6 +90,17 @@ class LiberoEnv:
             raise ValueError(f"{self.suite} task {self.task_id} has {self.num_trials} initial states; trial {trial}")
         self.env.reset()
         raw = self.env.set_init_state(self.init_states[trial])
+        for _ in range(NUM_WAIT_STEPS):
+            raw, _, _, _ = self.env.step(NOOP_ACTION)
+        self.raw_obs = raw
+        return self.observation(raw)
+
+    def reset_random(self, seed: int) -> dict[str, Any]:
+        """Start from LIBERO's own randomized reset: object placements drawn from the task's BDDL regions with
+        `seed` (LIBERO seeds numpy's global generator), then wait for objects to settle. Not one of the fixed
+        evaluation initial states: for training demonstrations."""
+        self.env.seed(seed)
+        raw = self.env.reset()
         for _ in range(NUM_WAIT_STEPS):
             raw, _, _, _ = self.env.step(NOOP_ACTION)
         self.raw_obs = raw

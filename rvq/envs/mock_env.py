@@ -15,6 +15,7 @@ from rvq.envs.observation import check_observation
 from rvq.envs.suites import ACTION_DIM, MAX_STEPS, NOOP_ACTION, NUM_TASKS, NUM_WAIT_STEPS, TRIALS_PER_TASK, check_suite
 
 STEP_SCALE = 0.05
+MOCK_OBJECT = "target_1"  # the one object of every mock scene: the target, as a pose
 TOLERANCE = 0.05
 
 
@@ -50,6 +51,8 @@ class MockLiberoEnv:
             "wrist": self._render(32.0),
             "state": np.concatenate([self.eef, np.zeros(3), [self.gripper, -self.gripper]]).astype(np.float32),
             "instruction": self.instruction,
+            "task_id": self.task_id,
+            "objects": {MOCK_OBJECT: np.concatenate([self.target, [0.0, 0.0, 0.0, 1.0]])},
         }
         check_observation(obs, self.resolution)
         return obs
@@ -88,3 +91,10 @@ class MockLiberoEnv:
 
     def close(self) -> None:
         pass
+
+
+def mock_state_features(suite: str):
+    """The state-feature layout of the mock suite: one object slot (the target), the suite's task count."""
+    from rvq.backbones.state import StateFeatures
+
+    return StateFeatures(f"mock_{suite}", (MOCK_OBJECT,), {t: (MOCK_OBJECT,) for t in range(NUM_TASKS[suite])})

@@ -3,7 +3,11 @@
     {"agentview": [H, W, 3] uint8  (as rendered: LIBERO renders are upside down),
      "wrist":     [H, W, 3] uint8,
      "state":     [8] float32       (end-effector position 3, axis-angle 3, gripper joint positions 2),
-     "instruction": str}
+     "instruction": str,
+     "task_id": int                 (the suite's task index),
+     "objects": {name: [7] float}   (position 3 + quaternion x, y, z, w of every object of the scene)}
+
+Physics-only envs (no cameras) omit the images.
 """
 
 from __future__ import annotations
@@ -24,6 +28,15 @@ def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
     if np.isclose(den, 0.0):
         return np.zeros(3)
     return q[:3] * 2.0 * np.arccos(q[3]) / den
+
+
+def object_poses(raw: dict[str, Any]) -> dict[str, np.ndarray]:
+    """LIBERO's raw observation → `{object name: [7]}` from its `<name>_pos` / `<name>_quat` pairs (robot and
+    relative `_to_robot0_eef` entries excluded)."""
+    names = [k[: -len("_pos")] for k in raw if k.endswith("_pos") and not k.startswith("robot0_")
+             and not k.endswith("_to_robot0_eef_pos")]
+    return {name: np.concatenate([raw[f"{name}_pos"], raw[f"{name}_quat"]]).astype(np.float64)
+            for name in names if f"{name}_quat" in raw}
 
 
 def check_observation(obs: dict[str, Any], resolution: int | None = None, require_images: bool = True) -> None:

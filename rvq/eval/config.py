@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rvq.backbones.state import FEATURES_FILE
 from rvq.envs import ENV_KINDS
 from rvq.envs.suites import TRIALS_PER_TASK, check_suite, check_tasks
 from rvq.policies import POLICIES, check_checkpoint_dir
@@ -64,8 +65,9 @@ class EvalConfig:
             from rvq.tokenizer import ActionTokenizer
 
             ActionTokenizer.from_checkpoint(self.roundtrip_tokenizer)  # refuse a bad file before any simulator
-        if not self.render and self.policy in ("rsd", "main"):
-            raise ValueError(f"policy {self.policy!r} looks at images: it cannot run with rendering off")
+        if not self.render and self.policy in ("rsd", "main") and not reads_state(Path(self.checkpoints)):
+            raise ValueError(f"policy {self.policy!r} looks at images (its folder has a VLA backbone, not "
+                             f"{FEATURES_FILE}): it cannot run with rendering off")
         if self.policy == "replay" and not self.demos:
             raise ValueError("policy 'replay' needs --demos (a folder with one demo file per task)")
         return self
@@ -77,6 +79,11 @@ class EvalConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def reads_state(checkpoints: Path) -> bool:
+    """Whether a policy folder's feature source is a state-feature layout (physics only suffices)."""
+    return (checkpoints / FEATURES_FILE).is_file()
 
 
 def check_head_identities(checkpoints: Path, policy: str) -> None:

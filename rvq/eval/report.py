@@ -38,11 +38,12 @@ def result_files(paths: list[str | Path]) -> list[Path]:
 
 
 def merge_results(paths: list[str | Path]) -> list[dict[str, Any]]:
-    """The latest record per (suite, task, trial) across files; a finished record beats an error."""
-    latest: dict[tuple[str, int, int], dict[str, Any]] = {}
+    """The latest record per (policy, suite, task, trial) across files; a finished record beats an error.
+    Policies are kept apart: two policies' runs of one trial are two episodes, not one."""
+    latest: dict[tuple[str, str, int, int], dict[str, Any]] = {}
     for path in result_files(paths):
         for record in read_results(path):
-            key = episode_key(record)
+            key = (str(record.get("policy")), *episode_key(record))
             if key not in latest or latest[key].get("error") is not None:
                 latest[key] = record
     return [latest[k] for k in sorted(latest)]

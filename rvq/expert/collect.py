@@ -8,11 +8,16 @@ One file per task, `<task_name>_demo.hdf5`, the layout of LIBERO's own datasets 
     data/demo_k/           attrs: num_samples, init_state_index, success
         actions [T, 7]     states [T, S] (MuJoCo state)   rewards [T]   dones [T]
         obs/agentview_rgb, eye_in_hand_rgb [T, H, W, 3] uint8 (as rendered), ee_pos [T, 3], ee_ori [T, 3],
-            gripper_states [T, 2], joint_states [T, 7]
+            gripper_states [T, 2], joint_states [T, 7], objects/<name> [T, 7] (position + quaternion x, y, z, w)
 
 Observation t is the one the action t was chosen on. Only successful episodes are kept unless
 `keep_failures`; a task without a kept episode gets no file (the summary says so). A task whose file
 is marked complete is skipped on rerun (resume); files are written atomically.
+
+Starts: by default trial i starts from the suite's fixed initial state i (the evaluation states). With
+`random_resets = N`, episodes start from LIBERO's randomized reset instead (seed `reset_seed(task, attempt)`,
+recorded per demo as `reset_seed`), and attempts continue until N successes are kept or `max_attempts`
+is reached: training data that never saw an evaluation initial state.
 """
 
 from __future__ import annotations
@@ -40,6 +45,20 @@ class CollectConfig:
     resolution: int = 128  # LIBERO's datasets are 128×128
     keep_failures: bool = False
     images: bool = True  # False: no cameras (physics only, ~10x faster); files then hold no image observations
+    random_resets: int = 0  # > 0: keep this many successes from randomized resets (not the fixed initial states)
+    max_attempts: int = 0  # randomized resets: give up after this many episodes (0: 3 * random_resets + 10)
+
+    def attempt_limit(self) -> int:
+        return self.max_attempts or 3 * self.random_resets + 10
+
+
+RESET_SEED_BASE = 1_000_000  # far from ENV_SEED and from small trial numbers
+ATTEMPTS_PER_TASK = 10_000  # seeds of task t: RESET_SEED_BASE + ATTEMPTS_PER_TASK * t + attempt
+
+
+def reset_seed(task: int, attempt: int) -> int:
+    """The seed of a randomized reset: distinct per (task, attempt), the same on every rerun."""
+    return RESET_SEED_BASE + ATTEMPTS_PER_TASK * task + attempt
 
 
 def _record(env, obs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -48,14 +67,17 @@ def _record(env, obs: dict[str, Any]) -> dict[str, np.ndarray]:
         "ee_pos": np.asarray(raw["robot0_eef_pos"]), "ee_ori": obs["state"][3:6],
         "gripper_states": np.asarray(raw["robot0_gripper_qpos"]), "joint_states": np.asarray(raw["robot0_joint_pos"]),
     }
+    for name, pose in obs["objects"].items():  # obs/objects/<name> [T, 7]: what state features read
+        record[f"objects/{name}"] = pose
     if "agentview" in obs:
         record["agentview_rgb"], record["eye_in_hand_rgb"] = obs["agentview"], obs["wrist"]
     return record
 
 
-def expert_episode(env, expert, trial: int) -> dict[str, Any]:
-    """One expert episode with everything a LIBERO demo holds."""
-    obs = env.reset(trial)
+def expert_episode(env, expert, trial: int, seed: int | None = None) -> dict[str, Any]:
+    """One expert episode with everything a LIBERO demo holds: from fixed initial state `trial`, or from a
+    randomized reset with `seed`."""
+    obs = env.reset(trial) if seed is None else env.reset_random(seed)
     expert.attach_env(env)
     expert.reset(env.instruction, env.task_id, trial)
     frames: dict[str, list] = {}
@@ -73,7 +95,7 @@ def expert_episode(env, expert, trial: int) -> dict[str, Any]:
     steps = len(actions)
     return {"actions": np.asarray(actions), "states": np.asarray(states),
             "obs": {k: np.asarray(v) for k, v in frames.items()}, "success": bool(success), "steps": steps,
-            "trial": trial}
+            "trial": trial, "seed": seed}
 
 
 def task_file(out_dir: Path, env) -> Path:
@@ -100,8 +122,14 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
     if is_complete(path):
         env.close()
         with h5py.File(path, "r") as f:
-            rate = float(f["data"].attrs["success_rate"])
-            return {"task": task, "file": str(path), "skipped": True, "success_rate": rate}
+            attrs = f["data"].attrs
+            starts = str(attrs.get("starts", "fixed_initial_states"))
+            rate = float(attrs["success_rate"])
+        wanted = "random_resets" if cfg.random_resets else "fixed_initial_states"
+        if starts != wanted:
+            raise ValueError(f"{path} holds demos from {starts}, this run asks for {wanted}: use another --out "
+                             "folder (a finished file is reused on rerun, never mixed with other settings)")
+        return {"task": task, "file": str(path), "skipped": True, "success_rate": rate}
     expert, successes, kept = ScriptedExpert(), 0, 0
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -112,15 +140,20 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
             data.attrs["env_args"] = json.dumps({"suite": cfg.suite, "task_id": task, "controller": "OSC_POSE",
                                                  "resolution": cfg.resolution, "seed": ENV_SEED})
             data.attrs["bddl_file_name"] = os.path.basename(env.sim_env.bddl_file_name)  # LIBERO's problem env sets it
-            for trial in range(cfg.trials):
-                episode = expert_episode(env, expert, trial)
+            attempts = 0
+            for trial in range(cfg.attempt_limit() if cfg.random_resets else cfg.trials):
+                if cfg.random_resets and successes >= cfg.random_resets:
+                    break
+                seed = reset_seed(task, trial) if cfg.random_resets else None
+                episode = expert_episode(env, expert, trial, seed)
+                attempts += 1
                 successes += episode["success"]
                 if not (episode["success"] or cfg.keep_failures):
                     continue
                 demo = data.create_group(f"demo_{kept}")
                 kept += 1
-                demo.attrs.update({"num_samples": episode["steps"], "init_state_index": trial,
-                                   "success": episode["success"]})
+                start = {"init_state_index": trial} if seed is None else {"reset_seed": seed, "init_state_index": -1}
+                demo.attrs.update({"num_samples": episode["steps"], "success": episode["success"], **start})
                 demo.create_dataset("actions", data=episode["actions"])
                 demo.create_dataset("states", data=episode["states"])
                 rewards = np.zeros(episode["steps"])
@@ -130,24 +163,31 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                 obs = demo.create_group("obs")
                 for key, value in episode["obs"].items():
                     obs.create_dataset(key, data=value, compression="gzip" if value.dtype == np.uint8 else None)
-            data.attrs.update({"attempts": cfg.trials, "successes": successes, "success_rate": successes / cfg.trials,
-                               "kept": kept, "complete": True})
+            data.attrs.update({"attempts": attempts, "successes": successes, "success_rate": successes / attempts,
+                               "kept": kept, "starts": "random_resets" if cfg.random_resets else "fixed_initial_states",
+                               "complete": True})
         if kept == 0:  # a file without demos is not a dataset; the summary records the attempt
             tmp.unlink()
-            return {"task": task, "file": None, "skipped": False, "success_rate": 0.0, "kept": 0}
+            return {"task": task, "file": None, "skipped": False, "success_rate": 0.0, "kept": 0, "attempts": attempts}
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     finally:
         env.close()
-    return {"task": task, "file": str(path), "skipped": False, "success_rate": successes / cfg.trials, "kept": kept}
+    return {"task": task, "file": str(path), "skipped": False, "success_rate": successes / attempts, "kept": kept,
+            "attempts": attempts, "attempts_per_kept_demo": attempts / kept}
 
 
 def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
     """Collect every task of `cfg` (in parallel with `workers` processes); returns one summary per task."""
     tasks = check_tasks(cfg.tasks, cfg.suite)
-    if not 1 <= cfg.trials <= 50:
+    if cfg.random_resets < 0:
+        raise ValueError(f"random_resets must be >= 0, got {cfg.random_resets}")
+    if cfg.random_resets and not 1 <= cfg.attempt_limit() <= ATTEMPTS_PER_TASK:
+        raise ValueError(f"max_attempts must be in [1, {ATTEMPTS_PER_TASK}] (distinct reset seeds per task), "
+                         f"got {cfg.attempt_limit()}")
+    if not cfg.random_resets and not 1 <= cfg.trials <= 50:
         raise ValueError(f"trials must be in [1, 50] (one per fixed initial state), got {cfg.trials}")
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     if cfg.workers <= 1:
@@ -157,3 +197,46 @@ def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
             summaries = pool.starmap(collect_task, [(cfg, t) for t in tasks])
     (Path(cfg.out_dir) / "collect_summary.json").write_text(json.dumps(summaries, indent=2))
     return summaries
+
+
+def collect_mock_demos(suite: str, tasks: list[int], trials: int, out_dir: str | Path, steps: int = 60) -> list[Path]:
+    """Demo files for `rvq.envs.MockLiberoEnv` (one per task, this module's layout): demo i solves trial i with the
+    mock's own expert actions, recording the observation each action was chosen on (`obs/ee_pos`, `ee_ori`,
+    `gripper_states`, `objects/<name>`) and the suite's task index in `env_args`. Replaying them succeeds: the
+    positive control of the mock suites, and the data of a mock pipeline run."""
+    from rvq.envs.mock_env import MockLiberoEnv
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for task in check_tasks(tasks, suite):
+        env = MockLiberoEnv(suite, task)
+        path = out / f"task{task:02d}_demo.hdf5"
+        with h5py.File(path, "w") as f:
+            data = f.create_group("data")
+            data.attrs["problem_info"] = json.dumps({"language_instruction": env.instruction})
+            data.attrs["env_args"] = json.dumps({"suite": suite, "task_id": task})
+            successes = 0
+            for trial in range(trials):
+                demo = data.create_group(f"demo_{trial}")
+                actions = env.expert_actions(trial, steps)
+                observations = [env.reset(trial)]
+                reached = False
+                for action in actions:
+                    obs, done = env.step(action)
+                    observations.append(obs)
+                    reached = reached or done
+                observations = observations[:-1]  # the observation each action was chosen on
+                successes += reached
+                demo.create_dataset("actions", data=actions)
+                demo.attrs.update({"num_samples": len(actions), "init_state_index": trial, "success": reached})
+                states = np.stack([o["state"] for o in observations])
+                for key, columns in (("ee_pos", slice(0, 3)), ("ee_ori", slice(3, 6)), ("gripper_states", slice(6, 8))):
+                    demo.create_dataset(f"obs/{key}", data=states[:, columns])
+                for name in observations[0]["objects"]:
+                    demo.create_dataset(f"obs/objects/{name}", data=np.stack([o["objects"][name] for o in observations]))
+            data.attrs.update({"attempts": trials, "successes": successes, "success_rate": successes / trials,
+                               "kept": trials,
+                               "starts": "fixed_initial_states", "complete": True})
+        paths.append(path)
+    return paths

@@ -1,8 +1,9 @@
 """The token policies: feature extractor → draft + main (RSD) or main only → tokenizer decode → raw chunk.
 
-A checkpoint folder holds `tokenizer.pt`, `draft.pt`, `main.pt` and `backbone/` (a folder
-`FeatureExtractor.from_pretrained` loads) or a `backbone.txt` naming a hub id. Identities are checked
-when loading: heads must have been trained with this tokenizer and these features.
+A checkpoint folder holds `tokenizer.pt`, `draft.pt`, `main.pt` and its feature source: `backbone/` (a folder
+`FeatureExtractor.from_pretrained` loads), a `backbone.txt` naming a hub id, or `features.json` (a state-feature
+layout, `rvq.backbones.state`). Identities are checked when loading: heads must have been trained with this
+tokenizer and these features.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 
 from rvq.backbones import FeatureExtractor
+from rvq.backbones.source import load_feature_source
+from rvq.backbones.state import FEATURES_FILE, StateFeatures
 from rvq.models import load_draft, load_main
 from rvq.policies.base import binarize_gripper
 from rvq.rsd import RSDSummary, greedy_decode, speculative_decode
@@ -24,11 +27,17 @@ MODES = ("rsd", "main")
 
 
 def backbone_source(checkpoints: Path) -> str:
-    if (checkpoints / "backbone").is_dir():
-        return str(checkpoints / "backbone")
-    if (checkpoints / "backbone.txt").is_file():
-        return (checkpoints / "backbone.txt").read_text().strip()
-    raise FileNotFoundError(f"{checkpoints}: no backbone/ folder or backbone.txt (hub id of the VLA)")
+    """The folder's feature source: a backbone folder or hub id, or the path of its `features.json`."""
+    sources = [checkpoints / "backbone", checkpoints / "backbone.txt", checkpoints / FEATURES_FILE]
+    present = [p for p in sources if p.exists()]
+    if len(present) > 1:
+        raise ValueError(f"{checkpoints}: more than one feature source ({[p.name for p in present]}); keep one")
+    if not present:
+        raise FileNotFoundError(f"{checkpoints}: no feature source (backbone/ folder, backbone.txt with the VLA's "
+                                f"hub id, or {FEATURES_FILE} with a state-feature layout)")
+    if present[0].name == "backbone.txt":
+        return present[0].read_text().strip()
+    return str(present[0])
 
 
 def check_checkpoint_dir(checkpoints: str | Path, mode: str) -> Path:
@@ -47,7 +56,7 @@ def check_checkpoint_dir(checkpoints: str | Path, mode: str) -> Path:
 class TokenPolicy:
     def __init__(
         self,
-        extractor: FeatureExtractor,
+        extractor: FeatureExtractor | StateFeatures,
         tokenizer: ActionTokenizer,
         main: torch.nn.Module,
         draft: torch.nn.Module | None = None,
@@ -81,8 +90,7 @@ class TokenPolicy:
                  **kwargs) -> "TokenPolicy":
         """Load a checkpoint folder. `trust_remote_code`: allow the backbone to run code it ships (OpenVLA)."""
         checkpoints = check_checkpoint_dir(checkpoints, mode)
-        extractor = FeatureExtractor.from_pretrained(backbone_source(checkpoints), device=device,
-                                                     trust_remote_code=trust_remote_code)
+        extractor = load_feature_source(backbone_source(checkpoints), device, trust_remote_code)
         tokenizer = ActionTokenizer.from_checkpoint(checkpoints / "tokenizer.pt", device=extractor.device)
         ids = {"tokenizer_identity": tokenizer.identity, "feature_identity": extractor.identity, "device": extractor.device}
         main = load_main(checkpoints / "main.pt", **ids)
@@ -97,7 +105,7 @@ class TokenPolicy:
     @torch.inference_mode()
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         start = time.perf_counter()
-        features = self.extractor([obs["agentview"]], [obs.get("instruction") or self.instruction])
+        features = self.extractor.features([{"instruction": self.instruction, **obs}])
         self._feature_ms.append((time.perf_counter() - start) * 1e3)
         if self.mode == "rsd":
             codes, stats = speculative_decode(self.draft, self.main, features, exact=self.exact)

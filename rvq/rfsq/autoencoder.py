@@ -56,6 +56,8 @@ class ActionRFSQAE(nn.Module):
         range_margin: float = 1.1,
         quantize_dropout: float = 0.35,
         linear_skip: bool = True,
+        prefix_encoder_grad: float = 1.0,
+        prefix_conditioned: bool = False,
         config: TokenizerConfig | None = None,
     ) -> None:
         super().__init__()
@@ -73,6 +75,8 @@ class ActionRFSQAE(nn.Module):
                 range_margin=range_margin,
                 quantize_dropout=quantize_dropout,
                 linear_skip=linear_skip,
+                prefix_encoder_grad=prefix_encoder_grad,
+                prefix_conditioned=prefix_conditioned,
             )
         self.config = config
         self.encoder = nn.Sequential(
@@ -91,6 +95,11 @@ class ActionRFSQAE(nn.Module):
         # what is not linear (measured in docs/RESULTS.md, "A lower floor").
         self.encoder_skip = nn.Linear(config.action_dim, config.hidden_dim) if config.linear_skip else None
         self.decoder_skip = nn.Linear(config.hidden_dim, config.action_dim) if config.linear_skip else None
+        # Row k-1 is added to the decoder's hidden layer when k layers are decoded. Zeros at start: the
+        # untrained model decodes every prefix with one mapping, as without it.
+        self.prefix_embedding = (
+            nn.Parameter(torch.zeros(config.num_layers, config.mlp_dim)) if config.prefix_conditioned else None
+        )
 
     @classmethod
     def from_config(cls, config: TokenizerConfig) -> "ActionRFSQAE":
@@ -154,9 +163,16 @@ class ActionRFSQAE(nn.Module):
             pre = pre + self.encoder_skip(x)
         return self.encoder[-1](pre)
 
-    def decode_latent(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """latent `[B, C, H]` → actions `[B, C, A]`."""
-        out = self.decoder(z_hat)
+    def decode_latent(self, z_hat: torch.Tensor, num_layers: int | torch.Tensor | None = None) -> torch.Tensor:
+        """latent `[B, C, H]` → actions `[B, C, A]`. `num_layers`: how many layers `z_hat` sums (an int, or
+        `[B]` per chunk; None: all L), used by a prefix-conditioned decoder."""
+        hidden = self.decoder[0](z_hat)
+        if self.prefix_embedding is not None:
+            k = self.num_layers if num_layers is None else num_layers
+            index = torch.as_tensor(k, device=z_hat.device).long() - 1
+            embedding = self.prefix_embedding[index]  # [mlp] or [B, mlp]
+            hidden = hidden + (embedding if embedding.dim() == 1 else embedding[:, None, :])
+        out = self.decoder[1:](hidden)
         return out if self.decoder_skip is None else out + self.decoder_skip(z_hat)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,8 +183,8 @@ class ActionRFSQAE(nn.Module):
         `decode_from_indices(codes)` gives."""
         z = self.encode_latent(x)
         keep = self._prefix_lengths(z.shape[0], z.device) if self.training else None
-        z_hat, codes = self.quantizer(z, keep_layers=keep)
-        return self.decode_latent(z_hat), codes
+        z_hat, codes = self.quantizer(z, keep_layers=keep, prefix_grad=self.config.prefix_encoder_grad)
+        return self.decode_latent(z_hat, keep), codes
 
     def _prefix_lengths(self, batch: int, device: torch.device) -> torch.Tensor | None:
         """Layers each chunk's training reconstruction keeps: L, or for a `quantize_dropout` fraction a
@@ -188,4 +204,4 @@ class ActionRFSQAE(nn.Module):
     def decode_from_indices(self, codes: torch.Tensor) -> torch.Tensor:
         """codes `[B, C, H, k]`, the first k ≤ L layers → actions `[B, C, A]`."""
         self._check_codes(codes)
-        return self.decode_latent(self.quantizer.decode(codes.long()))
+        return self.decode_latent(self.quantizer.decode(codes.long()), codes.shape[-1])

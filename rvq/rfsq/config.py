@@ -7,7 +7,7 @@ from typing import Any
 
 QUANTIZERS = ("naive", "layernorm", "robust")
 # Fields added after the first checkpoints were written, with the value those checkpoints imply.
-LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False}
+LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False, "prefix_conditioned": False}
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,11 @@ class TokenizerConfig:
     quantize_dropout: training only; the fraction of chunks whose reconstruction uses a random prefix of
         k < L layers (k uniform in 1..L-1), so every prefix decodes to a good action. 0 turns it off.
     linear_skip: a linear path beside the encoder and decoder MLPs (False: the seed's exact architecture).
+    prefix_encoder_grad: training only; weight of the straight-through gradient that truncated chunks send
+        to the encoder (1: as full-depth chunks; 0: they train the decoder only). Lower values trade coarse
+        prefixes for a lower full-depth floor (docs/RESULTS.md).
+    prefix_conditioned: the decoder is told how many layers it decodes (a learned `[L, mlp_dim]` embedding
+        added to its hidden layer). Off by default: measured, it did not lower the k = 1 error.
 
     Checkpoints written before a field existed load with `LEGACY_DEFAULTS` (the architecture they had).
     """
@@ -37,6 +42,8 @@ class TokenizerConfig:
     range_margin: float = 1.1
     quantize_dropout: float = 0.35
     linear_skip: bool = True
+    prefix_encoder_grad: float = 1.0
+    prefix_conditioned: bool = False
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -48,6 +55,8 @@ class TokenizerConfig:
             raise ValueError(f"num_levels must be >= 2, got {self.num_levels}")
         if not 0.0 <= self.quantize_dropout <= 1.0:
             raise ValueError(f"quantize_dropout must be in [0, 1], got {self.quantize_dropout}")
+        if not 0.0 <= self.prefix_encoder_grad <= 1.0:
+            raise ValueError(f"prefix_encoder_grad must be in [0, 1], got {self.prefix_encoder_grad}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

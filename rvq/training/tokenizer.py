@@ -48,6 +48,8 @@ class TrainTokenizerConfig:
     mlp_dim: int = 256
     quantize_dropout: float = 0.35
     linear_skip: bool = True
+    prefix_encoder_grad: float = 1.0
+    prefix_conditioned: bool = False
     normalization: str = "q99_guarded"
     resume: str | None = None
     progress: bool = True
@@ -57,6 +59,7 @@ class TrainTokenizerConfig:
             hidden_dim=self.hidden_dim, num_layers=self.num_layers, num_levels=self.num_levels,
             quantizer=self.quantizer, mlp_dim=self.mlp_dim, chunk_size=self.chunk_size,
             quantize_dropout=self.quantize_dropout, linear_skip=self.linear_skip,
+            prefix_encoder_grad=self.prefix_encoder_grad, prefix_conditioned=self.prefix_conditioned,
         )
 
 
@@ -163,6 +166,16 @@ def train_tokenizer(cfg: TrainTokenizerConfig) -> dict[str, Any]:
     return report
 
 
+def rare_reach_line(metrics: dict[str, Any]) -> str:
+    """One line on rare large actions (beyond the held-out 1st/99th percentiles): what fraction of the
+    commanded magnitude the decoded action reaches."""
+    if metrics.get("rare_reach_median") is None:
+        return "- rare large actions: none in the held-out split"
+    return (f"- rare large actions ({100 * metrics['rare_fraction']:.1f}% of held-out values, beyond the 1st/99th "
+            f"percentiles): decoded / commanded median {metrics['rare_reach_median']:.3f}, 5th percentile "
+            f"{metrics['rare_reach_p05']:.3f}, min {metrics['rare_reach_min']:.3f}")
+
+
 def render_report(report: dict[str, Any]) -> str:
     """Short markdown summary of a tokenizer run."""
     best, data = report["best"], report["data"]
@@ -174,6 +187,7 @@ def render_report(report: dict[str, Any]) -> str:
         f"- data: {len(data['train_episodes'])} train / {len(data['val_episodes'])} held-out episodes "
         f"({data['train_steps']} / {data['val_steps']} steps)",
         f"- held-out MSE (normalized): {best['mse']:.3e}; raw units: {best['mse_raw']:.3e}",
+        rare_reach_line(best),
         f"- bits per chunk: {best['bits_per_chunk']:.0f}; effective layers: {best['num_effective_layers']}"
         f"/{len(best['energy_ratio'])}",
         "",

@@ -21,6 +21,20 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) ->
     return ((pred - target).pow(2) * weight).sum(dim=(0, 1)) / weight.sum().clamp_min(1.0)
 
 
+def rare_action_reach(recon: torch.Tensor, raw: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
+    """How much of a rare large action survives: over the elements of normalized dims (`mask [A]`) that lie
+    beyond their dimension's 1st/99th percentile of these valid raw actions, `recon / raw` (1: the commanded
+    magnitude is executed; < 1: cut short). Raw units, `recon`, `raw: [N, C, A]`, `valid: [N, C]`."""
+    steps_raw, steps_recon = raw[valid], recon[valid]  # [T, A]
+    q01, q99 = torch.quantile(steps_raw, 0.01, dim=0), torch.quantile(steps_raw, 0.99, dim=0)
+    beyond = mask & ((steps_raw > q99.clamp_min(0)) | (steps_raw < q01.clamp_max(0))) & (steps_raw != 0)
+    ratio = steps_recon[beyond] / steps_raw[beyond]
+    if ratio.numel() == 0:
+        return {"rare_fraction": 0.0, "rare_reach_median": None, "rare_reach_p05": None, "rare_reach_min": None}
+    return {"rare_fraction": float(beyond.float().mean()), "rare_reach_median": float(ratio.median()),
+            "rare_reach_p05": float(torch.quantile(ratio, 0.05)), "rare_reach_min": float(ratio.min())}
+
+
 @torch.no_grad()
 def evaluate_tokenizer(
     model: ActionRFSQAE, chunks: ChunkSet, normalizer: ActionNormalizer, device: torch.device | str = "cpu"
@@ -51,6 +65,7 @@ def evaluate_tokenizer(
     per_dim = masked_mse(recon, x.cpu(), valid)
     raw_per_dim = masked_mse(normalizer.unnormalize(recon), raw, valid)
     clip_floor = masked_mse(normalizer.unnormalize(x.cpu()), raw, valid)  # BOUNDS_Q99 clipping alone
+    out.update(rare_action_reach(normalizer.unnormalize(recon), raw, valid, torch.as_tensor(normalizer.mask)))
     out.update(
         mse_raw_clip_floor=float(clip_floor.mean()),
         mse=float(per_dim.mean()),

@@ -46,3 +46,13 @@ def test_errors_are_counted_not_scored(tmp_path: Path) -> None:
     assert len(read_results(tmp_path / "results.jsonl")) == 2
     with pytest.raises(FileNotFoundError):
         build_report([tmp_path / "nope"])
+
+
+def test_two_policies_on_one_trial_are_two_episodes(tmp_path: Path) -> None:
+    other = {**_rec(0, 0, False), "policy": "rsd"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _write(tmp_path / "a" / "results.jsonl", [_rec(0, 0, True)])
+    _write(tmp_path / "b" / "results.jsonl", [other])
+    report = build_report([tmp_path / "a", tmp_path / "b"])
+    assert {(s["policy"], s["episodes"], s["successes"]) for s in report["suites"]} == {("noop", 1, 1), ("rsd", 1, 0)}

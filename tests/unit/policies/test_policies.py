@@ -79,7 +79,7 @@ def test_checkpoint_folders_are_checked(checkpoints: Path, tmp_path: Path) -> No
         for name in ("tokenizer.pt", "main.pt"):
             (tmp_path / "partial" / name).write_bytes((checkpoints / name).read_bytes())
         check_checkpoint_dir(tmp_path / "partial", "rsd")
-    with pytest.raises(FileNotFoundError, match="no backbone"):
+    with pytest.raises(FileNotFoundError, match="no feature source"):
         check_checkpoint_dir(tmp_path / "partial", "main")
     torch.manual_seed(3)
     policy = TokenPolicy.from_dir(checkpoints, mode="main", device="cpu")

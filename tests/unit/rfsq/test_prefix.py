@@ -11,10 +11,10 @@ from rvq.rfsq import ActionRFSQAE, TokenizerConfig
 from tests.unit.rfsq.helpers import smooth_actions
 
 
-def prefix_trained(seed: int, quantize_dropout: float = 1.0, steps: int = 5) -> ActionRFSQAE:
+def prefix_trained(seed: int, quantize_dropout: float = 1.0, steps: int = 5, **config) -> ActionRFSQAE:
     """A robust tokenizer after a few optimizer steps with quantize dropout (weights and buffers move)."""
     torch.manual_seed(seed)
-    model = ActionRFSQAE(quantizer="robust", quantize_dropout=quantize_dropout).train()
+    model = ActionRFSQAE(quantizer="robust", quantize_dropout=quantize_dropout, **config).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for step in range(steps):
         x = smooth_actions(64, seed=seed + step)
@@ -72,6 +72,40 @@ def test_quantize_dropout_is_validated_and_old_configs_mean_no_dropout_no_skip()
     with pytest.raises(ValueError, match="quantize_dropout must be in"):
         TokenizerConfig(quantize_dropout=1.5)
     legacy = TokenizerConfig.from_dict({"quantizer": "robust"})  # a checkpoint from before these fields
-    assert legacy.quantize_dropout == 0.0 and legacy.linear_skip is False
-    assert "encoder_skip.weight" not in ActionRFSQAE.from_config(legacy).state_dict()
+    assert legacy.quantize_dropout == 0.0 and legacy.linear_skip is False and legacy.prefix_conditioned is False
+    assert not {"encoder_skip.weight", "prefix_embedding"} & set(ActionRFSQAE.from_config(legacy).state_dict())
     assert "encoder_skip.weight" in ActionRFSQAE().state_dict()
+    assert "prefix_embedding" in ActionRFSQAE(prefix_conditioned=True).state_dict()
+    with pytest.raises(ValueError, match="prefix_encoder_grad must be in"):
+        TokenizerConfig(prefix_encoder_grad=-0.1)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.25, 1.0])
+def test_truncated_chunks_send_the_configured_share_of_gradient_to_the_encoder(weight: float) -> None:
+    torch.manual_seed(0)
+    model = ActionRFSQAE(quantize_dropout=0.5, prefix_encoder_grad=weight).train()
+    z = torch.randn(4, 8, 16).tanh().requires_grad_(True)
+    keep = torch.tensor([8, 3, 1, 8])
+    z_hat, _ = model.quantizer(z, keep_layers=keep, prefix_grad=weight)
+    z_hat.sum().backward()
+    assert torch.equal(z.grad[[0, 3]], torch.ones(2, 8, 16))  # full depth: plain straight-through
+    assert torch.equal(z.grad[[1, 2]], torch.full((2, 8, 16), weight))
+
+
+def test_prefix_conditioned_decoder_decodes_k_layers_with_row_k_in_training_and_from_codes() -> None:
+    model = prefix_trained(1, steps=1, prefix_conditioned=True)
+    with torch.no_grad():
+        model.prefix_embedding.copy_(torch.randn_like(model.prefix_embedding))  # rows that differ visibly
+    x = smooth_actions(6, seed=3)
+    keep = torch.tensor([1, 2, 3, 5, 7, 8])
+    with torch.no_grad():
+        model.train()
+        z_hat, codes = model.quantizer(model.encode_latent(x), keep_layers=keep)
+        trained_view = model.decode_latent(z_hat, keep)
+        model.eval()
+        for b, k in enumerate(keep.tolist()):
+            from_codes = model.decode_from_indices(codes[b : b + 1, ..., :k])[0]
+            assert torch.allclose(trained_view[b], from_codes, atol=1e-5), (b, k)
+            if k < 8:  # another row gives another action: the row is really used
+                other = model.decode_latent(model.quantizer.decode(codes[b : b + 1, ..., :k]), k + 1)[0]
+                assert not torch.allclose(other, from_codes, atol=1e-3)

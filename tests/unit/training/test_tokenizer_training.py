@@ -71,3 +71,19 @@ def test_resume_refuses_other_files(tmp_path: Path, demo_dir: Path) -> None:
         fit_tokenizer(ActionRFSQAE(), data, _cfg(demo_dir, resume=str(tmp_path / "a" / "tokenizer.pt")))
     with pytest.raises(ValueError, match="model config differs"):
         fit_tokenizer(ActionRFSQAE(num_layers=4), data, _cfg(demo_dir, resume=str(tmp_path / "a" / "last.pt")))
+
+
+def test_rare_action_reach_measures_how_much_of_a_large_action_survives() -> None:
+    from rvq.training.tokenizer_eval import rare_action_reach
+
+    generator = torch.Generator().manual_seed(0)
+    raw = torch.randn(50, 8, 2, generator=generator) * 0.1
+    raw[0, 0, 0], raw[1, 0, 0] = 2.0, -1.5  # two rare large actions on dim 0
+    valid = torch.ones(50, 8, dtype=torch.bool)
+    mask = torch.tensor([True, False])
+    exact = rare_action_reach(raw.clone(), raw, valid, mask)
+    assert exact["rare_reach_median"] == pytest.approx(1.0) and exact["rare_reach_min"] == pytest.approx(1.0)
+    assert 0 < exact["rare_fraction"] <= 0.02 * 0.5 + 1e-9  # beyond q01/q99 of dim 0 only (dim 1 not normalized)
+    clipped = rare_action_reach(raw.clamp(-0.5, 0.5), raw, valid, mask)
+    assert clipped["rare_reach_min"] == pytest.approx(0.25)  # 2.0 executed as 0.5
+    assert clipped["rare_reach_p05"] < 0.9 and clipped["rare_reach_median"] == pytest.approx(1.0)  # the rest intact

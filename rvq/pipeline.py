@@ -1,0 +1,232 @@
+"""`rvq pipeline`: collect → tokenizer → Phase 2 data → draft and main → policy folder → eval → report, for one
+suite and a set of tasks, with state features (physics only), everything under one run folder.
+
+Each stage writes `<run>/<stage>/stage.json` with a fingerprint of its inputs (its settings and the fingerprints of
+the stages it reads). On rerun a stage whose fingerprint matches is skipped; one whose inputs changed is redone
+from an empty folder, and so is everything downstream of it (their fingerprints change with it). A stage that
+failed or was interrupted has no `stage.json` and runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from rvq.envs.suites import check_suite, check_tasks
+
+STAGE_FILE = "stage.json"
+POLICIES = ("main", "rsd")
+
+
+@dataclass
+class PipelineConfig:
+    """Everything a pipeline run depends on. `env`: "libero" (the real simulator) or "mock"."""
+
+    suite: str = "libero_object"
+    tasks: list[int] = field(default_factory=lambda: [0, 1, 2])
+    env: str = "libero"
+    demos_per_task: int = 20  # libero: successes kept from randomized resets; mock: demos per task
+    quantizer: str = "robust"
+    tokenizer_steps: int = 3000
+    head_steps: int = 1500
+    head_width: int = 256
+    main_depth: int = 2
+    batch_size: int = 128
+    eval_trials: int = 10  # trial i from the suite's fixed initial state i (never seen in training on libero)
+    policies: list[str] = field(default_factory=lambda: list(POLICIES))
+    expert_reference: bool = True  # libero: also evaluate the scripted expert on the same trials
+    workers: int = 2
+    seed: int = 0
+    out_dir: str = "runs/pipeline"
+
+    def __post_init__(self) -> None:
+        check_suite(self.suite)
+        self.tasks = check_tasks(list(self.tasks), self.suite)
+        if self.env not in ("libero", "mock"):
+            raise ValueError(f"env must be 'libero' or 'mock', got {self.env!r}")
+        unknown = sorted(set(self.policies) - set(POLICIES))
+        if unknown or not self.policies:
+            raise ValueError(f"policies must be a non-empty subset of {POLICIES}, got {self.policies}")
+        for name in ("demos_per_task", "tokenizer_steps", "head_steps", "head_width", "main_depth", "batch_size",
+                     "eval_trials", "workers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> "PipelineConfig":
+        """A TOML or JSON file of `PipelineConfig` fields (unknown keys are refused), then `overrides`."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (OSError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"{path}: not a readable pipeline config ({exc})") from exc
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown pipeline setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _fingerprint(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Run:
+    """The run folder and its stages' records."""
+
+    def __init__(self, cfg: PipelineConfig, log: Callable[[str], None] = print) -> None:
+        self.cfg, self.root, self.log = cfg, Path(cfg.out_dir), log
+        self.fingerprints: dict[str, str] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
+
+    def stage(self, name: str, settings: dict[str, Any], upstream: list[str],
+              body: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+        """Run `body(folder)` unless a finished record with the same inputs exists; returns its outputs."""
+        folder = self.root / name
+        inputs = {"stage": name, "settings": settings, "upstream": {u: self.fingerprints[u] for u in upstream}}
+        fingerprint = _fingerprint(inputs)
+        record_path = folder / STAGE_FILE
+        if record_path.is_file():
+            record = json.loads(record_path.read_text())
+            if record.get("fingerprint") == fingerprint:
+                self.log(f"[{name}] done before with the same inputs: skipped")
+                self.fingerprints[name], self.outputs[name] = fingerprint, record["outputs"]
+                return record["outputs"]
+            self.log(f"[{name}] inputs changed since the last run: redone")
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        start = time.perf_counter()
+        self.log(f"[{name}] running")
+        outputs = body(folder)
+        seconds = time.perf_counter() - start
+        record = {"fingerprint": fingerprint, "inputs": inputs, "outputs": outputs, "seconds": round(seconds, 1)}
+        tmp = record_path.with_name(STAGE_FILE + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2, default=str))
+        tmp.replace(record_path)  # the record is the stage's "finished" mark: written last, atomically
+        self.log(f"[{name}] finished in {seconds:.0f} s")
+        self.fingerprints[name], self.outputs[name] = fingerprint, outputs
+        return outputs
+
+
+def feature_source(cfg: PipelineConfig):
+    from rvq.backbones.state import StateFeatures
+    from rvq.envs.mock_env import mock_state_features
+
+    return mock_state_features(cfg.suite) if cfg.env == "mock" else StateFeatures.for_suite(cfg.suite)
+
+
+def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) every stage of `cfg`; returns the report (also `<run>/report.md` and `report.json`)."""
+    run = Run(cfg, log)
+    run.root.mkdir(parents=True, exist_ok=True)
+    (run.root / "pipeline_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    demos = run.stage("collect", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "demos_per_task", "seed")},
+                      [], lambda folder: _collect(cfg, folder))
+    tokenizer = run.stage("tokenizer", {"quantizer": cfg.quantizer, "steps": cfg.tokenizer_steps, "seed": cfg.seed},
+                          ["collect"], lambda folder: _tokenizer(cfg, folder, demos["demos"]))
+    features = feature_source(cfg)
+    phase2 = run.stage("phase2", {"features": features.identity}, ["collect", "tokenizer"],
+                       lambda folder: _phase2(folder, demos["demos"], tokenizer["checkpoint"], features))
+    head_settings = {k: getattr(cfg, k) for k in ("head_steps", "head_width", "batch_size", "seed")}
+    heads = {kind: run.stage(kind, {**head_settings, **({"depth": cfg.main_depth} if kind == "main" else {})},
+                             ["phase2", "tokenizer"],
+                             lambda folder, kind=kind: _head(cfg, kind, folder, phase2["data"], tokenizer["checkpoint"]))
+             for kind in ("draft", "main")}
+    policy = run.stage("policy", {}, ["tokenizer", "draft", "main"],
+                       lambda folder: _assemble(folder, tokenizer["checkpoint"], heads, features))
+    evals = {}
+    for name in cfg.policies + (["expert"] if cfg.expert_reference and cfg.env == "libero" else []):
+        upstream = [] if name == "expert" else ["policy"]
+        evals[name] = run.stage(f"eval_{name}", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "eval_trials")},
+                                upstream, lambda folder, name=name: _eval(cfg, name, folder, policy["folder"]))
+    return _report(run, cfg, heads, evals)
+
+
+def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:
+    from rvq.expert.collect import CollectConfig, collect_demos, collect_mock_demos
+
+    out = folder / "demos"
+    if cfg.env == "mock":
+        collect_mock_demos(cfg.suite, cfg.tasks, cfg.demos_per_task, out)
+        return {"demos": str(out), "summaries": []}
+    summaries = collect_demos(CollectConfig(cfg.suite, cfg.tasks, out_dir=str(out), workers=cfg.workers, images=False,
+                                            random_resets=cfg.demos_per_task))
+    short = [t["task"] for t in summaries if t.get("kept", cfg.demos_per_task) < cfg.demos_per_task]
+    if short:
+        raise RuntimeError(f"the expert kept fewer than {cfg.demos_per_task} demos for task(s) {short}: {summaries}")
+    return {"demos": str(out), "summaries": summaries}
+
+
+def _tokenizer(cfg: PipelineConfig, folder: Path, demos: str) -> dict[str, Any]:
+    from rvq.training.tokenizer import TrainTokenizerConfig, train_tokenizer
+
+    report = train_tokenizer(TrainTokenizerConfig(quantizer=cfg.quantizer, demos=[demos], out_dir=str(folder),
+                                                  steps=cfg.tokenizer_steps, seed=cfg.seed, device="cpu",
+                                                  progress=False))
+    best = report["best"]
+    return {"checkpoint": report["checkpoint"], "val_mse": best["mse"], "mse_by_layers": best.get("mse_by_layers")}
+
+
+def _phase2(folder: Path, demos: str, tokenizer: str, features) -> dict[str, Any]:
+    from rvq.data.phase2 import build_phase2_data
+    from rvq.tokenizer import ActionTokenizer
+
+    path = build_phase2_data([demos], ActionTokenizer.from_checkpoint(tokenizer, device="cpu"), features,
+                             folder / "phase2.h5", progress=False)
+    return {"data": str(path)}
+
+
+def _head(cfg: PipelineConfig, kind: str, folder: Path, data: str, tokenizer: str) -> dict[str, Any]:
+    from rvq.training.heads import TrainHeadConfig, train_head
+
+    report = train_head(TrainHeadConfig(kind=kind, data=[data], tokenizer=tokenizer, out_dir=str(folder),
+                                        steps=cfg.head_steps, batch_size=cfg.batch_size, width=cfg.head_width,
+                                        depth=cfg.main_depth if kind == "main" else None, heads=4,
+                                        seed=cfg.seed, device="cpu", progress=False,
+                                        eval_every=max(1, cfg.head_steps // 5)))
+    best = report["best"]
+    keep = ("loss", "mean_token_accuracy", "token_accuracy", "chance_accuracy", "majority_accuracy",
+            "layer_exact_match", "action_mse_raw", "tokenizer_mse_raw")
+    return {"checkpoint": report["checkpoint"], **{k: best[k] for k in keep}}
+
+
+def _assemble(folder: Path, tokenizer: str, heads: dict[str, dict[str, Any]], features) -> dict[str, Any]:
+    shutil.copy(tokenizer, folder / "tokenizer.pt")
+    for kind, head in heads.items():
+        shutil.copy(head["checkpoint"], folder / f"{kind}.pt")
+    features.save(folder)
+    return {"folder": str(folder)}
+
+
+def _eval(cfg: PipelineConfig, name: str, folder: Path, checkpoints: str) -> dict[str, Any]:
+    from rvq.eval import EvalConfig, run_eval
+
+    path = run_eval(EvalConfig(suite=cfg.suite, tasks=cfg.tasks, trials=cfg.eval_trials, policy=name,
+                               checkpoints=None if name == "expert" else checkpoints, env=cfg.env,
+                               out_dir=str(folder), workers=cfg.workers, render=False, device="cpu"), progress=False)
+    return {"results": str(path)}
+
+
+def _report(run: Run, cfg: PipelineConfig, heads: dict[str, dict[str, Any]], evals: dict[str, dict[str, Any]]):
+    from rvq.eval.report import render_markdown, write_report
+
+    episodes = write_report([ev["results"] for ev in evals.values()], run.root)
+    head_rows = ["| head | mean token accuracy | layer 0 accuracy | layer 0 majority baseline | chance |",
+                 "|---|---|---|---|---|"]
+    for kind, head in heads.items():
+        head_rows.append(f"| {kind} | {head['mean_token_accuracy']:.3f} | {head['token_accuracy'][0]:.3f} | "
+                         f"{head['majority_accuracy'][0]:.3f} | {head['chance_accuracy']:.3f} |")
+    text = "\n".join([f"# rvq pipeline: {cfg.suite} tasks {cfg.tasks} ({cfg.env})", "", render_markdown(episodes),
+                      "Held-out token accuracy (Phase 2 validation episodes):", "", *head_rows, ""])
+    (run.root / "report.md").write_text(text)
+    report = {"config": asdict(cfg), "episodes": episodes, "heads": heads, "fingerprints": run.fingerprints}
+    (run.root / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    return report

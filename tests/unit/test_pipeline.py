@@ -1,0 +1,60 @@
+"""`rvq pipeline` on the mock env: every stage runs, a rerun skips them all, and a changed setting redoes its stage
+and everything downstream (never a stale result under new settings)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rvq.pipeline import STAGE_FILE, PipelineConfig, run_pipeline
+
+STAGES = ["collect", "tokenizer", "phase2", "draft", "main", "policy", "eval_main", "eval_rsd"]
+
+
+def tiny(tmp_path: Path) -> PipelineConfig:
+    return PipelineConfig(suite="libero_object", tasks=[0, 1], env="mock", demos_per_task=3, tokenizer_steps=10,
+                          head_steps=4, head_width=32, main_depth=1, batch_size=16, eval_trials=1, workers=1,
+                          out_dir=str(tmp_path / "run"))
+
+
+def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
+    cfg = tiny(tmp_path)
+    logs: list[str] = []
+    report = run_pipeline(cfg, log=logs.append)
+    run = Path(cfg.out_dir)
+    assert all((run / s / STAGE_FILE).is_file() for s in STAGES)
+    assert {p.name for p in (run / "policy").iterdir()} >= {"tokenizer.pt", "draft.pt", "main.pt", "features.json"}
+    suites = {r["policy"]: r for r in report["episodes"]["suites"]}
+    assert set(suites) == {"main", "rsd"} and all(r["episodes"] == 2 and r["errors"] == 0 for r in suites.values())
+    assert "| main |" in (run / "report.md").read_text()
+
+    logs.clear()
+    run_pipeline(cfg, log=logs.append)
+    assert sum("skipped" in line for line in logs) == len(STAGES)
+
+    logs.clear()
+    before = json.loads((run / "collect" / STAGE_FILE).read_text())["fingerprint"]
+    run_pipeline(replace(cfg, head_steps=5), log=logs.append)
+    redone = sorted(line.split("]")[0][1:] for line in logs if "inputs changed" in line)
+    assert redone == sorted(["draft", "main", "policy", "eval_main", "eval_rsd"])
+    assert json.loads((run / "collect" / STAGE_FILE).read_text())["fingerprint"] == before
+
+
+def test_interrupted_stage_runs_again_and_configs_are_checked(tmp_path: Path) -> None:
+    cfg = tiny(tmp_path)
+    run_pipeline(cfg, log=lambda _: None)
+    (Path(cfg.out_dir) / "main" / STAGE_FILE).unlink()  # as if main had been killed before its record
+    logs: list[str] = []
+    run_pipeline(cfg, log=logs.append)
+    assert "[main] running" in logs and "[draft] done before with the same inputs: skipped" in logs
+    with pytest.raises(ValueError, match="policies must be a non-empty subset"):
+        replace(cfg, policies=["expert"])
+    path = tmp_path / "p.toml"
+    path.write_text('suite = "libero_object"\nbogus = 1\n')
+    with pytest.raises(ValueError, match=r"unknown pipeline setting\(s\) \['bogus'\]"):
+        PipelineConfig.from_file(path)
+    path.write_text('tasks = [0]\nenv = "mock"\n')
+    assert PipelineConfig.from_file(path, out_dir="x").tasks == [0]
