@@ -12,13 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 from rvq.envs.suites import check_suite, check_tasks
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, published as tomli before it joined the standard library
+    import tomli as tomllib
 
 STAGE_FILE = "stage.json"
 POLICIES = ("main", "rsd")
