@@ -133,7 +133,8 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dic
     run = Run(cfg, log)
     run.root.mkdir(parents=True, exist_ok=True)
     (run.root / "pipeline_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    demos = run.stage("collect", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "demos_per_task", "seed")},
+    # No seed here: collection seeds each randomized reset by (task, attempt), whatever the run's seed.
+    demos = run.stage("collect", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "demos_per_task")},
                       [], lambda folder: _collect(cfg, folder))
     tokenizer = run.stage("tokenizer", {"quantizer": cfg.quantizer, "steps": cfg.tokenizer_steps, "seed": cfg.seed},
                           ["collect"], lambda folder: _tokenizer(cfg, folder, demos["demos"]))

@@ -16,7 +16,9 @@ import numpy as np
 from rvq.data.episodes import Episode
 from rvq.data.hdf5 import read_hdf5
 
-STATE_KEYS = ("ee_pos", "ee_ori", "gripper_states")
+# The env's "state" [8] as recorded demo observations: these columns of it, under these keys.
+STATE_COLUMNS = {"ee_pos": slice(0, 3), "ee_ori": slice(3, 6), "gripper_states": slice(6, 8)}
+STATE_KEYS = tuple(STATE_COLUMNS)
 
 
 def suite_task_id(handle: h5py.File, where: str) -> int:

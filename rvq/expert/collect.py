@@ -204,6 +204,7 @@ def collect_mock_demos(suite: str, tasks: list[int], trials: int, out_dir: str |
     mock's own expert actions, recording the observation each action was chosen on (`obs/ee_pos`, `ee_ori`,
     `gripper_states`, `objects/<name>`) and the suite's task index in `env_args`. Replaying them succeeds: the
     positive control of the mock suites, and the data of a mock pipeline run."""
+    from rvq.data.state_obs import STATE_COLUMNS
     from rvq.envs.mock_env import MockLiberoEnv
 
     out = Path(out_dir)
@@ -231,7 +232,7 @@ def collect_mock_demos(suite: str, tasks: list[int], trials: int, out_dir: str |
                 demo.create_dataset("actions", data=actions)
                 demo.attrs.update({"num_samples": len(actions), "init_state_index": trial, "success": reached})
                 states = np.stack([o["state"] for o in observations])
-                for key, columns in (("ee_pos", slice(0, 3)), ("ee_ori", slice(3, 6)), ("gripper_states", slice(6, 8))):
+                for key, columns in STATE_COLUMNS.items():
                     demo.create_dataset(f"obs/{key}", data=states[:, columns])
                 for name in observations[0]["objects"]:
                     demo.create_dataset(f"obs/objects/{name}", data=np.stack([o["objects"][name] for o in observations]))

@@ -63,9 +63,10 @@ def evaluate_tokenizer(
         codes_only = model.decode_latent(model.quantizer.decode_without_statistics(codes)).cpu()
         out["mse_codes_only"] = float(masked_mse(codes_only, x.cpu(), valid).mean())
     per_dim = masked_mse(recon, x.cpu(), valid)
-    raw_per_dim = masked_mse(normalizer.unnormalize(recon), raw, valid)
+    recon_raw = normalizer.unnormalize(recon)
+    raw_per_dim = masked_mse(recon_raw, raw, valid)
     clip_floor = masked_mse(normalizer.unnormalize(x.cpu()), raw, valid)  # BOUNDS_Q99 clipping alone
-    out.update(rare_action_reach(normalizer.unnormalize(recon), raw, valid, torch.as_tensor(normalizer.mask)))
+    out.update(rare_action_reach(recon_raw, raw, valid, torch.as_tensor(normalizer.mask)))
     out.update(
         mse_raw_clip_floor=float(clip_floor.mean()),
         mse=float(per_dim.mean()),
