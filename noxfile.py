@@ -1,4 +1,5 @@
-"""Sessions: `unit`, `mock_integration` (the README's test command runs both), `gpu`, `benchmark`, `demo`.
+"""Sessions: `unit`, `mock_integration` (the README's test command runs both), `gpu`, `benchmark`, `demo` (the
+README's main job: `rvq pipeline`), `tokenizer` (the tokenizer-only job).
 
 torch is installed first, pinned by RVQ_TORCH_SPEC (default `torch==2.13.0`): on machines whose pip
 has a local CPU wheel of that version it is taken from there; elsewhere pip fetches the same version
@@ -63,6 +64,15 @@ def benchmark(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job on the embedded default: train the robust tokenizer on robosuite's real demos."""
+    """The main job on the embedded default: `rvq pipeline` on three libero_object tasks in the real simulator
+    (physics only): scripted demos → robust tokenizer → state-feature heads → learned RSD and main-only policies
+    evaluated next to the expert. Arguments go to `rvq pipeline` (e.g. `-- --config FILE.toml`)."""
+    env = install_libero(session)
+    session.run("rvq", "pipeline", *(session.posargs or ["--out", "runs/pipeline"]), env=env)
+
+
+@nox.session
+def tokenizer(session: nox.Session) -> None:
+    """The tokenizer-only job: train the robust tokenizer on robosuite's bundled real demos (no simulator)."""
     install(session, "data")
     session.run("rvq", "train-tokenizer", *session.posargs)

@@ -127,12 +127,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         demos=args.demos, out_dir=args.out, workers=args.workers, shard=parse_shard(args.shard), videos=args.videos,
         env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
         max_steps=args.max_steps, render=args.render, roundtrip_tokenizer=args.roundtrip_tokenizer,
-        trust_remote_code=args.trust_remote_code,
+        trust_remote_code=args.trust_remote_code, label=args.label,
     )
     path = run_eval(cfg, progress=args.progress)
     report = write_report([path], args.out)
     print((Path(args.out) / "eval_report.md").read_text())
     print(json.dumps({"results": str(path), "suites": report["suites"]}, default=float))
+    errors = sum(row["errors"] for row in report["suites"])
+    if errors:
+        print(f"error: {errors} episode(s) ended in an error (counted as failures; tracebacks in {path}); "
+              f"rerun the same command to retry them", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -232,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-render", dest="render", action="store_false",
                     help="physics only, no cameras (expert/replay/noop and state-feature policies: same success predicate, ~10x faster)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    ev.add_argument("--label", default=None, help="row name in reports (default: the policy), e.g. rsd-naive")
     ev.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
     ev.set_defaults(func=cmd_eval)
 

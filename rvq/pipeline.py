@@ -26,7 +26,10 @@ else:  # the same parser, published as tomli before it joined the standard libra
     import tomli as tomllib
 
 STAGE_FILE = "stage.json"
-POLICIES = ("main", "rsd")
+# report row -> (policy kind, exact RSD acceptance); rsd_relaxed: RSD with the default relaxed acceptance (tau)
+ROWS = {"main": ("main", True), "rsd": ("rsd", True), "rsd_relaxed": ("rsd", False)}
+POLICIES = tuple(ROWS)
+UNTRAINED = "main_untrained"
 
 
 @dataclass
@@ -37,6 +40,7 @@ class PipelineConfig:
     tasks: list[int] = field(default_factory=lambda: [0, 1, 2])
     env: str = "libero"
     demos_per_task: int = 20  # libero: successes kept from randomized resets; mock: demos per task
+    demos_dir: str = ""  # train on this folder of demo files (e.g. another run's collect/demos) instead of collecting
     quantizer: str = "robust"
     tokenizer_steps: int = 3000
     head_steps: int = 1500
@@ -44,9 +48,11 @@ class PipelineConfig:
     main_depth: int = 2
     batch_size: int = 128
     eval_trials: int = 10  # trial i from the suite's fixed initial state i (never seen in training on libero)
-    policies: list[str] = field(default_factory=lambda: list(POLICIES))
+    policies: list[str] = field(default_factory=lambda: ["main", "rsd"])
     expert_reference: bool = True  # libero: also evaluate the scripted expert on the same trials
+    untrained_control: bool = False  # also evaluate main-only with the heads at initialization (the negative control)
     workers: int = 2
+    device: str = "cpu"  # training and policy inference (the simulator runs on CPU); "auto" takes CUDA if present
     seed: int = 0
     out_dir: str = "runs/pipeline"
 
@@ -133,27 +139,55 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dic
     run = Run(cfg, log)
     run.root.mkdir(parents=True, exist_ok=True)
     (run.root / "pipeline_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    # No seed here: collection seeds each randomized reset by (task, attempt), whatever the run's seed.
-    demos = run.stage("collect", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "demos_per_task")},
-                      [], lambda folder: _collect(cfg, folder))
-    tokenizer = run.stage("tokenizer", {"quantizer": cfg.quantizer, "steps": cfg.tokenizer_steps, "seed": cfg.seed},
+    if cfg.demos_dir:  # the files themselves are the input: renamed, added or rewritten files redo what follows
+        demos = run.stage("collect", {"demos_dir": _demo_files(cfg.demos_dir)}, [],
+                          lambda folder: {"demos": str(Path(cfg.demos_dir).resolve()), "summaries": []})
+    else:  # no seed here: collection seeds each randomized reset by (task, attempt), whatever the run's seed
+        demos = run.stage("collect", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "demos_per_task")},
+                          [], lambda folder: _collect(cfg, folder))
+    tokenizer = run.stage("tokenizer", {"quantizer": cfg.quantizer, "steps": cfg.tokenizer_steps, "seed": cfg.seed,
+                                        "device": cfg.device},
                           ["collect"], lambda folder: _tokenizer(cfg, folder, demos["demos"]))
     features = feature_source(cfg)
     phase2 = run.stage("phase2", {"features": features.identity}, ["collect", "tokenizer"],
                        lambda folder: _phase2(folder, demos["demos"], tokenizer["checkpoint"], features))
-    head_settings = {k: getattr(cfg, k) for k in ("head_steps", "head_width", "batch_size", "seed")}
+    head_settings = {k: getattr(cfg, k) for k in ("head_steps", "head_width", "batch_size", "seed", "device")}
     heads = {kind: run.stage(kind, {**head_settings, **({"depth": cfg.main_depth} if kind == "main" else {})},
                              ["phase2", "tokenizer"],
                              lambda folder, kind=kind: _head(cfg, kind, folder, phase2["data"], tokenizer["checkpoint"]))
-             for kind in ("draft", "main")}
-    policy = run.stage("policy", {}, ["tokenizer", "draft", "main"],
+             for kind in _head_kinds(cfg)}
+    policy = run.stage("policy", {}, ["tokenizer", *heads],
                        lambda folder: _assemble(folder, tokenizer["checkpoint"], heads, features))
+    # row name -> (policy kind, exact, the stage whose folder holds its checkpoints)
+    rows = {name: (*ROWS[name], "policy") for name in cfg.policies}
+    if cfg.untrained_control:
+        run.stage("policy_untrained", {"seed": cfg.seed}, ["policy"],
+                  lambda folder: _assemble_untrained(folder, policy["folder"], cfg.seed))
+        rows[UNTRAINED] = ("main", True, "policy_untrained")
+    if cfg.expert_reference and cfg.env == "libero":
+        rows["expert"] = ("expert", True, None)
     evals = {}
-    for name in cfg.policies + (["expert"] if cfg.expert_reference and cfg.env == "libero" else []):
-        upstream = [] if name == "expert" else ["policy"]
-        evals[name] = run.stage(f"eval_{name}", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "eval_trials")},
-                                upstream, lambda folder, name=name: _eval(cfg, name, folder, policy["folder"]))
+    eval_settings = {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "eval_trials", "device")}
+    for name, (kind, exact, source) in rows.items():
+        checkpoints = run.outputs[source]["folder"] if source else None
+        evals[name] = run.stage(f"eval_{name}", eval_settings, [source] if source else [],
+                                lambda folder, name=name, kind=kind, exact=exact, checkpoints=checkpoints:
+                                _eval(cfg, kind, name, exact, folder, checkpoints))
     return _report(run, cfg, heads, evals)
+
+
+def _head_kinds(cfg: PipelineConfig) -> list[str]:
+    """The heads the chosen policies need: main always, the draft for RSD."""
+    return (["draft"] if any(ROWS[name][0] == "rsd" for name in cfg.policies) else []) + ["main"]
+
+
+def _demo_files(folder: str) -> dict[str, Any]:
+    """What a given demo folder holds: its path and each HDF5 file's size and modification time."""
+    path = Path(folder).resolve()
+    files = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(path.glob("*.hdf5"))}
+    if not files:
+        raise FileNotFoundError(f"demos_dir {folder}: no .hdf5 demo files")
+    return {"path": str(path), "files": files}
 
 
 def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:
@@ -175,7 +209,7 @@ def _tokenizer(cfg: PipelineConfig, folder: Path, demos: str) -> dict[str, Any]:
     from rvq.training.tokenizer import TrainTokenizerConfig, train_tokenizer
 
     report = train_tokenizer(TrainTokenizerConfig(quantizer=cfg.quantizer, demos=[demos], out_dir=str(folder),
-                                                  steps=cfg.tokenizer_steps, seed=cfg.seed, device="cpu",
+                                                  steps=cfg.tokenizer_steps, seed=cfg.seed, device=cfg.device,
                                                   progress=False))
     best = report["best"]
     return {"checkpoint": report["checkpoint"], "val_mse": best["mse"], "mse_by_layers": best.get("mse_by_layers")}
@@ -196,7 +230,7 @@ def _head(cfg: PipelineConfig, kind: str, folder: Path, data: str, tokenizer: st
     report = train_head(TrainHeadConfig(kind=kind, data=[data], tokenizer=tokenizer, out_dir=str(folder),
                                         steps=cfg.head_steps, batch_size=cfg.batch_size, width=cfg.head_width,
                                         depth=cfg.main_depth if kind == "main" else None, heads=4,
-                                        seed=cfg.seed, device="cpu", progress=False,
+                                        seed=cfg.seed, device=cfg.device, progress=False,
                                         eval_every=max(1, cfg.head_steps // 5)))
     best = report["best"]
     keep = ("loss", "mean_token_accuracy", "token_accuracy", "chance_accuracy", "majority_accuracy",
@@ -212,26 +246,68 @@ def _assemble(folder: Path, tokenizer: str, heads: dict[str, dict[str, Any]], fe
     return {"folder": str(folder)}
 
 
-def _eval(cfg: PipelineConfig, name: str, folder: Path, checkpoints: str) -> dict[str, Any]:
+def _assemble_untrained(folder: Path, trained: str, seed: int) -> dict[str, Any]:
+    """The trained policy folder with its main head replaced by a freshly initialized one of the same config and
+    identities: what the learned policy would do had training taught it nothing."""
+    import torch
+
+    from rvq.models import MainModel, load_main, save_head
+
+    trained_main = load_main(Path(trained) / "main.pt")
+    torch.manual_seed(seed)
+    save_head(folder / "main.pt", MainModel(trained_main.config), trained_main.tokenizer_identity,
+              trained_main.feature_identity, metrics={"untrained": True}, feature_info=trained_main.feature_info)
+    for name in Path(trained).iterdir():
+        if name.is_file() and name.name not in ("main.pt", "draft.pt", STAGE_FILE):
+            shutil.copy(name, folder / name.name)
+    return {"folder": str(folder)}
+
+
+def _eval(cfg: PipelineConfig, kind: str, label: str, exact: bool, folder: Path,
+          checkpoints: str | None) -> dict[str, Any]:
     from rvq.eval import EvalConfig, run_eval
 
-    path = run_eval(EvalConfig(suite=cfg.suite, tasks=cfg.tasks, trials=cfg.eval_trials, policy=name,
-                               checkpoints=None if name == "expert" else checkpoints, env=cfg.env,
-                               out_dir=str(folder), workers=cfg.workers, render=False, device="cpu"), progress=False)
+    path = run_eval(EvalConfig(suite=cfg.suite, tasks=cfg.tasks, trials=cfg.eval_trials, policy=kind,
+                               checkpoints=checkpoints, env=cfg.env, label=label, exact=exact,
+                               out_dir=str(folder), workers=cfg.workers, render=False, device=cfg.device), progress=False)
     return {"results": str(path)}
+
+
+def _head_lines(heads: dict[str, dict[str, Any]]) -> list[str]:
+    """Held-out per-layer token accuracy of the emitted tokens next to the majority-code baseline and chance."""
+    fmt = lambda xs: " | ".join(f"{x:.3f}" for x in xs)  # noqa: E731
+    layers = max(len(h["token_accuracy"]) for h in heads.values())
+    pad = lambda xs: fmt(xs) + " | –" * (layers - len(xs))  # noqa: E731
+    lines = ["Held-out token accuracy per layer (Phase 2 validation episodes; main: greedy, layer by layer):", "",
+             "| head | metric | " + " | ".join(f"L{i}" for i in range(layers)) + " |", "|---|---|" + "---|" * layers]
+    for kind, head in heads.items():
+        lines += [f"| {kind} | token accuracy | {pad(head['token_accuracy'])} |",
+                  f"| {kind} | majority-code baseline | {pad(head['majority_accuracy'])} |",
+                  f"| {kind} | whole-layer exact match | {pad(head['layer_exact_match'])} |"]
+    chance = next(iter(heads.values()))["chance_accuracy"]
+    return [*lines, "", f"Chance: {chance:.3f}.", ""]
+
+
+def _rsd_lines(episodes: dict[str, Any]) -> list[str]:
+    rows = [r for r in episodes["suites"] if "layer_acceptance" in r]
+    if not rows:
+        return []
+    k = len(rows[0]["layer_acceptance"])
+    lines = ["RSD per chunk (all episodes): accepted draft layers, acceptance per layer, main passes:", "",
+             "| policy | mean accepted layers | " + " | ".join(f"L{j} accepted" for j in range(k))
+             + " | main passes per chunk |", "|---|---|" + "---|" * (k + 1)]
+    lines += [f"| {r['policy']} | {r['mean_accepted_layers']:.2f} | "
+              + " | ".join(f"{a:.2f}" for a in r["layer_acceptance"]) + f" | {r['mean_main_passes']:.2f} |"
+              for r in rows]
+    return [*lines, ""]
 
 
 def _report(run: Run, cfg: PipelineConfig, heads: dict[str, dict[str, Any]], evals: dict[str, dict[str, Any]]):
     from rvq.eval.report import render_markdown, write_report
 
     episodes = write_report([ev["results"] for ev in evals.values()], run.root)
-    head_rows = ["| head | mean token accuracy | layer 0 accuracy | layer 0 majority baseline | chance |",
-                 "|---|---|---|---|---|"]
-    for kind, head in heads.items():
-        head_rows.append(f"| {kind} | {head['mean_token_accuracy']:.3f} | {head['token_accuracy'][0]:.3f} | "
-                         f"{head['majority_accuracy'][0]:.3f} | {head['chance_accuracy']:.3f} |")
     text = "\n".join([f"# rvq pipeline: {cfg.suite} tasks {cfg.tasks} ({cfg.env})", "", render_markdown(episodes),
-                      "Held-out token accuracy (Phase 2 validation episodes):", "", *head_rows, ""])
+                      *_rsd_lines(episodes), *_head_lines(heads)])
     (run.root / "report.md").write_text(text)
     report = {"config": asdict(cfg), "episodes": episodes, "heads": heads, "fingerprints": run.fingerprints}
     (run.root / "report.json").write_text(json.dumps(report, indent=2, default=str))

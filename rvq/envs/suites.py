@@ -42,9 +42,11 @@ def parse_tasks(spec: str | None, suite: str) -> list[int]:
         try:
             if "-" in part:
                 lo, hi = (int(x) for x in part.split("-"))
+                if hi < lo:
+                    raise ValueError(f"task range {part!r} is empty (write low-high, e.g. 1-3)")
                 tasks.extend(range(lo, hi + 1))
             else:
                 tasks.append(int(part))
         except ValueError as exc:
-            raise ValueError(f"cannot parse task list {spec!r}: use e.g. 0,3,5 or 0-4") from exc
+            raise ValueError(f"cannot parse task list {spec!r}: use e.g. 0,3,5 or 0-4 ({exc})") from exc
     return check_tasks(tasks, suite)

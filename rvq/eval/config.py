@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rvq.backbones.state import FEATURES_FILE
 from rvq.envs import ENV_KINDS
-from rvq.envs.suites import TRIALS_PER_TASK, check_suite, check_tasks
+from rvq.envs.suites import ENV_SEED, MAX_STEPS, TRIALS_PER_TASK, check_suite, check_tasks
 from rvq.policies import POLICIES, check_checkpoint_dir
 
 
@@ -32,6 +34,12 @@ class EvalConfig:
     render: bool = True  # False: physics only (no images), for policies that do not look (expert, replay)
     roundtrip_tokenizer: str | None = None  # expert: pass its actions through this tokenizer (closed-loop study)
     trust_remote_code: bool = False  # let the backbone run code it ships (OpenVLA/OFT); off by default
+    label: str | None = None  # the row name in reports (default: the policy); tells apart runs of one policy kind
+    identity: str | None = field(default=None, init=False)  # set by run_eval: `policy_identity` of this run
+
+    @property
+    def row_name(self) -> str:
+        return self.label or self.policy
 
     def validate(self) -> "EvalConfig":
         """Refuse bad runs before any simulator starts."""
@@ -50,6 +58,13 @@ class EvalConfig:
         if index >= episodes:
             raise ValueError(f"shard {index}/{count} holds no episodes: the run has {episodes} "
                              f"({len(self.tasks)} task(s) x {self.trials} trial(s)); use at most {episodes} shards")
+        if self.label is not None and (not self.label.strip() or "\n" in self.label):
+            raise ValueError(f"label must be a non-empty single line, got {self.label!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 (or unset for the suite's {MAX_STEPS[self.suite]}), "
+                             f"got {self.max_steps}")
+        if self.videos < 0:
+            raise ValueError(f"videos must be >= 0, got {self.videos}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.policy in ("rsd", "main"):
@@ -79,6 +94,38 @@ class EvalConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def result_settings(self) -> dict[str, Any]:
+        """Every setting that changes an episode's result (not tasks or trials: a run may be extended with more).
+        A folder's results were all made under one such set; resume refuses another."""
+        return {"suite": self.suite, "policy": self.policy, "row": self.row_name, "env": self.env,
+                "env_seed": ENV_SEED, "max_steps": self.max_steps or MAX_STEPS[self.suite],
+                "exact": self.exact if self.policy == "rsd" else None, "flip_gripper": self.flip_gripper,
+                "render": self.render, "policy_identity": policy_identity(self)}
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def policy_identity(cfg: EvalConfig) -> str:
+    """A hash of what the policy is: its checkpoint files (a head names its feature source's identity, checked
+    on load), the replayed demo files, or the round-trip tokenizer. Records carry it; reports keep apart episodes
+    of different identities."""
+    parts: dict[str, Any] = {"policy": cfg.policy}
+    if cfg.policy in ("rsd", "main"):
+        names = ["tokenizer.pt", "main.pt"] + (["draft.pt"] if cfg.policy == "rsd" else [])
+        parts.update({name: _file_digest(Path(cfg.checkpoints) / name) for name in names})
+    elif cfg.policy == "replay":
+        # names and sizes: demo files with images run to gigabytes, too many to hash at every start
+        parts["demos"] = {p.name: p.stat().st_size for p in sorted(Path(cfg.demos).glob("*.hdf5"))}
+    if cfg.roundtrip_tokenizer:
+        parts["roundtrip_tokenizer"] = _file_digest(Path(cfg.roundtrip_tokenizer))
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def reads_state(checkpoints: Path) -> bool:

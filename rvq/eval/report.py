@@ -1,5 +1,5 @@
 """Merge result files (shards) into per-task and per-suite success rates with Wilson 95% intervals,
-RSD acceptance and latency; JSON and a markdown table."""
+RSD acceptance and latency; JSON and a markdown table. Errored episodes count as failures (and are shown apart)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from rvq.eval.runner import episode_key, read_results
+from rvq.eval.results import episode_key, read_results, row_name
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -38,31 +38,50 @@ def result_files(paths: list[str | Path]) -> list[Path]:
 
 
 def merge_results(paths: list[str | Path]) -> list[dict[str, Any]]:
-    """The latest record per (policy, suite, task, trial) across files; a finished record beats an error.
-    Policies are kept apart: two policies' runs of one trial are two episodes, not one."""
-    latest: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+    """One record per episode across files: (row, policy identity, suite, task, trial). A finished record beats an
+    error (errors are retried on rerun). Rows (labels, else policies) and policy identities are kept apart: two
+    policies' runs of one trial are two episodes. Two finished records of one episode that disagree are refused,
+    naming both files; identical ones (the same file given twice) count once. Reads only."""
+    latest: dict[tuple[Any, ...], tuple[dict[str, Any], Path]] = {}
     for path in result_files(paths):
         for record in read_results(path):
-            key = (str(record.get("policy")), *episode_key(record))
-            if key not in latest or latest[key].get("error") is not None:
-                latest[key] = record
-    return [latest[k] for k in sorted(latest)]
+            key = (row_name(record), str(record.get("checkpoint_identity")), *episode_key(record))
+            if key not in latest or latest[key][0].get("error") is not None:
+                latest[key] = (record, path)
+                continue
+            kept, kept_path = latest[key]
+            if record.get("error") is None and _outcome(record) != _outcome(kept):
+                raise ValueError(
+                    f"conflicting results for {key[0]} {key[2]} task {key[3]} trial {key[4]}: {kept_path} says "
+                    f"{_outcome(kept)}, {path} says {_outcome(record)}; remove the stale one")
+    return [latest[k][0] for k in sorted(latest)]
+
+
+def _outcome(record: dict[str, Any]) -> tuple[bool, int]:
+    return bool(record["success"]), int(record["steps"])
 
 
 def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Success over all episodes: an episode that ended in error is a failure (as OFT counts it), also reported
+    apart as `errors`."""
     finished = [r for r in records if r.get("error") is None]
     successes = sum(bool(r["success"]) for r in finished)
-    low, high = wilson_interval(successes, len(finished))
+    low, high = wilson_interval(successes, len(records))
     out: dict[str, Any] = {
-        "episodes": len(finished), "successes": successes, "errors": len(records) - len(finished),
-        "success_rate": successes / len(finished) if finished else None, "ci95": [low, high],
+        "episodes": len(records), "successes": successes, "errors": len(records) - len(finished),
+        "success_rate": successes / len(records) if records else None, "ci95": [low, high],
         "mean_steps": sum(r["steps"] for r in finished) / len(finished) if finished else None,
     }
     chunks = [r["policy_stats"]["rsd"] for r in finished if r.get("policy_stats", {}).get("rsd", {}).get("chunks")]
     if chunks:
         total = sum(c["chunks"] for c in chunks)
-        out["acceptance_rate"] = sum(c["acceptance_rate"] * c["chunks"] for c in chunks) / total
-        out["mean_main_passes"] = sum(c["mean_main_passes"] * c["chunks"] for c in chunks) / total
+        weighted = lambda key: sum(c[key] * c["chunks"] for c in chunks) / total  # noqa: E731
+        out["acceptance_rate"] = weighted("acceptance_rate")
+        out["mean_main_passes"] = weighted("mean_main_passes")
+        if all("layer_acceptance" in c for c in chunks):
+            out["mean_accepted_layers"] = weighted("mean_accepted_layers")
+            out["layer_acceptance"] = [sum(c["layer_acceptance"][j] * c["chunks"] for c in chunks) / total
+                                       for j in range(len(chunks[0]["layer_acceptance"]))]
     latency = [r["policy_stats"]["mean_step_ms"] for r in finished if r.get("policy_stats", {}).get("mean_step_ms")]
     if latency:
         out["mean_chunk_ms"] = sum(latency) / len(latency)
@@ -73,12 +92,19 @@ def build_report(paths: list[str | Path]) -> dict[str, Any]:
     records = merge_results(paths)
     by_task: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     by_suite: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    identities: dict[str, set[str]] = defaultdict(set)
     for r in records:
-        by_task[(r["policy"], r["suite"], int(r["task"]))].append(r)
-        by_suite[(r["policy"], r["suite"])].append(r)
+        identities[row_name(r)].add(str(r.get("checkpoint_identity")))
+    mixed = {row: sorted(ids) for row, ids in identities.items() if len(ids) > 1}
+    if mixed:
+        raise ValueError(f"report row(s) {sorted(mixed)} hold episodes of different policies (identities {mixed}); "
+                         f"evaluate each with its own --label")
+    for r in records:
+        by_task[(row_name(r), r["suite"], int(r["task"]))].append(r)
+        by_suite[(row_name(r), r["suite"])].append(r)
     return {
         "files": [str(p) for p in result_files(paths)],
-        "tasks": [{"policy": p, "suite": s, "task": t, "instruction": rs[0].get("instruction"), **_summary(rs)}
+        "tasks": [{"policy": p, "suite": s, "task": t, "instruction": next((r["instruction"] for r in rs if r.get("instruction")), None), **_summary(rs)}
                   for (p, s, t), rs in sorted(by_task.items())],
         "suites": [{"policy": p, "suite": s, **_summary(rs)} for (p, s), rs in sorted(by_suite.items())],
     }
@@ -99,10 +125,10 @@ def render_markdown(report: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['policy']} | {r['suite']} | {r['episodes']} | {rate(r)} | {r['errors']} | {extra(r)} |"
               for r in report["suites"]]
-    lines += ["", "| policy | suite | task | episodes | success (95% CI) | errors | RSD acceptance | ms per chunk |",
-              "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['policy']} | {r['suite']} | {r['task']} | {r['episodes']} | {rate(r)} | {r['errors']} | {extra(r)} |"
-              for r in report["tasks"]]
+    lines += ["", "| policy | suite | task | instruction | episodes | success (95% CI) | errors | RSD acceptance "
+              "| ms per chunk |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['policy']} | {r['suite']} | {r['task']} | {r.get('instruction') or '–'} | {r['episodes']} | "
+              f"{rate(r)} | {r['errors']} | {extra(r)} |" for r in report["tasks"]]
     return "\n".join(lines) + "\n"
 
 

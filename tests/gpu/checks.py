@@ -137,3 +137,29 @@ def rsd_eval(checkpoints: Path, out_dir: Path, suite: str, tasks: list[int], tri
     if min_success is not None:
         assert summary["success_rate"] >= min_success, summary
     return summary
+
+
+STUDY_CONFIGS = Path(__file__).parents[2] / "configs" / "study"
+
+
+def learned_policy_study(device: str, out_dir: Path, suite: str, min_rsd_success: float | None,
+                         **scale: Any) -> dict[str, Any]:
+    """The learned-policy study's robust run (`configs/study/<suite>_robust.toml`) on `device`: demos from
+    randomized resets → robust tokenizer → state-feature heads → main-only, exact and relaxed RSD on the official
+    initial states, next to the expert. Asserts no episode errored, exact RSD acts exactly as main-only (same
+    outcome per episode) and, when `min_rsd_success` is given, the RSD success rate. `scale` overrides config fields
+    (tasks, demos_per_task, eval_trials, ...) to check the logic on a CPU in minutes."""
+    from rvq.eval.results import read_results
+    from rvq.pipeline import PipelineConfig, run_pipeline
+
+    cfg = PipelineConfig.from_file(STUDY_CONFIGS / f"{suite}_robust.toml", out_dir=str(out_dir), device=device,
+                                   workers=eval_workers(), **scale)
+    report = run_pipeline(cfg)
+    rows = {r["policy"]: r for r in report["episodes"]["suites"]}
+    assert all(r["errors"] == 0 for r in rows.values()), rows
+    outcome = {name: {(r["task"], r["trial"]): (r["success"], r["steps"])
+                      for r in read_results(out_dir / f"eval_{name}" / "results.jsonl")} for name in ("main", "rsd")}
+    assert outcome["rsd"] == outcome["main"], "exact RSD must act exactly as main-only greedy decoding"
+    if min_rsd_success is not None:
+        assert rows["rsd"]["success_rate"] >= min_rsd_success, rows
+    return report

@@ -21,7 +21,7 @@ if importlib.util.find_spec("libero") is None:
 from rvq.cli import main  # noqa: E402
 from rvq.data import read_demos  # noqa: E402
 from rvq.data.episodes import read_obs  # noqa: E402
-from rvq.eval.runner import read_results  # noqa: E402
+from rvq.eval.results import read_results  # noqa: E402
 
 
 @pytest.mark.parametrize(("suite", "task"), [("libero_spatial", 0), ("libero_spatial", 4), ("libero_object", 0),

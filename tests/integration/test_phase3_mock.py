@@ -17,10 +17,11 @@ from mocks.generate_mock_checkpoints import generate
 from mocks.libero_files import write_mock_env_demos
 from rvq.cli import main
 from rvq.eval import EvalConfig, run_eval
-from rvq.eval.runner import build_policy, read_results
+from rvq.eval.results import read_results
+from rvq.eval.runner import build_policy
 
-SCHEMA = {"suite", "task", "task_name", "instruction", "trial", "policy", "env", "shard", "worker", "success",
-          "steps", "error", "video", "policy_stats", "seconds"}
+SCHEMA = {"suite", "task", "task_name", "instruction", "trial", "policy", "label", "checkpoint_identity", "env", "shard",
+          "worker", "success", "steps", "error", "video", "policy_stats", "seconds"}
 BASE = ["eval", "--env", "mock", "--suite", "libero_spatial", "--max-steps", "24", "--no-progress", "--device", "cpu"]
 
 

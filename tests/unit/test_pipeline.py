@@ -50,6 +50,14 @@ def test_interrupted_stage_runs_again_and_configs_are_checked(tmp_path: Path) ->
     logs: list[str] = []
     run_pipeline(cfg, log=logs.append)
     assert "[main] running" in logs and "[draft] done before with the same inputs: skipped" in logs
+    other = replace(cfg, demos_dir=str(Path(cfg.out_dir) / "collect" / "demos"), out_dir=str(tmp_path / "other"))
+    logs.clear()
+    run_pipeline(replace(other, policies=["main"]), log=logs.append)
+    assert not (tmp_path / "other" / "collect" / "demos").exists()  # trained on the given files, none collected
+    assert json.loads((tmp_path / "other" / "tokenizer" / STAGE_FILE).read_text())["outputs"]["val_mse"] == \
+        json.loads((Path(cfg.out_dir) / "tokenizer" / STAGE_FILE).read_text())["outputs"]["val_mse"]
+    with pytest.raises(FileNotFoundError, match="no .hdf5 demo files"):
+        run_pipeline(replace(other, demos_dir=str(tmp_path)), log=logs.append)
     with pytest.raises(ValueError, match="policies must be a non-empty subset"):
         replace(cfg, policies=["expert"])
     path = tmp_path / "p.toml"
@@ -58,3 +66,29 @@ def test_interrupted_stage_runs_again_and_configs_are_checked(tmp_path: Path) ->
         PipelineConfig.from_file(path)
     path.write_text('tasks = [0]\nenv = "mock"\n')
     assert PipelineConfig.from_file(path, out_dir="x").tasks == [0]
+
+
+def test_untrained_control_is_the_trained_folder_with_fresh_heads(tmp_path: Path) -> None:
+    import torch
+
+    from rvq.models import load_main
+
+    cfg = replace(tiny(tmp_path), policies=["main"], untrained_control=True)
+    report = run_pipeline(cfg, log=lambda _: None)
+    run = Path(cfg.out_dir)
+    trained, fresh = load_main(run / "policy" / "main.pt"), load_main(run / "policy_untrained" / "main.pt")
+    assert fresh.config == trained.config and fresh.tokenizer_identity == trained.tokenizer_identity
+    assert fresh.feature_identity == trained.feature_identity
+    assert not torch.equal(fresh.head_weight, trained.head_weight)
+    assert {p.name for p in (run / "policy_untrained").iterdir()} == {"tokenizer.pt", "main.pt", "features.json",
+                                                                     STAGE_FILE}
+    assert not (run / "draft").exists() and set(report["heads"]) == {"main"}  # main-only trains no draft
+    rows = {r["policy"]: r for r in report["episodes"]["suites"]}
+    assert set(rows) == {"main", "main_untrained"} and rows["main_untrained"]["episodes"] == 2
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].joinpath("configs").rglob("*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_pipeline_configs_load(path: Path) -> None:
+    cfg = PipelineConfig.from_file(path)
+    assert cfg.env == "libero" and len(cfg.tasks) == 10 and cfg.out_dir.startswith("runs/")

@@ -113,7 +113,7 @@ def state_policy_folder(tmp_path: Path) -> tuple[Path, Path, MainModel]:
 
 def test_state_policies_run_physics_only_and_vla_policies_do_not(tmp_path: Path) -> None:
     from rvq.eval import EvalConfig, run_eval
-    from rvq.eval.runner import read_results
+    from rvq.eval.results import read_results
 
     folder, source, _ = state_policy_folder(tmp_path)
     common = dict(suite="libero_object", tasks=[1], trials=2, policy="main", env="mock", render=False, device="cpu")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rvq.eval import build_report, merge_results, wilson_interval
-from rvq.eval.runner import read_results
+from rvq.eval.results import CorruptResultsWarning, read_results
 
 
 def test_wilson_interval_known_values() -> None:
@@ -30,19 +30,22 @@ def _rec(task: int, trial: int, success: bool, error: str | None = None) -> dict
 def test_merge_shards_and_partial_lines(tmp_path: Path) -> None:
     _write(tmp_path / "results-shard0-of-2.jsonl", [_rec(0, 0, True), _rec(0, 1, False, error="boom")])
     _write(tmp_path / "results-shard1-of-2.jsonl", [_rec(0, 1, True), _rec(1, 0, False)], tail='{"suite": "lib')
-    records = merge_results([tmp_path])
+    before = (tmp_path / "results-shard1-of-2.jsonl").read_bytes()
+    with pytest.warns(CorruptResultsWarning, match=r"results-shard1-of-2.jsonl:3: skipped, a torn last line"):
+        records = merge_results([tmp_path])
     assert [(r["task"], r["trial"], r["success"]) for r in records] == [(0, 0, True), (0, 1, True), (1, 0, False)]
-    assert (tmp_path / "results-shard1-of-2.jsonl").read_text().endswith("}\n")  # the partial line is cut
-    report = build_report([tmp_path])
+    assert (tmp_path / "results-shard1-of-2.jsonl").read_bytes() == before  # a reader never modifies its input
+    with pytest.warns(CorruptResultsWarning):
+        report = build_report([tmp_path])
     suite = report["suites"][0]
     assert suite["episodes"] == 3 and suite["successes"] == 2 and suite["errors"] == 0
     assert [t["success_rate"] for t in report["tasks"]] == [1.0, 0.0]
 
 
-def test_errors_are_counted_not_scored(tmp_path: Path) -> None:
+def test_errors_count_as_failures_and_are_shown_apart(tmp_path: Path) -> None:
     _write(tmp_path / "results.jsonl", [_rec(0, 0, False, error="Traceback ..."), _rec(0, 1, True)])
     suite = build_report([tmp_path])["suites"][0]
-    assert suite["errors"] == 1 and suite["episodes"] == 1 and suite["success_rate"] == 1.0
+    assert suite["errors"] == 1 and suite["episodes"] == 2 and suite["success_rate"] == 0.5
     assert len(read_results(tmp_path / "results.jsonl")) == 2
     with pytest.raises(FileNotFoundError):
         build_report([tmp_path / "nope"])
@@ -56,3 +59,35 @@ def test_two_policies_on_one_trial_are_two_episodes(tmp_path: Path) -> None:
     _write(tmp_path / "b" / "results.jsonl", [other])
     report = build_report([tmp_path / "a", tmp_path / "b"])
     assert {(s["policy"], s["episodes"], s["successes"]) for s in report["suites"]} == {("noop", 1, 1), ("rsd", 1, 0)}
+
+
+def test_a_corrupt_middle_line_is_named_and_skipped_not_cut(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps(_rec(0, 0, True)) + "\n{garbage\n" + json.dumps(_rec(0, 1, False)) + "\n")
+    before = path.read_bytes()
+    with pytest.warns(CorruptResultsWarning, match=r"results.jsonl:2: skipped, not JSON"):
+        records = read_results(path)
+    assert [r["trial"] for r in records] == [0, 1] and path.read_bytes() == before
+
+
+def test_conflicting_records_of_one_episode_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _write(tmp_path / "a" / "results.jsonl", [_rec(0, 0, True)])
+    _write(tmp_path / "b" / "results.jsonl", [_rec(0, 0, False)])
+    with pytest.raises(ValueError, match=r"conflicting results for noop libero_goal task 0 trial 0: .*a/results.jsonl"
+                                         r".*b/results.jsonl"):
+        build_report([tmp_path / "a", tmp_path / "b"])
+    _write(tmp_path / "b" / "results.jsonl", [_rec(0, 0, True)])  # the same outcome twice is one episode
+    assert build_report([tmp_path / "a", tmp_path / "b"])["suites"][0]["episodes"] == 1
+
+
+def test_labels_and_identities_keep_runs_apart(tmp_path: Path) -> None:
+    naive = {**_rec(0, 0, False), "label": "noop-naive", "checkpoint_identity": "n"}
+    robust = {**_rec(0, 0, True), "label": "noop-robust", "checkpoint_identity": "r"}
+    _write(tmp_path / "results.jsonl", [naive, robust])
+    rows = {s["policy"]: s["successes"] for s in build_report([tmp_path])["suites"]}
+    assert rows == {"noop-naive": 0, "noop-robust": 1}
+    _write(tmp_path / "results.jsonl", [naive, {**robust, "label": "noop-naive", "trial": 1}])
+    with pytest.raises(ValueError, match=r"\['noop-naive'\] hold episodes of different policies"):
+        build_report([tmp_path])
