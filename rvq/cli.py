@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--env", default="libero", help="libero (the simulator) or mock")
     ev.add_argument("--device", default="auto", help=HELP["device"])
     ev.add_argument("--relaxed", action="store_true", help="relaxed (lossy) RSD acceptance instead of exact")
-    ev.add_argument("--flip-gripper", action="store_true", help="flip the gripper sign (OpenVLA-family outputs)")
+    ev.add_argument("--flip-gripper", action="store_true", help="OpenVLA-family gripper: [0, 1] with 1 = open, split at 0.5 and inverted (as OFT)")
     ev.add_argument("--max-steps", type=int, default=None, help="override the suite's max steps (smoke tests)")
     ev.add_argument("--roundtrip-tokenizer", default=None,
                     help="expert only: execute its actions after a round trip through this tokenizer checkpoint")

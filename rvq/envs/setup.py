@@ -78,7 +78,28 @@ def setup_libero(target: str | os.PathLike | None = None, install: bool = False)
             link.symlink_to(assets, target_is_directory=True)
         except OSError:
             pass  # read-only site-packages: prepare_libero points LIBERO at the assets at run time
+    write_robosuite_macros()
     return target / "config.yaml"
+
+
+def write_robosuite_macros() -> Path | None:
+    """robosuite's own set-up step (its `scripts/setup_macros.py`): a private copy of its macros, whose absence
+    makes every process that imports robosuite log three "No private macro file found!" warnings. Returns the
+    file, or None when robosuite is absent or its folder is read-only (the warnings stay; nothing else changes)."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.find_spec("robosuite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0])
+    private = folder / "macros_private.py"
+    if not private.exists():
+        try:
+            shutil.copyfile(folder / "macros.py", private)
+        except OSError:
+            return None
+    return private
 
 
 def prepare_libero() -> None:

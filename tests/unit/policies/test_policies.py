@@ -21,7 +21,10 @@ def test_binarize_gripper() -> None:
     chunk[:, 6] = np.linspace(-1, 1, 8)
     out = binarize_gripper(chunk)
     assert set(out[:, 6]) == {-1.0, 1.0} and out[0, 6] == -1 and out[-1, 6] == 1
-    assert (binarize_gripper(chunk, flip_sign=True)[:, 6] == -out[:, 6]).all()
+    # OpenVLA-family outputs: gripper in [0, 1], 1 = open; OpenVLA-OFT splits at 0.5, then inverts
+    openvla = np.zeros((4, 7))
+    openvla[:, 6] = [0.0, 0.3, 0.7, 1.0]
+    assert binarize_gripper(openvla, flip_sign=True)[:, 6].tolist() == [1.0, 1.0, -1.0, -1.0]
     assert np.array_equal(out[:, :6], chunk[:, :6])
     with pytest.raises(ValueError, match=r"\[C, 7\]"):
         binarize_gripper(np.zeros((8, 6)))
