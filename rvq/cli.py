@@ -25,6 +25,8 @@ HELP = {
                         "(default 0.35; 0 turns it off)",
     "prefix_encoder_grad": "weight of the straight-through gradient truncated chunks send to the encoder "
                            "(default 1; 0: they train the decoder only, a lower full-depth floor, coarser prefixes)",
+    "prefix_weighting": "how a dropped chunk's prefix length k is drawn: uniform in 1..L-1 (default) or inverse "
+                        "(P(k) ~ 1/k: short prefixes trained more often)",
     "prefix_conditioned": "tell the decoder how many layers it decodes (a learned embedding per prefix length)",
     "normalization": "q99_guarded (default: 1st/99th percentiles to [-1, 1], rarer values kept up to the "
                      "training extremes), bounds_q99 (OpenVLA's, clips beyond the percentiles) or bounds_minmax",
@@ -126,6 +128,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         suite=args.suite, tasks=parse_tasks(args.tasks, args.suite), trials=args.trials, policy=args.policy, checkpoints=args.checkpoints,
         demos=args.demos, out_dir=args.out, workers=args.workers, shard=parse_shard(args.shard), videos=args.videos,
         env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
+        tau=args.tau, max_grid_distance=args.max_grid_distance,
         max_steps=args.max_steps, render=args.render, roundtrip_tokenizer=args.roundtrip_tokenizer,
         trust_remote_code=args.trust_remote_code, label=args.label,
     )
@@ -177,6 +180,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         cfg = PipelineConfig.from_file(args.config, **overrides)
     else:
         cfg = PipelineConfig(**{k: v for k, v in overrides.items() if v is not None})
+    if args.plan:
+        run_pipeline(cfg, plan=True)
+        return 0
     run_pipeline(cfg)
     print((Path(cfg.out_dir) / "report.md").read_text())
     return 0
@@ -230,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--env", default="libero", help="libero (the simulator) or mock")
     ev.add_argument("--device", default="auto", help=HELP["device"])
     ev.add_argument("--relaxed", action="store_true", help="relaxed (lossy) RSD acceptance instead of exact")
+    ev.add_argument("--tau", type=float, default=0.7,
+                    help="relaxed RSD: accept a draft layer when this fraction of its tokens agree (default 0.7)")
+    ev.add_argument("--max-grid-distance", type=int, default=None,
+                    help="relaxed RSD: also accept a layer whose tokens are all within this many grid steps")
     ev.add_argument("--flip-gripper", action="store_true", help="OpenVLA-family gripper: [0, 1] with 1 = open, split at 0.5 and inverted (as OFT)")
     ev.add_argument("--max-steps", type=int, default=None, help="override the suite's max steps (smoke tests)")
     ev.add_argument("--roundtrip-tokenizer", default=None,
@@ -262,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--config", default=None, help="TOML or JSON file of pipeline settings (rvq.pipeline.PipelineConfig)")
     pipe.add_argument("--out", default=None, help="run folder (overrides the config's out_dir; rerun to resume)")
     pipe.add_argument("--env", default=None, help="libero (default) or mock")
+    pipe.add_argument("--plan", action="store_true",
+                      help="only say which stages a run would skip, run or redo (nothing runs or is deleted)")
     pipe.set_defaults(func=cmd_pipeline)
 
     rep = sub.add_parser("eval-report", help="merge eval result files (shards) into success rates with 95%% CIs")

@@ -26,8 +26,11 @@ else:  # the same parser, published as tomli before it joined the standard libra
     import tomli as tomllib
 
 STAGE_FILE = "stage.json"
-# report row -> (policy kind, exact RSD acceptance); rsd_relaxed: RSD with the default relaxed acceptance (tau)
-ROWS = {"main": ("main", True), "rsd": ("rsd", True), "rsd_relaxed": ("rsd", False)}
+# report row -> (policy kind, exact RSD acceptance); rsd_relaxed: RSD with the default relaxed acceptance (a layer
+# whose tokens agree with main's on a fraction >= tau = 0.7); rsd_grid: a layer whose tokens are all within one grid
+# step of main's (tau = 1)
+ROWS = {"main": ("main", True), "rsd": ("rsd", True), "rsd_relaxed": ("rsd", False), "rsd_grid": ("rsd", False)}
+RELAXED_RULES = {"rsd_relaxed": {"tau": 0.7, "max_grid_distance": None}, "rsd_grid": {"tau": 1.0, "max_grid_distance": 1}}
 POLICIES = tuple(ROWS)
 UNTRAINED = "main_untrained"
 
@@ -50,6 +53,7 @@ class PipelineConfig:
     eval_trials: int = 10  # trial i from the suite's fixed initial state i (never seen in training on libero)
     policies: list[str] = field(default_factory=lambda: ["main", "rsd"])
     expert_reference: bool = True  # libero: also evaluate the scripted expert on the same trials
+    roundtrip_reference: bool = False  # libero: and the expert with its actions through the run's tokenizer
     untrained_control: bool = False  # also evaluate main-only with the heads at initialization (the negative control)
     workers: int = 2
     device: str = "cpu"  # training and policy inference (the simulator runs on CPU); "auto" takes CUDA if present
@@ -92,25 +96,32 @@ def _fingerprint(value: Any) -> str:
 class Run:
     """The run folder and its stages' records."""
 
-    def __init__(self, cfg: PipelineConfig, log: Callable[[str], None] = print) -> None:
-        self.cfg, self.root, self.log = cfg, Path(cfg.out_dir), log
+    def __init__(self, cfg: PipelineConfig, log: Callable[[str], None] = print, plan: bool = False) -> None:
+        self.cfg, self.root, self.log, self.plan = cfg, Path(cfg.out_dir), log, plan
         self.fingerprints: dict[str, str] = {}
         self.outputs: dict[str, dict[str, Any]] = {}
 
     def stage(self, name: str, settings: dict[str, Any], upstream: list[str],
               body: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-        """Run `body(folder)` unless a finished record with the same inputs exists; returns its outputs."""
+        """Run `body(folder)` unless a finished record with the same inputs exists; returns its outputs. In plan
+        mode nothing runs or is deleted: the log says what a run would do."""
         folder = self.root / name
         inputs = {"stage": name, "settings": settings, "upstream": {u: self.fingerprints[u] for u in upstream}}
         fingerprint = _fingerprint(inputs)
         record_path = folder / STAGE_FILE
+        self.fingerprints[name] = fingerprint
         if record_path.is_file():
             record = json.loads(record_path.read_text())
             if record.get("fingerprint") == fingerprint:
-                self.log(f"[{name}] done before with the same inputs: skipped")
-                self.fingerprints[name], self.outputs[name] = fingerprint, record["outputs"]
+                self.log(f"[{name}] done before with the same inputs: {'would be ' if self.plan else ''}skipped")
+                self.outputs[name] = record["outputs"]
                 return record["outputs"]
-            self.log(f"[{name}] inputs changed since the last run: redone")
+            self.log(f"[{name}] inputs changed since the last run: {'would be ' if self.plan else ''}redone")
+        elif self.plan:
+            self.log(f"[{name}] not done yet: would run")
+        if self.plan:
+            self.outputs[name] = {}
+            return {}
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
@@ -123,7 +134,7 @@ class Run:
         tmp.write_text(json.dumps(record, indent=2, default=str))
         tmp.replace(record_path)  # the record is the stage's "finished" mark: written last, atomically
         self.log(f"[{name}] finished in {seconds:.0f} s")
-        self.fingerprints[name], self.outputs[name] = fingerprint, outputs
+        self.outputs[name] = outputs
         return outputs
 
 
@@ -134,11 +145,13 @@ def feature_source(cfg: PipelineConfig):
     return mock_state_features(cfg.suite) if cfg.env == "mock" else StateFeatures.for_suite(cfg.suite)
 
 
-def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) every stage of `cfg`; returns the report (also `<run>/report.md` and `report.json`)."""
-    run = Run(cfg, log)
-    run.root.mkdir(parents=True, exist_ok=True)
-    (run.root / "pipeline_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: bool = False) -> dict[str, Any]:
+    """Run (or resume) every stage of `cfg`; returns the report (also `<run>/report.md` and `report.json`).
+    `plan`: only log which stages a run would skip, run or redo (nothing is run, written or deleted)."""
+    run = Run(cfg, log, plan)
+    if not plan:
+        run.root.mkdir(parents=True, exist_ok=True)
+        (run.root / "pipeline_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     if cfg.demos_dir:  # the files themselves are the input: renamed, added or rewritten files redo what follows
         demos = run.stage("collect", {"demos_dir": _demo_files(cfg.demos_dir)}, [],
                           lambda folder: {"demos": str(Path(cfg.demos_dir).resolve()), "summaries": []})
@@ -158,21 +171,28 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dic
              for kind in _head_kinds(cfg)}
     policy = run.stage("policy", {}, ["tokenizer", *heads],
                        lambda folder: _assemble(folder, tokenizer["checkpoint"], heads, features))
-    # row name -> (policy kind, exact, the stage whose folder holds its checkpoints)
+    relaxed = [name for name in cfg.policies if name in RELAXED_RULES]
+    if relaxed:
+        run.stage("departure", {"rows": relaxed}, ["policy", "phase2"],
+                  lambda folder: _departure(cfg, relaxed, phase2["data"], policy["folder"]))
+    # row name -> (policy kind, exact, the stage whose folder holds its checkpoints / round-trip tokenizer)
     rows = {name: (*ROWS[name], "policy") for name in cfg.policies}
     if cfg.untrained_control:
         run.stage("policy_untrained", {"seed": cfg.seed}, ["policy"],
                   lambda folder: _assemble_untrained(folder, policy["folder"], cfg.seed))
         rows[UNTRAINED] = ("main", True, "policy_untrained")
-    if cfg.expert_reference and cfg.env == "libero":
+    if cfg.env == "libero" and cfg.expert_reference:
         rows["expert"] = ("expert", True, None)
+    if cfg.env == "libero" and cfg.roundtrip_reference:
+        rows["expert_roundtrip"] = ("expert", True, "tokenizer")
     evals = {}
     eval_settings = {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "eval_trials", "device")}
     for name, (kind, exact, source) in rows.items():
-        checkpoints = run.outputs[source]["folder"] if source else None
         evals[name] = run.stage(f"eval_{name}", eval_settings, [source] if source else [],
-                                lambda folder, name=name, kind=kind, exact=exact, checkpoints=checkpoints:
-                                _eval(cfg, kind, name, exact, folder, checkpoints))
+                                lambda folder, name=name, kind=kind, exact=exact, source=source:
+                                _eval(cfg, kind, name, exact, folder, run.outputs.get(source, {})))
+    if plan:
+        return {"fingerprints": run.fingerprints}
     return _report(run, cfg, heads, evals)
 
 
@@ -263,12 +283,43 @@ def _assemble_untrained(folder: Path, trained: str, seed: int) -> dict[str, Any]
     return {"folder": str(folder)}
 
 
+def _departure(cfg: PipelineConfig, rows: list[str], data: str, folder: str) -> dict[str, Any]:
+    """How far each relaxed RSD rule departs from exact decoding on the held-out Phase 2 episodes (the heads'
+    validation split): token, layer and chunk mismatch against main's greedy tokens, the action MSE (raw units)
+    between the two decodings, and the accepted draft layers and main passes it buys."""
+    import torch
+
+    from rvq.data.phase2 import load_phase2_data
+    from rvq.models import load_draft, load_main
+    from rvq.rsd import greedy_decode, speculative_decode
+    from rvq.rsd.stats import token_departure
+    from rvq.tokenizer import ActionTokenizer
+
+    tokenizer = ActionTokenizer.from_checkpoint(Path(folder) / "tokenizer.pt", device="cpu")
+    draft, main = load_draft(Path(folder) / "draft.pt"), load_main(Path(folder) / "main.pt")
+    _, val = load_phase2_data(data).split_by_episode(0.2, cfg.seed)  # the heads' validation split (TrainHeadConfig)
+    out: dict[str, Any] = {"rows": len(val)}
+    with torch.inference_mode():
+        exact = greedy_decode(main, val.features)
+        for name in rows:
+            codes, stats = speculative_decode(draft, main, val.features, exact=False, **RELAXED_RULES[name])
+            err = ((tokenizer.decode(codes) - tokenizer.decode(exact)) ** 2).mean(-1)  # [N, C]
+            out[name] = {**token_departure(codes, exact), **RELAXED_RULES[name],
+                         "action_mse_vs_exact_raw": float((err * val.valid).sum() / val.valid.sum().clamp(min=1)),
+                         "mean_accepted_layers": float(stats.accepted.float().mean()),
+                         "layer_acceptance": stats.layer_acceptance()}
+    return out
+
+
 def _eval(cfg: PipelineConfig, kind: str, label: str, exact: bool, folder: Path,
-          checkpoints: str | None) -> dict[str, Any]:
+          source: dict[str, Any]) -> dict[str, Any]:
+    """One report row: `source` is the outputs of the policy folder's stage (`folder`), or of the tokenizer stage
+    (`checkpoint`) for the expert's round trip, or empty for the plain expert."""
     from rvq.eval import EvalConfig, run_eval
 
     path = run_eval(EvalConfig(suite=cfg.suite, tasks=cfg.tasks, trials=cfg.eval_trials, policy=kind,
-                               checkpoints=checkpoints, env=cfg.env, label=label, exact=exact,
+                               checkpoints=source.get("folder"), roundtrip_tokenizer=source.get("checkpoint"),
+                               env=cfg.env, label=label, exact=exact, **RELAXED_RULES.get(label, {}),
                                out_dir=str(folder), workers=cfg.workers, render=False, device=cfg.device), progress=False)
     return {"results": str(path)}
 
@@ -286,6 +337,21 @@ def _head_lines(heads: dict[str, dict[str, Any]]) -> list[str]:
                   f"| {kind} | whole-layer exact match | {pad(head['layer_exact_match'])} |"]
     chance = next(iter(heads.values()))["chance_accuracy"]
     return [*lines, "", f"Chance: {chance:.3f}.", ""]
+
+
+def _departure_lines(departure: dict[str, Any] | None) -> list[str]:
+    if not departure:
+        return []
+    lines = [f"Relaxed RSD against exact decoding, offline on the {departure['rows']} held-out Phase 2 rows:", "",
+             "| row | rule | tokens differing | chunks differing | action MSE vs exact (raw) | accepted layers |",
+             "|---|---|---|---|---|---|"]
+    for name, d in departure.items():
+        if name == "rows":
+            continue
+        rule = f"tau {d['tau']}" + (f", within {d['max_grid_distance']} grid step(s)" if d["max_grid_distance"] else "")
+        lines.append(f"| {name} | {rule} | {d['token_mismatch']:.3f} | {d['chunk_mismatch']:.3f} | "
+                     f"{d['action_mse_vs_exact_raw']:.3g} | {d['mean_accepted_layers']:.2f} |")
+    return [*lines, ""]
 
 
 def _rsd_lines(episodes: dict[str, Any]) -> list[str]:
@@ -307,7 +373,7 @@ def _report(run: Run, cfg: PipelineConfig, heads: dict[str, dict[str, Any]], eva
 
     episodes = write_report([ev["results"] for ev in evals.values()], run.root)
     text = "\n".join([f"# rvq pipeline: {cfg.suite} tasks {cfg.tasks} ({cfg.env})", "", render_markdown(episodes),
-                      *_rsd_lines(episodes), *_head_lines(heads)])
+                      *_rsd_lines(episodes), *_departure_lines(run.outputs.get("departure")), *_head_lines(heads)])
     (run.root / "report.md").write_text(text)
     report = {"config": asdict(cfg), "episodes": episodes, "heads": heads, "fingerprints": run.fingerprints}
     (run.root / "report.json").write_text(json.dumps(report, indent=2, default=str))

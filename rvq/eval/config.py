@@ -29,6 +29,8 @@ class EvalConfig:
     env: str = "libero"
     device: str = "auto"
     exact: bool = True
+    tau: float = 0.7  # relaxed RSD: accept a draft layer when this fraction of its tokens agree with main's
+    max_grid_distance: int | None = None  # relaxed RSD: ... or when every token is within this many grid steps
     flip_gripper: bool = False
     max_steps: int | None = None  # None: the suite's protocol value
     render: bool = True  # False: physics only (no images), for policies that do not look (expert, replay)
@@ -63,6 +65,10 @@ class EvalConfig:
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 (or unset for the suite's {MAX_STEPS[self.suite]}), "
                              f"got {self.max_steps}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if self.max_grid_distance is not None and self.max_grid_distance < 0:
+            raise ValueError(f"max_grid_distance must be >= 0, got {self.max_grid_distance}")
         if self.videos < 0:
             raise ValueError(f"videos must be >= 0, got {self.videos}")
         if self.workers < 1:
@@ -101,6 +107,7 @@ class EvalConfig:
         return {"suite": self.suite, "policy": self.policy, "row": self.row_name, "env": self.env,
                 "env_seed": ENV_SEED, "max_steps": self.max_steps or MAX_STEPS[self.suite],
                 "exact": self.exact if self.policy == "rsd" else None, "flip_gripper": self.flip_gripper,
+                "relaxed_rules": [self.tau, self.max_grid_distance] if self.policy == "rsd" and not self.exact else None,
                 "render": self.render, "policy_identity": policy_identity(self)}
 
 

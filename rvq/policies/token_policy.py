@@ -63,7 +63,10 @@ class TokenPolicy:
         mode: str = "rsd",
         exact: bool = True,
         flip_gripper: bool = False,
+        tau: float = 0.7,
+        max_grid_distance: int | None = None,
     ) -> None:
+        """`tau`, `max_grid_distance`: relaxed RSD's acceptance rules (`speculative_decode`), unused when exact."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode == "rsd" and draft is None:
@@ -79,6 +82,7 @@ class TokenPolicy:
                 raise ValueError(f"{name} model reads {model.feature_dim}-d features, extractor gives {extractor.feature_dim}")
         self.extractor, self.tokenizer, self.main, self.draft = extractor, tokenizer, main, draft
         self.mode, self.exact, self.flip_gripper = mode, exact, flip_gripper
+        self.tau, self.max_grid_distance = tau, max_grid_distance
         self.name = mode
         self.instruction = ""
         self._summary = RSDSummary()
@@ -108,7 +112,8 @@ class TokenPolicy:
         features = self.extractor.features([{"instruction": self.instruction, **obs}])
         self._feature_ms.append((time.perf_counter() - start) * 1e3)
         if self.mode == "rsd":
-            codes, stats = speculative_decode(self.draft, self.main, features, exact=self.exact)
+            codes, stats = speculative_decode(self.draft, self.main, features, exact=self.exact, tau=self.tau,
+                                              max_grid_distance=self.max_grid_distance)
             self._summary.add(stats)
         else:
             codes = greedy_decode(self.main, features)

@@ -58,6 +58,7 @@ class ActionRFSQAE(nn.Module):
         linear_skip: bool = True,
         prefix_encoder_grad: float = 1.0,
         prefix_conditioned: bool = False,
+        prefix_weighting: str = "uniform",
         config: TokenizerConfig | None = None,
     ) -> None:
         super().__init__()
@@ -77,6 +78,7 @@ class ActionRFSQAE(nn.Module):
                 linear_skip=linear_skip,
                 prefix_encoder_grad=prefix_encoder_grad,
                 prefix_conditioned=prefix_conditioned,
+                prefix_weighting=prefix_weighting,
             )
         self.config = config
         self.encoder = nn.Sequential(
@@ -187,13 +189,17 @@ class ActionRFSQAE(nn.Module):
         return self.decode_latent(z_hat, keep), codes
 
     def _prefix_lengths(self, batch: int, device: torch.device) -> torch.Tensor | None:
-        """Layers each chunk's training reconstruction keeps: L, or for a `quantize_dropout` fraction a
-        uniform k in 1..L-1 (the global torch RNG, which training states save). `[B]` int64, or None."""
+        """Layers each chunk's training reconstruction keeps: L, or for a `quantize_dropout` fraction a k in
+        1..L-1 drawn by `prefix_weighting` (the global torch RNG, which training states save). `[B]` int64, or None."""
         p, num_layers = self.config.quantize_dropout, self.num_layers
         if p == 0.0 or num_layers == 1:
             return None
         dropped = torch.rand(batch, device=device) < p
-        k = torch.randint(1, num_layers, (batch,), device=device)
+        if self.config.prefix_weighting == "inverse":
+            weights = 1.0 / torch.arange(1, num_layers, device=device, dtype=torch.float32)
+            k = torch.multinomial(weights, batch, replacement=True) + 1
+        else:
+            k = torch.randint(1, num_layers, (batch,), device=device)
         return torch.where(dropped, k, torch.full_like(k, num_layers))
 
     @torch.no_grad()

@@ -7,7 +7,9 @@ from typing import Any
 
 QUANTIZERS = ("naive", "layernorm", "robust")
 # Fields added after the first checkpoints were written, with the value those checkpoints imply.
-LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False, "prefix_conditioned": False}
+LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False, "prefix_conditioned": False,
+                   "prefix_weighting": "uniform"}
+PREFIX_WEIGHTINGS = ("uniform", "inverse")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,9 @@ class TokenizerConfig:
     prefix_encoder_grad: training only; weight of the straight-through gradient that truncated chunks send
         to the encoder (1: as full-depth chunks; 0: they train the decoder only). Lower values trade coarse
         prefixes for a lower full-depth floor (docs/RESULTS.md).
+    prefix_weighting: training only; how the prefix length k of a dropped chunk is drawn: "uniform" in 1..L-1,
+        or "inverse" (P(k) proportional to 1/k: short prefixes, the ones RSD's draft and chance-level fine layers
+        leave, are trained more often).
     prefix_conditioned: the decoder is told how many layers it decodes (a learned `[L, mlp_dim]` embedding
         added to its hidden layer). Off by default: measured, it did not lower the k = 1 error.
 
@@ -44,6 +49,7 @@ class TokenizerConfig:
     linear_skip: bool = True
     prefix_encoder_grad: float = 1.0
     prefix_conditioned: bool = False
+    prefix_weighting: str = "uniform"
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -55,6 +61,8 @@ class TokenizerConfig:
             raise ValueError(f"num_levels must be >= 2, got {self.num_levels}")
         if not 0.0 <= self.quantize_dropout <= 1.0:
             raise ValueError(f"quantize_dropout must be in [0, 1], got {self.quantize_dropout}")
+        if self.prefix_weighting not in PREFIX_WEIGHTINGS:
+            raise ValueError(f"prefix_weighting must be one of {PREFIX_WEIGHTINGS}, got {self.prefix_weighting!r}")
         if not 0.0 <= self.prefix_encoder_grad <= 1.0:
             raise ValueError(f"prefix_encoder_grad must be in [0, 1], got {self.prefix_encoder_grad}")
 

@@ -50,6 +50,7 @@ class TrainTokenizerConfig:
     linear_skip: bool = True
     prefix_encoder_grad: float = 1.0
     prefix_conditioned: bool = False
+    prefix_weighting: str = "uniform"
     normalization: str = "q99_guarded"
     resume: str | None = None
     progress: bool = True
@@ -60,6 +61,7 @@ class TrainTokenizerConfig:
             quantizer=self.quantizer, mlp_dim=self.mlp_dim, chunk_size=self.chunk_size,
             quantize_dropout=self.quantize_dropout, linear_skip=self.linear_skip,
             prefix_encoder_grad=self.prefix_encoder_grad, prefix_conditioned=self.prefix_conditioned,
+            prefix_weighting=self.prefix_weighting,
         )
 
 

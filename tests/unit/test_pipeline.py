@@ -11,13 +11,14 @@ import pytest
 
 from rvq.pipeline import STAGE_FILE, PipelineConfig, run_pipeline
 
-STAGES = ["collect", "tokenizer", "phase2", "draft", "main", "policy", "eval_main", "eval_rsd"]
+STAGES = ["collect", "tokenizer", "phase2", "draft", "main", "policy", "departure", "eval_main", "eval_rsd",
+          "eval_rsd_grid"]
 
 
 def tiny(tmp_path: Path) -> PipelineConfig:
     return PipelineConfig(suite="libero_object", tasks=[0, 1], env="mock", demos_per_task=3, tokenizer_steps=10,
                           head_steps=4, head_width=32, main_depth=1, batch_size=16, eval_trials=1, workers=1,
-                          out_dir=str(tmp_path / "run"))
+                          policies=["main", "rsd", "rsd_grid"], out_dir=str(tmp_path / "run"))
 
 
 def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
@@ -28,18 +29,30 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
     assert all((run / s / STAGE_FILE).is_file() for s in STAGES)
     assert {p.name for p in (run / "policy").iterdir()} >= {"tokenizer.pt", "draft.pt", "main.pt", "features.json"}
     suites = {r["policy"]: r for r in report["episodes"]["suites"]}
-    assert set(suites) == {"main", "rsd"} and all(r["episodes"] == 2 and r["errors"] == 0 for r in suites.values())
-    assert "| main |" in (run / "report.md").read_text()
+    assert set(suites) == {"main", "rsd", "rsd_grid"}
+    assert all(r["episodes"] == 2 and r["errors"] == 0 for r in suites.values())
+    text = (run / "report.md").read_text()
+    assert "| main |" in text and "| rsd_grid | tau 1.0, within 1 grid step(s) |" in text
+    departure = json.loads((run / "departure" / STAGE_FILE).read_text())["outputs"]["rsd_grid"]
+    assert 0.0 <= departure["token_mismatch"] <= departure["chunk_mismatch"] <= 1.0
 
     logs.clear()
     run_pipeline(cfg, log=logs.append)
     assert sum("skipped" in line for line in logs) == len(STAGES)
 
     logs.clear()
+    records = {s: (run / s / STAGE_FILE).read_bytes() for s in STAGES}
+    run_pipeline(replace(cfg, head_steps=5, roundtrip_reference=True), log=logs.append, plan=True)
+    assert "[tokenizer] done before with the same inputs: would be skipped" in logs
+    assert "[main] inputs changed since the last run: would be redone" in logs
+    assert "[eval_expert_roundtrip] not done yet: would run" not in logs  # mock env: no expert rows
+    assert {s: (run / s / STAGE_FILE).read_bytes() for s in STAGES} == records  # a plan changes nothing
+
+    logs.clear()
     before = json.loads((run / "collect" / STAGE_FILE).read_text())["fingerprint"]
     run_pipeline(replace(cfg, head_steps=5), log=logs.append)
     redone = sorted(line.split("]")[0][1:] for line in logs if "inputs changed" in line)
-    assert redone == sorted(["draft", "main", "policy", "eval_main", "eval_rsd"])
+    assert redone == sorted(["draft", "main", "policy", "departure", "eval_main", "eval_rsd", "eval_rsd_grid"])
     assert json.loads((run / "collect" / STAGE_FILE).read_text())["fingerprint"] == before
 
 

@@ -68,6 +68,17 @@ def test_dropout_draws_prefixes_at_the_configured_rate() -> None:
     assert ActionRFSQAE(quantize_dropout=0.0)._prefix_lengths(4, torch.device("cpu")) is None
 
 
+def test_inverse_weighting_draws_short_prefixes_more_often() -> None:
+    torch.manual_seed(0)
+    keep = ActionRFSQAE(quantize_dropout=1.0, prefix_weighting="inverse")._prefix_lengths(40000, torch.device("cpu"))
+    share = torch.bincount(keep, minlength=8)[1:8].float() / len(keep)
+    expected = (1.0 / torch.arange(1, 8)) / (1.0 / torch.arange(1, 8)).sum()  # P(k) ~ 1/k
+    assert torch.allclose(share, expected, atol=0.01)
+    with pytest.raises(ValueError, match="prefix_weighting must be one of"):
+        TokenizerConfig(prefix_weighting="geometric")
+    assert TokenizerConfig.from_dict({"quantizer": "robust"}).prefix_weighting == "uniform"
+
+
 def test_quantize_dropout_is_validated_and_old_configs_mean_no_dropout_no_skip() -> None:
     with pytest.raises(ValueError, match="quantize_dropout must be in"):
         TokenizerConfig(quantize_dropout=1.5)
