@@ -4,7 +4,8 @@ suite and a set of tasks, with state features (physics only), everything under o
 Each stage writes `<run>/<stage>/stage.json` with a fingerprint of its inputs (its settings and the fingerprints of
 the stages it reads). On rerun a stage whose fingerprint matches is skipped; one whose inputs changed is redone
 from an empty folder, and so is everything downstream of it (their fingerprints change with it). A stage that
-failed or was interrupted has no `stage.json` and runs again.
+failed or was interrupted has no `stage.json` and runs again: in its own folder when it had started with the same
+inputs (`stage_started.json`), so resumable bodies (collection, evaluation) keep their finished work.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ else:  # the same parser, published as tomli before it joined the standard libra
     import tomli as tomllib
 
 STAGE_FILE = "stage.json"
+STARTED_FILE = "stage_started.json"  # written when a stage starts: an interrupted stage with the same inputs resumes
 # report row -> (policy kind, exact RSD acceptance); rsd_relaxed: RSD with the default relaxed acceptance (a layer
 # whose tokens agree with main's on a fraction >= tau = 0.7); rsd_grid: a layer whose tokens are all within one grid
 # step of main's (tau = 1)
@@ -89,6 +91,13 @@ class PipelineConfig:
         return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def _fingerprint(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -117,14 +126,21 @@ class Run:
                 self.outputs[name] = record["outputs"]
                 return record["outputs"]
             self.log(f"[{name}] inputs changed since the last run: {'would be ' if self.plan else ''}redone")
-        elif self.plan:
-            self.log(f"[{name}] not done yet: would run")
+        started = _read_json(folder / STARTED_FILE).get("fingerprint") == fingerprint
+        if not record_path.is_file():
+            what = "interrupted with the same inputs: would resume" if started else "not done yet: would run"
+            if self.plan:
+                self.log(f"[{name}] {what}")
         if self.plan:
             self.outputs[name] = {}
             return {}
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
+        if started and not record_path.is_file():
+            self.log(f"[{name}] interrupted before with the same inputs: resumed in its folder")
+        else:  # another stage's leftovers: never mixed with this run's
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            (folder / STARTED_FILE).write_text(json.dumps({"fingerprint": fingerprint}))
         start = time.perf_counter()
         self.log(f"[{name}] running")
         outputs = body(folder)

@@ -62,6 +62,7 @@ def test_interrupted_stage_runs_again_and_configs_are_checked(tmp_path: Path) ->
     (Path(cfg.out_dir) / "main" / STAGE_FILE).unlink()  # as if main had been killed before its record
     logs: list[str] = []
     run_pipeline(cfg, log=logs.append)
+    assert "[main] interrupted before with the same inputs: resumed in its folder" in logs
     assert "[main] running" in logs and "[draft] done before with the same inputs: skipped" in logs
     other = replace(cfg, demos_dir=str(Path(cfg.out_dir) / "collect" / "demos"), out_dir=str(tmp_path / "other"))
     logs.clear()
