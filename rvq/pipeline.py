@@ -294,7 +294,7 @@ def _assemble_untrained(folder: Path, trained: str, seed: int) -> dict[str, Any]
     save_head(folder / "main.pt", MainModel(trained_main.config), trained_main.tokenizer_identity,
               trained_main.feature_identity, metrics={"untrained": True}, feature_info=trained_main.feature_info)
     for name in Path(trained).iterdir():
-        if name.is_file() and name.name not in ("main.pt", "draft.pt", STAGE_FILE):
+        if name.is_file() and name.name not in ("main.pt", "draft.pt", STAGE_FILE, STARTED_FILE):
             shutil.copy(name, folder / name.name)
     return {"folder": str(folder)}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rvq.pipeline import STAGE_FILE, PipelineConfig, run_pipeline
+from rvq.pipeline import STAGE_FILE, STARTED_FILE, PipelineConfig, run_pipeline
 
 STAGES = ["collect", "tokenizer", "phase2", "draft", "main", "policy", "departure", "eval_main", "eval_rsd",
           "eval_rsd_grid"]
@@ -95,7 +95,9 @@ def test_untrained_control_is_the_trained_folder_with_fresh_heads(tmp_path: Path
     assert fresh.feature_identity == trained.feature_identity
     assert not torch.equal(fresh.head_weight, trained.head_weight)
     assert {p.name for p in (run / "policy_untrained").iterdir()} == {"tokenizer.pt", "main.pt", "features.json",
-                                                                     STAGE_FILE}
+                                                                     STAGE_FILE, STARTED_FILE}
+    assert json.loads((run / "policy_untrained" / STARTED_FILE).read_text())["fingerprint"] == \
+        json.loads((run / "policy_untrained" / STAGE_FILE).read_text())["fingerprint"]  # its own, not copied
     assert not (run / "draft").exists() and set(report["heads"]) == {"main"}  # main-only trains no draft
     rows = {r["policy"]: r for r in report["episodes"]["suites"]}
     assert set(rows) == {"main", "main_untrained"} and rows["main_untrained"]["episodes"] == 2
