@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from dataclasses import fields
 
+from rvq.rsd.decode import DEFAULT_TAU
 from rvq.training.tokenizer import TrainTokenizerConfig
 
 HELP = {
@@ -236,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--env", default="libero", help="libero (the simulator) or mock")
     ev.add_argument("--device", default="auto", help=HELP["device"])
     ev.add_argument("--relaxed", action="store_true", help="relaxed (lossy) RSD acceptance instead of exact")
-    ev.add_argument("--tau", type=float, default=0.7,
-                    help="relaxed RSD: accept a draft layer when this fraction of its tokens agree (default 0.7)")
+    ev.add_argument("--tau", type=float, default=DEFAULT_TAU,
+                    help=f"relaxed RSD: accept a draft layer when this fraction of its tokens agree (default {DEFAULT_TAU})")
     ev.add_argument("--max-grid-distance", type=int, default=None,
                     help="relaxed RSD: also accept a layer whose tokens are all within this many grid steps")
     ev.add_argument("--flip-gripper", action="store_true", help="OpenVLA-family gripper: [0, 1] with 1 = open, split at 0.5 and inverted (as OFT)")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rvq.envs.suites import check_suite, check_tasks
+from rvq.rsd.decode import DEFAULT_TAU
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,11 +29,12 @@ else:  # the same parser, published as tomli before it joined the standard libra
 
 STAGE_FILE = "stage.json"
 STARTED_FILE = "stage_started.json"  # written when a stage starts: an interrupted stage with the same inputs resumes
-# report row -> (policy kind, exact RSD acceptance); rsd_relaxed: RSD with the default relaxed acceptance (a layer
-# whose tokens agree with main's on a fraction >= tau = 0.7); rsd_grid: a layer whose tokens are all within one grid
-# step of main's (tau = 1)
-ROWS = {"main": ("main", True), "rsd": ("rsd", True), "rsd_relaxed": ("rsd", False), "rsd_grid": ("rsd", False)}
-RELAXED_RULES = {"rsd_relaxed": {"tau": 0.7, "max_grid_distance": None}, "rsd_grid": {"tau": 1.0, "max_grid_distance": 1}}
+# report row -> policy kind. Rows named in RELAXED_RULES run RSD with those acceptance rules, the others exact:
+# rsd_relaxed, a layer whose tokens agree with main's on a fraction >= the default tau; rsd_grid, a layer whose
+# tokens are all within one grid step of main's (tau = 1)
+ROWS = {"main": "main", "rsd": "rsd", "rsd_relaxed": "rsd", "rsd_grid": "rsd"}
+RELAXED_RULES = {"rsd_relaxed": {"tau": DEFAULT_TAU, "max_grid_distance": None},
+                 "rsd_grid": {"tau": 1.0, "max_grid_distance": 1}}
 POLICIES = tuple(ROWS)
 UNTRAINED = "main_untrained"
 
@@ -191,22 +193,22 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
     if relaxed:
         run.stage("departure", {"rows": relaxed}, ["policy", "phase2"],
                   lambda folder: _departure(cfg, relaxed, phase2["data"], policy["folder"]))
-    # row name -> (policy kind, exact, the stage whose folder holds its checkpoints / round-trip tokenizer)
-    rows = {name: (*ROWS[name], "policy") for name in cfg.policies}
+    # row name -> (policy kind, the stage whose folder holds its checkpoints / round-trip tokenizer)
+    rows = {name: (ROWS[name], "policy") for name in cfg.policies}
     if cfg.untrained_control:
         run.stage("policy_untrained", {"seed": cfg.seed}, ["policy"],
                   lambda folder: _assemble_untrained(folder, policy["folder"], cfg.seed))
-        rows[UNTRAINED] = ("main", True, "policy_untrained")
+        rows[UNTRAINED] = ("main", "policy_untrained")
     if cfg.env == "libero" and cfg.expert_reference:
-        rows["expert"] = ("expert", True, None)
+        rows["expert"] = ("expert", None)
     if cfg.env == "libero" and cfg.roundtrip_reference:
-        rows["expert_roundtrip"] = ("expert", True, "tokenizer")
+        rows["expert_roundtrip"] = ("expert", "tokenizer")
     evals = {}
     eval_settings = {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "eval_trials", "device")}
-    for name, (kind, exact, source) in rows.items():
+    for name, (kind, source) in rows.items():
         evals[name] = run.stage(f"eval_{name}", eval_settings, [source] if source else [],
-                                lambda folder, name=name, kind=kind, exact=exact, source=source:
-                                _eval(cfg, kind, name, exact, folder, run.outputs.get(source, {})))
+                                lambda folder, name=name, kind=kind, source=source:
+                                _eval(cfg, kind, name, folder, run.outputs.get(source, {})))
     if plan:
         return {"fingerprints": run.fingerprints}
     return _report(run, cfg, heads, evals)
@@ -214,7 +216,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
 
 def _head_kinds(cfg: PipelineConfig) -> list[str]:
     """The heads the chosen policies need: main always, the draft for RSD."""
-    return (["draft"] if any(ROWS[name][0] == "rsd" for name in cfg.policies) else []) + ["main"]
+    return (["draft"] if any(ROWS[name] == "rsd" for name in cfg.policies) else []) + ["main"]
 
 
 def _demo_files(folder: str) -> dict[str, Any]:
@@ -310,10 +312,12 @@ def _departure(cfg: PipelineConfig, rows: list[str], data: str, folder: str) -> 
     from rvq.rsd import greedy_decode, speculative_decode
     from rvq.rsd.stats import token_departure
     from rvq.tokenizer import ActionTokenizer
+    from rvq.training.heads import TrainHeadConfig
 
     tokenizer = ActionTokenizer.from_checkpoint(Path(folder) / "tokenizer.pt", device="cpu")
     draft, main = load_draft(Path(folder) / "draft.pt"), load_main(Path(folder) / "main.pt")
-    _, val = load_phase2_data(data).split_by_episode(0.2, cfg.seed)  # the heads' validation split (TrainHeadConfig)
+    # the heads' validation split: the split `train_head` makes with the run's seed
+    _, val = load_phase2_data(data).split_by_episode(TrainHeadConfig.val_fraction, cfg.seed)
     out: dict[str, Any] = {"rows": len(val)}
     with torch.inference_mode():
         exact = greedy_decode(main, val.features)
@@ -327,15 +331,15 @@ def _departure(cfg: PipelineConfig, rows: list[str], data: str, folder: str) -> 
     return out
 
 
-def _eval(cfg: PipelineConfig, kind: str, label: str, exact: bool, folder: Path,
-          source: dict[str, Any]) -> dict[str, Any]:
+def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict[str, Any]) -> dict[str, Any]:
     """One report row: `source` is the outputs of the policy folder's stage (`folder`), or of the tokenizer stage
     (`checkpoint`) for the expert's round trip, or empty for the plain expert."""
     from rvq.eval import EvalConfig, run_eval
 
     path = run_eval(EvalConfig(suite=cfg.suite, tasks=cfg.tasks, trials=cfg.eval_trials, policy=kind,
                                checkpoints=source.get("folder"), roundtrip_tokenizer=source.get("checkpoint"),
-                               env=cfg.env, label=label, exact=exact, **RELAXED_RULES.get(label, {}),
+                               env=cfg.env, label=label, exact=label not in RELAXED_RULES,
+                               **RELAXED_RULES.get(label, {}),
                                out_dir=str(folder), workers=cfg.workers, render=False, device=cfg.device), progress=False)
     return {"results": str(path)}
 

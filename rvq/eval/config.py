@@ -12,6 +12,7 @@ from rvq.backbones.state import FEATURES_FILE
 from rvq.envs import ENV_KINDS
 from rvq.envs.suites import ENV_SEED, MAX_STEPS, TRIALS_PER_TASK, check_suite, check_tasks
 from rvq.policies import POLICIES, check_checkpoint_dir
+from rvq.rsd.decode import DEFAULT_TAU
 
 
 @dataclass
@@ -29,7 +30,7 @@ class EvalConfig:
     env: str = "libero"
     device: str = "auto"
     exact: bool = True
-    tau: float = 0.7  # relaxed RSD: accept a draft layer when this fraction of its tokens agree with main's
+    tau: float = DEFAULT_TAU  # relaxed RSD: accept a draft layer when this fraction of its tokens agree with main's
     max_grid_distance: int | None = None  # relaxed RSD: ... or when every token is within this many grid steps
     flip_gripper: bool = False
     max_steps: int | None = None  # None: the suite's protocol value

@@ -5,7 +5,7 @@ A record holds at least `suite`, `task`, `trial`, `policy`, `success`, `steps`, 
 runs write `label` (the report row) and `checkpoint_identity` (what the policy was) too.
 
 Readers never modify a file: a line that is not JSON is reported (file and line number) and skipped. Only the
-run that owns a results file (holding its folder's lock) cuts a torn last line, before appending.
+run that owns a results file (holding its lock) cuts a torn last line, before appending.
 """
 
 from __future__ import annotations

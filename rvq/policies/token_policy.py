@@ -20,7 +20,7 @@ from rvq.backbones.source import load_feature_source
 from rvq.backbones.state import FEATURES_FILE, StateFeatures
 from rvq.models import load_draft, load_main
 from rvq.policies.base import binarize_gripper
-from rvq.rsd import RSDSummary, greedy_decode, speculative_decode
+from rvq.rsd import DEFAULT_TAU, RSDSummary, greedy_decode, speculative_decode
 from rvq.tokenizer import ActionTokenizer
 
 MODES = ("rsd", "main")
@@ -63,7 +63,7 @@ class TokenPolicy:
         mode: str = "rsd",
         exact: bool = True,
         flip_gripper: bool = False,
-        tau: float = 0.7,
+        tau: float = DEFAULT_TAU,
         max_grid_distance: int | None = None,
     ) -> None:
         """`tau`, `max_grid_distance`: relaxed RSD's acceptance rules (`speculative_decode`), unused when exact."""

@@ -66,6 +66,9 @@ def _accepted_prefix(matches: torch.Tensor) -> torch.Tensor:
     return matches.long().cumprod(dim=1).sum(dim=1)
 
 
+DEFAULT_TAU = 0.7  # relaxed mode: accept a draft layer when this fraction of its tokens agree with main's
+
+
 @torch.inference_mode()
 def speculative_decode(
     draft: DraftModel,
@@ -73,7 +76,7 @@ def speculative_decode(
     features: torch.Tensor,
     exact: bool = True,
     num_draft_layers: int | None = None,
-    tau: float = 0.7,
+    tau: float = DEFAULT_TAU,
     max_grid_distance: int | None = None,
 ) -> tuple[torch.Tensor, RSDStats]:
     """features `[B, D]` → `(codes [B, C, H, L], stats)`. Exact mode equals `greedy_decode(main, features)`.
