@@ -24,9 +24,9 @@ def install(session: nox.Session, extras: str) -> None:
 
 
 def install_libero(session: nox.Session) -> dict[str, str]:
-    """The `libero` extra, LIBERO itself without its training-only dependencies, and its config;
+    """The `libero` and `ray` extras, LIBERO itself without its training-only dependencies, and its config;
     returns the environment the simulator needs (config path, EGL rendering)."""
-    install(session, "data,test,libero")
+    install(session, "data,test,libero,ray")
     config_dir = os.path.join(session.virtualenv.location, "libero-config")
     session.run("rvq", "setup-libero", "--install", "--config-dir", config_dir)
     return {"LIBERO_CONFIG_PATH": config_dir, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),

@@ -1,5 +1,5 @@
 """Evaluation workers and torch's threads: W worker processes decoding side by side, each letting torch take every
-core (torch's default) vs each taking its share (`rvq.eval.runner._share_cores`, what the runner does). Measured
+core (torch's default) vs each taking its share (`rvq.eval.runner.share_cores`, what the runner does). Measured
 in one run, printed as a ratio. The main head has the study's size (139-d state features, width 256, 2 blocks)."""
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ CALLS = 60
 def _decode_loop(share: bool, workers: int, start, results) -> None:
     import torch
 
-    from rvq.eval.runner import _share_cores
+    from rvq.eval.runner import share_cores
     from rvq.models import MainConfig, MainModel, TokenSpace
     from rvq.rsd import greedy_decode
 
     if share:
-        _share_cores(workers)
+        share_cores(workers)
     torch.manual_seed(0)
     main = MainModel(MainConfig(139, TokenSpace(), 256, 2, 4, 0.0)).eval()
     features = torch.randn(1, 139)

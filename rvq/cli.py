@@ -131,7 +131,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
         tau=args.tau, max_grid_distance=args.max_grid_distance,
         max_steps=args.max_steps, render=args.render, roundtrip_tokenizer=args.roundtrip_tokenizer,
-        trust_remote_code=args.trust_remote_code, label=args.label,
+        trust_remote_code=args.trust_remote_code, label=args.label, executor=args.executor,
+        ray_address=args.ray_address, episode_timeout=args.episode_timeout or None,
+        max_worker_deaths=args.max_worker_deaths,
     )
     path = run_eval(cfg, progress=args.progress)
     report = write_report([path], args.out)
@@ -231,7 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoints", default=None, help="folder with tokenizer.pt, draft.pt, main.pt, backbone/")
     ev.add_argument("--demos", default=None, help="replay: folder of LIBERO demo files, one per task")
     ev.add_argument("--out", default="runs/eval", help="output folder (rerun to resume)")
-    ev.add_argument("--workers", type=int, default=1, help="parallel processes on this machine")
+    ev.add_argument("--workers", type=int, default=1, help="simulator workers (processes here, or Ray actors)")
+    ev.add_argument("--executor", default="auto", choices=("auto", "inline", "process", "ray"),
+                    help="where episodes run: auto = inline for 1 worker, else local processes; ray needs rvq[ray]")
+    ev.add_argument("--ray-address", default=None, help="ray: join this cluster (auto or host:port); default: a local one")
+    ev.add_argument("--episode-timeout", type=float, default=3600.0,
+                    help="seconds of wall clock per episode before it is stopped and recorded as an error (0: none)")
+    ev.add_argument("--max-worker-deaths", type=int, default=2,
+                    help="an episode that kills this many workers is recorded as an error (the run goes on)")
     ev.add_argument("--shard", default="0/1", help="i/n: this job's share of the episodes")
     ev.add_argument("--videos", type=int, default=0, help="MP4s of the first K trials of each task")
     ev.add_argument("--env", default="libero", help="libero (the simulator) or mock")

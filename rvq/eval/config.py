@@ -25,6 +25,10 @@ class EvalConfig:
     demos: str | None = None  # replay: LIBERO folder, one file per task
     out_dir: str = "runs/eval"
     workers: int = 1
+    executor: str = "auto"  # inline | process | ray; auto: inline for 1 worker, else local processes
+    ray_address: str | None = None  # ray: join this cluster ("auto" or host:port); None starts a local instance
+    episode_timeout: float | None = 3600.0  # seconds of wall clock per episode; past it the episode is an error
+    max_worker_deaths: int = 2  # an episode that killed this many workers is recorded as an error
     shard: tuple[int, int] = (0, 1)
     videos: int = 0  # videos of the first K trials of each task
     env: str = "libero"
@@ -74,6 +78,21 @@ class EvalConfig:
             raise ValueError(f"videos must be >= 0, got {self.videos}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        from rvq.eval.executors import EXECUTORS
+
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {self.executor!r}; choose one of {EXECUTORS}")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ValueError("--ray-address applies to --executor ray only")
+        if self.executor == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError as exc:
+                raise ValueError("--executor ray needs Ray: pip install 'rvq[ray]'") from exc
+        if self.episode_timeout is not None and not self.episode_timeout > 0:
+            raise ValueError(f"episode_timeout must be > 0 seconds (or unset for none), got {self.episode_timeout}")
+        if self.max_worker_deaths < 1:
+            raise ValueError(f"max_worker_deaths must be >= 1, got {self.max_worker_deaths}")
         if self.policy in ("rsd", "main"):
             if not self.checkpoints:
                 raise ValueError(f"policy {self.policy!r} needs --checkpoints")

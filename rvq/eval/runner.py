@@ -2,18 +2,18 @@
 
 - Results go to `out_dir/results.jsonl` (`results-shard{i}-of-{n}.jsonl` for a shard), one line per
   episode, written by one process as episodes finish; an interrupt loses at most the episodes in flight.
-- A rerun with the same output skips finished episodes (a crashed episode is retried); the run cuts a
+- A rerun with the same output skips finished episodes (an errored episode is retried); the run cuts a
   half-written last line of its own file before appending. A folder holding results of other settings is
   refused (`rvq.eval.results.check_resume`), and a second run on the same file is refused (a lock).
-- An episode that raises is recorded with `error` (the traceback) and the run goes on.
-- `workers > 1`: processes take whole tasks (one env per task) from a queue. Each process builds its
-  policy (checking checkpoint identities) before it creates any env.
+- An episode that raises, runs past `episode_timeout` or kills its worker `max_worker_deaths` times is
+  recorded with `error` and the run goes on (`rvq.eval.executors`).
+- Episodes are scheduled one by one on an executor (`inline`, local `process` workers or `ray` actors); a
+  worker keeps its policy and its env between episodes of one task (`EpisodeRunner`).
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import time
 import traceback
@@ -52,15 +52,14 @@ def build_policy(cfg: EvalConfig):
     return NoopPolicy()
 
 
-def plan(cfg: EvalConfig, done: set[tuple[str, int, int]]) -> list[tuple[int, list[int]]]:
-    """(task, trials) groups of this shard not yet finished. Shards split the flat episode list round-robin."""
+Episode = tuple[int, int]  # (task, trial)
+
+
+def plan(cfg: EvalConfig, done: set[tuple[str, int, int]]) -> list[Episode]:
+    """The (task, trial) episodes of this shard not yet finished, in order. Shards split the flat list round-robin."""
     index, count = cfg.shard
     episodes = [(task, trial) for task in cfg.tasks for trial in range(cfg.trials)]
-    mine = [e for i, e in enumerate(episodes) if i % count == index and (cfg.suite, *e) not in done]
-    groups: dict[int, list[int]] = {}
-    for task, trial in mine:
-        groups.setdefault(task, []).append(trial)
-    return sorted(groups.items())
+    return [e for i, e in enumerate(episodes) if i % count == index and (cfg.suite, *e) not in done]
 
 
 def _upright(frame: np.ndarray) -> np.ndarray:
@@ -87,8 +86,14 @@ def episode_record(cfg: EvalConfig, task: int, trial: int, env=None) -> dict[str
             "error": None, "video": None, "seconds": 0.0}
 
 
-def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path | None) -> dict[str, Any]:
-    """One episode: reset to the trial's initial state, act in open-loop chunks until success or max steps."""
+class EpisodeTimeout(RuntimeError):
+    """The episode ran past `EvalConfig.episode_timeout` (checked between env steps)."""
+
+
+def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path | None,
+                on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """One episode: reset to the trial's initial state, act in open-loop chunks until success or max steps.
+    `on_step(steps)` is called after every env step (progress)."""
     record = episode_record(cfg, task, trial, env)
     start = time.perf_counter()
     frames: list[np.ndarray] = []
@@ -107,8 +112,13 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
                 queue = list(policy.act(obs))
             obs, success = env.step(queue.pop(0))
             record["steps"] += 1
+            if on_step is not None:
+                on_step(record["steps"])
             if success:
                 break
+            if cfg.episode_timeout is not None and time.perf_counter() - start > cfg.episode_timeout:
+                raise EpisodeTimeout(f"episode ran past the {cfg.episode_timeout:g} s timeout "
+                                     f"(--episode-timeout) after {record['steps']} steps")
         record["success"] = bool(success)
         record["policy_stats"] = policy.episode_stats()
         if video is not None and frames:
@@ -122,49 +132,49 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
     return record
 
 
-def _run_groups(cfg: EvalConfig, groups, emit: Callable[[dict[str, Any]], None], policy) -> None:
-    for task, trials in groups:
+class EpisodeRunner:
+    """What a worker holds: one policy (built once) and the env of the task it ran last (reused between
+    episodes of that task). `run(task, trial)` never raises: failures become the record's `error`."""
+
+    def __init__(self, cfg: EvalConfig, factory: PolicyFactory) -> None:
+        self.cfg = cfg
+        self.policy = factory(cfg)  # identities are checked here, before any simulator starts
+        self.env, self.env_task = None, None
+        self.env_errors: dict[int, str] = {}  # task → why its env could not be created (not retried)
+
+    def _env_for(self, task: int):
+        if self.env_task != task:
+            self.close()
+            self.env = make_env(self.cfg.env, self.cfg.suite, task, render=self.cfg.render)
+            self.env_task = task
+        return self.env
+
+    def run(self, task: int, trial: int, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+        if task in self.env_errors:
+            return {**episode_record(self.cfg, task, trial), "error": self.env_errors[task]}
         try:
-            env = make_env(cfg.env, cfg.suite, task, render=cfg.render)
+            env = self._env_for(task)
         except Exception:  # noqa: BLE001 - every episode of the task is recorded as an error
-            error = traceback.format_exc()
-            for trial in trials:
-                emit({**episode_record(cfg, task, trial), "error": error})
-            continue
-        try:
-            for trial in trials:
-                video = None
-                if trial < cfg.videos:
-                    video = Path(cfg.out_dir) / "videos" / f"{cfg.suite}--task{task}--trial{trial}"
-                emit(run_episode(env, policy, cfg, task, trial, video))
-        finally:
+            self.env_errors[task] = traceback.format_exc()
+            return {**episode_record(self.cfg, task, trial), "error": self.env_errors[task]}
+        video = None
+        if trial < self.cfg.videos:
+            video = Path(self.cfg.out_dir) / "videos" / f"{self.cfg.suite}--task{task}--trial{trial}"
+        return run_episode(env, self.policy, self.cfg, task, trial, video, on_step)
+
+    def close(self) -> None:
+        env, self.env, self.env_task = self.env, None, None
+        if env is not None:
             env.close()
 
 
-def _share_cores(workers: int) -> None:
+def share_cores(workers: int) -> None:
     """Give each of `workers` processes its share of the cores for torch's intra-op threads. By default every
     process takes all cores; two workers on two cores then spin against each other (measured: a 14 ms main-only
     decode took ~700 ms)."""
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-
-
-def _worker(cfg: EvalConfig, tasks: "mp.Queue", results: "mp.Queue", factory: PolicyFactory, parent: int) -> None:
-    def put(record: dict[str, Any]) -> None:
-        results.put(record)
-        if os.getppid() != parent:  # the run was killed: stop after this episode instead of running on
-            raise SystemExit(f"eval worker {os.getpid()}: parent {parent} is gone")
-
-    try:
-        _share_cores(cfg.workers)
-        policy = factory(cfg)  # identities checked before this process starts any simulator
-        for group in iter(tasks.get, None):
-            _run_groups(cfg, [group], put, policy)
-    except Exception:  # noqa: BLE001 - reported to the parent
-        results.put({"worker_error": traceback.format_exc()})
-    finally:
-        results.put({"worker_done": os.getpid()})
 
 
 def run_eval(cfg: EvalConfig, factory: PolicyFactory = build_policy, progress: bool = True) -> Path:
@@ -186,49 +196,15 @@ def run_eval(cfg: EvalConfig, factory: PolicyFactory = build_policy, progress: b
         tmp.replace(config_path)  # shards of one run share the folder: written whole, never half
         repair_torn_tail(path)  # this run owns the file: a line cut by a killed run is removed
         done = {episode_key(r) for r in read_results(path) if r.get("error") is None}
-        _run_planned(cfg, plan(cfg, done), path, factory, progress)
+        episodes = plan(cfg, done)
+        if episodes:
+            from rvq.eval.executors import make_executor
+            from rvq.eval.progress import EvalProgress
+
+            with EvalProgress(len(episodes), f"eval {cfg.suite} [{cfg.row_name}]", enabled=progress) as bar:
+                def emit(record: dict[str, Any], worker: Any = None) -> None:
+                    append_record(path, record)
+                    bar.episode_done(record, worker)
+
+                make_executor(cfg, factory).run(episodes, emit, bar)
     return path
-
-
-def _run_planned(cfg: EvalConfig, groups, path: Path, factory: PolicyFactory, progress: bool) -> None:
-    total = sum(len(t) for _, t in groups)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=f"eval {cfg.suite} [{cfg.row_name}]", disable=not progress)
-
-    def emit(record: dict[str, Any]) -> None:
-        append_record(path, record)
-        bar.update(1)
-        bar.set_postfix(success=record["success"])
-
-    if not groups:
-        bar.close()
-        return
-    if cfg.workers == 1:
-        _run_groups(cfg, groups, emit, factory(cfg))  # the policy is built before any simulator starts
-    else:
-        ctx = mp.get_context("spawn")
-        tasks, results = ctx.Queue(), ctx.Queue()
-        for group in groups:
-            tasks.put(group)
-        workers = [ctx.Process(target=_worker, args=(cfg, tasks, results, factory, os.getpid()), daemon=True)
-                   for _ in range(min(cfg.workers, len(groups)))]
-        for _ in workers:
-            tasks.put(None)
-        for w in workers:
-            w.start()
-        finished, errors = 0, []
-        while finished < len(workers):
-            message = results.get()
-            if "worker_done" in message:
-                finished += 1
-            elif "worker_error" in message:
-                errors.append(message["worker_error"])
-            else:
-                emit(message)
-        for w in workers:
-            w.join()
-        if errors:
-            bar.close()
-            raise RuntimeError("evaluation worker failed before finishing its tasks:\n" + errors[0])
-    bar.close()

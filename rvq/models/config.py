@@ -56,6 +56,7 @@ class DraftConfig(_HeadConfigIO):
     width: int = 512
     depth: int = 2
     dropout: float = 0.1
+    standardize_features: bool = False  # per-dimension (x - mean) / std of the training rows (`FeatureStandardizer`)
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_draft_layers <= self.tokens.num_layers:
@@ -74,6 +75,7 @@ class MainConfig(_HeadConfigIO):
     depth: int = 4
     heads: int = 8
     dropout: float = 0.1
+    standardize_features: bool = False  # per-dimension (x - mean) / std of the training rows (`FeatureStandardizer`)
 
     def __post_init__(self) -> None:
         if self.width % self.heads:

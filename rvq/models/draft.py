@@ -7,6 +7,7 @@ from einops import rearrange
 from torch import nn
 
 from rvq.models.config import DraftConfig
+from rvq.models.standardize import FeatureStandardizer
 from rvq.validation import check_shape
 
 
@@ -15,6 +16,7 @@ class DraftModel(nn.Module):
         super().__init__()
         self.config = config
         tokens = config.tokens
+        self.standardize = FeatureStandardizer(config.feature_dim) if config.standardize_features else nn.Identity()
         layers: list[nn.Module] = [nn.LayerNorm(config.feature_dim), nn.Linear(config.feature_dim, config.width)]
         for _ in range(config.depth - 1):
             layers += [nn.GELU(), nn.Dropout(config.dropout), nn.Linear(config.width, config.width)]
@@ -33,7 +35,7 @@ class DraftModel(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features `[B, D]` → logits `[B, k, P, levels]`."""
         check_shape(features, "features", (None, self.feature_dim))
-        logits = self.head(self.trunk(features))
+        logits = self.head(self.trunk(self.standardize(features)))
         return rearrange(
             logits, "b (k p v) -> b k p v", k=self.num_draft_layers, v=self.config.tokens.num_levels
         )

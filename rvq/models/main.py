@@ -20,6 +20,7 @@ from einops import rearrange
 from torch import nn
 
 from rvq.models.config import MainConfig
+from rvq.models.standardize import FeatureStandardizer
 from rvq.validation import check_shape
 
 
@@ -53,6 +54,7 @@ class MainModel(nn.Module):
         super().__init__()
         self.config = config
         tokens = config.tokens
+        self.standardize = FeatureStandardizer(config.feature_dim) if config.standardize_features else nn.Identity()
         self.context = nn.Sequential(nn.LayerNorm(config.feature_dim), nn.Linear(config.feature_dim, config.width))
         self.start = nn.Parameter(torch.zeros(config.width))
         self.code_embedding = nn.Linear(tokens.positions * tokens.num_levels, config.width, bias=False)
@@ -74,7 +76,7 @@ class MainModel(nn.Module):
     def encode_features(self, features: torch.Tensor) -> torch.Tensor:
         """features `[B, D]` → context `[B, width]` (computed once per decode)."""
         check_shape(features, "features", (None, self.feature_dim))
-        return self.context(features)
+        return self.context(self.standardize(features))
 
     def logits_from_context(self, context: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         """context `[B, width]`, codes `[B, P, n]` of layers `0..n-1` → logits `[B, L, P, levels]`.

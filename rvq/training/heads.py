@@ -20,6 +20,7 @@ from einops import rearrange
 from rvq.data.phase2 import Phase2Data, load_phase2_data
 from rvq.device import resolve_device
 from rvq.models import DraftConfig, DraftModel, MainConfig, MainModel, TokenSpace, save_head
+from rvq.models.standardize import FeatureStandardizer
 from rvq.rsd.decode import greedy_decode
 from rvq.tokenizer import ActionTokenizer
 from rvq.training.common import fingerprint, seed_everything
@@ -51,6 +52,7 @@ class TrainHeadConfig:
     heads: int = 8
     dropout: float = 0.1
     num_draft_layers: int = 3
+    standardize_features: bool = True  # the head standardizes its inputs with the training rows' statistics
     resume: str | None = None
     progress: bool = True
 
@@ -60,8 +62,10 @@ class TrainHeadConfig:
 
     def model_config(self, feature_dim: int, tokens: TokenSpace) -> DraftConfig | MainConfig:
         if self.kind == "draft":
-            return DraftConfig(feature_dim, tokens, self.num_draft_layers, self.width, self.depth or 2, self.dropout)
-        return MainConfig(feature_dim, tokens, self.width, self.depth or 4, self.heads, self.dropout)
+            return DraftConfig(feature_dim, tokens, self.num_draft_layers, self.width, self.depth or 2, self.dropout,
+                               self.standardize_features)
+        return MainConfig(feature_dim, tokens, self.width, self.depth or 4, self.heads, self.dropout,
+                          self.standardize_features)
 
 
 def build_head(config: DraftConfig | MainConfig) -> DraftModel | MainModel:
@@ -158,6 +162,8 @@ def fit_head(
 ) -> HeadFitResult:
     """Train on `train`, keep the best model by validation loss; `stop_at` ends early (a preempted job)."""
     device = resolve_device(cfg.device)
+    if isinstance(model.standardize, FeatureStandardizer):
+        model.standardize.fit(train.features)  # before the loop: a resumed run then loads the same statistics
     features, codes = train.features.to(device), train.codes.to(device)
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:

@@ -167,18 +167,19 @@ def test_bad_runs_are_refused_before_any_simulator_starts(checkpoints: Path, tmp
 
 
 def test_orphaned_worker_stops_after_its_current_episode(tmp_path: Path) -> None:
-    # A worker whose parent is gone (killed run) must not keep simulating the rest of its tasks.
+    # A worker whose parent is gone (killed run) must not keep simulating the rest of its episodes.
     import queue
 
-    from rvq.eval.runner import _worker
+    from rvq.eval.executors import _process_worker
 
     cfg = EvalConfig(suite="libero_spatial", tasks=[0], trials=3, policy="noop", out_dir=str(tmp_path), env="mock",
                      device="cpu", max_steps=4)
-    tasks, results = queue.Queue(), queue.Queue()
-    tasks.put((0, [0, 1, 2]))
-    tasks.put(None)
+    inbox, outbox = queue.Queue(), queue.Queue()
+    for trial in range(3):
+        inbox.put((0, trial))
+    inbox.put(None)
     with pytest.raises(SystemExit, match="parent .* is gone"):
-        _worker(cfg, tasks, results, build_policy, parent=-1)
-    messages = [results.get_nowait() for _ in range(results.qsize())]
-    assert [m.get("trial") for m in messages if "trial" in m] == [0]
-    assert "worker_done" in messages[-1]
+        _process_worker(0, cfg, build_policy, inbox, outbox, parent=-1)
+    messages = [outbox.get_nowait() for _ in range(outbox.qsize())]
+    assert messages[0][0] == "ready"
+    assert [m[2]["trial"] for m in messages if m[0] == "done"] == [0]

@@ -73,6 +73,8 @@ def test_training_learns_a_learnable_mapping_above_chance(kind: str) -> None:
     assert np.isfinite(best["action_mse_raw"]) and result.samples_per_second > 0
     again = evaluate_head(result.model, val, _tokenizer(), torch.device("cpu"))
     assert again["loss"] == pytest.approx(best["loss"])
+    # standardized by default, with the training rows' statistics (not the validation rows')
+    assert torch.allclose(result.model.standardize.mean, train.features.mean(0).float(), atol=1e-6)
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:

@@ -1,0 +1,257 @@
+"""Where evaluation episodes run: one interface, three executors.
+
+- `inline`: this process, one episode after another (`--workers 1`).
+- `process`: local spawn processes, each an `EpisodeRunner` (policy built once, env reused within a task); the
+  parent hands out single episodes, preferring the task a worker's env already holds, so episodes of one task
+  run on many workers. A worker that dies (segfault, OOM kill, `kill -9`) is detected, replaced, and its episode
+  requeued; an episode that has killed `max_worker_deaths` workers is recorded as an error. An episode past
+  `episode_timeout` is stopped (its worker killed and replaced when it does not stop by itself) and recorded as
+  an error.
+- `ray`: the same on Ray actors (`rvq.eval.ray_executor`, the optional `ray` extra), on a local instance or an
+  existing cluster (`--ray-address`).
+
+The parent is the only writer of the results file: executors hand every finished record to `emit`, once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+import traceback
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rvq.eval.config import EvalConfig
+from rvq.eval.progress import EvalProgress
+from rvq.eval.runner import Episode, EpisodeRunner, PolicyFactory, episode_record, share_cores
+
+Emit = Callable[..., None]  # emit(record, worker=None)
+EXECUTORS = ("auto", "inline", "process", "ray")
+POLL_S = 0.2  # how often the parent looks at its workers while no message comes
+STEP_EVERY = 10  # a worker reports its episode's steps every this many env steps
+TIMEOUT_GRACE_S = 10.0  # past the timeout, a worker's own check gets up to this long before the worker is killed
+MAX_START_FAILURES = 3  # workers that die before they are ready: the run stops instead of restarting forever
+
+
+class Executor(Protocol):
+    def run(self, episodes: list[Episode], emit: Emit, progress: EvalProgress) -> None:
+        """Run every episode and `emit` its record exactly once."""
+
+
+def make_executor(cfg: EvalConfig, factory: PolicyFactory) -> Executor:
+    kind = cfg.executor
+    if kind == "auto":
+        kind = "inline" if cfg.workers == 1 else "process"
+    if kind == "inline":
+        return InlineExecutor(cfg, factory)
+    if kind == "process":
+        return ProcessExecutor(cfg, factory)
+    from rvq.eval.ray_executor import RayExecutor
+
+    return RayExecutor(cfg, factory)
+
+
+class InlineExecutor:
+    """Episodes in this process. The timeout is checked between env steps only (a hung simulator call cannot be
+    interrupted in-process: use worker processes for that)."""
+
+    def __init__(self, cfg: EvalConfig, factory: PolicyFactory) -> None:
+        self.cfg, self.factory = cfg, factory
+
+    def run(self, episodes: list[Episode], emit: Emit, progress: EvalProgress) -> None:
+        runner = EpisodeRunner(self.cfg, self.factory)
+        try:
+            for task, trial in episodes:
+                emit(runner.run(task, trial, on_step=lambda steps: progress.step(0, steps)), 0)
+        finally:
+            runner.close()
+
+
+def hard_deadline(timeout: float) -> float:
+    """Seconds after which a worker still running an episode is killed: the timeout plus a grace period for the
+    worker's own between-steps check (which records a cleaner error and keeps the worker)."""
+    return timeout + min(TIMEOUT_GRACE_S, max(1.0, 0.1 * timeout))
+
+
+def lost_episode_record(cfg: EvalConfig, episode: Episode, why: str, worker_pid: int | None,
+                        seconds: float) -> dict[str, Any]:
+    """The record of an episode whose worker died or hung: an error, never a silent gap."""
+    task, trial = episode
+    return {**episode_record(cfg, task, trial), "error": why, "worker": worker_pid, "seconds": seconds}
+
+
+class Scheduler:
+    """The bookkeeping every multi-worker executor shares: pending episodes, which worker holds which, deaths per
+    episode, and the records already emitted (a record arriving twice is dropped, never written twice)."""
+
+    def __init__(self, cfg: EvalConfig, episodes: list[Episode], emit: Emit) -> None:
+        self.cfg, self.emit = cfg, emit
+        self.pending: deque[Episode] = deque(episodes)
+        self.deaths: Counter[Episode] = Counter()
+        self.emitted: set[Episode] = set()
+
+    def take(self, task: int | None) -> Episode | None:
+        """The next episode, preferring `task` (the worker's env holds it already)."""
+        if not self.pending:
+            return None
+        if task is not None:
+            for i, episode in enumerate(self.pending):
+                if episode[0] == task:
+                    del self.pending[i]
+                    return episode
+        return self.pending.popleft()
+
+    def finish(self, episode: Episode, record: dict[str, Any], worker: Any) -> None:
+        if episode in self.emitted:
+            return
+        self.emitted.add(episode)
+        self.emit(record, worker)
+
+    def worker_died(self, episode: Episode, why: str, pid: int | None, seconds: float, worker: Any) -> None:
+        """Requeue the episode of a dead worker, or record it as an error once it has killed enough workers."""
+        self.deaths[episode] += 1
+        if self.deaths[episode] >= self.cfg.max_worker_deaths:
+            message = (f"{why}; this episode killed its worker {self.deaths[episode]} times "
+                       f"(--max-worker-deaths {self.cfg.max_worker_deaths}), so it is recorded as an error")
+            self.finish(episode, lost_episode_record(self.cfg, episode, message, pid, seconds), worker)
+        else:
+            self.pending.appendleft(episode)
+
+    def timed_out(self, episode: Episode, pid: int | None, seconds: float, worker: Any) -> None:
+        why = (f"episode ran past the {self.cfg.episode_timeout:g} s timeout (--episode-timeout) and did not "
+               f"stop; its worker was killed after {seconds:.0f} s")
+        self.finish(episode, lost_episode_record(self.cfg, episode, why, pid, seconds), worker)
+
+
+def _process_worker(wid: int, cfg: EvalConfig, factory: PolicyFactory, inbox: "mp.Queue", outbox: "mp.Queue",
+                    parent: int) -> None:
+    """A spawn worker: build the runner, say ready, run the episodes the parent sends until it sends None."""
+    try:
+        share_cores(cfg.workers)
+        runner = EpisodeRunner(cfg, factory)
+    except Exception:  # noqa: BLE001 - the parent stops the run with this traceback
+        outbox.put(("fatal", wid, traceback.format_exc()))
+        return
+    outbox.put(("ready", wid, os.getpid()))
+
+    def on_step(steps: int) -> None:
+        if steps % STEP_EVERY == 0:
+            outbox.put(("step", wid, steps))
+
+    try:
+        for task, trial in iter(inbox.get, None):
+            outbox.put(("done", wid, runner.run(task, trial, on_step)))
+            if os.getppid() != parent:  # the run was killed: stop after this episode instead of running on
+                raise SystemExit(f"eval worker {os.getpid()}: parent {parent} is gone")
+    finally:
+        runner.close()
+
+
+@dataclass
+class _Slot:
+    process: Any
+    inbox: Any
+    pid: int | None = None
+    ready: bool = False
+    episode: Episode | None = None
+    started: float = 0.0
+    task: int | None = None
+
+
+class ProcessExecutor:
+    def __init__(self, cfg: EvalConfig, factory: PolicyFactory) -> None:
+        self.cfg, self.factory = cfg, factory
+        self.ctx = mp.get_context("spawn")
+
+    def run(self, episodes: list[Episode], emit: Emit, progress: EvalProgress) -> None:
+        sched = Scheduler(self.cfg, episodes, emit)
+        outbox = self.ctx.Queue()
+        slots: dict[int, _Slot] = {}
+        counter = iter(range(1 << 30))
+        start_failures = 0
+
+        def start() -> None:
+            wid, inbox = next(counter), self.ctx.Queue()
+            process = self.ctx.Process(target=_process_worker, daemon=True,
+                                       args=(wid, self.cfg, self.factory, inbox, outbox, os.getpid()))
+            process.start()
+            slots[wid] = _Slot(process, inbox)
+
+        def handle(message: tuple) -> None:
+            kind, wid, payload = message
+            slot = slots.get(wid)
+            if kind == "fatal":
+                raise RuntimeError(f"evaluation worker could not start:\n{payload}")
+            if slot is None:
+                return  # from a worker already given up on (killed at its timeout)
+            if kind == "ready":
+                slot.ready, slot.pid = True, payload
+            elif kind == "step":
+                progress.step(wid, payload)
+            elif kind == "done" and slot.episode is not None:
+                sched.finish(slot.episode, payload, wid)
+                slot.episode = None
+
+        def drain(wait_s: float) -> None:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    handle(outbox.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    return
+
+        def retire(wid: int) -> None:
+            slot = slots.pop(wid)
+            if slot.process.is_alive():
+                slot.process.kill()
+            slot.process.join(timeout=5)
+            progress.in_flight.pop(wid, None)
+
+        def kill(slot: _Slot) -> None:
+            slot.process.kill()
+            slot.process.join(timeout=5)
+
+        for _ in range(min(self.cfg.workers, len(episodes))):
+            start()
+        try:
+            while sched.pending or any(s.episode is not None for s in slots.values()):
+                for wid, slot in slots.items():
+                    if slot.ready and slot.episode is None and sched.pending:
+                        slot.episode = sched.take(slot.task)
+                        slot.task, slot.started = slot.episode[0], time.monotonic()
+                        slot.inbox.put(slot.episode)
+                drain(POLL_S)
+                now = time.monotonic()
+                for wid, slot in list(slots.items()):
+                    if not slot.process.is_alive():
+                        drain(0.5)  # a record it sent just before exiting is still in the pipe
+                        if slot.episode is not None:
+                            why = f"evaluation worker {slot.pid} died (exit code {slot.process.exitcode})"
+                            sched.worker_died(slot.episode, why, slot.pid, now - slot.started, wid)
+                        elif not slot.ready:
+                            start_failures += 1
+                            if start_failures >= MAX_START_FAILURES:
+                                raise RuntimeError(f"{start_failures} evaluation workers died before they were "
+                                                   f"ready (last exit code {slot.process.exitcode})")
+                        retire(wid)
+                        if sched.pending:
+                            start()
+                    elif (slot.episode is not None and self.cfg.episode_timeout is not None
+                          and now - slot.started > hard_deadline(self.cfg.episode_timeout)):
+                        kill(slot)
+                        drain(0.1)  # it may have finished just now
+                        if slot.episode is not None:
+                            sched.timed_out(slot.episode, slot.pid, now - slot.started, wid)
+                        retire(wid)
+                        if sched.pending:
+                            start()
+        finally:
+            for slot in slots.values():
+                slot.inbox.put(None)
+            for wid in list(slots):
+                slots[wid].process.join(timeout=10)
+                retire(wid)

@@ -1,0 +1,110 @@
+"""Episodes on Ray actors (`--executor ray`): each actor is an `EpisodeRunner` (policy built once, env reused within
+a task), on a local Ray instance or an existing cluster (`--ray-address`). The driver keeps the scheduling and the
+only writer of the results file; faults follow `rvq.eval.executors.Scheduler` (a dead actor is replaced and its
+episode requeued; an episode past the timeout has its actor killed and is recorded as an error).
+
+Ray is an optional extra (`pip install 'rvq[ray]'`); this module imports it only when a run asks for it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rvq.eval.config import EvalConfig
+from rvq.eval.executors import POLL_S, Emit, Scheduler, hard_deadline
+from rvq.eval.progress import EvalProgress
+from rvq.eval.runner import Episode, EpisodeRunner, PolicyFactory
+
+
+class _EpisodeActor:
+    def __init__(self, cfg: EvalConfig, factory: PolicyFactory, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        self.runner = EpisodeRunner(cfg, factory)
+
+    def ready(self) -> int:
+        import os
+
+        return os.getpid()
+
+    def run(self, task: int, trial: int) -> dict[str, Any]:
+        return self.runner.run(task, trial)
+
+
+class RayExecutor:
+    def __init__(self, cfg: EvalConfig, factory: PolicyFactory, cpus_per_worker: int = 1) -> None:
+        self.cfg, self.factory, self.cpus_per_worker = cfg, factory, cpus_per_worker
+
+    def run(self, episodes: list[Episode], emit: Emit, progress: EvalProgress) -> None:
+        import ray
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.cfg.ray_address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        cpus = ray.cluster_resources().get("CPU", 0)
+        wanted = min(self.cfg.workers, len(episodes)) * self.cpus_per_worker
+        if wanted > cpus:
+            if started_here:
+                ray.shutdown()
+            raise ValueError(f"{wanted} CPUs asked for ({self.cfg.workers} workers x {self.cpus_per_worker}), the Ray "
+                             f"cluster has {cpus:g}: use at most {int(cpus // self.cpus_per_worker)} workers")
+        actor_class = ray.remote(num_cpus=self.cpus_per_worker, max_restarts=0)(_EpisodeActor)
+        sched = Scheduler(self.cfg, episodes, emit)
+        actors: dict[int, Any] = {}
+        idle: list[int] = []
+        in_flight: dict[Any, tuple[int, Episode, float]] = {}  # result ref → (actor, episode, started)
+        last_task: dict[int, int] = {}
+        counter = iter(range(1 << 30))
+
+        def start() -> None:
+            handle = actor_class.remote(self.cfg, self.factory, self.cpus_per_worker)
+            try:
+                ray.get(handle.ready.remote())
+            except ray.exceptions.RayActorError as exc:
+                raise RuntimeError(f"evaluation actor could not start: {exc}") from exc
+            aid = next(counter)
+            actors[aid] = handle
+            idle.append(aid)
+
+        def replace(aid: int) -> None:
+            ray.kill(actors.pop(aid), no_restart=True)
+            if sched.pending:
+                start()
+
+        try:
+            for _ in range(min(self.cfg.workers, len(episodes))):
+                start()
+            while sched.pending or in_flight:
+                while idle and sched.pending:
+                    aid = idle.pop()
+                    episode = sched.take(last_task.get(aid))
+                    last_task[aid] = episode[0]
+                    in_flight[actors[aid].run.remote(*episode)] = (aid, episode, time.monotonic())
+                done, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_S)
+                now = time.monotonic()
+                for ref in done:
+                    aid, episode, started = in_flight.pop(ref)
+                    try:
+                        record = ray.get(ref)
+                    except ray.exceptions.RayActorError as exc:
+                        sched.worker_died(episode, f"evaluation actor died ({type(exc).__name__})", None,
+                                          now - started, aid)
+                        replace(aid)
+                        continue
+                    sched.finish(episode, record, aid)
+                    idle.append(aid)
+                if self.cfg.episode_timeout is None:
+                    continue
+                for ref, (aid, episode, started) in list(in_flight.items()):
+                    if now - started > hard_deadline(self.cfg.episode_timeout):
+                        del in_flight[ref]
+                        sched.timed_out(episode, None, now - started, aid)
+                        replace(aid)
+        finally:
+            for handle in actors.values():
+                ray.kill(handle, no_restart=True)
+            if started_here:
+                ray.shutdown()
