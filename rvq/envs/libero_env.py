@@ -1,18 +1,21 @@
 """The real LIBERO simulator behind the OpenVLA/OFT evaluation protocol.
 
-Trial `i` of a task starts from the suite's fixed initial state `i`; the env is seeded with 7 and
-renders 256×256; `reset` then sends `NUM_WAIT_STEPS` no-op actions while objects settle. Success is
-the env's own predicate (`check_success`), read after every step.
+Trial `i` of a task starts from the suite's fixed initial state `i`, in the scene (furniture placement) that OFT's
+sequential run draws for it after `env.seed(0)`, whatever order trials run in (`rvq.envs.scene_chain`); it renders
+256×256; `reset` then sends `NUM_WAIT_STEPS` no-op actions while objects settle. Success is the env's own predicate
+(`check_success`), read after every step.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rvq.envs.observation import check_observation, object_poses, quat_to_axis_angle
+from rvq.envs.scene_chain import SceneChain
 from rvq.envs.suites import ACTION_DIM, ENV_SEED, MAX_STEPS, NOOP_ACTION, NUM_WAIT_STEPS, RESOLUTION, check_suite
 
 
@@ -26,10 +29,12 @@ class LiberoEnv:
     """One LIBERO task: `reset(trial) -> obs`, `step(action [7]) -> (obs, success)`, `close()`."""
 
     def __init__(
-        self, suite: str, task_id: int, resolution: int = RESOLUTION, seed: int = ENV_SEED, render: bool = True
+        self, suite: str, task_id: int, resolution: int = RESOLUTION, seed: int = ENV_SEED, render: bool = True,
+        scene_cache: str | os.PathLike | None = None,
     ) -> None:
         """render=False: physics only (no cameras, ~10× faster); observations then lack images. Success
-        and dynamics are the same: for policies that do not look (the scripted expert)."""
+        and dynamics are the same: for policies that do not look (the scripted expert).
+        scene_cache: a folder where envs of this task (other workers too) share the scene chain's states."""
         from rvq.envs.setup import prepare_libero
 
         self.suite = check_suite(suite)
@@ -61,6 +66,7 @@ class LiberoEnv:
                 f"{os.environ.get('MUJOCO_GL')}: {exc} (try MUJOCO_GL=osmesa)"
             ) from exc
         self.env.seed(seed)
+        self.scenes = SceneChain(seed, Path(scene_cache) / f"{suite}-task{task_id}" if scene_cache else None)
         self.raw_obs: dict[str, Any] = {}
 
     @property
@@ -88,7 +94,7 @@ class LiberoEnv:
         """Start trial `trial` from the suite's fixed initial state, then wait for objects to settle."""
         if not 0 <= trial < self.num_trials:
             raise ValueError(f"{self.suite} task {self.task_id} has {self.num_trials} initial states; trial {trial}")
-        self.env.reset()
+        self.scenes.reset(trial, self.env.reset)  # trial's scene as in OFT's sequential run
         raw = self.env.set_init_state(self.init_states[trial])
         for _ in range(NUM_WAIT_STEPS):
             raw, _, _, _ = self.env.step(NOOP_ACTION)

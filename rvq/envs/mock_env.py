@@ -20,7 +20,10 @@ TOLERANCE = 0.05
 
 
 class MockLiberoEnv:
-    def __init__(self, suite: str, task_id: int, resolution: int = 64, seed: int = 7, render: bool = True) -> None:
+    def __init__(self, suite: str, task_id: int, resolution: int = 64, seed: int = 7, render: bool = True,
+                 scene_cache: object = None) -> None:
+        """`seed` draws the targets; `scene_cache` is accepted for `LiberoEnv`'s signature (a mock scene is a
+        function of task and trial already)."""
         self.suite = check_suite(suite)
         if not 0 <= task_id < NUM_TASKS[suite]:
             raise ValueError(f"{suite} has tasks 0..{NUM_TASKS[suite] - 1}; got {task_id}")

@@ -29,6 +29,7 @@ from rvq.eval.results import (CONFIG_FILE, RunLock, append_record, check_resume,
                               repair_torn_tail)
 
 PolicyFactory = Callable[[EvalConfig], Any]
+SCENE_CACHE = "scene_states"  # in the output folder: generator states of each task's scene chain, shared by workers
 
 
 def build_policy(cfg: EvalConfig):
@@ -145,7 +146,8 @@ class EpisodeRunner:
     def _env_for(self, task: int):
         if self.env_task != task:
             self.close()
-            self.env = make_env(self.cfg.env, self.cfg.suite, task, render=self.cfg.render)
+            self.env = make_env(self.cfg.env, self.cfg.suite, task, render=self.cfg.render,
+                                scene_cache=Path(self.cfg.out_dir) / SCENE_CACHE)
             self.env_task = task
         return self.env
 
