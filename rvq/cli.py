@@ -133,7 +133,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, render=args.render, roundtrip_tokenizer=args.roundtrip_tokenizer,
         trust_remote_code=args.trust_remote_code, label=args.label, executor=args.executor,
         ray_address=args.ray_address, episode_timeout=args.episode_timeout or None,
-        max_worker_deaths=args.max_worker_deaths,
+        max_worker_deaths=args.max_worker_deaths, policy_service=args.policy_service,
+        service_max_batch=args.service_max_batch, service_max_wait_ms=args.service_max_wait_ms,
     )
     path = run_eval(cfg, progress=args.progress)
     report = write_report([path], args.out)
@@ -241,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds of wall clock per episode before it is stopped and recorded as an error (0: none)")
     ev.add_argument("--max-worker-deaths", type=int, default=2,
                     help="an episode that kills this many workers is recorded as an error (the run goes on)")
+    ev.add_argument("--policy-service", default="auto", choices=("auto", "on", "off"),
+                    help="one process holds the rsd/main policy and batches the workers' requests "
+                         "(auto: on with process workers)")
+    ev.add_argument("--service-max-batch", type=int, default=None, help="policy service: largest batch (default: workers)")
+    ev.add_argument("--service-max-wait-ms", type=float, default=5.0,
+                    help="policy service: how long to wait for more requests before running a batch")
     ev.add_argument("--shard", default="0/1", help="i/n: this job's share of the episodes")
     ev.add_argument("--videos", type=int, default=0, help="MP4s of the first K trials of each task")
     ev.add_argument("--env", default="libero", help="libero (the simulator) or mock")

@@ -7,6 +7,7 @@ end-effector position (so image features carry the state); renders are stored up
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,10 @@ TOLERANCE = 0.05
 
 class MockLiberoEnv:
     def __init__(self, suite: str, task_id: int, resolution: int = 64, seed: int = 7, render: bool = True,
-                 scene_cache: object = None) -> None:
+                 scene_cache: object = None, step_latency_s: float = 0.0) -> None:
         """`seed` draws the targets; `scene_cache` is accepted for `LiberoEnv`'s signature (a mock scene is a
-        function of task and trial already)."""
+        function of task and trial already); `step_latency_s`: sleep per step (a slow simulator, for benchmarks)."""
+        self.step_latency_s = step_latency_s
         self.suite = check_suite(suite)
         if not 0 <= task_id < NUM_TASKS[suite]:
             raise ValueError(f"{suite} has tasks 0..{NUM_TASKS[suite] - 1}; got {task_id}")
@@ -77,6 +79,8 @@ class MockLiberoEnv:
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
             raise ValueError(f"action must be {ACTION_DIM} finite values, got {action.shape} {action}")
+        if self.step_latency_s:
+            time.sleep(self.step_latency_s)
         self.eef = self.eef + np.clip(action[:3], -1, 1) * STEP_SCALE
         self.gripper = 1.0 if action[6] > 0 else -1.0
         return self.observation(), self.success()

@@ -29,6 +29,10 @@ class EvalConfig:
     ray_address: str | None = None  # ray: join this cluster ("auto" or host:port); None starts a local instance
     episode_timeout: float | None = 3600.0  # seconds of wall clock per episode; past it the episode is an error
     max_worker_deaths: int = 2  # an episode that killed this many workers is recorded as an error
+    mock_step_latency_ms: float = 0.0  # mock env: sleep per step (stands in for a slow simulator in benchmarks)
+    policy_service: str = "auto"  # on | off | auto (on for rsd/main with process workers): one policy for all workers
+    service_max_batch: int | None = None  # requests batched together (default: the number of workers)
+    service_max_wait_ms: float = 5.0  # how long the service waits for more requests before running a batch
     shard: tuple[int, int] = (0, 1)
     videos: int = 0  # videos of the first K trials of each task
     env: str = "libero"
@@ -43,6 +47,20 @@ class EvalConfig:
     trust_remote_code: bool = False  # let the backbone run code it ships (OpenVLA/OFT); off by default
     label: str | None = None  # the row name in reports (default: the policy); tells apart runs of one policy kind
     identity: str | None = field(default=None, init=False)  # set by run_eval: `policy_identity` of this run
+
+    @property
+    def executor_kind(self) -> str:
+        """The executor a run uses: `auto` resolved (inline for one worker, else local processes)."""
+        if self.executor == "auto":
+            return "inline" if self.workers == 1 else "process"
+        return self.executor
+
+    @property
+    def serves_policy(self) -> bool:
+        """Whether one policy service serves the workers (`policy_service`, auto: rsd/main on process workers)."""
+        if self.policy_service == "auto":
+            return self.policy in ("rsd", "main") and self.executor_kind == "process"
+        return self.policy_service == "on"
 
     @property
     def row_name(self) -> str:
@@ -91,6 +109,17 @@ class EvalConfig:
                 raise ValueError("--executor ray needs Ray: pip install 'rvq[ray]'") from exc
         if self.episode_timeout is not None and not self.episode_timeout > 0:
             raise ValueError(f"episode_timeout must be > 0 seconds (or unset for none), got {self.episode_timeout}")
+        if self.mock_step_latency_ms < 0 or (self.mock_step_latency_ms and self.env != "mock"):
+            raise ValueError(f"mock_step_latency_ms must be >= 0 and needs env 'mock', got {self.mock_step_latency_ms}")
+        if self.policy_service not in ("auto", "on", "off"):
+            raise ValueError(f"policy_service must be auto, on or off, got {self.policy_service!r}")
+        if self.policy_service == "on" and (self.policy not in ("rsd", "main") or self.executor_kind != "process"):
+            raise ValueError("--policy-service on serves rsd/main policies to local process workers "
+                             f"(policy {self.policy!r}, executor {self.executor_kind!r})")
+        if self.service_max_batch is not None and self.service_max_batch < 1:
+            raise ValueError(f"service_max_batch must be >= 1, got {self.service_max_batch}")
+        if not self.service_max_wait_ms >= 0:
+            raise ValueError(f"service_max_wait_ms must be >= 0, got {self.service_max_wait_ms}")
         if self.max_worker_deaths < 1:
             raise ValueError(f"max_worker_deaths must be >= 1, got {self.max_worker_deaths}")
         if self.policy in ("rsd", "main"):

@@ -1,7 +1,8 @@
 """Where evaluation episodes run: one interface, three executors.
 
 - `inline`: this process, one episode after another (`--workers 1`).
-- `process`: local spawn processes, each an `EpisodeRunner` (policy built once, env reused within a task); the
+- `process`: local spawn processes, each an `EpisodeRunner` (token policies: one `PolicyService` process holds the
+  model and batches the workers' requests; `policy_service`) (policy built once, env reused within a task); the
   parent hands out single episodes, preferring the task a worker's env already holds, so episodes of one task
   run on many workers. A worker that dies (segfault, OOM kill, `kill -9`) is detected, replaced, and its episode
   requeued; an episode that has killed `max_worker_deaths` workers is recorded as an error. An episode past
@@ -15,6 +16,7 @@ The parent is the only writer of the results file: executors hand every finished
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import queue
@@ -23,6 +25,7 @@ import traceback
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from rvq.eval.config import EvalConfig
@@ -43,9 +46,7 @@ class Executor(Protocol):
 
 
 def make_executor(cfg: EvalConfig, factory: PolicyFactory) -> Executor:
-    kind = cfg.executor
-    if kind == "auto":
-        kind = "inline" if cfg.workers == 1 else "process"
+    kind = cfg.executor_kind
     if kind == "inline":
         return InlineExecutor(cfg, factory)
     if kind == "process":
@@ -155,6 +156,7 @@ def _process_worker(wid: int, cfg: EvalConfig, factory: PolicyFactory, inbox: "m
 class _Slot:
     process: Any
     inbox: Any
+    channel: int
     pid: int | None = None
     ready: bool = False
     episode: Episode | None = None
@@ -166,6 +168,7 @@ class ProcessExecutor:
     def __init__(self, cfg: EvalConfig, factory: PolicyFactory) -> None:
         self.cfg, self.factory = cfg, factory
         self.ctx = mp.get_context("spawn")
+        self.service_stats: dict[str, Any] = {}  # batch sizes and queueing of the policy service, when one ran
 
     def run(self, episodes: list[Episode], emit: Emit, progress: EvalProgress) -> None:
         sched = Scheduler(self.cfg, episodes, emit)
@@ -173,13 +176,22 @@ class ProcessExecutor:
         slots: dict[int, _Slot] = {}
         counter = iter(range(1 << 30))
         start_failures = 0
+        workers = min(self.cfg.workers, len(episodes))
+        service = None
+        if self.cfg.serves_policy:
+            from rvq.eval.policy_service import PolicyService
+
+            service = PolicyService(self.cfg, self.factory, workers, self.cfg.service_max_batch or workers,
+                                    self.cfg.service_max_wait_ms, self.ctx)
+        free_channels = list(range(workers))
 
         def start() -> None:
-            wid, inbox = next(counter), self.ctx.Queue()
+            wid, inbox, channel = next(counter), self.ctx.Queue(), free_channels.pop(0)
+            factory = service.factory(channel) if service is not None else self.factory
             process = self.ctx.Process(target=_process_worker, daemon=True,
-                                       args=(wid, self.cfg, self.factory, inbox, outbox, os.getpid()))
+                                       args=(wid, self.cfg, factory, inbox, outbox, os.getpid()))
             process.start()
-            slots[wid] = _Slot(process, inbox)
+            slots[wid] = _Slot(process, inbox, channel)
 
         def handle(message: tuple) -> None:
             kind, wid, payload = message
@@ -210,15 +222,19 @@ class ProcessExecutor:
                 slot.process.kill()
             slot.process.join(timeout=5)
             progress.in_flight.pop(wid, None)
+            free_channels.append(slot.channel)
 
         def kill(slot: _Slot) -> None:
             slot.process.kill()
             slot.process.join(timeout=5)
 
-        for _ in range(min(self.cfg.workers, len(episodes))):
-            start()
         try:
+            for _ in range(workers):
+                start()
             while sched.pending or any(s.episode is not None for s in slots.values()):
+                if service is not None and not service.alive():
+                    raise RuntimeError(f"the policy service died (exit code {service.process.exitcode}); the "
+                                       f"finished episodes are kept, rerun to resume")
                 for wid, slot in slots.items():
                     if slot.ready and slot.episode is None and sched.pending:
                         slot.episode = sched.take(slot.task)
@@ -255,3 +271,7 @@ class ProcessExecutor:
             for wid in list(slots):
                 slots[wid].process.join(timeout=10)
                 retire(wid)
+            if service is not None:
+                self.service_stats = service.close()
+                stats_path = Path(self.cfg.out_dir) / f"{Path(self.cfg.results_name).stem}.policy_service.json"
+                stats_path.write_text(json.dumps(self.service_stats, indent=2))

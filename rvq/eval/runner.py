@@ -84,7 +84,8 @@ def episode_record(cfg: EvalConfig, task: int, trial: int, env=None) -> dict[str
             "instruction": getattr(env, "instruction", None), "trial": trial, "policy": cfg.policy, "label": cfg.row_name,
             "env": cfg.env, "checkpoint_identity": cfg.identity,
             "shard": f"{cfg.shard[0]}/{cfg.shard[1]}", "worker": os.getpid(), "success": False, "steps": 0,
-            "error": None, "video": None, "seconds": 0.0}
+            "error": None, "video": None, "seconds": 0.0, "finished_at": None,
+            "timing": {"env_create_s": 0.0, "reset_s": 0.0, "policy_s": 0.0, "env_step_s": 0.0}}
 
 
 class EpisodeTimeout(RuntimeError):
@@ -96,10 +97,12 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
     """One episode: reset to the trial's initial state, act in open-loop chunks until success or max steps.
     `on_step(steps)` is called after every env step (progress)."""
     record = episode_record(cfg, task, trial, env)
+    timing = record["timing"]
     start = time.perf_counter()
     frames: list[np.ndarray] = []
     try:
         obs = env.reset(trial)
+        timing["reset_s"] = time.perf_counter() - start
         if hasattr(policy, "attach_env"):
             policy.attach_env(env)  # privileged state (the scripted expert)
         policy.reset(env.instruction, task, trial)
@@ -110,8 +113,12 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
             if video is not None and "agentview" in obs:
                 frames.append(_upright(obs["agentview"]))
             if not queue:
+                tick = time.perf_counter()
                 queue = list(policy.act(obs))
+                timing["policy_s"] += time.perf_counter() - tick
+            tick = time.perf_counter()
             obs, success = env.step(queue.pop(0))
+            timing["env_step_s"] += time.perf_counter() - tick
             record["steps"] += 1
             if on_step is not None:
                 on_step(record["steps"])
@@ -130,6 +137,7 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
     except Exception:  # noqa: BLE001 - recorded, the run continues
         record["error"] = traceback.format_exc()
     record["seconds"] = time.perf_counter() - start
+    record["finished_at"] = time.time()
     return record
 
 
@@ -146,23 +154,28 @@ class EpisodeRunner:
     def _env_for(self, task: int):
         if self.env_task != task:
             self.close()
+            extra = {"step_latency_s": self.cfg.mock_step_latency_ms / 1e3} if self.cfg.env == "mock" else {}
             self.env = make_env(self.cfg.env, self.cfg.suite, task, render=self.cfg.render,
-                                scene_cache=Path(self.cfg.out_dir) / SCENE_CACHE)
+                                scene_cache=Path(self.cfg.out_dir) / SCENE_CACHE, **extra)
             self.env_task = task
         return self.env
 
     def run(self, task: int, trial: int, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
         if task in self.env_errors:
             return {**episode_record(self.cfg, task, trial), "error": self.env_errors[task]}
+        tick = time.perf_counter()
         try:
             env = self._env_for(task)
         except Exception:  # noqa: BLE001 - every episode of the task is recorded as an error
             self.env_errors[task] = traceback.format_exc()
             return {**episode_record(self.cfg, task, trial), "error": self.env_errors[task]}
+        created_s = time.perf_counter() - tick  # ~0 when the env of this task was reused
         video = None
         if trial < self.cfg.videos:
             video = Path(self.cfg.out_dir) / "videos" / f"{self.cfg.suite}--task{task}--trial{trial}"
-        return run_episode(env, self.policy, self.cfg, task, trial, video, on_step)
+        record = run_episode(env, self.policy, self.cfg, task, trial, video, on_step)
+        record["timing"]["env_create_s"] = created_s
+        return record
 
     def close(self) -> None:
         env, self.env, self.env_task = self.env, None, None

@@ -85,9 +85,7 @@ class TokenPolicy:
         self.tau, self.max_grid_distance = tau, max_grid_distance
         self.name = mode
         self.instruction = ""
-        self._summary = RSDSummary()
-        self._latency: list[float] = []
-        self._feature_ms: list[float] = []
+        self.stats = EpisodeStats(mode)
 
     @classmethod
     def from_dir(cls, checkpoints: str | Path, mode: str = "rsd", device: str = "auto", trust_remote_code: bool = False,
@@ -103,30 +101,72 @@ class TokenPolicy:
 
     def reset(self, instruction: str, task_id: int, trial: int) -> None:
         self.instruction = instruction
-        self._summary = RSDSummary()
-        self._latency, self._feature_ms = [], []
+        self.stats = EpisodeStats(self.mode)
 
     @torch.inference_mode()
-    def act(self, obs: dict[str, Any]) -> np.ndarray:
+    def act_batch(self, observations: list[dict[str, Any]], instructions: list[str],
+                  pad_to: int | None = None) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """B observations (one per episode) → B `(chunk [C, 7], step stats)`; what a policy service calls.
+
+        pad_to: run every batch at this size (rows padded with copies of the first). Rows of a fixed-shape
+        computation do not depend on the other rows, so an episode's actions then do not depend on which requests
+        happened to share its batch (batch invariance: runs are reproducible whatever the timing)."""
+        if len(observations) != len(instructions) or not observations:
+            raise ValueError(f"{len(observations)} observations and {len(instructions)} instructions")
+        if pad_to is not None and len(observations) > pad_to:
+            raise ValueError(f"batch of {len(observations)} is larger than pad_to={pad_to}")
+        rows = [{"instruction": text, **obs} for obs, text in zip(observations, instructions)]
+        rows += [rows[0]] * ((pad_to or len(rows)) - len(rows))
         start = time.perf_counter()
-        features = self.extractor.features([{"instruction": self.instruction, **obs}])
-        self._feature_ms.append((time.perf_counter() - start) * 1e3)
+        features = self.extractor.features(rows)
+        feature_ms = (time.perf_counter() - start) * 1e3
+        stats = None
         if self.mode == "rsd":
             codes, stats = speculative_decode(self.draft, self.main, features, exact=self.exact, tau=self.tau,
                                               max_grid_distance=self.max_grid_distance)
-            self._summary.add(stats)
         else:
             codes = greedy_decode(self.main, features)
-        chunk = self.tokenizer.decode(codes)[0].numpy()
-        self._latency.append((time.perf_counter() - start) * 1e3)
-        return binarize_gripper(chunk, self.flip_gripper)
+        chunks = self.tokenizer.decode(codes).numpy()
+        step_ms = (time.perf_counter() - start) * 1e3
+        return [(binarize_gripper(chunks[i], self.flip_gripper),
+                 {"ms": step_ms, "feature_ms": feature_ms, "rsd": stats.row(i) if stats is not None else None,
+                  "batch": len(observations)})
+                for i in range(len(observations))]
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        chunk, step = self.act_batch([obs], [self.instruction])[0]
+        self.stats.add(step)
+        return chunk
 
     def episode_stats(self) -> dict[str, Any]:
+        return self.stats.to_dict()
+
+
+class EpisodeStats:
+    """What a token policy did over one episode: chunks, latency, RSD acceptance (from `act_batch`'s step stats)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.summary = RSDSummary()
+        self.latency: list[float] = []
+        self.feature_ms: list[float] = []
+        self.batch: list[int] = []
+
+    def add(self, step: dict[str, Any]) -> None:
+        self.latency.append(step["ms"])
+        self.feature_ms.append(step["feature_ms"])
+        self.batch.append(step["batch"])
+        if step["rsd"] is not None:
+            self.summary.add(step["rsd"])
+
+    def to_dict(self) -> dict[str, Any]:
         stats: dict[str, Any] = {
-            "chunks": len(self._latency),
-            "mean_step_ms": float(np.mean(self._latency)) if self._latency else None,
-            "mean_feature_ms": float(np.mean(self._feature_ms)) if self._feature_ms else None,
+            "chunks": len(self.latency),
+            "mean_step_ms": float(np.mean(self.latency)) if self.latency else None,
+            "mean_feature_ms": float(np.mean(self.feature_ms)) if self.feature_ms else None,
         }
+        if self.batch and max(self.batch) > 1:
+            stats["mean_batch"] = float(np.mean(self.batch))
         if self.mode == "rsd":
-            stats["rsd"] = self._summary.to_dict()
+            stats["rsd"] = self.summary.to_dict()
         return stats

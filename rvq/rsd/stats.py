@@ -32,6 +32,11 @@ class RSDStats:
     def batch_size(self) -> int:
         return int(self.accepted.shape[0])
 
+    def row(self, i: int) -> "RSDStats":
+        """Sample `i` of the batch (times and passes are the batch's: what its decode actually cost)."""
+        return RSDStats(self.proposed_layers, self.num_layers, self.accepted[i : i + 1], self.agreement[i : i + 1],
+                        self.main_passes, self.draft_ms, self.main_ms, self.total_ms, self.exact)
+
     def layer_acceptance(self) -> list[float]:
         """Fraction of samples whose layer j was accepted, j < k."""
         return [float((self.accepted > j).float().mean()) for j in range(self.proposed_layers)]

@@ -21,7 +21,7 @@ from rvq.eval.results import read_results
 from rvq.eval.runner import build_policy
 
 SCHEMA = {"suite", "task", "task_name", "instruction", "trial", "policy", "label", "checkpoint_identity", "env", "shard",
-          "worker", "success", "steps", "error", "video", "policy_stats", "seconds"}
+          "worker", "success", "steps", "error", "video", "policy_stats", "seconds", "finished_at", "timing"}
 BASE = ["eval", "--env", "mock", "--suite", "libero_spatial", "--max-steps", "24", "--no-progress", "--device", "cpu"]
 
 
@@ -183,3 +183,41 @@ def test_orphaned_worker_stops_after_its_current_episode(tmp_path: Path) -> None
     messages = [outbox.get_nowait() for _ in range(outbox.qsize())]
     assert messages[0][0] == "ready"
     assert [m[2]["trial"] for m in messages if m[0] == "done"] == [0]
+
+
+def test_padded_batches_are_batch_invariant(checkpoints: Path) -> None:
+    from rvq.envs import MockLiberoEnv
+
+    policy = build_policy(EvalConfig(policy="rsd", checkpoints=str(checkpoints), device="cpu"))
+    observations = [MockLiberoEnv("libero_spatial", task).reset(trial) for task, trial in ((0, 0), (1, 3), (2, 5))]
+    texts = ["reach the target", "move to the left", "reach the target"]
+    together = policy.act_batch(observations, texts, pad_to=4)
+    for i, (obs, text) in enumerate(zip(observations, texts)):
+        alone = policy.act_batch([obs], [text], pad_to=4)[0]
+        assert np.array_equal(alone[0], together[i][0])
+        assert torch_equal(alone[1]["rsd"].accepted, together[i][1]["rsd"].accepted)
+    with pytest.raises(ValueError, match="larger than pad_to"):
+        policy.act_batch(observations, texts, pad_to=2)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_policy_service_serves_the_workers_and_matches_the_inline_run(checkpoints: Path, tmp_path: Path) -> None:
+    common = dict(suite="libero_spatial", tasks=[0, 1], trials=2, policy="rsd", checkpoints=str(checkpoints),
+                  env="mock", device="cpu", max_steps=16, render=True)
+    inline = read_results(run_eval(EvalConfig(**common, out_dir=str(tmp_path / "inline")), progress=False))
+    served_cfg = EvalConfig(**common, out_dir=str(tmp_path / "served"), workers=2, service_max_wait_ms=20.0)
+    served = read_results(run_eval(served_cfg, progress=False))
+
+    def outcome(records):
+        return sorted((r["task"], r["trial"], r["success"], r["steps"], r["error"],
+                       r["policy_stats"]["rsd"]["layer_acceptance"]) for r in records)
+
+    assert outcome(served) == outcome(inline)
+    stats = json.loads((tmp_path / "served" / "results.policy_service.json").read_text())
+    assert stats["requests"] == sum(r["policy_stats"]["chunks"] for r in served) == 4 * 2
+    assert set(stats["batch_sizes"]) <= {"1", "2"} and stats["max_batch"] == 2

@@ -1,0 +1,176 @@
+"""A policy service: one process owns the token policy (one model copy on its device) and serves the simulator
+workers, batching their requests (dynamic batching: it takes what has arrived, waiting at most `max_wait_ms` for
+more, up to `max_batch`).
+
+Each worker gets a `ServedPolicy` (the `Policy` interface: it keeps its episode's statistics, sends observations,
+waits for chunks) on a channel of its own. Batches run padded to `max_batch` (`TokenPolicy.act_batch(pad_to=...)`),
+so an episode's actions do not depend on which requests shared its batch: a served run equals an unserved one.
+Requests and answers carry the asking policy's id and a sequence number, so a worker that replaces a dead one on
+the same channel never reads an answer meant for its predecessor.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+import traceback
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rvq.eval.config import EvalConfig
+
+SERVED_POLICIES = ("rsd", "main")  # the expert and replay read the simulator's state: they stay in the worker
+
+
+def _serve(cfg: EvalConfig, factory, requests: "mp.Queue", channels: list, control: "mp.Queue",
+           max_batch: int, max_wait_s: float) -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, cfg.workers)))
+        policy = factory(cfg)
+    except Exception:  # noqa: BLE001 - the parent stops the run with this traceback
+        control.put(("fatal", traceback.format_exc()))
+        return
+    control.put(("ready", os.getpid()))
+    sizes: Counter[int] = Counter()
+    waits: list[float] = []
+    stop = False
+    while not stop:
+        first = requests.get()
+        if first is None:
+            break
+        batch = [first]
+        deadline = time.monotonic() + max_wait_s
+        while len(batch) < max_batch:
+            try:
+                item = requests.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                stop = True
+                break
+            batch.append(item)
+        sizes[len(batch)] += 1
+        now = time.monotonic()
+        waits += [now - item["sent"] for item in batch]
+        try:
+            answers = policy.act_batch([item["obs"] for item in batch], [item["instruction"] for item in batch],
+                                       pad_to=max_batch)
+            replies = [(item["id"], item["seq"], answer, None) for item, answer in zip(batch, answers)]
+        except Exception:  # noqa: BLE001 - each asking episode records the error
+            error = traceback.format_exc()
+            replies = [(item["id"], item["seq"], None, error) for item in batch]
+        for item, reply in zip(batch, replies):
+            channels[item["channel"]].put(reply)
+    control.put(("stats", {"batches": sum(sizes.values()), "batch_sizes": dict(sorted(sizes.items())),
+                           "requests": sum(k * v for k, v in sizes.items()), "max_batch": max_batch,
+                           "mean_queue_ms": float(np.mean(waits) * 1e3) if waits else None}))
+
+
+class ServedPolicy:
+    """A worker's handle on the service (the `Policy` interface)."""
+
+    def __init__(self, mode: str, requests: "mp.Queue", answers: "mp.Queue", channel: int, timeout_s: float | None):
+        from rvq.policies.token_policy import EpisodeStats
+
+        self.name, self.mode = mode, mode
+        self.requests, self.answers, self.channel, self.timeout_s = requests, answers, channel, timeout_s
+        self.id, self.seq = uuid.uuid4().hex, 0
+        self.instruction = ""
+        self.stats = EpisodeStats(mode)
+
+    def reset(self, instruction: str, task_id: int, trial: int) -> None:
+        from rvq.policies.token_policy import EpisodeStats
+
+        self.instruction = instruction
+        self.stats = EpisodeStats(self.mode)
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        self.seq += 1
+        self.requests.put({"id": self.id, "seq": self.seq, "channel": self.channel, "obs": obs,
+                           "instruction": self.instruction, "sent": time.monotonic()})
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
+        while True:
+            try:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ident, seq, answer, error = self.answers.get(timeout=wait)
+            except queue.Empty:
+                raise RuntimeError(f"no answer from the policy service in {self.timeout_s:g} s") from None
+            if (ident, seq) != (self.id, self.seq):
+                continue  # meant for a worker that died on this channel before it was answered
+            if error is not None:
+                raise RuntimeError(f"the policy service failed on this request:\n{error}")
+            chunk, step = answer
+            self.stats.add(step)
+            return chunk
+
+    def episode_stats(self) -> dict[str, Any]:
+        return self.stats.to_dict()
+
+
+@dataclass
+class ServedPolicyFactory:
+    """A picklable policy factory for one worker: builds its `ServedPolicy` on channel `channel`."""
+
+    mode: str
+    requests: Any
+    answers: Any
+    channel: int
+    timeout_s: float | None
+
+    def __call__(self, cfg: EvalConfig) -> ServedPolicy:
+        return ServedPolicy(self.mode, self.requests, self.answers, self.channel, self.timeout_s)
+
+
+class PolicyService:
+    """The parent's handle: starts the service process, hands out channel factories, stops it, keeps its stats."""
+
+    def __init__(self, cfg: EvalConfig, factory, channels: int, max_batch: int, max_wait_ms: float,
+                 ctx: Any = None) -> None:
+        self.cfg = cfg
+        self.ctx = ctx or mp.get_context("spawn")
+        self.requests, self.control = self.ctx.Queue(), self.ctx.Queue()
+        self.channels = [self.ctx.Queue() for _ in range(channels)]
+        self.stats: dict[str, Any] = {}
+        self.process = self.ctx.Process(target=_serve, daemon=True, args=(
+            cfg, factory, self.requests, self.channels, self.control, max_batch, max_wait_ms / 1e3))
+        self.process.start()
+        while True:
+            try:
+                kind, payload = self.control.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not self.process.is_alive():
+                    raise RuntimeError(f"the policy service died while starting (exit code "
+                                       f"{self.process.exitcode})") from None
+        if kind == "fatal":
+            self.process.join(timeout=5)
+            raise RuntimeError(f"the policy service could not start:\n{payload}")
+
+    def factory(self, channel: int) -> ServedPolicyFactory:
+        return ServedPolicyFactory(self.cfg.policy, self.requests, self.channels[channel], channel,
+                                   self.cfg.episode_timeout)
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def close(self) -> dict[str, Any]:
+        if self.process.is_alive():
+            self.requests.put(None)
+            try:
+                kind, payload = self.control.get(timeout=30)
+                if kind == "stats":
+                    self.stats = payload
+            except queue.Empty:
+                pass
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+        return self.stats
