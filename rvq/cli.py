@@ -31,6 +31,9 @@ HELP = {
     "prefix_conditioned": "tell the decoder how many layers it decodes (a learned embedding per prefix length)",
     "normalization": "q99_guarded (default: 1st/99th percentiles to [-1, 1], rarer values kept up to the "
                      "training extremes), bounds_q99 (OpenVLA's, clips beyond the percentiles) or bounds_minmax",
+    "image_transform": "VLA images: resize (rotate + Lanczos, OpenVLA) or oft (+ JPEG round trip and the 90%% centre "
+                       "crop OFT-trained models expect); part of the features' identity, so use the same value for "
+                       "build-phase2-data and eval",
     "trust_remote_code": "run Python code shipped in the backbone folder or hub repo (OpenVLA/OFT need it); "
                          "off by default: a backbone that asks for it is refused",
 }
@@ -114,7 +117,7 @@ def cmd_build_phase2_data(args: argparse.Namespace) -> int:
     from rvq.tokenizer import ActionTokenizer
 
     tokenizer = ActionTokenizer.from_checkpoint(args.tokenizer, device=args.device)
-    extractor = load_feature_source(args.backbone, args.device, args.trust_remote_code)
+    extractor = load_feature_source(args.backbone, args.device, args.trust_remote_code, args.image_transform)
     path = build_phase2_data(args.demos, tokenizer, extractor, args.out, image_key=args.image_key,
                              batch_size=args.batch_size, progress=args.progress)
     print(json.dumps({"data": str(path), "feature_identity": extractor.identity, "tokenizer_identity": tokenizer.identity}))
@@ -133,7 +136,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, render=args.render, roundtrip_tokenizer=args.roundtrip_tokenizer,
         trust_remote_code=args.trust_remote_code, label=args.label, executor=args.executor,
         ray_address=args.ray_address, episode_timeout=args.episode_timeout or None,
-        max_worker_deaths=args.max_worker_deaths, policy_service=args.policy_service,
+        max_worker_deaths=args.max_worker_deaths, image_transform=args.image_transform, policy_service=args.policy_service,
         service_max_batch=args.service_max_batch, service_max_wait_ms=args.service_max_wait_ms,
     )
     path = run_eval(cfg, progress=args.progress)
@@ -219,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--device", default="auto", help=HELP["device"])
     build.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     build.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
+    build.add_argument("--image-transform", default="resize", choices=("resize", "oft"), help=HELP["image_transform"])
     build.set_defaults(func=cmd_build_phase2_data)
 
     setup = sub.add_parser("setup-libero", help="write LIBERO's config.yaml and link its assets (non-interactive)")
@@ -266,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     ev.add_argument("--label", default=None, help="row name in reports (default: the policy), e.g. rsd-naive")
     ev.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
+    ev.add_argument("--image-transform", default="resize", choices=("resize", "oft"), help=HELP["image_transform"])
     ev.set_defaults(func=cmd_eval)
 
     col = sub.add_parser("collect-demos", help="scripted expert → LIBERO-layout HDF5 demos (one file per task)")

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rvq.backbones.preprocess import POLICY_IMAGE_SIZE, PROMPT_TEMPLATE, openvla_prompt, prepare_image
+from rvq.backbones.preprocess import (IMAGE_TRANSFORMS, POLICY_IMAGE_SIZE, PROMPT_TEMPLATE, openvla_prompt,
+                                      prepare_image)
 from rvq.device import resolve_device
 
 OPENVLA_EMPTY_TOKEN = 29871
@@ -74,7 +75,11 @@ class FeatureExtractor:
         name: str,
         rotate_180: bool = True,
         image_size: int = POLICY_IMAGE_SIZE,
+        image_transform: str = "resize",
     ) -> None:
+        if image_transform not in IMAGE_TRANSFORMS:
+            raise ValueError(f"unknown image transform {image_transform!r}; choose one of {IMAGE_TRANSFORMS}")
+        self.image_transform = image_transform
         self.model = model.eval()
         self.processor = processor
         self.name = name
@@ -93,6 +98,7 @@ class FeatureExtractor:
         dtype: torch.dtype | None = None,
         trust_remote_code: bool = False,
         rotate_180: bool = True,
+        image_transform: str = "resize",
     ) -> "FeatureExtractor":
         """Load processor and model from a hub id or a local folder (bf16 on GPU, fp32 on CPU by default).
 
@@ -123,7 +129,8 @@ class FeatureExtractor:
         else:
             model_cls = getattr(transformers, "AutoModelForVision2Seq", None) or transformers.AutoModelForImageTextToText
         model = model_cls.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
-        return cls(model.to(device), processor, name=os.path.basename(source.rstrip("/")) or source, rotate_180=rotate_180)
+        return cls(model.to(device), processor, name=os.path.basename(source.rstrip("/")) or source, rotate_180=rotate_180,
+                   image_transform=image_transform)
 
     @property
     def device(self) -> torch.device:
@@ -148,6 +155,7 @@ class FeatureExtractor:
                 "rotate_180": self.rotate_180,
                 "image_size": self.image_size,
                 "prompt": PROMPT_TEMPLATE,
+                **({"image_transform": self.image_transform} if self.image_transform != "resize" else {}),
             },
         }
 
@@ -168,7 +176,7 @@ class FeatureExtractor:
             raise ValueError(f"got {len(images)} images but {len(instructions)} instructions")
         if len(images) == 0:
             raise ValueError("empty batch")
-        pil = [prepare_image(img, self.rotate_180, self.image_size) for img in images]
+        pil = [prepare_image(img, self.rotate_180, self.image_size, self.image_transform) for img in images]
         prompts = [openvla_prompt(text) for text in instructions]
         if self.family == "llava":
             prompts = [self.processor.image_token + p for p in prompts]

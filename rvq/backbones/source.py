@@ -11,13 +11,15 @@ from rvq.backbones.state import FEATURES_FILE, StateFeatures
 STATE_PREFIX = "state:"
 
 
-def load_feature_source(source: str, device: str = "auto",
-                        trust_remote_code: bool = False) -> FeatureExtractor | StateFeatures:
-    """`state:<suite>` or a `features.json` → `StateFeatures`; anything else → `FeatureExtractor.from_pretrained`."""
+def load_feature_source(source: str, device: str = "auto", trust_remote_code: bool = False,
+                        image_transform: str = "resize") -> FeatureExtractor | StateFeatures:
+    """`state:<suite>` or a `features.json` → `StateFeatures`; anything else → `FeatureExtractor.from_pretrained`
+    (`image_transform`: `rvq.backbones.preprocess.IMAGE_TRANSFORMS`; state features have no images)."""
     if source.startswith(STATE_PREFIX):
         return StateFeatures.for_suite(source[len(STATE_PREFIX):])
     if Path(source).name == FEATURES_FILE:
         if not Path(source).is_file():
             raise FileNotFoundError(f"state-feature layout not found: {source}")
         return StateFeatures.load(source)
-    return FeatureExtractor.from_pretrained(source, device=device, trust_remote_code=trust_remote_code)
+    return FeatureExtractor.from_pretrained(source, device=device, trust_remote_code=trust_remote_code,
+                                            image_transform=image_transform)

@@ -45,6 +45,7 @@ class EvalConfig:
     render: bool = True  # False: physics only (no images), for policies that do not look (expert, replay)
     roundtrip_tokenizer: str | None = None  # expert: pass its actions through this tokenizer (closed-loop study)
     trust_remote_code: bool = False  # let the backbone run code it ships (OpenVLA/OFT); off by default
+    image_transform: str = "resize"  # VLA images: resize | oft (rvq.backbones.preprocess); must match the heads' data
     label: str | None = None  # the row name in reports (default: the policy); tells apart runs of one policy kind
     identity: str | None = field(default=None, init=False)  # set by run_eval: `policy_identity` of this run
 
@@ -111,6 +112,12 @@ class EvalConfig:
             raise ValueError(f"episode_timeout must be > 0 seconds (or unset for none), got {self.episode_timeout}")
         if self.mock_step_latency_ms < 0 or (self.mock_step_latency_ms and self.env != "mock"):
             raise ValueError(f"mock_step_latency_ms must be >= 0 and needs env 'mock', got {self.mock_step_latency_ms}")
+        if self.image_transform not in ("resize", "oft"):
+            raise ValueError(f"unknown image transform {self.image_transform!r}; choose resize or oft")
+        if self.image_transform != "resize" and (self.policy not in ("rsd", "main")
+                                                 or reads_state(Path(self.checkpoints))):
+            raise ValueError("--image-transform applies to token policies on a VLA backbone (state features and "
+                             f"policy {self.policy!r} read no images)")
         if self.policy_service not in ("auto", "on", "off"):
             raise ValueError(f"policy_service must be auto, on or off, got {self.policy_service!r}")
         if self.policy_service == "on" and (self.policy not in ("rsd", "main") or self.executor_kind != "process"):
@@ -157,7 +164,8 @@ class EvalConfig:
                 "env_seed": ENV_SEED, "scenes": "oft-sequential-chain", "max_steps": self.max_steps or MAX_STEPS[self.suite],
                 "exact": self.exact if self.policy == "rsd" else None, "flip_gripper": self.flip_gripper,
                 "relaxed_rules": [self.tau, self.max_grid_distance] if self.policy == "rsd" and not self.exact else None,
-                "render": self.render, "policy_identity": policy_identity(self)}
+                "render": self.render, "image_transform": self.image_transform,
+                "policy_identity": policy_identity(self)}
 
 
 def _file_digest(path: Path) -> str:

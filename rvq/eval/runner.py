@@ -38,7 +38,8 @@ def build_policy(cfg: EvalConfig):
     if cfg.policy in ("rsd", "main"):
         return TokenPolicy.from_dir(cfg.checkpoints, mode=cfg.policy, device=cfg.device, exact=cfg.exact,
                                     flip_gripper=cfg.flip_gripper, trust_remote_code=cfg.trust_remote_code,
-                                    tau=cfg.tau, max_grid_distance=cfg.max_grid_distance)
+                                    tau=cfg.tau, max_grid_distance=cfg.max_grid_distance,
+                                    image_transform=cfg.image_transform)
     if cfg.policy == "replay":
         return ReplayPolicy(cfg.demos)
     if cfg.policy == "expert":

@@ -89,10 +89,11 @@ class TokenPolicy:
 
     @classmethod
     def from_dir(cls, checkpoints: str | Path, mode: str = "rsd", device: str = "auto", trust_remote_code: bool = False,
-                 **kwargs) -> "TokenPolicy":
-        """Load a checkpoint folder. `trust_remote_code`: allow the backbone to run code it ships (OpenVLA)."""
+                 image_transform: str = "resize", **kwargs) -> "TokenPolicy":
+        """Load a checkpoint folder. `trust_remote_code`: allow the backbone to run code it ships (OpenVLA);
+        `image_transform`: the VLA's image preprocessing (`rvq.backbones.preprocess`), as its heads' data had."""
         checkpoints = check_checkpoint_dir(checkpoints, mode)
-        extractor = load_feature_source(backbone_source(checkpoints), device, trust_remote_code)
+        extractor = load_feature_source(backbone_source(checkpoints), device, trust_remote_code, image_transform)
         tokenizer = ActionTokenizer.from_checkpoint(checkpoints / "tokenizer.pt", device=extractor.device)
         ids = {"tokenizer_identity": tokenizer.identity, "feature_identity": extractor.identity, "device": extractor.device}
         main = load_main(checkpoints / "main.pt", **ids)

@@ -167,3 +167,19 @@ def test_append_token_if_missing_respects_right_padding() -> None:
 def test_unknown_model_family_is_refused() -> None:
     with pytest.raises(TypeError, match="neither a Prismatic"):
         FeatureExtractor(nn.Linear(2, 2), processor=None, name="x")
+
+
+def test_oft_image_transform_crops_the_centre_and_changes_the_identity(tiny: FeatureExtractor) -> None:
+    # A 256-px render, grey with a dark frame 4 px wide: inside the 2.6% margin per side that OFT's crop removes.
+    image = np.full((256, 256, 3), 128, dtype=np.uint8)
+    image[:4], image[-4:], image[:, :4], image[:, -4:] = 0, 0, 0, 0
+    plain = np.asarray(prepare_image(image, size=224)).astype(int)
+    oft = np.asarray(prepare_image(image, size=224, transform="oft")).astype(int)
+    assert oft.shape == (224, 224, 3)
+    assert plain[:2].max() < 20 and oft[:3].min() > 100  # the frame is cropped away
+    assert abs(oft[112, 112] - 128).max() <= 3  # the centre survives the JPEG round trip within a few levels
+    with pytest.raises(ValueError, match="unknown image transform"):
+        prepare_image(image, transform="center")
+    cropped = FeatureExtractor(tiny.model, tiny.processor, "tiny", image_transform="oft")
+    assert cropped.identity != tiny.identity  # heads trained on one are refused with the other
+    assert not torch.equal(cropped(_images(1, 256), ["go"]), tiny(_images(1, 256), ["go"]))

@@ -99,6 +99,8 @@ def test_progress_in_a_log_is_plain_lines() -> None:
     ({"max_worker_deaths": 0}, "max_worker_deaths must be >= 1"), ({"ray_address": "auto"}, "applies to --executor ray"),
     ({"policy_service": "maybe"}, "must be auto, on or off"), ({"policy_service": "on"}, "serves rsd/main policies"),
     ({"service_max_batch": 0}, "service_max_batch must be >= 1"), ({"service_max_wait_ms": -1.0}, "must be >= 0"),
+    ({"image_transform": "crop"}, "unknown image transform"), ({"image_transform": "oft"}, "applies to token policies"),
+    ({"mock_step_latency_ms": -1.0}, "mock_step_latency_ms must be >= 0"),
 ])
 def test_executor_arguments_are_checked(tmp_path: Path, kw: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
