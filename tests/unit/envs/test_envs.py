@@ -67,3 +67,16 @@ def test_observation_contract_violations_are_named() -> None:
         check_observation(obs, resolution=256)
     with pytest.raises(ValueError, match="'state'"):
         check_observation({**obs, "state": np.zeros(7)})
+
+
+def test_registry_envs_follow_the_env_contract_and_the_benchmark_spec() -> None:
+    from rvq.envs import ENVS, LIBERO, Env, make_env
+
+    assert set(ENVS) == {"libero", "mock"} and all(entry.benchmark is LIBERO for entry in ENVS.values())
+    env = make_env("mock", "libero_object", 2)
+    assert isinstance(env, MockLiberoEnv)
+    for name in Env.__annotations__:
+        assert hasattr(env, name), name
+    assert env.max_steps == LIBERO.max_steps["libero_object"] and env.num_trials == LIBERO.trials_per_task
+    obs, success = env.step(np.asarray(LIBERO.noop_action))
+    assert success is False and obs["state"].shape == (8,)
