@@ -42,6 +42,10 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
 
     logs.clear()
     records = {s: (run / s / STAGE_FILE).read_bytes() for s in STAGES}
+    logs.clear()
+    run_pipeline(replace(cfg, standardize_features=False), log=logs.append, plan=True)
+    assert "[main] inputs changed since the last run: would be redone" in logs  # the heads' recipe is an input
+    logs.clear()
     run_pipeline(replace(cfg, head_steps=5, roundtrip_reference=True), log=logs.append, plan=True)
     assert "[tokenizer] done before with the same inputs: would be skipped" in logs
     assert "[main] inputs changed since the last run: would be redone" in logs
@@ -74,6 +78,8 @@ def test_interrupted_stage_runs_again_and_configs_are_checked(tmp_path: Path) ->
         run_pipeline(replace(other, demos_dir=str(tmp_path)), log=logs.append)
     with pytest.raises(ValueError, match="policies must be a non-empty subset"):
         replace(cfg, policies=["expert"])
+    with pytest.raises(ValueError, match="head_lr must be > 0"):
+        replace(cfg, head_lr=0.0)
     path = tmp_path / "p.toml"
     path.write_text('suite = "libero_object"\nbogus = 1\n')
     with pytest.raises(ValueError, match=r"unknown pipeline setting\(s\) \['bogus'\]"):
