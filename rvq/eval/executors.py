@@ -23,7 +23,7 @@ import queue
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -95,10 +95,17 @@ class Scheduler:
         self.deaths: Counter[Episode] = Counter()
         self.emitted: set[Episode] = set()
 
-    def take(self, task: int | None) -> Episode | None:
-        """The next episode, preferring `task` (the worker's env holds it already)."""
+    def take(self, task: int | None, others: Collection[int] = ()) -> Episode | None:
+        """The next episode for a worker whose env holds `task`: that task's next trial if any; else the first
+        trial of the task no other worker holds (`others`: their tasks) with the most episodes left; else the
+        first pending one. So workers spread over tasks before they share one (one env per task, and each task's
+        trials run in order on one worker: no scene-chain replays), and share only when workers outnumber tasks."""
         if not self.pending:
             return None
+        left = Counter(t for t, _ in self.pending)
+        if task is None or task not in left:
+            free = [t for t in left if t not in set(others)]
+            task = max(free, key=lambda t: (left[t], -t)) if free else None
         if task is not None:
             for i, episode in enumerate(self.pending):
                 if episode[0] == task:
@@ -209,12 +216,14 @@ class ProcessExecutor:
                 slot.episode = None
 
         def drain(wait_s: float) -> None:
-            deadline = time.monotonic() + wait_s
-            while True:
-                try:
-                    handle(outbox.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    return
+            """Wait up to `wait_s` for a message, then take whatever else is already there and return at once (a
+            freed worker gets its next episode without waiting out the poll interval)."""
+            try:
+                handle(outbox.get(timeout=wait_s))
+                while True:
+                    handle(outbox.get_nowait())
+            except queue.Empty:
+                return
 
         def retire(wid: int) -> None:
             slot = slots.pop(wid)
@@ -237,7 +246,8 @@ class ProcessExecutor:
                                        f"finished episodes are kept, rerun to resume")
                 for wid, slot in slots.items():
                     if slot.ready and slot.episode is None and sched.pending:
-                        slot.episode = sched.take(slot.task)
+                        others = [o.task for o in slots.values() if o is not slot and o.task is not None]
+                        slot.episode = sched.take(slot.task, others)
                         slot.task, slot.started = slot.episode[0], time.monotonic()
                         slot.inbox.put(slot.episode)
                 drain(POLL_S)

@@ -80,7 +80,8 @@ class RayExecutor:
             while sched.pending or in_flight:
                 while idle and sched.pending:
                     aid = idle.pop()
-                    episode = sched.take(last_task.get(aid))
+                    others = [t for a, t in last_task.items() if a != aid and a in actors]
+                    episode = sched.take(last_task.get(aid), others)
                     last_task[aid] = episode[0]
                     in_flight[actors[aid].run.remote(*episode)] = (aid, episode, time.monotonic())
                 done, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_S)

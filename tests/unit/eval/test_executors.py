@@ -74,8 +74,12 @@ def _broken_factory(cfg):
 
 def test_the_scheduler_prefers_the_workers_task_and_drops_a_second_record() -> None:
     emitted = []
-    sched = Scheduler(cfg(Path("/tmp")), [(0, 0), (0, 1), (1, 0), (1, 1)], lambda r, w=None: emitted.append(r))
-    assert sched.take(1) == (1, 0) and sched.take(None) == (0, 0)
+    sched = Scheduler(cfg(Path("/tmp")), [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)], lambda r, w=None: emitted.append(r))
+    assert sched.take(None) == (1, 0)  # a fresh worker takes the task with the most episodes left
+    assert sched.take(None, others=[1]) == (0, 0)  # ... that no other worker holds
+    assert sched.take(0, others=[1]) == (0, 1)  # then that task's next trial, in order
+    assert sched.take(0, others=[1]) == (1, 1)  # task 0 is done: share task 1
+    assert sched.take(7) == (1, 2)
     sched.finish((1, 0), {"trial": 0}, 0)
     sched.finish((1, 0), {"trial": 0, "again": True}, 1)
     assert emitted == [{"trial": 0}]
