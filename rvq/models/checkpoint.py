@@ -102,9 +102,11 @@ def _load(
         config = config_cls.from_dict(payload["config"])
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"{source}: invalid config: {exc}") from exc
-    model = model_cls(config)
+    with torch.device("meta"):  # no random weights first: loading holds one copy of the weights, not two
+        model = model_cls(config)
     check_state_dict(payload["state_dict"], model.state_dict(), source)
-    model.load_state_dict(payload["state_dict"])
+    model.load_state_dict(payload["state_dict"], assign=True)
+    model = model.float()  # as before the meta-device load: heads compute in float32 whatever dtype they were saved in
     model.metrics = payload.get("metrics") or {}
     model.tokenizer_identity = payload["tokenizer_identity"]
     model.feature_identity = payload["feature_identity"]
