@@ -8,6 +8,8 @@
 (b) The real simulator, physics only, the scripted expert, at 1 and 2 workers (needs LIBERO; CPU-bound).
 (c) The policy service at 4 workers (mock checkpoints, RSD): its batch-size distribution, and the cost per request
     (the workers' time per chunk against the same policy inline).
+(d) Peak resident memory (this process and its children) at 1 worker inline, 4 workers with one policy service,
+    and 4 workers each loading the policy.
 Every run's episode time is split into env creation, reset, policy and env steps (the records' `timing`).
 """
 
@@ -119,3 +121,58 @@ def test_policy_service_batches_and_cost_per_request(tmp_path: Path, benchmark) 
     print(f"policy time per chunk seen by a worker: inline {inline_ms:.1f} ms, served {served_ms:.1f} ms "
           f"(+{served_ms - inline_ms:.1f} ms per request: queueing, IPC, the padded batch)")
     print(f"episodes/min: inline {results['inline']['per_min']:.1f}, served x4 {results['served']['per_min']:.1f}")
+
+
+def _peak_rss(run) -> dict:
+    """Run `run()` while sampling the resident memory of this process and all its descendants every 50 ms."""
+    import threading
+
+    import psutil
+
+    me, peak, stop = psutil.Process(), {"total": 0, "processes": 0, "largest_child": 0}, threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            rss = {}
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    rss[proc.pid] = proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            total = sum(rss.values())
+            if total > peak["total"]:
+                children = [v for pid, v in rss.items() if pid != me.pid]
+                peak.update(total=total, processes=len(rss), largest_child=max(children, default=0))
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        run()
+    finally:
+        stop.set()
+        thread.join()
+    return peak
+
+
+def test_peak_memory_with_and_without_the_policy_service(tmp_path: Path, benchmark) -> None:
+    ckpt = tmp_path / "ck"
+    subprocess.run([sys.executable, "mocks/generate_mock_checkpoints.py", "--output-dir", str(ckpt)], check=True,
+                   capture_output=True)
+    common = dict(suite="libero_spatial", tasks=[0, 1, 2, 3], trials=1, policy="rsd", checkpoints=str(ckpt),
+                  env="mock", render=True, max_steps=16, device="cpu")
+    rows = []
+
+    def run() -> None:
+        for name, kw in (("1 worker, inline", {"workers": 1}),
+                         ("4 workers, one policy service", {"workers": 4, "policy_service": "on"}),
+                         ("4 workers, a policy each", {"workers": 4, "policy_service": "off"})):
+            cfg = EvalConfig(**common, **kw, out_dir=str(tmp_path / name.replace(" ", "_").replace(",", "")))
+            rows.append((name, _peak_rss(lambda: run_eval(cfg, progress=False))))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    print("\n(d) peak resident memory, this process and its children (mock checkpoints: tiny LLaVA backbone + heads)")
+    print("| run | processes at the peak | peak total (MB) | largest child (MB) |")
+    print("|---|---|---|---|")
+    for name, peak in rows:
+        print(f"| {name} | {peak['processes']} | {peak['total'] / 2**20:.0f} | {peak['largest_child'] / 2**20:.0f} |")
