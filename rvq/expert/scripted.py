@@ -26,6 +26,7 @@ GAIN = 15.0  # action units per metre of position error (OSC: 1 unit ≈ 5 cm pe
 ROTATION_SCALE = 0.5  # radians per rotation action unit (robosuite OSC_POSE output_max)
 ROTATION_STEP = 0.6  # largest rotation action per step (0.3 rad)
 KNOB_TURN = 0.9  # radians the wrist turns a knob (LIBERO's stove is on from 0.5)
+KNOB_TRIES = 3  # a turn that left the knob off (the bar slipped in the grasp) is planned again from where it stands
 TURN_TOLERANCE = 0.08  # radians of orientation error a moving phase may hand over with
 # `robot0_eef_quat` of the gripper pointing down with its fingers closing along world y (LIBERO's reset pose)
 DOWN = np.diag([1.0, -1.0, -1.0])
@@ -122,6 +123,7 @@ class ScriptedExpert:
     def __init__(self) -> None:
         self.env = None
         self.phases: list[Phase] = []
+        self.tries = 0  # plans made this episode (a knob turn is planned again when it left the knob off)
         self.index = 0
         self.count = 0
         self.anchor: np.ndarray | None = None
@@ -137,6 +139,7 @@ class ScriptedExpert:
         if self.env is None:
             raise RuntimeError("attach_env(env) before reset: the expert reads the simulator state")
         self.phases, self.index, self.count, self.anchor, self.yaw = [], 0, 0, None, 0.0
+        self.tries = 0
 
     def _make_plan(self, raw: dict[str, Any]) -> None:
         env = self.env
@@ -197,11 +200,15 @@ class ScriptedExpert:
             Phase("retreat", OPEN, hold_steps=20, rise=0.1, yaw=turned),
         ]
         self.plan = {"object": fixture, "target": None, "predicate": "turnon", "grasp": grasp.tolist(),
-                     "yaw_deg": round(float(np.rad2deg(self.yaw))), "clearance": None}
+                     "yaw_deg": round(float(np.rad2deg(self.yaw))), "clearance": None, "tries": self.tries}
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         raw = self.env.raw_obs
+        if (self.phases and self.index >= len(self.phases) and self.plan.get("predicate") == "turnon"
+                and self.tries < KNOB_TRIES and not self.env.success()):
+            self.phases, self.index, self.count, self.anchor = [], 0, 0, None  # the knob is still off: again
         if not self.phases:
+            self.tries += 1
             self._make_plan(raw)
         eef = np.asarray(raw["robot0_eef_pos"], dtype=np.float64)
         while self.index < len(self.phases):
