@@ -43,7 +43,7 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
     logs.clear()
     records = {s: (run / s / STAGE_FILE).read_bytes() for s in STAGES}
     logs.clear()
-    run_pipeline(replace(cfg, standardize_features=False), log=logs.append, plan=True)
+    run_pipeline(replace(cfg, standardize_features=True), log=logs.append, plan=True)
     assert "[main] inputs changed since the last run: would be redone" in logs  # the heads' recipe is an input
     logs.clear()
     run_pipeline(replace(cfg, head_steps=5, roundtrip_reference=True), log=logs.append, plan=True)

@@ -46,17 +46,17 @@ def test_an_episode_that_always_kills_its_worker_is_an_error_and_the_run_goes_on
 
 def test_a_hung_policy_call_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     factory = FaultyPolicyFactory(hang_trials={0})
-    records = read_results(run_eval(cfg(tmp_path, tasks=[0], trials=2, episode_timeout=2.0), factory=factory,
+    records = read_results(run_eval(cfg(tmp_path, tasks=[0], trials=2, episode_timeout=4.0), factory=factory,
                                     progress=False))
     by_trial = {r["trial"]: r for r in records}
     assert "timeout" in by_trial[0]["error"] and "worker was killed" in by_trial[0]["error"]
-    assert by_trial[0]["seconds"] >= 2.0
+    assert by_trial[0]["seconds"] >= 4.0
     assert by_trial[1]["error"] is None and by_trial[1]["steps"] == 16
 
 
 def test_a_slow_episode_is_stopped_between_steps_inline(tmp_path: Path) -> None:
-    factory = FaultyPolicyFactory(slow_trials={0}, slow_s=1.0)  # 2 chunks of 8 steps: 2 s > the 1.5 s timeout
-    records = read_results(run_eval(cfg(tmp_path, tasks=[0], trials=2, workers=1, episode_timeout=1.5),
+    factory = FaultyPolicyFactory(slow_trials={0}, slow_s=2.5)  # 2 chunks of 8 steps: 5 s > the 4 s timeout
+    records = read_results(run_eval(cfg(tmp_path, tasks=[0], trials=2, workers=1, episode_timeout=4.0),
                                     factory=factory, progress=False))
     by_trial = {r["trial"]: r for r in records}
     assert "EpisodeTimeout" in by_trial[0]["error"] and 0 < by_trial[0]["steps"] < 16
