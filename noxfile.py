@@ -4,11 +4,21 @@ README's main job: `rvq pipeline`), `tokenizer` (the tokenizer-only job).
 torch is installed first, pinned by RVQ_TORCH_SPEC (default `torch==2.13.0`): on machines whose pip
 has a local CPU wheel of that version it is taken from there; elsewhere pip fetches the same version
 from the index. Set RVQ_TORCH_SPEC to any requirement (e.g. `torch`) to change it.
+
+`unit`, `mock_integration`, `gpu` and `demo` need the same packages, so they share one virtual environment,
+`.nox/shared` (torch and the rest installed once: one ~3 GB environment instead of one per session): nox has no shared
+environments of its own (wntrblm/nox#167), so these sessions run without one of nox's and call the shared
+environment's programs. It is reinstalled when pyproject.toml, the extras or RVQ_TORCH_SPEC change. The other
+sessions use nox's environments, with uv as the backend where it is installed (pip otherwise).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import sys
+from pathlib import Path
 
 import nox
 
@@ -18,60 +28,83 @@ nox.options.reuse_existing_virtualenvs = True
 TORCH_SPEC = os.environ.get("RVQ_TORCH_SPEC", "torch==2.13.0")
 
 
+BACKEND = "uv|virtualenv"  # nox's own sessions: uv where installed, else virtualenv with pip
+SHARED = Path(".nox") / "shared"
+SHARED_EXTRAS = "data,test,libero,ray"
+
+
 def install(session: nox.Session, extras: str) -> None:
     session.install(TORCH_SPEC)
     session.install("-e", f".[{extras}]")
 
 
-def install_libero(session: nox.Session) -> dict[str, str]:
-    """The `libero` and `ray` extras, LIBERO itself without its training-only dependencies, and its config;
-    returns the environment the simulator needs (config path, EGL rendering)."""
-    install(session, "data,test,libero,ray")
-    config_dir = os.path.join(session.virtualenv.location, "libero-config")
-    session.run("rvq", "setup-libero", "--install", "--config-dir", config_dir)
-    return {"LIBERO_CONFIG_PATH": config_dir, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
+def shared_env(session: nox.Session) -> dict[str, str]:
+    """The shared environment (created and installed once; see the module docstring), with LIBERO installed and
+    configured; returns the environment variables its commands run with."""
+    python = SHARED / "bin" / "python"
+    wanted = {"torch": TORCH_SPEC, "extras": SHARED_EXTRAS,
+              "pyproject": hashlib.sha256(Path("pyproject.toml").read_bytes()).hexdigest()}
+    stamp = SHARED / "rvq-install.json"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(SHARED), external=True)
+    if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
+        session.run(str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip", external=True)
+        session.run(str(python), "-m", "pip", "install", TORCH_SPEC, external=True)
+        session.run(str(python), "-m", "pip", "install", "-e", f".[{SHARED_EXTRAS}]", external=True)
+        stamp.write_text(json.dumps(wanted))
+    else:
+        session.log(f"reusing {SHARED} (installed for {wanted['extras']}, {wanted['torch']})")
+    bin_dir = str((SHARED / "bin").resolve())
+    config_dir = str((SHARED / "libero-config").resolve())
+    env = {"PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "VIRTUAL_ENV": str(SHARED.resolve())}
+    session.run(f"{bin_dir}/rvq", "setup-libero", "--install", "--config-dir", config_dir, env=env, external=True)
+    return {**env, "LIBERO_CONFIG_PATH": config_dir, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
             "RVQ_REQUIRE_LIBERO": "1"}
 
 
-@nox.session
+def run_shared(session: nox.Session, program: str, *args: str, env: dict[str, str]) -> None:
+    session.run(str((SHARED / "bin" / program).resolve()), *args, env=env, external=True)
+
+
+@nox.session(venv_backend="none")
 def unit(session: nox.Session) -> None:
     """CPU unit and property tests (minutes)."""
-    install(session, "data,test")
-    session.run("pytest", "tests/unit", *session.posargs)
+    env = shared_env(session)
+    run_shared(session, "pytest", "tests/unit", *session.posargs, env=env)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def mock_integration(session: nox.Session) -> None:
     """CPU integration tests: mock checkpoints, small real data, and short episodes in the real LIBERO
     simulator (installed and configured here)."""
-    env = install_libero(session)
-    session.run("pytest", "tests/integration", *session.posargs, env=env)
+    env = shared_env(session)
+    run_shared(session, "pytest", "tests/integration", *session.posargs, env=env)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def gpu(session: nox.Session) -> None:
     """GPU suite: `pytest -m gpu` (skipped with a reason when no CUDA device is present)."""
-    env = install_libero(session)
-    session.run("pytest", "-m", "gpu", "tests/gpu", *session.posargs, env=env)
+    env = shared_env(session)
+    run_shared(session, "pytest", "-m", "gpu", "tests/gpu", *session.posargs, env=env)
 
 
-@nox.session
+@nox.session(venv_backend=BACKEND)
 def benchmark(session: nox.Session) -> None:
     """Speed benchmarks, measured side by side in one run and printed as ratios."""
     install(session, "data,test,bench")
     session.run("pytest", "benchmarks", "-m", "benchmark", "--benchmark-only", "-s", *session.posargs)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def demo(session: nox.Session) -> None:
     """The main job on the embedded default: `rvq pipeline` on three libero_object tasks in the real simulator
     (physics only): scripted demos → robust tokenizer → state-feature heads → learned RSD and main-only policies
     evaluated next to the expert. Arguments go to `rvq pipeline` (e.g. `-- --config FILE.toml`)."""
-    env = install_libero(session)
-    session.run("rvq", "pipeline", *(session.posargs or ["--out", "runs/pipeline"]), env=env)
+    env = shared_env(session)
+    run_shared(session, "rvq", "pipeline", *(session.posargs or ["--out", "runs/pipeline"]), env=env)
 
 
-@nox.session
+@nox.session(venv_backend=BACKEND)
 def tokenizer(session: nox.Session) -> None:
     """The tokenizer-only job: train the robust tokenizer on robosuite's bundled real demos (no simulator)."""
     install(session, "data")

@@ -77,6 +77,8 @@ def write_libero_file(
             obs.create_dataset("joint_states", data=rng.standard_normal((n, 7)))
             obs.create_dataset("gripper_states", data=rng.standard_normal((n, 2)))
             obs.create_dataset("ee_pos", data=rng.standard_normal((n, 3)))
+            # a generator of its own, so that adding this key left every other value of these files unchanged
+            obs.create_dataset("ee_ori", data=np.random.default_rng(10_000 + 100 * seed + i).standard_normal((n, 3)))
             if images:
                 shape = (n, image_size, image_size, 3)
                 if images == "action":

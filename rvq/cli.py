@@ -13,6 +13,9 @@ from rvq.rsd.decode import DEFAULT_TAU
 from rvq.training.tokenizer import TrainTokenizerConfig
 
 HELP = {
+    "log_to": "also log each evaluation to tensorboard (<out-dir>/tensorboard) or wandb (WANDB_MODE=offline works "
+              "offline); needs pip install \"rvq[log]\" (default none)",
+    "wandb_project": "wandb project name (default rvq)",
     "quantizer": "robust (default), naive or layernorm",
     "demos": "HDF5 demo files or folders of them (LIBERO: one file per task); default: robosuite's bundled demos",
     "out_dir": "output folder",
@@ -173,7 +176,8 @@ def cmd_collect_demos(args: argparse.Namespace) -> int:
 
     tasks = parse_tasks(args.tasks, args.suite)
     summaries = collect_demos(CollectConfig(args.suite, tasks, args.trials, args.out, args.workers, args.resolution,
-                                            args.keep_failures, args.images, args.random_resets, args.max_attempts))
+                                            args.keep_failures, args.images, args.random_resets, args.max_attempts,
+                                            args.format, args.lerobot_version))
     for s in summaries:
         print(json.dumps(s))
     return 0
@@ -288,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "the fixed evaluation initial states: training data with no leakage into evaluation")
     col.add_argument("--max-attempts", type=int, default=0,
                      help="with --random-resets: episodes per task at most (default 3N + 10)")
+    col.add_argument("--format", default="hdf5", choices=("hdf5", "lerobot"),
+                     help="lerobot: also write the demos as a LeRobot dataset in OUT/lerobot (the HDF5 files stay "
+                          "the resumable store); needs pip install \"rvq[lerobot]\" (default hdf5)")
+    col.add_argument("--lerobot-version", default="v3.0", choices=("v3.0", "v2.1"), help="LeRobot layout (default v3.0)")
     col.set_defaults(func=cmd_collect_demos)
 
     pipe = sub.add_parser("pipeline", help="collect → tokenizer → Phase 2 → draft/main → eval → report, one run folder")

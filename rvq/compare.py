@@ -85,6 +85,9 @@ def _build(method: str, cfg: TrainTokenizerConfig) -> ActionRFSQAE:
 
 def compare_tokenizers(cfg: TrainTokenizerConfig, out_dir: str | Path) -> dict[str, Any]:
     """Train each RFSQ variant with `cfg` on one split, evaluate baselines; write table, JSON, plots."""
+    if cfg.log_to != "none":
+        raise ValueError("compare-tokenizers does not log to TensorBoard or wandb (its record is comparison.json); "
+                         "drop --log-to, or train one tokenizer with `rvq train-tokenizer --log-to ...`")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)

@@ -313,6 +313,7 @@ def _departure(cfg: PipelineConfig, rows: list[str], data: str, folder: str) -> 
     between the two decodings, and the accepted draft layers and main passes it buys."""
     import torch
 
+    from rvq.data.feature_store import as_tensor
     from rvq.data.phase2 import load_phase2_data
     from rvq.models import load_draft, load_main
     from rvq.rsd import greedy_decode, speculative_decode
@@ -326,9 +327,9 @@ def _departure(cfg: PipelineConfig, rows: list[str], data: str, folder: str) -> 
     _, val = load_phase2_data(data).split_by_episode(TrainHeadConfig.val_fraction, cfg.seed)
     out: dict[str, Any] = {"rows": len(val)}
     with torch.inference_mode():
-        exact = greedy_decode(main, val.features)
+        exact = greedy_decode(main, as_tensor(val.features))
         for name in rows:
-            codes, stats = speculative_decode(draft, main, val.features, exact=False, **RELAXED_RULES[name])
+            codes, stats = speculative_decode(draft, main, as_tensor(val.features), exact=False, **RELAXED_RULES[name])
             err = ((tokenizer.decode(codes) - tokenizer.decode(exact)) ** 2).mean(-1)  # [N, C]
             out[name] = {**token_departure(codes, exact), **RELAXED_RULES[name],
                          "action_mse_vs_exact_raw": float((err * val.valid).sum() / val.valid.sum().clamp(min=1)),

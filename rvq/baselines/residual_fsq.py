@@ -30,7 +30,11 @@ class LibraryResidualFSQ(ResidualScalarQuantizer):
 
     def __init__(self, dim: int, num_layers: int, num_levels: int, quantize_dropout: bool = False) -> None:
         super().__init__(dim, num_layers, num_levels)
-        from vector_quantize_pytorch import GroupedResidualFSQ
+        try:
+            from vector_quantize_pytorch import GroupedResidualFSQ
+        except ImportError as exc:
+            raise ImportError("the ResidualFSQ baseline (rvq compare-tokenizers) needs vector-quantize-pytorch: "
+                              'pip install "rvq[bench]" (or "rvq[test]")') from exc
 
         self.rfsq = GroupedResidualFSQ(dim=dim, groups=dim, levels=[num_levels], num_quantizers=num_layers,
                                        quantize_dropout=quantize_dropout)

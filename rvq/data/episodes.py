@@ -142,7 +142,12 @@ def _read_episodes(handle: h5py.File, path: Path, task_id: int, action_dim: int,
 
 
 def read_obs(episode: Episode, key: str) -> np.ndarray:
-    """One observation array `[T, ...]` of an episode, e.g. `agentview_rgb` `[T, H, W, 3]`."""
+    """One observation array `[T, ...]` of an episode, e.g. `agentview_rgb` `[T, H, W, 3]` (an episode of a LeRobot
+    dataset: its cameras, by feature name or LIBERO name, in the simulator's raw orientation)."""
+    if Path(episode.source).is_dir():
+        from rvq.data.lerobot import read_lerobot_frames
+
+        return read_lerobot_frames(episode, key)
     with h5py.File(episode.source, "r") as handle:
         group = handle["data"][episode.demo]
         if "obs" not in group or key not in group["obs"]:
@@ -158,17 +163,24 @@ def list_demo_files(folder: str | Path) -> list[Path]:
         raise FileNotFoundError(f"demo folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix in (".hdf5", ".h5"))
     if not files:
-        raise ValueError(f"{folder}: no .hdf5 demo files")
+        raise ValueError(f"{folder}: no .hdf5 demo files, and not a LeRobot dataset (no meta/info.json)")
     return files
 
 
 def read_demos(paths: list[str | Path], action_dim: int = ARM_DIM, split_arms: bool = True) -> list[Episode]:
-    """Episodes of several files or folders; each file is one task, numbered in order."""
-    files: list[Path] = []
+    """Episodes of several files or folders, tasks numbered in order: each HDF5 file is one task; a LeRobot dataset
+    folder (`rvq.data.lerobot`) adds its tasks in `task_index` order."""
+    from rvq.data.lerobot import is_lerobot_dataset, lerobot_task_count, read_lerobot_dataset
+
+    episodes: list[Episode] = []
+    task_id = 0
     for p in paths:
         p = Path(p)
-        files.extend(list_demo_files(p) if p.is_dir() else [p])
-    episodes: list[Episode] = []
-    for task_id, path in enumerate(files):
-        episodes.extend(read_demo_file(path, task_id, action_dim, split_arms))
+        if p.is_dir() and is_lerobot_dataset(p):
+            episodes.extend(read_lerobot_dataset(p, task_id, action_dim, split_arms))
+            task_id += lerobot_task_count(p)
+            continue
+        for path in list_demo_files(p) if p.is_dir() else [p]:
+            episodes.extend(read_demo_file(path, task_id, action_dim, split_arms))
+            task_id += 1
     return episodes

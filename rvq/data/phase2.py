@@ -8,7 +8,8 @@ at `t` (the next `C` raw actions, last one repeated past the end, as in Phase 1)
     attrs: format, version, tokenizer_identity, feature_identity, feature_info (JSON),
            instructions (JSON, by task id), sources (JSON, by task id), episodes (JSON names), image_key
 
-`load_phase2_data` refuses files made with different tokenizers or feature extractors.
+`load_phase2_data` refuses files made with different tokenizers or feature extractors. Features larger than
+`RVQ_FEATURE_MEMORY_MB` stay on disk (`rvq.data.feature_store.LazyFeatures`) and are read a batch at a time.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rvq.backbones.state import StateFeatures
 
 from rvq.data.chunks import chunk_episode
 from rvq.data.episodes import Episode, read_demos, read_obs
+from rvq.data.feature_store import Features, LazyFeatures, feature_chunks, feature_memory_budget
 from rvq.data.hdf5 import read_hdf5
 from rvq.data.state_obs import read_state_observations
 
@@ -38,9 +40,9 @@ DEFAULT_IMAGE_KEY = "agentview_rgb"
 
 @dataclass
 class Phase2Data:
-    """In-memory Phase 2 rows (see module docstring for shapes)."""
+    """Phase 2 rows (see module docstring for shapes); features in RAM or read lazily from the files."""
 
-    features: torch.Tensor
+    features: Features
     codes: torch.Tensor
     actions: torch.Tensor
     valid: torch.Tensor
@@ -61,8 +63,9 @@ class Phase2Data:
         return int(self.features.shape[1])
 
     def subset(self, rows: torch.Tensor) -> "Phase2Data":
-        fields = {k: getattr(self, k)[rows] for k in ("features", "codes", "actions", "valid", "episode", "task", "step")}
-        return Phase2Data(**fields, tokenizer_identity=self.tokenizer_identity, feature_identity=self.feature_identity,
+        fields = {k: getattr(self, k)[rows] for k in ("codes", "actions", "valid", "episode", "task", "step")}
+        features = self.features.take(rows) if isinstance(self.features, LazyFeatures) else self.features[rows]
+        return Phase2Data(features=features, **fields, tokenizer_identity=self.tokenizer_identity, feature_identity=self.feature_identity,
                           feature_info=self.feature_info, instructions=self.instructions, episodes=self.episodes)
 
     def split_by_episode(self, val_fraction: float = 0.2, seed: int = 0) -> tuple["Phase2Data", "Phase2Data"]:
@@ -167,16 +170,32 @@ PHASE2_DATASETS = ("features", "codes", "actions", "valid", "episode", "task", "
 PHASE2_ATTRS = ("tokenizer_identity", "feature_identity", "feature_info", "instructions", "episodes")
 
 
-def _read_one(path: Path) -> Phase2Data:
+WHAT = "Phase 2 data from `rvq build-phase2-data`"
+
+
+def _feature_bytes(path: Path) -> int:
+    """Size of a file's features in RAM (float32), read from the dataset's shape without loading it."""
     if not path.is_file():
         raise FileNotFoundError(f"Phase 2 data file not found: {path}")
-    data = read_hdf5(path, lambda f: _read_rows(f, path), "Phase 2 data from `rvq build-phase2-data`")
-    if not torch.isfinite(data.features).all():
-        raise ValueError(f"{path}: features contain NaN/inf")
+
+    def size(f: h5py.File) -> int:
+        dataset = f.get("features")
+        return int(np.prod(dataset.shape)) * 4 if isinstance(dataset, h5py.Dataset) else 0
+
+    return read_hdf5(path, size, WHAT)
+
+
+def _read_one(path: Path, lazy: bool) -> Phase2Data:
+    if not path.is_file():
+        raise FileNotFoundError(f"Phase 2 data file not found: {path}")
+    data = read_hdf5(path, lambda f: _read_rows(f, path, lazy), WHAT)
+    for chunk in feature_chunks(data.features):  # a bounded chunk at a time when lazy
+        if not torch.isfinite(chunk).all():
+            raise ValueError(f"{path}: features contain NaN/inf")
     return data
 
 
-def _read_rows(f: h5py.File, path: Path) -> Phase2Data:
+def _read_rows(f: h5py.File, path: Path, lazy: bool = False) -> Phase2Data:
     if f.attrs.get("format") != PHASE2_FORMAT:
         raise ValueError(f"{path}: not a Phase 2 data file (format {f.attrs.get('format')!r}, expected {PHASE2_FORMAT!r})")
     missing = [k for k in PHASE2_DATASETS if not isinstance(f.get(k), h5py.Dataset)]
@@ -189,8 +208,14 @@ def _read_rows(f: h5py.File, path: Path) -> Phase2Data:
         info, instructions, episodes = (json.loads(f.attrs[k]) for k in ("feature_info", "instructions", "episodes"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: an attribute that must be JSON is not ({exc})") from exc
+    shape = f["features"].shape
+    if len(shape) != 2 or shape[0] != f["codes"].shape[0]:
+        raise ValueError(f"{path}: features must be [N, D] with one row per code row, got {list(shape)} "
+                         f"for {f['codes'].shape[0]} rows")
+    if f["features"].dtype != np.float32:
+        raise ValueError(f"{path}: features must be float32, got {f['features'].dtype}")
     return Phase2Data(
-        features=torch.from_numpy(f["features"][()]),
+        features=LazyFeatures([path], [shape[0]], shape[1]) if lazy else torch.from_numpy(f["features"][()]),
         codes=torch.from_numpy(f["codes"][()].astype(np.int64)),
         actions=torch.from_numpy(f["actions"][()]),
         valid=torch.from_numpy(f["valid"][()]),
@@ -205,12 +230,17 @@ def _read_rows(f: h5py.File, path: Path) -> Phase2Data:
     )
 
 
-def load_phase2_data(paths: list[str | os.PathLike] | str | os.PathLike) -> Phase2Data:
-    """Load one or more Phase 2 files; refuses files from different tokenizers or feature extractors."""
+def load_phase2_data(paths: list[str | os.PathLike] | str | os.PathLike, lazy: bool | None = None) -> Phase2Data:
+    """Load one or more Phase 2 files; refuses files from different tokenizers or feature extractors.
+
+    `lazy`: keep the features on disk and read them a batch at a time (`LazyFeatures`); None: when they exceed
+    `RVQ_FEATURE_MEMORY_MB` (labels, ids and actions are small and always read)."""
     paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
     if not paths:
         raise ValueError("no Phase 2 data files given")
-    parts = [_read_one(p) for p in paths]
+    if lazy is None:
+        lazy = sum(_feature_bytes(p) for p in paths) > feature_memory_budget()
+    parts = [_read_one(p, lazy) for p in paths]
     first = parts[0]
     for path, part in zip(paths[1:], parts[1:]):
         for name in ("tokenizer_identity", "feature_identity"):
@@ -232,8 +262,15 @@ def load_phase2_data(paths: list[str | os.PathLike] | str | os.PathLike) -> Phas
         instructions += part.instructions
         episodes += part.episodes
     cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+    if lazy:
+        dims = {part.feature_dim for part in parts}
+        if len(dims) != 1:
+            raise ValueError(f"Phase 2 files have different feature widths {sorted(dims)}: {[str(p) for p in paths]}")
+        features: Features = LazyFeatures(paths, [len(part) for part in parts], dims.pop())
+    else:
+        features = cat("features")
     return Phase2Data(
-        features=cat("features"), codes=cat("codes"), actions=cat("actions"), valid=cat("valid"),
+        features=features, codes=cat("codes"), actions=cat("actions"), valid=cat("valid"),
         episode=torch.cat([m[0] for m in merged]), task=torch.cat([m[1] for m in merged]), step=cat("step"),
         tokenizer_identity=first.tokenizer_identity, feature_identity=first.feature_identity,
         feature_info=first.feature_info, instructions=instructions, episodes=episodes,

@@ -47,6 +47,8 @@ class CollectConfig:
     images: bool = True  # False: no cameras (physics only, ~10x faster); files then hold no image observations
     random_resets: int = 0  # > 0: keep this many successes from randomized resets (not the fixed initial states)
     max_attempts: int = 0  # randomized resets: give up after this many episodes (0: 3 * random_resets + 10)
+    format: str = "hdf5"  # "lerobot": also write the kept demos as a LeRobot dataset in <out_dir>/lerobot
+    lerobot_version: str = "v3.0"  # LeRobot layout: "v3.0" or "v2.1"
 
     def attempt_limit(self) -> int:
         return self.max_attempts or 3 * self.random_resets + 10
@@ -182,6 +184,8 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
 def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
     """Collect every task of `cfg` (in parallel with `workers` processes); returns one summary per task."""
     tasks = check_tasks(cfg.tasks, cfg.suite)
+    if cfg.format not in ("hdf5", "lerobot"):
+        raise ValueError(f"format must be 'hdf5' or 'lerobot', got {cfg.format!r}")
     if cfg.random_resets < 0:
         raise ValueError(f"random_resets must be >= 0, got {cfg.random_resets}")
     if cfg.random_resets and not 1 <= cfg.attempt_limit() <= ATTEMPTS_PER_TASK:
@@ -196,7 +200,26 @@ def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
         with mp.get_context("spawn").Pool(cfg.workers) as pool:
             summaries = pool.starmap(collect_task, [(cfg, t) for t in tasks])
     (Path(cfg.out_dir) / "collect_summary.json").write_text(json.dumps(summaries, indent=2))
+    if cfg.format == "lerobot":
+        export_lerobot(cfg)
     return summaries
+
+
+def export_lerobot(cfg: CollectConfig) -> Path:
+    """The collected HDF5 demos (the resumable store) written again as one LeRobot dataset, `<out_dir>/lerobot`;
+    a rerun rewrites it from the HDF5 files (staged beside it, then moved into place)."""
+    import shutil
+
+    from rvq.data.episodes import read_demos
+    from rvq.data.lerobot import write_lerobot_dataset
+
+    out = Path(cfg.out_dir)
+    staging = out / "lerobot.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    write_lerobot_dataset(read_demos([out], split_arms=False), staging, version=cfg.lerobot_version)
+    shutil.rmtree(out / "lerobot", ignore_errors=True)
+    staging.rename(out / "lerobot")
+    return out / "lerobot"
 
 
 def collect_mock_demos(suite: str, tasks: list[int], trials: int, out_dir: str | Path, steps: int = 60) -> list[Path]:

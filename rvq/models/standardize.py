@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rvq.data.feature_store import Features, feature_chunks
+
 # The std is floored: a dimension that barely varies over the training rows (a quaternion component of an upright
 # object: std 7e-4 in the libero_object study data) would otherwise turn a tipped object at evaluation into an input
 # of hundreds of standard deviations. With the floor a deviation of 0.1 reads as 10.
@@ -27,18 +29,24 @@ class FeatureStandardizer(nn.Module):
         self.register_buffer("std", torch.ones(dim))
 
     @torch.no_grad()
-    def fit(self, features: torch.Tensor) -> "FeatureStandardizer":
-        """Statistics of training features `[N, D]` (N >= 2, finite)."""
+    def fit(self, features: Features) -> "FeatureStandardizer":
+        """Statistics of training features `[N, D]` (N >= 2, finite; in RAM or `LazyFeatures`, read in chunks:
+        two passes in float64, mean then unbiased variance)."""
         if features.ndim != 2 or features.shape[1] != self.mean.shape[0]:
             raise ValueError(f"features must be [N, {self.mean.shape[0]}], got {list(features.shape)}")
-        if features.shape[0] < 2:
-            raise ValueError(f"standardization needs at least 2 training rows, got {features.shape[0]}")
-        features = features.to(self.mean.device, torch.float64)
-        if not torch.isfinite(features).all():
-            raise ValueError("training features contain NaN/inf")
-        std = features.std(dim=0)
-        self.mean.copy_(features.mean(dim=0))
-        self.std.copy_(std.clamp(min=MIN_STD))
+        count = features.shape[0]
+        if count < 2:
+            raise ValueError(f"standardization needs at least 2 training rows, got {count}")
+        total = torch.zeros(self.mean.shape, dtype=torch.float64)
+        for chunk in feature_chunks(features):
+            chunk = chunk.to("cpu", torch.float64)
+            if not torch.isfinite(chunk).all():
+                raise ValueError("training features contain NaN/inf")
+            total += chunk.sum(dim=0)
+        mean = total / count
+        squares = sum(((chunk.to("cpu", torch.float64) - mean) ** 2).sum(dim=0) for chunk in feature_chunks(features))
+        self.mean.copy_(mean)
+        self.std.copy_((squares / (count - 1)).sqrt().clamp(min=MIN_STD))
         return self
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 
 from rvq.data.episodes import list_demo_files, read_demo_file
+from rvq.data.lerobot import episode_index, episode_metadata, is_lerobot_dataset, read_lerobot_dataset
 from rvq.envs.suites import NOOP_ACTION
 
 
@@ -31,18 +32,32 @@ class NoopPolicy:
 class ReplayPolicy:
     """Plays the demo recorded from initial state `trial` (attribute `init_state_index`, written by
     `rvq collect-demos`), else demo `trial % demos`, of the task's file (a LIBERO folder: one file per
-    task, by name order). After the demo ends it sends no-ops. Replaying a demo from its own initial
-    state must succeed."""
+    task, by name order; a LeRobot dataset: the episodes whose task text is the instruction). After the demo ends
+    it sends no-ops. Replaying a demo from its own initial state must succeed."""
 
     name = "replay"
 
     def __init__(self, demo_folder: str | Path, chunk_size: int = 8) -> None:
-        self.files = list_demo_files(demo_folder)
+        self.lerobot = is_lerobot_dataset(demo_folder)
+        self.folder = Path(demo_folder)
+        self.files = [] if self.lerobot else list_demo_files(demo_folder)
         self.chunk_size = chunk_size
         self.actions = np.zeros((0, 7))
         self.cursor = 0
 
+    def _lerobot_actions(self, instruction: str, trial: int) -> np.ndarray:
+        episodes = [e for e in read_lerobot_dataset(self.folder, split_arms=False) if e.instruction == instruction]
+        if not episodes:
+            raise ValueError(f"{self.folder}: no episode of task {instruction!r}")
+        meta = episode_metadata(self.folder)
+        chosen = [e for e in episodes if meta.get(episode_index(e), {}).get("init_state_index") == trial]
+        return (chosen or [episodes[trial % len(episodes)]])[0].actions
+
     def reset(self, instruction: str, task_id: int, trial: int) -> None:
+        if self.lerobot:
+            self.actions = self._lerobot_actions(instruction, trial).astype(np.float64)
+            self.cursor = 0
+            return
         if not 0 <= task_id < len(self.files):
             raise ValueError(f"no demo file for task {task_id}: the folder has {len(self.files)} files")
         episodes = read_demo_file(self.files[task_id], task_id, split_arms=False)

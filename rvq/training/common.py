@@ -59,7 +59,7 @@ def save_train_state(path: Path, fmt: str, model_config: dict[str, Any], **state
 
 
 # Run settings that may change on resume: they do not change what is trained.
-RESUME_MAY_CHANGE = ("resume", "progress", "out_dir", "device")
+RESUME_MAY_CHANGE = ("resume", "progress", "out_dir", "device", "log_to", "wandb_project")
 
 
 def resume_differences(saved: dict[str, Any] | None, now: dict[str, Any] | None) -> list[str]:

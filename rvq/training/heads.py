@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from rvq.data.feature_store import LazyFeatures
 from rvq.data.phase2 import Phase2Data, load_phase2_data
 from rvq.device import resolve_device
 from rvq.models import DraftConfig, DraftModel, MainConfig, MainModel, TokenSpace, save_head
@@ -57,6 +58,8 @@ class TrainHeadConfig:
     # on a single task with 20 demos; off by default until it is understood)
     resume: str | None = None
     progress: bool = True
+    log_to: str = "none"  # also log each evaluation to "tensorboard" or "wandb" (rvq.training.loggers)
+    wandb_project: str = "rvq"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -166,10 +169,18 @@ def fit_head(
     device = resolve_device(cfg.device)
     if isinstance(model.standardize, FeatureStandardizer):
         model.standardize.fit(train.features)  # before the loop: a resumed run then loads the same statistics
-    features, codes = train.features.to(device), train.codes.to(device)
+    codes = train.codes.to(device)
+    if isinstance(train.features, LazyFeatures):  # read from disk a batch at a time
+        def batch_features(idx: torch.Tensor) -> torch.Tensor:
+            return train.features[idx.cpu()].to(device)
+    else:
+        features = train.features.to(device)
+
+        def batch_features(idx: torch.Tensor) -> torch.Tensor:
+            return features[idx]
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        return head_loss(head_logits(model, features[idx], codes[idx]), codes[idx])
+        return head_loss(head_logits(model, batch_features(idx), codes[idx]), codes[idx])
 
     loop = train_loop(
         model, cfg, device, len(train), batch_loss,

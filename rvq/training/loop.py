@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rvq.training.common import adamw_cosine, append_jsonl, load_train_state, save_train_state, seed_everything
+from rvq.training.loggers import make_logger, scalar_metrics
 
 
 @dataclass
@@ -49,7 +50,7 @@ def train_loop(
 ) -> LoopResult:
     """Train `model` with `batch_loss(row indices on device)`; keep the weights with the lowest
     `evaluate()[metric]`. `cfg` carries steps, batch_size, lr, weight_decay, warmup_steps, grad_clip,
-    eval_every, seed, resume and progress. With `out_dir`: `save_best(best, state)` on improvement,
+    eval_every, seed, resume, progress and log_to / wandb_project (optional TensorBoard or wandb). With `out_dir`: `save_best(best, state)` on improvement,
     `metrics.jsonl` and `last.pt` after every evaluation. `inputs` describes the training data (names and a
     content hash); resuming refuses a run whose config or inputs differ from the saved state's."""
     generator = seed_everything(cfg.seed)
@@ -65,39 +66,48 @@ def train_loop(
             torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], device)
-    start, running, samples = time.perf_counter(), [], 0
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=desc)
-    while step < min(cfg.steps, stop_at or cfg.steps):
-        model.train()
-        idx = torch.randint(0, num_rows, (cfg.batch_size,), generator=generator).to(device)
-        loss = batch_loss(idx)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        samples += cfg.batch_size
-        running.append(loss.detach().item())
-        bar.update(1)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            metrics = evaluate()
-            record = {"step": step, train_key: float(np.mean(running)), "lr": scheduler.get_last_lr()[0], "val": metrics}
-            running = []
-            history.append(record)
-            bar.set_postfix(**postfix(metrics))
-            if metrics[metric] < best[metric]:
-                best = {**metrics, "step": step}
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if out_dir and save_best:
-                    save_best(best, best_state)
-            if out_dir:
-                append_jsonl(out_dir / "metrics.jsonl", record)
-                save_train_state(out_dir / "last.pt", state_format, model.config.to_dict(), model=model,
-                                 optimizer=optimizer, scheduler=scheduler, generator=generator, step=step,
-                                 config=asdict(cfg), best_model=best_state, best=best, history=history,
-                                 inputs=inputs, torch_rng=torch.get_rng_state(),
-                                 **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}))
+    logger = make_logger(cfg.log_to, out_dir, desc, asdict(cfg), cfg.wandb_project)
+    try:
+        start, running, samples = time.perf_counter(), [], 0
+        bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=desc)
+        while step < min(cfg.steps, stop_at or cfg.steps):
+            model.train()
+            idx = torch.randint(0, num_rows, (cfg.batch_size,), generator=generator).to(device)
+            loss = batch_loss(idx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            samples += cfg.batch_size
+            running.append(loss.detach().item())
+            bar.update(1)
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                metrics = evaluate()
+                record = {"step": step, train_key: float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
+                          "val": metrics}
+                running = []
+                history.append(record)
+                if logger is not None:
+                    logger.log(scalar_metrics(record, train_key), step)
+                bar.set_postfix(**postfix(metrics))
+                if metrics[metric] < best[metric]:
+                    best = {**metrics, "step": step}
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    if out_dir and save_best:
+                        save_best(best, best_state)
+                if out_dir:
+                    append_jsonl(out_dir / "metrics.jsonl", record)
+                    save_train_state(out_dir / "last.pt", state_format, model.config.to_dict(), model=model,
+                                     optimizer=optimizer, scheduler=scheduler, generator=generator, step=step,
+                                     config=asdict(cfg), best_model=best_state, best=best, history=history,
+                                     inputs=inputs, torch_rng=torch.get_rng_state(),
+                                     **({"cuda_rng": torch.cuda.get_rng_state(device)}
+                                        if device.type == "cuda" else {}))
+    finally:
+        if logger is not None:
+            logger.close()
     bar.close()
     model.load_state_dict(best_state)
     model.eval()

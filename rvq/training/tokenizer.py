@@ -54,6 +54,8 @@ class TrainTokenizerConfig:
     normalization: str = "q99_guarded"
     resume: str | None = None
     progress: bool = True
+    log_to: str = "none"  # also log each evaluation to "tensorboard" or "wandb" (rvq.training.loggers)
+    wandb_project: str = "rvq"
 
     def tokenizer_config(self) -> TokenizerConfig:
         return TokenizerConfig(

@@ -29,3 +29,24 @@ def test_comparison_trains_every_method_and_writes_k_prefix_curves(tmp_path: Pat
     assert json.loads((tmp_path / "out" / "comparison.json").read_text())["curves"].keys() == report["curves"].keys()
     assert (tmp_path / "out" / "error_vs_bits.png").stat().st_size > 1000
     assert comparison_title(report).startswith("Robust RFSQ: ")
+
+
+def test_a_missing_baseline_package_names_the_extra(monkeypatch) -> None:
+    import sys
+
+    import pytest
+
+    from rvq.baselines.residual_fsq import LibraryResidualFSQ
+
+    monkeypatch.setitem(sys.modules, "vector_quantize_pytorch", None)  # as if not installed
+    with pytest.raises(ImportError, match=r'pip install "rvq\[bench\]"'):
+        LibraryResidualFSQ(4, 2, 5)
+
+
+def test_logging_is_refused_rather_than_ignored(tmp_path) -> None:
+    import pytest
+
+    from rvq.training.tokenizer import TrainTokenizerConfig
+
+    with pytest.raises(ValueError, match="does not log to TensorBoard or wandb"):
+        compare_tokenizers(TrainTokenizerConfig(log_to="tensorboard"), tmp_path)

@@ -1,0 +1,448 @@
+"""LeRobot datasets (layouts v2.1 and v3.0) read as rvq episodes, and rvq demos written as one.
+
+What is read (LeRobot's `LeRobotDataset` layout; `meta/info.json` names the version):
+
+    meta/info.json   codebase_version "v2.1" | "v3.0", fps, chunks_size, features {name: {dtype, shape}},
+                     data_path, video_path (templates)
+    v2.1             meta/tasks.jsonl {task_index, task}; meta/episodes.jsonl {episode_index, tasks, length};
+                     data/chunk-{c:03d}/episode_{e:06d}.parquet (one episode per file);
+                     videos/chunk-{c:03d}/{key}/episode_{e:06d}.mp4
+    v3.0             meta/tasks.parquet (task strings, task_index); meta/episodes/chunk-*/file-*.parquet (per episode:
+                     length, videos/{key}/{chunk_index, file_index, from_timestamp, to_timestamp});
+                     data/chunk-*/file-*.parquet (many episodes per file); videos/{key}/chunk-*/file-*.mp4
+    frames           action [A], episode_index, frame_index, task_index, timestamp, index; cameras as `image`
+                     features (PNG bytes inside the parquet) or `video` features (mp4, decoded with imageio's ffmpeg)
+
+Each LeRobot task is one rvq task (task ids in `task_index` order), each episode one `Episode`
+(`source` = the dataset folder, `demo` = `episode_{index:06d}`), split by episode like HDF5 demos.
+
+Orientation: LIBERO's LeRobot datasets store upright frames (OpenVLA's RLDS conversion turned the simulator's renders
+by 180°), while rvq's demo files and feature extractor work on the renders as they come (the extractor turns them).
+`read_lerobot_frames` therefore turns LeRobot frames by 180° back, and `write_lerobot_dataset` turns rvq's renders
+upright, so one preprocessing path serves both formats.
+
+pyarrow reads and writes the parquet files (`pip install "rvq[lerobot]"`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rvq.data.episodes import ARM_DIM, Episode
+
+VERSIONS = ("v2.1", "v3.0")
+FRAME_COLUMNS = ("action", "episode_index", "frame_index", "task_index")
+# LIBERO's HDF5 observation names and the names LIBERO's LeRobot datasets give the same cameras.
+CAMERA_ALIASES = {"agentview_rgb": "observation.images.image", "eye_in_hand_rgb": "observation.images.wrist_image"}
+DEFAULT_FPS = 20  # LIBERO's control rate
+V21_DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
+V21_VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+V30_DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+V30_VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+V30_EPISODES_PATH = "meta/episodes/chunk-000/file-000.parquet"
+
+
+def _pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise ImportError('reading or writing LeRobot datasets needs pyarrow: pip install "rvq[lerobot]"') from exc
+    return pyarrow, pyarrow.parquet
+
+
+def is_lerobot_dataset(path: str | Path) -> bool:
+    """A folder with `meta/info.json` (what LeRobot writes at a dataset's root)."""
+    return (Path(path) / "meta" / "info.json").is_file()
+
+
+def read_info(root: Path) -> dict[str, Any]:
+    """`meta/info.json`, checked: a supported version, an `action` feature, a positive fps."""
+    path = root / "meta" / "info.json"
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    version = info.get("codebase_version")
+    if version not in VERSIONS:
+        raise ValueError(f"{path}: LeRobot layout {version!r} is not supported (rvq reads {VERSIONS}; convert older "
+                         "datasets with LeRobot's own conversion scripts)")
+    features = info.get("features")
+    if not isinstance(features, dict) or "action" not in features:
+        raise ValueError(f"{path}: no 'action' feature (features: {sorted(features) if isinstance(features, dict) else features})")
+    if not isinstance(info.get("fps"), (int, float)) or info["fps"] <= 0:
+        raise ValueError(f"{path}: 'fps' must be a positive number, got {info.get('fps')!r}")
+    return info
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"LeRobot v2.1 metadata file not found: {path}")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
+    return rows
+
+
+def read_tasks(root: Path, version: str) -> dict[int, str]:
+    """task_index → task text."""
+    if version == "v2.1":
+        rows = _read_jsonl(root / "meta" / "tasks.jsonl")
+        try:
+            return {int(r["task_index"]): str(r["task"]) for r in rows}
+        except KeyError as exc:
+            raise ValueError(f"{root}/meta/tasks.jsonl: a row lacks {exc}") from exc
+    _, pq = _pyarrow()
+    path = root / "meta" / "tasks.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"LeRobot v3.0 task table not found: {path}")
+    table = pq.read_table(path)
+    # LeRobot writes the task text as the pandas index of this table: a column named "task" (or an unnamed index)
+    text = next((c for c in ("task", "__index_level_0__") if c in table.column_names), None)
+    if "task_index" not in table.column_names or text is None:
+        raise ValueError(f"{path}: expected columns task_index and task, found {table.column_names}")
+    return dict(zip((int(i) for i in table["task_index"].to_pylist()), (str(t) for t in table[text].to_pylist())))
+
+
+def _data_files(root: Path) -> list[Path]:
+    files = sorted((root / "data").rglob("*.parquet"))
+    if not files:
+        raise ValueError(f"{root}: a LeRobot dataset without data/**/*.parquet files")
+    return files
+
+
+@lru_cache(maxsize=8)
+def _episode_files(root: Path, stamp: float) -> dict[int, tuple[Path, ...]]:
+    """episode_index → the data files holding its frames (read from the files' episode_index columns)."""
+    _, pq = _pyarrow()
+    where: dict[int, list[Path]] = {}
+    for path in _data_files(root):
+        for index in set(pq.read_table(path, columns=["episode_index"])["episode_index"].to_pylist()):
+            where.setdefault(int(index), []).append(path)
+    return {k: tuple(v) for k, v in where.items()}
+
+
+def _frames(root: Path, episode_index: int, columns: Sequence[str]) -> dict[str, list]:
+    """One episode's columns, ordered by frame_index, checked to be frames 0..T-1."""
+    pyarrow, pq = _pyarrow()
+    from pyarrow import compute
+
+    files = _episode_files(root, (root / "data").stat().st_mtime).get(episode_index)
+    if not files:
+        raise KeyError(f"{root}: no frames of episode {episode_index}")
+    wanted = list(dict.fromkeys([*columns, "episode_index", "frame_index"]))
+    parts = []
+    for path in files:
+        table = pq.read_table(path)
+        missing = [c for c in wanted if c not in table.column_names]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing} (has {table.column_names})")
+        mask = compute.equal(table["episode_index"], episode_index)
+        parts.append(table.select(wanted).filter(mask))
+    table = pyarrow.concat_tables(parts)
+    order = np.argsort(np.asarray(table["frame_index"].to_pylist()), kind="stable")
+    frame_index = np.asarray(table["frame_index"].to_pylist())[order]
+    if not np.array_equal(frame_index, np.arange(len(frame_index))):
+        raise ValueError(f"{root}: episode {episode_index} has frame_index values that are not 0..{len(order) - 1} "
+                         "(missing or repeated frames)")
+    return {c: [table[c][int(i)].as_py() for i in order] for c in columns}
+
+
+def read_lerobot_dataset(root: str | Path, task_offset: int = 0, action_dim: int = ARM_DIM,
+                         split_arms: bool = True) -> list[Episode]:
+    """Every episode of a LeRobot dataset folder as an `Episode` (actions `[T, action_dim]` float32, checked as HDF5
+    actions are: finite, a width of `action_dim` or, with `split_arms`, a multiple of it)."""
+    root = Path(root)
+    info = read_info(root)
+    tasks = read_tasks(root, info["codebase_version"])
+    task_ids = {index: task_offset + rank for rank, index in enumerate(sorted(tasks))}
+    cameras = tuple(sorted(k for k, v in info["features"].items() if v.get("dtype") in ("image", "video")))
+    _, pq = _pyarrow()
+    frames: dict[int, list] = {}
+    for path in _data_files(root):
+        table = pq.read_table(path)
+        missing = [c for c in FRAME_COLUMNS if c not in table.column_names]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing} (has {table.column_names})")
+        columns = {c: table[c].to_pylist() for c in FRAME_COLUMNS}
+        for row in zip(*columns.values()):
+            frames.setdefault(int(row[1]), []).append(row)
+    episodes = []
+    for index in sorted(frames):
+        rows = sorted(frames[index], key=lambda r: r[2])
+        where = f"{root}: episode {index}"
+        if [r[2] for r in rows] != list(range(len(rows))):
+            raise ValueError(f"{where}: frame_index values are not 0..{len(rows) - 1} (missing or repeated frames)")
+        task_index = {int(r[3]) for r in rows}
+        if len(task_index) != 1 or next(iter(task_index)) not in tasks:
+            raise ValueError(f"{where}: task_index {sorted(task_index)} is not one task of meta/tasks "
+                             f"({sorted(tasks)})")
+        try:
+            actions = np.asarray([r[0] for r in rows], dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: 'action' values are not equal-length lists of numbers ({exc})") from exc
+        if actions.ndim != 2 or actions.shape[1] == 0:
+            raise ValueError(f"{where}: actions must be [T, A], got shape {list(actions.shape)}")
+        bad = np.nonzero(~np.isfinite(actions).all(axis=1))[0]
+        if bad.size:
+            raise ValueError(f"{where}: {bad.size} action row(s) contain NaN/inf, first at frame {int(bad[0])}")
+        task = next(iter(task_index))
+        common = dict(source=str(root), demo=f"episode_{index:06d}", task_id=task_ids[task],
+                      instruction=tasks[task], obs_keys=cameras)
+        width = actions.shape[1]
+        if width == action_dim:
+            episodes.append(Episode(actions, **common))
+        elif split_arms and width % action_dim == 0:
+            episodes += [Episode(np.ascontiguousarray(actions[:, a * action_dim:(a + 1) * action_dim]), arm=a,
+                                 **common) for a in range(width // action_dim)]
+        else:
+            raise ValueError(f"{where}: actions have width {width}; expected {action_dim}"
+                             + (" or a multiple of it (multi-arm)" if split_arms else ""))
+    if not episodes:
+        raise ValueError(f"{root}: the LeRobot dataset holds no episodes")
+    return episodes
+
+
+def lerobot_task_count(root: str | Path) -> int:
+    return len(read_tasks(Path(root), read_info(Path(root))["codebase_version"]))
+
+
+def episode_index(episode: Episode) -> int:
+    return int(episode.demo.removeprefix("episode_"))
+
+
+def read_lerobot_frames(episode: Episode, key: str) -> np.ndarray:
+    """One camera of a LeRobot episode, `[T, H, W, 3]` uint8 in the simulator's raw orientation (see the module
+    docstring). `key`: the dataset's feature name or its LIBERO HDF5 name (`agentview_rgb`, `eye_in_hand_rgb`)."""
+    root = Path(episode.source)
+    info = read_info(root)
+    name = key if key in info["features"] else CAMERA_ALIASES.get(key, key)
+    feature = info["features"].get(name)
+    if feature is None or feature.get("dtype") not in ("image", "video"):
+        cameras = sorted(k for k, v in info["features"].items() if v.get("dtype") in ("image", "video"))
+        raise KeyError(f"{episode.name}: no camera {key!r}; the dataset's cameras: {cameras}")
+    if feature["dtype"] == "image":
+        frames = _decode_images(_frames(root, episode_index(episode), [name])[name], episode.name)
+    else:
+        frames = _decode_video(root, info, name, episode_index(episode))
+    if len(frames) != len(episode):
+        raise ValueError(f"{episode.name}: camera {name!r} has {len(frames)} frames for {len(episode)} actions")
+    return np.ascontiguousarray(frames[:, ::-1, ::-1])  # upright (LeRobot) -> the simulator's raw renders
+
+
+def _decode_images(cells: list, where: str) -> np.ndarray:
+    from PIL import Image
+
+    images = []
+    for i, cell in enumerate(cells):
+        data = cell.get("bytes") if isinstance(cell, dict) else None
+        if not data:
+            raise ValueError(f"{where}: image of frame {i} has no embedded bytes (an image stored as a path is not "
+                             "supported)")
+        images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    return np.stack(images)
+
+
+def _decode_video(root: Path, info: dict[str, Any], key: str, index: int) -> np.ndarray:
+    import imageio.v2 as imageio
+
+    fps = float(info["fps"])
+    if info["codebase_version"] == "v2.1":
+        chunk = index // int(info.get("chunks_size", 1000))
+        path = root / (info.get("video_path") or V21_VIDEO_PATH).format(episode_chunk=chunk, video_key=key,
+                                                                        episode_index=index)
+        start, stop = 0, None
+    else:
+        meta = _v30_episode_meta(root, index)
+        prefix = f"videos/{key}/"
+        try:
+            path = root / (info.get("video_path") or V30_VIDEO_PATH).format(
+                video_key=key, chunk_index=int(meta[prefix + "chunk_index"]), file_index=int(meta[prefix + "file_index"]))
+            start = int(round(float(meta[prefix + "from_timestamp"]) * fps))
+            stop = int(round(float(meta[prefix + "to_timestamp"]) * fps))
+        except KeyError as exc:
+            raise ValueError(f"{root}: episode {index}'s metadata lacks {exc} for video {key!r}") from exc
+    if not path.is_file():
+        raise FileNotFoundError(f"{root}: video of episode {index}, camera {key!r}, not found: {path}")
+    with imageio.get_reader(path, format="ffmpeg") as reader:
+        frames = [frame for i, frame in enumerate(reader) if i >= start and (stop is None or i < stop)]
+    return np.stack(frames).astype(np.uint8)
+
+
+def episode_metadata(root: str | Path) -> dict[int, dict[str, Any]]:
+    """episode_index → its row of `meta/episodes.jsonl` (v2.1) or `meta/episodes/*.parquet` (v3.0)."""
+    root = Path(root)
+    if read_info(root)["codebase_version"] == "v2.1":
+        rows = _read_jsonl(root / "meta" / "episodes.jsonl")
+    else:
+        _, pq = _pyarrow()
+        rows = [row for path in sorted((root / "meta" / "episodes").rglob("*.parquet"))
+                for row in pq.read_table(path).to_pylist()]
+    if any("episode_index" not in row for row in rows):
+        raise ValueError(f"{root}: an episode metadata row has no episode_index")
+    return {int(row["episode_index"]): row for row in rows}
+
+
+def _v30_episode_meta(root: Path, index: int) -> dict[str, Any]:
+    meta = episode_metadata(root)
+    if index not in meta:
+        raise KeyError(f"{root}: episode {index} is not in meta/episodes")
+    return meta[index]
+
+
+# --- writing --------------------------------------------------------------------------------------------------------
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _state(episode: Episode) -> np.ndarray | None:
+    """LIBERO's 8-d `observation.state` (end-effector position and axis-angle, two gripper joints) when recorded."""
+    from rvq.data.episodes import read_obs
+
+    keys = ("ee_pos", "ee_ori", "gripper_states")
+    if not all(k in episode.obs_keys for k in keys):
+        return None
+    return np.concatenate([read_obs(episode, k).reshape(len(episode), -1) for k in keys], axis=1).astype(np.float32)
+
+
+def write_lerobot_dataset(episodes: Sequence[Episode], out: str | Path, version: str = "v3.0",
+                          fps: int = DEFAULT_FPS, robot_type: str = "panda") -> Path:
+    """rvq demos (HDF5 `Episode`s) → a LeRobot dataset folder of layout `version`: actions, `observation.state` when
+    recorded, and the cameras the demos hold (`agentview_rgb` → `observation.images.image`, `eye_in_hand_rgb` →
+    `observation.images.wrist_image`) as PNG `image` features, turned upright. Tasks are the demos' instructions.
+    Refuses a folder that already holds a dataset."""
+    from rvq.data.episodes import read_obs
+
+    if version not in VERSIONS:
+        raise ValueError(f"unknown LeRobot layout {version!r}; choose one of {VERSIONS}")
+    if not episodes:
+        raise ValueError("no episodes to write")
+    pyarrow, pq = _pyarrow()
+    out = Path(out)
+    if (out / "meta").exists() or (out / "data").exists():
+        raise FileExistsError(f"{out} already holds a dataset (meta/ or data/); choose an empty folder")
+    action_dim = {e.actions.shape[1] for e in episodes}
+    if len(action_dim) != 1:
+        raise ValueError(f"episodes have different action widths {sorted(action_dim)}")
+    cameras = [k for k in CAMERA_ALIASES if all(k in e.obs_keys for e in episodes)]
+    states = [_state(e) for e in episodes]
+    with_state = all(s is not None for s in states)
+    task_texts = list(dict.fromkeys(e.instruction for e in episodes))
+    starts = [_init_state_index(e) for e in episodes]
+    tables, lengths, shapes = [], [], {}
+    start = 0
+    for index, (episode, state) in enumerate(zip(episodes, states)):
+        n = len(episode)
+        columns: dict[str, Any] = {"action": pyarrow.array(list(episode.actions.astype(np.float32)),
+                                                           type=pyarrow.list_(pyarrow.float32()))}
+        if with_state:
+            columns["observation.state"] = pyarrow.array(list(state), type=pyarrow.list_(pyarrow.float32()))
+        for key in cameras:
+            frames = read_obs(episode, key)[:, ::-1, ::-1]  # raw renders -> upright
+            shapes[key] = list(frames.shape[1:])
+            columns[CAMERA_ALIASES[key]] = pyarrow.array([{"bytes": _png(f), "path": None} for f in frames],
+                                                         type=pyarrow.struct([("bytes", pyarrow.binary()),
+                                                                              ("path", pyarrow.string())]))
+        columns.update(timestamp=pyarrow.array(np.arange(n, dtype=np.float32) / fps),
+                       frame_index=pyarrow.array(np.arange(n, dtype=np.int64)),
+                       episode_index=pyarrow.array(np.full(n, index, dtype=np.int64)),
+                       index=pyarrow.array(np.arange(start, start + n, dtype=np.int64)),
+                       task_index=pyarrow.array(np.full(n, task_texts.index(episode.instruction), dtype=np.int64)))
+        tables.append(pyarrow.table(columns))
+        lengths.append(n)
+        start += n
+    features = {"action": {"dtype": "float32", "shape": [next(iter(action_dim))], "names": None}}
+    if with_state:
+        features["observation.state"] = {"dtype": "float32", "shape": [8], "names": None}
+    for key in cameras:
+        features[CAMERA_ALIASES[key]] = {"dtype": "image", "shape": shapes[key], "names": ["height", "width", "channel"]}
+    for name, dtype in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
+                        ("index", "int64"), ("task_index", "int64")):
+        features[name] = {"dtype": dtype, "shape": [1], "names": None}
+    info = {"codebase_version": version, "robot_type": robot_type, "total_episodes": len(episodes),
+            "total_frames": start, "total_tasks": len(task_texts), "chunks_size": 1000, "fps": fps,
+            "splits": {"train": f"0:{len(episodes)}"}, "features": features, "video_path": None}
+    (out / "meta").mkdir(parents=True)
+    if version == "v2.1":
+        info.update(data_path=V21_DATA_PATH, total_chunks=1, total_videos=0)
+        for index, table in enumerate(tables):
+            path = out / V21_DATA_PATH.format(episode_chunk=index // 1000, episode_index=index)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path)
+        (out / "meta" / "tasks.jsonl").write_text(
+            "".join(json.dumps({"task_index": i, "task": t}) + "\n" for i, t in enumerate(task_texts)))
+        (out / "meta" / "episodes.jsonl").write_text("".join(
+            json.dumps({"episode_index": i, "tasks": [e.instruction], "length": n, "init_state_index": start}) + "\n"
+            for i, (e, n, start) in enumerate(zip(episodes, lengths, starts))))
+    else:
+        info.update(data_path=V30_DATA_PATH, data_files_size_in_mb=100, video_files_size_in_mb=200)
+        path = out / V30_DATA_PATH.format(chunk_index=0, file_index=0)
+        path.parent.mkdir(parents=True)
+        pq.write_table(pyarrow.concat_tables(tables), path)
+        _write_tasks_parquet(out / "meta" / "tasks.parquet", task_texts)
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        episodes_table = pyarrow.table({
+            "episode_index": pyarrow.array(np.arange(len(episodes), dtype=np.int64)),
+            "tasks": pyarrow.array([[e.instruction] for e in episodes], type=pyarrow.list_(pyarrow.string())),
+            "length": pyarrow.array(np.asarray(lengths, dtype=np.int64)),
+            "data/chunk_index": pyarrow.array(np.zeros(len(episodes), dtype=np.int64)),
+            "data/file_index": pyarrow.array(np.zeros(len(episodes), dtype=np.int64)),
+            "dataset_from_index": pyarrow.array(bounds[:-1].astype(np.int64)),
+            "dataset_to_index": pyarrow.array(bounds[1:].astype(np.int64)),
+            "meta/episodes/chunk_index": pyarrow.array(np.zeros(len(episodes), dtype=np.int64)),
+            "meta/episodes/file_index": pyarrow.array(np.zeros(len(episodes), dtype=np.int64)),
+            "init_state_index": pyarrow.array(np.asarray(starts, dtype=np.int64)),
+        })
+        meta_path = out / V30_EPISODES_PATH
+        meta_path.parent.mkdir(parents=True)
+        pq.write_table(episodes_table, meta_path)
+    (out / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+    return out
+
+
+def _init_state_index(episode: Episode) -> int:
+    """The fixed initial state a collected demo started from (-1: a randomized reset or not recorded)."""
+    import h5py
+
+    with h5py.File(episode.source, "r") as f:
+        return int(f["data"][episode.demo].attrs.get("init_state_index", -1))
+
+
+def _write_tasks_parquet(path: Path, tasks: list[str]) -> None:
+    """`meta/tasks.parquet` as LeRobot writes it with pandas: the task text is the table's index, `task_index` its
+    one column (the pandas metadata says so, so `pandas.read_parquet` restores the index)."""
+    pyarrow, pq = _pyarrow()
+    table = pyarrow.table({"task_index": pyarrow.array(np.arange(len(tasks), dtype=np.int64)),
+                           "task": pyarrow.array(tasks, type=pyarrow.string())})
+    pandas_meta = {
+        "index_columns": ["task"],
+        "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
+                            "metadata": {"encoding": "UTF-8"}}],
+        "columns": [
+            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64",
+             "metadata": None},
+            {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object", "metadata": None},
+        ],
+        "creator": {"library": "pyarrow", "version": pyarrow.__version__},
+        "pandas_version": "2.2.0",
+    }
+    pq.write_table(table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()}), path)
