@@ -13,6 +13,9 @@ from rvq.rsd.decode import DEFAULT_TAU
 from rvq.training.tokenizer import TrainTokenizerConfig
 
 HELP = {
+    "compand_tails": "log-compress normalized actions beyond ±1 before the encoder, expand after the decoder "
+                     "(default off; docs/RESULTS.md, issue 14)",
+    "layer0_quantile": "robust: calibrate layer 0 on the latent's q / 1-q quantiles instead of min/max (default 0)",
     "log_to": "also log each evaluation to tensorboard (<out-dir>/tensorboard) or wandb (WANDB_MODE=offline works "
               "offline); needs pip install \"rvq[log]\" (default none)",
     "wandb_project": "wandb project name (default rvq)",

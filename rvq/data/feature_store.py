@@ -132,11 +132,14 @@ Features = torch.Tensor | LazyFeatures
 
 
 def feature_chunks(features: Features) -> Iterator[torch.Tensor]:
-    """Rows of in-memory or lazy features, a bounded chunk at a time."""
+    """Rows of in-memory or lazy features, `SCAN_BYTES` of rows at a time (the same chunks either way, so statistics
+    computed chunk by chunk are bit-identical for both)."""
     if isinstance(features, LazyFeatures):
         yield from features.chunks()
-    else:
-        yield features
+        return
+    size = max(1, SCAN_BYTES // (4 * max(int(features.shape[1]), 1)))
+    for start in range(0, int(features.shape[0]), size):
+        yield features[start : start + size]
 
 
 def as_tensor(features: Features) -> torch.Tensor:

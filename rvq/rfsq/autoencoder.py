@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rvq.rfsq.compand import compress_tails, expand_tails
 from rvq.rfsq.config import TokenizerConfig
 from rvq.rfsq.layernorm import LayerNormRFSQ
 from rvq.rfsq.naive import NaiveRFSQ
@@ -27,6 +28,7 @@ def build_quantizer(config: TokenizerConfig) -> ResidualScalarQuantizer:
             grid_std_range=config.grid_std_range,
             momentum=config.calibration_momentum,
             range_margin=config.range_margin,
+            layer0_quantile=config.layer0_quantile,
         )
     if config.quantizer == "naive":
         return NaiveRFSQ(config.hidden_dim, config.num_layers, config.num_levels)
@@ -59,6 +61,8 @@ class ActionRFSQAE(nn.Module):
         prefix_encoder_grad: float = 1.0,
         prefix_conditioned: bool = False,
         prefix_weighting: str = "uniform",
+        compand_tails: bool = False,
+        layer0_quantile: float = 0.0,
         config: TokenizerConfig | None = None,
     ) -> None:
         super().__init__()
@@ -79,6 +83,8 @@ class ActionRFSQAE(nn.Module):
                 prefix_encoder_grad=prefix_encoder_grad,
                 prefix_conditioned=prefix_conditioned,
                 prefix_weighting=prefix_weighting,
+                compand_tails=compand_tails,
+                layer0_quantile=layer0_quantile,
             )
         self.config = config
         self.encoder = nn.Sequential(
@@ -160,6 +166,8 @@ class ActionRFSQAE(nn.Module):
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """actions `[B, C, A]` → latent `[B, C, H]` in (-1, 1)."""
         self._check_actions(x)
+        if self.config.compand_tails:
+            x = compress_tails(x)
         pre = self.encoder[:-1](x)
         if self.encoder_skip is not None:
             pre = pre + self.encoder_skip(x)
@@ -175,7 +183,8 @@ class ActionRFSQAE(nn.Module):
             embedding = self.prefix_embedding[index]  # [mlp] or [B, mlp]
             hidden = hidden + (embedding if embedding.dim() == 1 else embedding[:, None, :])
         out = self.decoder[1:](hidden)
-        return out if self.decoder_skip is None else out + self.decoder_skip(z_hat)
+        out = out if self.decoder_skip is None else out + self.decoder_skip(z_hat)
+        return expand_tails(out) if self.config.compand_tails else out
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """actions `[B, C, A]` → `(x_recon [B, C, A], codes [B, C, H, L])`.

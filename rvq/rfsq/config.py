@@ -8,7 +8,7 @@ from typing import Any
 QUANTIZERS = ("naive", "layernorm", "robust")
 # Fields added after the first checkpoints were written, with the value those checkpoints imply.
 LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False, "prefix_conditioned": False,
-                   "prefix_weighting": "uniform"}
+                   "prefix_weighting": "uniform", "compand_tails": False, "layer0_quantile": 0.0}
 PREFIX_WEIGHTINGS = ("uniform", "inverse")
 
 
@@ -29,6 +29,12 @@ class TokenizerConfig:
     prefix_weighting: training only; how the prefix length k of a dropped chunk is drawn: "uniform" in 1..L-1,
         or "inverse" (P(k) proportional to 1/k: short prefixes, the ones RSD's draft and chance-level fine layers
         leave, are trained more often).
+    compand_tails: normalized actions beyond ±1 enter the encoder log-compressed (`rvq.rfsq.compand`) and the
+        decoder's output is expanded back. Off by default (docs/RESULTS.md: with `layer0_quantile` and inverse prefix
+        weighting it brings k = 1 to naive's error, at twice the full-depth error).
+    layer0_quantile: robust only; 0 calibrates layer 0 on the latent's min / max (times `range_margin`); q > 0 on its
+        q and 1 - q quantiles, so the tails fall in the edge cells (whose later layers widen to cover them up to
+        the tanh bound) and the bulk gets finer coarse cells.
     prefix_conditioned: the decoder is told how many layers it decodes (a learned `[L, mlp_dim]` embedding
         added to its hidden layer). Off by default: measured, it did not lower the k = 1 error.
 
@@ -50,6 +56,8 @@ class TokenizerConfig:
     prefix_encoder_grad: float = 1.0
     prefix_conditioned: bool = False
     prefix_weighting: str = "uniform"
+    compand_tails: bool = False
+    layer0_quantile: float = 0.0
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -63,6 +71,8 @@ class TokenizerConfig:
             raise ValueError(f"quantize_dropout must be in [0, 1], got {self.quantize_dropout}")
         if self.prefix_weighting not in PREFIX_WEIGHTINGS:
             raise ValueError(f"prefix_weighting must be one of {PREFIX_WEIGHTINGS}, got {self.prefix_weighting!r}")
+        if not 0.0 <= self.layer0_quantile < 0.5:
+            raise ValueError(f"layer0_quantile must be in [0, 0.5), got {self.layer0_quantile}")
         if not 0.0 <= self.prefix_encoder_grad <= 1.0:
             raise ValueError(f"prefix_encoder_grad must be in [0, 1], got {self.prefix_encoder_grad}")
 

@@ -51,6 +51,8 @@ class TrainTokenizerConfig:
     prefix_encoder_grad: float = 1.0
     prefix_conditioned: bool = False
     prefix_weighting: str = "uniform"
+    compand_tails: bool = False
+    layer0_quantile: float = 0.0
     normalization: str = "q99_guarded"
     resume: str | None = None
     progress: bool = True
@@ -63,7 +65,8 @@ class TrainTokenizerConfig:
             quantizer=self.quantizer, mlp_dim=self.mlp_dim, chunk_size=self.chunk_size,
             quantize_dropout=self.quantize_dropout, linear_skip=self.linear_skip,
             prefix_encoder_grad=self.prefix_encoder_grad, prefix_conditioned=self.prefix_conditioned,
-            prefix_weighting=self.prefix_weighting,
+            prefix_weighting=self.prefix_weighting, compand_tails=self.compand_tails,
+            layer0_quantile=self.layer0_quantile,
         )
 
 
