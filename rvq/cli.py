@@ -180,7 +180,7 @@ def cmd_collect_demos(args: argparse.Namespace) -> int:
     tasks = parse_tasks(args.tasks, args.suite)
     summaries = collect_demos(CollectConfig(args.suite, tasks, args.trials, args.out, args.workers, args.resolution,
                                             args.keep_failures, args.images, args.random_resets, args.max_attempts,
-                                            args.format, args.lerobot_version))
+                                            args.action_noise, args.format, args.lerobot_version))
     for s in summaries:
         print(json.dumps(s))
     return 0
@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "the fixed evaluation initial states: training data with no leakage into evaluation")
     col.add_argument("--max-attempts", type=int, default=0,
                      help="with --random-resets: episodes per task at most (default 3N + 10)")
+    col.add_argument("--action-noise", type=float, default=0.0,
+                     help="DART: std of Gaussian noise on the executed arm actions; the recorded actions stay the "
+                          "expert's, which corrects the drift (default 0)")
     col.add_argument("--format", default="hdf5", choices=("hdf5", "lerobot"),
                      help="lerobot: also write the demos as a LeRobot dataset in OUT/lerobot (the HDF5 files stay "
                           "the resumable store); needs pip install \"rvq[lerobot]\" (default hdf5)")

@@ -47,6 +47,7 @@ class PipelineConfig:
     tasks: list[int] = field(default_factory=lambda: [0, 1, 2])
     env: str = "libero"
     demos_per_task: int = 20  # libero: successes kept from randomized resets; mock: demos per task
+    demo_action_noise: float = 0.0  # DART noise on the expert's executed actions while collecting (rvq.expert.collect)
     demos_dir: str = ""  # train on this folder of demo files (e.g. another run's collect/demos) instead of collecting
     quantizer: str = "robust"
     tokenizer_steps: int = 3000
@@ -74,6 +75,11 @@ class PipelineConfig:
         unknown = sorted(set(self.policies) - set(POLICIES))
         if not self.head_lr > 0:
             raise ValueError(f"head_lr must be > 0, got {self.head_lr}")
+        if not 0.0 <= self.demo_action_noise <= 1.0:
+            raise ValueError(f"demo_action_noise must be in [0, 1], got {self.demo_action_noise}")
+        if self.demo_action_noise and (self.env == "mock" or self.demos_dir):
+            raise ValueError("demo_action_noise applies to demos the scripted expert collects in LIBERO; the mock env "
+                             "and demos_dir do not collect with it")
         if unknown or not self.policies:
             raise ValueError(f"policies must be a non-empty subset of {POLICIES}, got {self.policies}")
         for name in ("demos_per_task", "tokenizer_steps", "head_steps", "head_width", "main_depth", "batch_size",
@@ -178,7 +184,8 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
         demos = run.stage("collect", {"demos_dir": _demo_files(cfg.demos_dir)}, [],
                           lambda folder: {"demos": str(Path(cfg.demos_dir).resolve()), "summaries": []})
     else:  # no seed here: collection seeds each randomized reset by (task, attempt), whatever the run's seed
-        demos = run.stage("collect", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "demos_per_task")},
+        demos = run.stage("collect", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "demos_per_task")}
+                          | ({"demo_action_noise": cfg.demo_action_noise} if cfg.demo_action_noise else {}),
                           [], lambda folder: _collect(cfg, folder))
     tokenizer = run.stage("tokenizer", {"quantizer": cfg.quantizer, "steps": cfg.tokenizer_steps, "seed": cfg.seed,
                                         "device": cfg.device},
@@ -241,7 +248,7 @@ def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:
         collect_mock_demos(cfg.suite, cfg.tasks, cfg.demos_per_task, out)
         return {"demos": str(out), "summaries": []}
     summaries = collect_demos(CollectConfig(cfg.suite, cfg.tasks, out_dir=str(out), workers=cfg.workers, images=False,
-                                            random_resets=cfg.demos_per_task))
+                                            random_resets=cfg.demos_per_task, action_noise=cfg.demo_action_noise))
     short = [t["task"] for t in summaries if t.get("kept", cfg.demos_per_task) < cfg.demos_per_task]
     if short:
         raise RuntimeError(f"the expert kept fewer than {cfg.demos_per_task} demos for task(s) {short}: {summaries}")

@@ -33,7 +33,7 @@ class LibraryResidualFSQ(ResidualScalarQuantizer):
         try:
             from vector_quantize_pytorch import GroupedResidualFSQ
         except ImportError as exc:
-            raise ImportError("the ResidualFSQ baseline (rvq compare-tokenizers) needs vector-quantize-pytorch: "
+            raise ModuleNotFoundError("the ResidualFSQ baseline (rvq compare-tokenizers) needs vector-quantize-pytorch: "
                               'pip install "rvq[bench]" (or "rvq[test]")') from exc
 
         self.rfsq = GroupedResidualFSQ(dim=dim, groups=dim, levels=[num_levels], num_quantizers=num_layers,

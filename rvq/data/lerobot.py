@@ -54,7 +54,7 @@ def _pyarrow():
         import pyarrow
         import pyarrow.parquet
     except ImportError as exc:
-        raise ImportError('reading or writing LeRobot datasets needs pyarrow: pip install "rvq[lerobot]"') from exc
+        raise ModuleNotFoundError('reading or writing LeRobot datasets needs pyarrow: pip install "rvq[lerobot]"') from exc
     return pyarrow, pyarrow.parquet
 
 

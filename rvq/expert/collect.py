@@ -47,6 +47,7 @@ class CollectConfig:
     images: bool = True  # False: no cameras (physics only, ~10x faster); files then hold no image observations
     random_resets: int = 0  # > 0: keep this many successes from randomized resets (not the fixed initial states)
     max_attempts: int = 0  # randomized resets: give up after this many episodes (0: 3 * random_resets + 10)
+    action_noise: float = 0.0  # DART: std of Gaussian noise added to the executed arm actions (labels stay clean)
     format: str = "hdf5"  # "lerobot": also write the kept demos as a LeRobot dataset in <out_dir>/lerobot
     lerobot_version: str = "v3.0"  # LeRobot layout: "v3.0" or "v2.1"
 
@@ -76,14 +77,23 @@ def _record(env, obs: dict[str, Any]) -> dict[str, np.ndarray]:
     return record
 
 
-def expert_episode(env, expert, trial: int, seed: int | None = None) -> dict[str, Any]:
+NOISE_SEED_BASE = 5_000_000  # noise generator of an episode: its reset seed (or trial) plus this
+
+
+def expert_episode(env, expert, trial: int, seed: int | None = None, action_noise: float = 0.0) -> dict[str, Any]:
     """One expert episode with everything a LIBERO demo holds: from fixed initial state `trial`, or from a
-    randomized reset with `seed`."""
+    randomized reset with `seed`.
+
+    `action_noise` > 0 (DART, Laskey et al. 2017): the env executes the expert's action plus Gaussian noise of that
+    std on the six arm dimensions (clipped to [-1, 1]), while `actions` records the expert's own action. The expert
+    plans from the state it reaches, so the demos show how to return from the drift a learned policy makes; the
+    executed actions are kept as `executed_actions`. The noise is seeded by the episode's start."""
     obs = env.reset(trial) if seed is None else env.reset_random(seed)
+    rng = np.random.default_rng(NOISE_SEED_BASE + (trial if seed is None else seed))
     expert.attach_env(env)
     expert.reset(env.instruction, env.task_id, trial)
     frames: dict[str, list] = {}
-    actions, states = [], []
+    actions, executed, states = [], [], []
     success = False
     for _ in range(env.max_steps):
         for key, value in _record(env, obs).items():
@@ -91,11 +101,15 @@ def expert_episode(env, expert, trial: int, seed: int | None = None) -> dict[str
         states.append(env.sim_env.sim.get_state().flatten())
         action = expert.act(obs)[0]
         actions.append(action)
+        if action_noise > 0:
+            action = np.asarray(action, dtype=np.float64).copy()
+            action[:6] = np.clip(action[:6] + rng.normal(0.0, action_noise, 6), -1.0, 1.0)
+        executed.append(action)
         obs, success = env.step(action)
         if success:
             break
     steps = len(actions)
-    return {"actions": np.asarray(actions), "states": np.asarray(states),
+    return {"actions": np.asarray(actions), "executed_actions": np.asarray(executed), "states": np.asarray(states),
             "obs": {k: np.asarray(v) for k, v in frames.items()}, "success": bool(success), "steps": steps,
             "trial": trial, "seed": seed}
 
@@ -126,11 +140,13 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
         with h5py.File(path, "r") as f:
             attrs = f["data"].attrs
             starts = str(attrs.get("starts", "fixed_initial_states"))
+            noise = float(attrs.get("action_noise", 0.0))
             rate = float(attrs["success_rate"])
         wanted = "random_resets" if cfg.random_resets else "fixed_initial_states"
-        if starts != wanted:
-            raise ValueError(f"{path} holds demos from {starts}, this run asks for {wanted}: use another --out "
-                             "folder (a finished file is reused on rerun, never mixed with other settings)")
+        if starts != wanted or noise != cfg.action_noise:
+            raise ValueError(f"{path} holds demos from {starts} with action noise {noise}, this run asks for {wanted} "
+                             f"with {cfg.action_noise}: use another --out folder (a finished file is reused on rerun, "
+                             "never mixed with other settings)")
         return {"task": task, "file": str(path), "skipped": True, "success_rate": rate}
     expert, successes, kept = ScriptedExpert(), 0, 0
     tmp = path.with_name(path.name + ".tmp")
@@ -147,7 +163,7 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                 if cfg.random_resets and successes >= cfg.random_resets:
                     break
                 seed = reset_seed(task, trial) if cfg.random_resets else None
-                episode = expert_episode(env, expert, trial, seed)
+                episode = expert_episode(env, expert, trial, seed, cfg.action_noise)
                 attempts += 1
                 successes += episode["success"]
                 if not (episode["success"] or cfg.keep_failures):
@@ -157,6 +173,8 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                 start = {"init_state_index": trial} if seed is None else {"reset_seed": seed, "init_state_index": -1}
                 demo.attrs.update({"num_samples": episode["steps"], "success": episode["success"], **start})
                 demo.create_dataset("actions", data=episode["actions"])
+                if cfg.action_noise > 0:
+                    demo.create_dataset("executed_actions", data=episode["executed_actions"])
                 demo.create_dataset("states", data=episode["states"])
                 rewards = np.zeros(episode["steps"])
                 rewards[-1] = float(episode["success"])
@@ -167,6 +185,7 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                     obs.create_dataset(key, data=value, compression="gzip" if value.dtype == np.uint8 else None)
             data.attrs.update({"attempts": attempts, "successes": successes, "success_rate": successes / attempts,
                                "kept": kept, "starts": "random_resets" if cfg.random_resets else "fixed_initial_states",
+                               "action_noise": cfg.action_noise,
                                "complete": True})
         if kept == 0:  # a file without demos is not a dataset; the summary records the attempt
             tmp.unlink()
@@ -184,6 +203,8 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
 def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
     """Collect every task of `cfg` (in parallel with `workers` processes); returns one summary per task."""
     tasks = check_tasks(cfg.tasks, cfg.suite)
+    if not 0.0 <= cfg.action_noise <= 1.0:
+        raise ValueError(f"action_noise must be in [0, 1] (a std in action units), got {cfg.action_noise}")
     if cfg.format not in ("hdf5", "lerobot"):
         raise ValueError(f"format must be 'hdf5' or 'lerobot', got {cfg.format!r}")
     if cfg.random_resets < 0:

@@ -41,7 +41,7 @@ def _import(module: str, kind: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"--log-to {kind} needs the {module.split('.')[0]!r} package: pip install \"rvq[log]\" "
+        raise ModuleNotFoundError(f"--log-to {kind} needs the {module.split('.')[0]!r} package: pip install \"rvq[log]\" "
                           f"(or pip install {module.split('.')[0]})") from exc
 
 

@@ -63,3 +63,26 @@ def test_collect_resume_and_replay(tmp_path: Path, capsys) -> None:
                  "--demos", str(out), "--no-render", "--out", str(tmp_path / "replay"), "--no-progress"]) == 0
     (record,) = read_results(tmp_path / "replay" / "results.jsonl")
     assert record["success"] is True and record["steps"] <= steps
+
+
+def test_dart_noise_keeps_expert_labels_and_lerobot_export(tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    out = tmp_path / "noisy"
+    argv = ["collect-demos", "--suite", "libero_object", "--tasks", "0", "--trials", "1", "--out", str(out),
+            "--no-images", "--action-noise", "0.1", "--format", "lerobot"]
+    assert main(argv) == 0
+    (path,) = sorted(out.glob("*_demo.hdf5"))
+    with h5py.File(path, "r") as f:
+        assert f["data"].attrs["action_noise"] == 0.1 and f["data"].attrs["kept"] == 1  # the expert recovers
+        demo = f["data"]["demo_0"]
+        labels, executed = demo["actions"][()], demo["executed_actions"][()]
+    noise = executed[:, :6] - labels[:, :6]
+    inside = np.abs(executed[:, :6]) < 1  # not clipped
+    assert np.std(noise[inside]) == pytest.approx(0.1, rel=0.15) and abs(np.mean(noise[inside])) < 0.02
+    np.testing.assert_array_equal(executed[:, 6], labels[:, 6])  # the gripper command is never perturbed
+    (lerobot,) = read_demos([out / "lerobot"], split_arms=False)
+    np.testing.assert_array_equal(lerobot.actions, labels.astype(np.float32))  # LeRobot gets the clean labels
+    capsys.readouterr()
+    assert main(argv[:-4] + ["--format", "hdf5"]) == 2  # the finished file was collected with other noise
+    assert "with action noise 0.1, this run asks for fixed_initial_states with 0.0" in capsys.readouterr().err

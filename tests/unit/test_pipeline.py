@@ -114,3 +114,11 @@ def test_untrained_control_is_the_trained_folder_with_fresh_heads(tmp_path: Path
 def test_shipped_pipeline_configs_load(path: Path) -> None:
     cfg = PipelineConfig.from_file(path)
     assert cfg.env == "libero" and len(cfg.tasks) == 10 and cfg.out_dir.startswith("runs/")
+
+
+def test_demo_action_noise_is_checked_and_changes_only_the_collect_fingerprint() -> None:
+    with pytest.raises(ValueError, match=r"demo_action_noise must be in \[0, 1\]"):
+        PipelineConfig(demo_action_noise=-0.1)
+    with pytest.raises(ValueError, match="the mock env and demos_dir do not collect with it"):
+        PipelineConfig(env="mock", demo_action_noise=0.1)
+    assert PipelineConfig(demo_action_noise=0.05).demo_action_noise == 0.05
