@@ -139,7 +139,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         demos=args.demos, out_dir=args.out, workers=args.workers, shard=parse_shard(args.shard), videos=args.videos,
         env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
         tau=args.tau, max_grid_distance=args.max_grid_distance,
-        max_steps=args.max_steps, render=args.render, roundtrip_tokenizer=args.roundtrip_tokenizer,
+        max_steps=args.max_steps, execute_steps=args.execute_steps, render=args.render, roundtrip_tokenizer=args.roundtrip_tokenizer,
         trust_remote_code=args.trust_remote_code, label=args.label, executor=args.executor,
         ray_address=args.ray_address, episode_timeout=args.episode_timeout or None,
         max_worker_deaths=args.max_worker_deaths, image_transform=args.image_transform, policy_service=args.policy_service,
@@ -270,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="relaxed RSD: also accept a layer whose tokens are all within this many grid steps")
     ev.add_argument("--flip-gripper", action="store_true", help="OpenVLA-family gripper: [0, 1] with 1 = open, split at 0.5 and inverted (as OFT)")
     ev.add_argument("--max-steps", type=int, default=None, help="override the suite's max steps (smoke tests)")
+    ev.add_argument("--execute-steps", type=int, default=None, metavar="K",
+                    help="execute the first K actions of each chunk, then act again (receding horizon; default: the whole chunk)")
     ev.add_argument("--roundtrip-tokenizer", default=None,
                     help="expert only: execute its actions after a round trip through this tokenizer checkpoint")
     ev.add_argument("--no-render", dest="render", action="store_false",
@@ -296,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--max-attempts", type=int, default=0,
                      help="with --random-resets: episodes per task at most (default 3N + 10)")
     col.add_argument("--action-noise", type=float, default=0.0,
-                     help="DART: std of Gaussian noise on the executed arm actions; the recorded actions stay the "
+                     help="DART: std of Gaussian noise on the executed translation actions (x, y, z); the recorded actions stay the "
                           "expert's, which corrects the drift (default 0)")
     col.add_argument("--format", default="hdf5", choices=("hdf5", "lerobot"),
                      help="lerobot: also write the demos as a LeRobot dataset in OUT/lerobot (the HDF5 files stay "

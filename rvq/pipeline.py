@@ -58,6 +58,7 @@ class PipelineConfig:
     main_depth: int = 2
     batch_size: int = 128
     eval_trials: int = 10  # trial i from the suite's fixed initial state i (never seen in training on libero)
+    execute_steps: int = 0  # learned policies execute this many actions of each chunk, then act again (0: all)
     policies: list[str] = field(default_factory=lambda: ["main", "rsd"])
     expert_reference: bool = True  # libero: also evaluate the scripted expert on the same trials
     roundtrip_reference: bool = False  # libero: and the expert with its actions through the run's tokenizer
@@ -80,6 +81,8 @@ class PipelineConfig:
         if self.demo_action_noise and (self.env == "mock" or self.demos_dir):
             raise ValueError("demo_action_noise applies to demos the scripted expert collects in LIBERO; the mock env "
                              "and demos_dir do not collect with it")
+        if self.execute_steps < 0:
+            raise ValueError(f"execute_steps must be >= 0 (0: the whole chunk), got {self.execute_steps}")
         if unknown or not self.policies:
             raise ValueError(f"policies must be a non-empty subset of {POLICIES}, got {self.policies}")
         for name in ("demos_per_task", "tokenizer_steps", "head_steps", "head_width", "main_depth", "batch_size",
@@ -218,7 +221,10 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
     evals = {}
     eval_settings = {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "eval_trials", "device")}
     for name, (kind, source) in rows.items():
-        evals[name] = run.stage(f"eval_{name}", eval_settings, [source] if source else [],
+        # recorded only when set, so that runs made before the option existed are not redone
+        settings = {**eval_settings, "execute_steps": cfg.execute_steps} if cfg.execute_steps and kind != "expert" \
+            else eval_settings
+        evals[name] = run.stage(f"eval_{name}", settings, [source] if source else [],
                                 lambda folder, name=name, kind=kind, source=source:
                                 _eval(cfg, kind, name, folder, run.outputs.get(source, {})))
     if plan:
@@ -354,6 +360,7 @@ def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict
                                checkpoints=source.get("folder"), roundtrip_tokenizer=source.get("checkpoint"),
                                env=cfg.env, label=label, exact=label not in RELAXED_RULES,
                                **RELAXED_RULES.get(label, {}),
+                               execute_steps=(cfg.execute_steps or None) if kind != "expert" else None,
                                out_dir=str(folder), workers=cfg.workers, render=False, device=cfg.device), progress=False)
     return {"results": str(path)}
 

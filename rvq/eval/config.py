@@ -42,6 +42,7 @@ class EvalConfig:
     max_grid_distance: int | None = None  # relaxed RSD: ... or when every token is within this many grid steps
     flip_gripper: bool = False
     max_steps: int | None = None  # None: the suite's protocol value
+    execute_steps: int | None = None  # actions of each chunk executed before the policy acts again (None: all)
     render: bool = True  # False: physics only (no images), for policies that do not look (expert, replay)
     roundtrip_tokenizer: str | None = None  # expert: pass its actions through this tokenizer (closed-loop study)
     trust_remote_code: bool = False  # let the backbone run code it ships (OpenVLA/OFT); off by default
@@ -89,6 +90,8 @@ class EvalConfig:
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 (or unset for the suite's {MAX_STEPS[self.suite]}), "
                              f"got {self.max_steps}")
+        if self.execute_steps is not None and self.execute_steps < 1:
+            raise ValueError(f"execute_steps must be >= 1 (or unset to execute whole chunks), got {self.execute_steps}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         if self.max_grid_distance is not None and self.max_grid_distance < 0:
@@ -165,7 +168,9 @@ class EvalConfig:
                 "exact": self.exact if self.policy == "rsd" else None, "flip_gripper": self.flip_gripper,
                 "relaxed_rules": [self.tau, self.max_grid_distance] if self.policy == "rsd" and not self.exact else None,
                 "render": self.render, "image_transform": self.image_transform,
-                "policy_identity": policy_identity(self)}
+                "policy_identity": policy_identity(self),
+                # only when set, so that folders written before the option existed still resume
+                **({"execute_steps": self.execute_steps} if self.execute_steps is not None else {})}
 
 
 def _file_digest(path: Path) -> str:

@@ -139,8 +139,13 @@ def check_resume(folder: Path, settings: dict[str, Any]) -> None:
     if stored is None:
         raise ValueError(f"{stored_path} does not record the settings its results were made with (written by an "
                          f"older rvq); choose another --out")
-    changed = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
+    absent = object()  # a key one side lacks (a setting recorded only when set) differs from every value
+    changed = {k: (stored.get(k, absent), settings.get(k, absent)) for k in set(stored) | set(settings)
+               if stored.get(k, absent) != settings.get(k, absent)}
     if changed:
-        detail = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in sorted(changed.items()))
+        def shown(value: Any) -> str:
+            return "absent" if value is absent else repr(value)
+
+        detail = "; ".join(f"{k}: {shown(old)} there, {shown(new)} now" for k, (old, new) in sorted(changed.items()))
         raise ValueError(f"{folder} holds results made with other settings ({detail}); resuming would mix them. "
                          f"Choose another --out, or rerun with the folder's settings")

@@ -95,7 +95,8 @@ class EpisodeTimeout(RuntimeError):
 
 def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path | None,
                 on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """One episode: reset to the trial's initial state, act in open-loop chunks until success or max steps.
+    """One episode: reset to the trial's initial state, act in open-loop chunks (their first `cfg.execute_steps`
+    actions, all by default) until success or max steps.
     `on_step(steps)` is called after every env step (progress)."""
     record = episode_record(cfg, task, trial, env)
     timing = record["timing"]
@@ -115,7 +116,10 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
                 frames.append(_upright(obs["agentview"]))
             if not queue:
                 tick = time.perf_counter()
-                queue = list(policy.act(obs))
+                chunk = policy.act(obs)
+                if cfg.execute_steps is not None and cfg.execute_steps > len(chunk):
+                    raise ValueError(f"execute_steps {cfg.execute_steps} exceeds the policy's chunk of {len(chunk)} actions")
+                queue = list(chunk[:cfg.execute_steps])  # receding horizon: the rest is dropped, the policy acts again
                 timing["policy_s"] += time.perf_counter() - tick
             tick = time.perf_counter()
             obs, success = env.step(queue.pop(0))

@@ -77,12 +77,13 @@ def test_dart_noise_keeps_expert_labels_and_lerobot_export(tmp_path: Path, capsy
         assert f["data"].attrs["action_noise"] == 0.1 and f["data"].attrs["kept"] == 1  # the expert recovers
         demo = f["data"]["demo_0"]
         labels, executed = demo["actions"][()], demo["executed_actions"][()]
-    noise = executed[:, :6] - labels[:, :6]
-    inside = np.abs(executed[:, :6]) < 1  # not clipped
+        assert f["data"].attrs["action_noise_dims"] == "xyz"
+    noise = executed[:, :3] - labels[:, :3]
+    inside = np.abs(executed[:, :3]) < 1  # not clipped
     assert np.std(noise[inside]) == pytest.approx(0.1, rel=0.15) and abs(np.mean(noise[inside])) < 0.02
-    np.testing.assert_array_equal(executed[:, 6], labels[:, 6])  # the gripper command is never perturbed
+    np.testing.assert_array_equal(executed[:, 3:], labels[:, 3:])  # rotation and gripper are never perturbed
     (lerobot,) = read_demos([out / "lerobot"], split_arms=False)
     np.testing.assert_array_equal(lerobot.actions, labels.astype(np.float32))  # LeRobot gets the clean labels
     capsys.readouterr()
     assert main(argv[:-4] + ["--format", "hdf5"]) == 2  # the finished file was collected with other noise
-    assert "with action noise 0.1, this run asks for fixed_initial_states with 0.0" in capsys.readouterr().err
+    assert "with action noise 0.1 xyz, this run asks for fixed_initial_states with 0.0 " in capsys.readouterr().err

@@ -122,3 +122,13 @@ def test_demo_action_noise_is_checked_and_changes_only_the_collect_fingerprint()
     with pytest.raises(ValueError, match="the mock env and demos_dir do not collect with it"):
         PipelineConfig(env="mock", demo_action_noise=0.1)
     assert PipelineConfig(demo_action_noise=0.05).demo_action_noise == 0.05
+
+
+def test_execute_steps_changes_only_the_learned_policies_eval_fingerprints(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="execute_steps must be >= 0"):
+        PipelineConfig(execute_steps=-1)
+    cfg = replace(tiny(tmp_path), env="libero", policies=["main", "rsd"])
+    before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
+    after = run_pipeline(replace(cfg, execute_steps=4), log=lambda _: None, plan=True)["fingerprints"]
+    changed = sorted(name for name in before if before[name] != after[name])
+    assert changed == ["eval_main", "eval_rsd"]  # the expert reference and the training stages are kept

@@ -84,3 +84,27 @@ def test_eval_exits_nonzero_when_episodes_errored(tmp_path: Path, capsys, monkey
     assert "2 episode(s) ended in an error" in capsys.readouterr().err
     records = read_results(tmp_path / "eval" / "results.jsonl")
     assert all("policy blew up" in r["error"] for r in records)
+
+
+def test_execute_steps_replans_after_k_actions_and_is_a_result_setting(tmp_path: Path, monkeypatch) -> None:
+    calls: list[int] = []
+    original = NoopPolicy.act
+
+    def counted(self, obs):
+        calls.append(1)
+        return original(self, obs)
+
+    monkeypatch.setattr(NoopPolicy, "act", counted)
+    run_eval(noop(tmp_path, trials=1, max_steps=12), progress=False)
+    assert len(calls) == 2  # chunks of 8: steps 0-7 and 8-11
+    calls.clear()
+    with pytest.raises(ValueError, match=r"execute_steps: absent there, 3 now"):
+        run_eval(noop(tmp_path, trials=1, max_steps=12, execute_steps=3), progress=False)
+    path = run_eval(noop(tmp_path, trials=1, max_steps=12, execute_steps=3, out_dir=str(tmp_path / "k3")), progress=False)
+    assert len(calls) == 4 and read_results(path)[0]["steps"] == 12  # replanned at steps 0, 3, 6, 9
+    with pytest.raises(ValueError, match=r"execute_steps: 3 there, absent now"):
+        run_eval(noop(tmp_path, trials=2, max_steps=12, out_dir=str(tmp_path / "k3")), progress=False)
+    with pytest.raises(ValueError, match="execute_steps must be >= 1"):
+        noop(tmp_path, execute_steps=0).validate()
+    record = run_eval(noop(tmp_path, trials=1, execute_steps=9, out_dir=str(tmp_path / "k9")), progress=False)
+    assert "execute_steps 9 exceeds the policy's chunk of 8 actions" in read_results(record)[0]["error"]

@@ -36,7 +36,7 @@ def test_fit_reduces_validation_error_and_logs(tmp_path: Path, demo_dir: Path) -
     before = evaluate_tokenizer(untrained, data.val, data.normalizer)["mse"]
     result = fit_tokenizer(ActionRFSQAE.from_config(cfg.tokenizer_config()), data, cfg, tmp_path / "run")
     assert result.best["mse"] < before / 3
-    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [50, 100, 150]
     assert {"mse", "mse_raw", "mse_per_dim", "residual_std", "code_perplexity", "bits_per_chunk"} <= set(lines[0]["val"])
     saved = load_tokenizer(tmp_path / "run" / "tokenizer.pt")
