@@ -139,7 +139,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         demos=args.demos, out_dir=args.out, workers=args.workers, shard=parse_shard(args.shard), videos=args.videos,
         env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
         tau=args.tau, max_grid_distance=args.max_grid_distance,
-        max_steps=args.max_steps, execute_steps=args.execute_steps, render=args.render, roundtrip_tokenizer=args.roundtrip_tokenizer,
+        max_steps=args.max_steps, execute_steps=args.execute_steps, render=args.render,
+        roundtrip_tokenizer=args.roundtrip_tokenizer,
         trust_remote_code=args.trust_remote_code, label=args.label, executor=args.executor,
         ray_address=args.ray_address, episode_timeout=args.episode_timeout or None,
         max_worker_deaths=args.max_worker_deaths, image_transform=args.image_transform, policy_service=args.policy_service,
@@ -298,8 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--max-attempts", type=int, default=0,
                      help="with --random-resets: episodes per task at most (default 3N + 10)")
     col.add_argument("--action-noise", type=float, default=0.0,
-                     help="DART: std of Gaussian noise on the executed translation actions (x, y, z); the recorded actions stay the "
-                          "expert's, which corrects the drift (default 0)")
+                     help="DART: std of Gaussian noise on the executed translation actions (x, y, z); the recorded "
+                          "actions stay the expert's, which corrects the drift (default 0)")
     col.add_argument("--format", default="hdf5", choices=("hdf5", "lerobot"),
                      help="lerobot: also write the demos as a LeRobot dataset in OUT/lerobot (the HDF5 files stay "
                           "the resumable store); needs pip install \"rvq[lerobot]\" (default hdf5)")

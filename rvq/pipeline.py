@@ -221,9 +221,8 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
     evals = {}
     eval_settings = {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "eval_trials", "device")}
     for name, (kind, source) in rows.items():
-        # recorded only when set, so that runs made before the option existed are not redone
-        settings = {**eval_settings, "execute_steps": cfg.execute_steps} if cfg.execute_steps and kind != "expert" \
-            else eval_settings
+        steps = _execute_steps(cfg, kind)  # recorded only when set: runs made before the option are not redone
+        settings = eval_settings if steps is None else {**eval_settings, "execute_steps": steps}
         evals[name] = run.stage(f"eval_{name}", settings, [source] if source else [],
                                 lambda folder, name=name, kind=kind, source=source:
                                 _eval(cfg, kind, name, folder, run.outputs.get(source, {})))
@@ -235,6 +234,12 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
 def _head_kinds(cfg: PipelineConfig) -> list[str]:
     """The heads the chosen policies need: main always, the draft for RSD."""
     return (["draft"] if any(ROWS[name] == "rsd" for name in cfg.policies) else []) + ["main"]
+
+
+def _execute_steps(cfg: PipelineConfig, kind: str) -> int | None:
+    """Actions executed per chunk for a row of this policy kind: the learned policies' K, None for the whole chunk
+    (the expert reference always runs whole chunks)."""
+    return (cfg.execute_steps or None) if kind != "expert" else None
 
 
 def _demo_files(folder: str) -> dict[str, Any]:
@@ -360,7 +365,7 @@ def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict
                                checkpoints=source.get("folder"), roundtrip_tokenizer=source.get("checkpoint"),
                                env=cfg.env, label=label, exact=label not in RELAXED_RULES,
                                **RELAXED_RULES.get(label, {}),
-                               execute_steps=(cfg.execute_steps or None) if kind != "expert" else None,
+                               execute_steps=_execute_steps(cfg, kind),
                                out_dir=str(folder), workers=cfg.workers, render=False, device=cfg.device), progress=False)
     return {"results": str(path)}
 

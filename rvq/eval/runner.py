@@ -118,7 +118,8 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
                 tick = time.perf_counter()
                 chunk = policy.act(obs)
                 if cfg.execute_steps is not None and cfg.execute_steps > len(chunk):
-                    raise ValueError(f"execute_steps {cfg.execute_steps} exceeds the policy's chunk of {len(chunk)} actions")
+                    raise ValueError(f"execute_steps {cfg.execute_steps} exceeds the policy's chunk of "
+                                     f"{len(chunk)} actions")
                 queue = list(chunk[:cfg.execute_steps])  # receding horizon: the rest is dropped, the policy acts again
                 timing["policy_s"] += time.perf_counter() - tick
             tick = time.perf_counter()

@@ -91,9 +91,9 @@ def expert_episode(env, expert, trial: int, seed: int | None = None, action_nois
     randomized reset with `seed`.
 
     `action_noise` > 0 (DART, Laskey et al. 2017): the env executes the expert's action plus Gaussian noise of that
-    std on the translation dimensions `NOISED_DIMS` (clipped to [-1, 1]), while `actions` records the expert's own action. The expert
-    plans from the state it reaches, so the demos show how to return from the drift a learned policy makes; the
-    executed actions are kept as `executed_actions`. The noise is seeded by the episode's start."""
+    std on the translation dimensions `NOISED_DIMS` (clipped to [-1, 1]), while `actions` records the expert's own
+    action. The expert plans from the state it reaches, so the demos show how to return from the drift a learned
+    policy makes; the executed actions are kept as `executed_actions`. The noise is seeded by the episode's start."""
     obs = env.reset(trial) if seed is None else env.reset_random(seed)
     rng = np.random.default_rng(NOISE_SEED_BASE + (trial if seed is None else seed))
     expert.attach_env(env)
