@@ -181,10 +181,20 @@ def cmd_collect_demos(args: argparse.Namespace) -> int:
     tasks = parse_tasks(args.tasks, args.suite)
     summaries = collect_demos(CollectConfig(args.suite, tasks, args.trials, args.out, args.workers, args.resolution,
                                             args.keep_failures, args.images, args.random_resets, args.max_attempts,
-                                            args.action_noise, args.format, args.lerobot_version))
+                                            args.action_noise, args.format, args.lerobot_version,
+                                            args.takeover_policy, _step_range(args.takeover_steps)))
     for s in summaries:
         print(json.dumps(s))
     return 0
+
+
+def _step_range(text: str) -> tuple[int, int]:
+    """"LO-HI" → (LO, HI)."""
+    try:
+        low, high = (int(part) for part in text.split("-"))
+    except ValueError as exc:
+        raise SystemExit(f"error: --takeover-steps must be LO-HI (two integers), got {text!r}") from exc
+    return low, high
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -305,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="lerobot: also write the demos as a LeRobot dataset in OUT/lerobot (the HDF5 files stay "
                           "the resumable store); needs pip install \"rvq[lerobot]\" (default hdf5)")
     col.add_argument("--lerobot-version", default="v3.0", choices=("v3.0", "v2.1"), help="LeRobot layout (default v3.0)")
+    col.add_argument("--takeover-policy", default="", metavar="DIR",
+                     help="takeover demos (DAgger-style): this policy folder's main head acts from each randomized "
+                          "reset, then the expert takes over and finishes; only the expert's part is recorded "
+                          "(needs --random-resets)")
+    col.add_argument("--takeover-steps", default="20-160", metavar="LO-HI",
+                     help="with --takeover-policy: the takeover step is drawn per episode from LO..HI (default 20-160)")
     col.set_defaults(func=cmd_collect_demos)
 
     pipe = sub.add_parser("pipeline", help="collect → tokenizer → Phase 2 → draft/main → eval → report, one run folder")

@@ -49,6 +49,11 @@ class PipelineConfig:
     demos_per_task: int = 20  # libero: successes kept from randomized resets; mock: demos per task
     demo_action_noise: float = 0.0  # DART noise on the expert's executed actions while collecting (rvq.expert.collect)
     demos_dir: str = ""  # train on this folder of demo files (e.g. another run's collect/demos) instead of collecting
+    # DAgger-style rounds (rvq.expert.takeover): the round's policy acts from randomized resets, the expert takes over
+    # and finishes; the heads are trained again on every demo so far. 0: none
+    takeover_rounds: int = 0
+    takeover_demos_per_task: int = 30
+    takeover_steps: list[int] = field(default_factory=lambda: [20, 160])  # the takeover step is drawn from this range
     quantizer: str = "robust"
     tokenizer_steps: int = 3000
     head_steps: int = 1500
@@ -81,12 +86,18 @@ class PipelineConfig:
         if self.demo_action_noise and (self.env == "mock" or self.demos_dir):
             raise ValueError("demo_action_noise applies to demos the scripted expert collects in LIBERO; the mock env "
                              "and demos_dir do not collect with it")
+        if self.takeover_rounds < 0:
+            raise ValueError(f"takeover_rounds must be >= 0, got {self.takeover_rounds}")
+        if self.takeover_rounds and self.env == "mock":
+            raise ValueError("takeover rounds need the scripted expert in LIBERO (env = 'libero')")
+        if len(self.takeover_steps) != 2 or not 0 <= self.takeover_steps[0] <= self.takeover_steps[1]:
+            raise ValueError(f"takeover_steps must be [low, high] with 0 <= low <= high, got {self.takeover_steps}")
         if self.execute_steps < 0:
             raise ValueError(f"execute_steps must be >= 0 (0: the whole chunk), got {self.execute_steps}")
         if unknown or not self.policies:
             raise ValueError(f"policies must be a non-empty subset of {POLICIES}, got {self.policies}")
         for name in ("demos_per_task", "tokenizer_steps", "head_steps", "head_width", "main_depth", "batch_size",
-                     "eval_trials", "workers"):
+                     "eval_trials", "workers", "takeover_demos_per_task"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -194,24 +205,32 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
                                         "device": cfg.device},
                           ["collect"], lambda folder: _tokenizer(cfg, folder, demos["demos"]))
     features = feature_source(cfg)
-    phase2 = run.stage("phase2", {"features": features.identity}, ["collect", "tokenizer"],
-                       lambda folder: _phase2(folder, demos["demos"], tokenizer["checkpoint"], features))
-    head_settings = {k: getattr(cfg, k) for k in ("head_steps", "head_width", "head_lr", "standardize_features",
-                                                  "batch_size", "seed", "device")}
-    heads = {kind: run.stage(kind, {**head_settings, **({"depth": cfg.main_depth} if kind == "main" else {})},
-                             ["phase2", "tokenizer"],
-                             lambda folder, kind=kind: _head(cfg, kind, folder, phase2["data"], tokenizer["checkpoint"]))
-             for kind in _head_kinds(cfg)}
-    policy = run.stage("policy", {}, ["tokenizer", *heads],
-                       lambda folder: _assemble(folder, tokenizer["checkpoint"], heads, features))
+    demo_folders, demo_stages = [demos.get("demos")], ["collect"]  # .get: empty in plan mode
+    policy_stage, policy = "", {}  # the previous round's policy (set by round 0 before any takeover round)
+    for round_ in range(cfg.takeover_rounds + 1):
+        # round 0 trains on the collected demos; round r > 0 first collects takeover demos with round r-1's policy
+        suffix = f"_r{round_}" if round_ else ""
+        if round_:
+            settings = {"suite": cfg.suite, "tasks": cfg.tasks, "per_task": cfg.takeover_demos_per_task,
+                        "steps": list(cfg.takeover_steps)}
+            takeover = run.stage(f"takeover{suffix}", settings, [policy_stage],
+                                 lambda folder, source=policy.get("folder"): _takeover(cfg, folder, source))
+            demo_folders, demo_stages = [*demo_folders, takeover.get("demos")], [*demo_stages, f"takeover{suffix}"]
+        phase2_stage, policy_stage = f"phase2{suffix}", f"policy{suffix}"
+        phase2 = run.stage(phase2_stage, {"features": features.identity}, [*demo_stages, "tokenizer"],
+                           lambda folder, folders=list(demo_folders):
+                           _phase2(folder, folders, tokenizer["checkpoint"], features))
+        heads = _heads(run, cfg, suffix, phase2_stage, phase2.get("data"), tokenizer.get("checkpoint"))
+        policy = run.stage(policy_stage, {}, ["tokenizer", *(f"{kind}{suffix}" for kind in heads)],
+                           lambda folder, heads=heads: _assemble(folder, tokenizer["checkpoint"], heads, features))
     relaxed = [name for name in cfg.policies if name in RELAXED_RULES]
     if relaxed:
-        run.stage("departure", {"rows": relaxed}, ["policy", "phase2"],
+        run.stage("departure", {"rows": relaxed}, [policy_stage, phase2_stage],
                   lambda folder: _departure(cfg, relaxed, phase2["data"], policy["folder"]))
     # row name -> (policy kind, the stage whose folder holds its checkpoints / round-trip tokenizer)
-    rows = {name: (ROWS[name], "policy") for name in cfg.policies}
+    rows = {name: (ROWS[name], policy_stage) for name in cfg.policies}
     if cfg.untrained_control:
-        run.stage("policy_untrained", {"seed": cfg.seed}, ["policy"],
+        run.stage("policy_untrained", {"seed": cfg.seed}, [policy_stage],
                   lambda folder: _assemble_untrained(folder, policy["folder"], cfg.seed))
         rows[UNTRAINED] = ("main", "policy_untrained")
     if cfg.env == "libero" and cfg.expert_reference:
@@ -229,6 +248,17 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
     if plan:
         return {"fingerprints": run.fingerprints}
     return _report(run, cfg, heads, evals)
+
+
+def _heads(run: Run, cfg: PipelineConfig, suffix: str, phase2_stage: str, data: str | None,
+           tokenizer: str | None) -> dict[str, dict[str, Any]]:
+    """Train (or reuse) the heads the chosen policies need on `data`; stages `<kind><suffix>`."""
+    settings = {k: getattr(cfg, k) for k in ("head_steps", "head_width", "head_lr", "standardize_features",
+                                             "batch_size", "seed", "device")}
+    return {kind: run.stage(f"{kind}{suffix}", {**settings, **({"depth": cfg.main_depth} if kind == "main" else {})},
+                            [phase2_stage, "tokenizer"],
+                            lambda folder, kind=kind: _head(cfg, kind, folder, data, tokenizer))
+            for kind in _head_kinds(cfg)}
 
 
 def _head_kinds(cfg: PipelineConfig) -> list[str]:
@@ -266,6 +296,24 @@ def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:
     return {"demos": str(out), "summaries": summaries}
 
 
+def _takeover(cfg: PipelineConfig, folder: Path, policy: str) -> dict[str, Any]:
+    """Takeover demos with `policy` (a policy folder). A task may keep fewer than asked when the policy finishes
+    episodes before the takeover (those have no expert part): the summaries say how many, the log names them."""
+    from rvq.expert.collect import CollectConfig, collect_demos
+
+    out = folder / "demos"
+    summaries = collect_demos(CollectConfig(cfg.suite, cfg.tasks, out_dir=str(out), workers=cfg.workers, images=False,
+                                            random_resets=cfg.takeover_demos_per_task, takeover_policy=policy,
+                                            takeover_steps=(cfg.takeover_steps[0], cfg.takeover_steps[1])))
+    short = {t["task"]: t.get("kept", 0) for t in summaries if t.get("kept", cfg.takeover_demos_per_task)
+             < cfg.takeover_demos_per_task}
+    if short:
+        print(f"[{folder.name}] kept fewer than {cfg.takeover_demos_per_task} takeover demos (task: kept): {short}")
+    if not any(t.get("file") for t in summaries):
+        raise RuntimeError(f"no takeover demo was kept for any task: {summaries}")
+    return {"demos": str(out), "summaries": summaries}
+
+
 def _tokenizer(cfg: PipelineConfig, folder: Path, demos: str) -> dict[str, Any]:
     from rvq.training.tokenizer import TrainTokenizerConfig, train_tokenizer
 
@@ -276,11 +324,11 @@ def _tokenizer(cfg: PipelineConfig, folder: Path, demos: str) -> dict[str, Any]:
     return {"checkpoint": report["checkpoint"], "val_mse": best["mse"], "mse_by_layers": best.get("mse_by_layers")}
 
 
-def _phase2(folder: Path, demos: str, tokenizer: str, features) -> dict[str, Any]:
+def _phase2(folder: Path, demos: list[str], tokenizer: str, features) -> dict[str, Any]:
     from rvq.data.phase2 import build_phase2_data
     from rvq.tokenizer import ActionTokenizer
 
-    path = build_phase2_data([demos], ActionTokenizer.from_checkpoint(tokenizer, device="cpu"), features,
+    path = build_phase2_data(demos, ActionTokenizer.from_checkpoint(tokenizer, device="cpu"), features,
                              folder / "phase2.h5", progress=False)
     return {"data": str(path)}
 

@@ -17,7 +17,10 @@ is marked complete is skipped on rerun (resume); files are written atomically.
 Starts: by default trial i starts from the suite's fixed initial state i (the evaluation states). With
 `random_resets = N`, episodes start from LIBERO's randomized reset instead (seed `reset_seed(task, attempt)`,
 recorded per demo as `reset_seed`), and attempts continue until N successes are kept or `max_attempts`
-is reached: training data that never saw an evaluation initial state.
+is reached: training data that never saw an evaluation initial state. With `takeover_policy` as well, a learned
+policy acts first and the expert takes over (`rvq.expert.takeover`, seeds `reset_seed(task, attempt, True)`); the
+files then hold the expert's part only, each demo recording its `takeover_step`, and the file the policy's
+fingerprint.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import h5py
 import numpy as np
 
 from rvq.envs.suites import ENV_SEED, check_tasks
+from rvq.expert.takeover import draw_takeover_step, policy_fingerprint, takeover_episode
 
 
 @dataclass
@@ -50,6 +54,15 @@ class CollectConfig:
     action_noise: float = 0.0  # DART: std of Gaussian noise added to the executed arm actions (labels stay clean)
     format: str = "hdf5"  # "lerobot": also write the kept demos as a LeRobot dataset in <out_dir>/lerobot
     lerobot_version: str = "v3.0"  # LeRobot layout: "v3.0" or "v2.1"
+    # takeover demos (rvq.expert.takeover): this policy folder acts first, the expert finishes; needs random_resets
+    takeover_policy: str = ""
+    takeover_steps: tuple[int, int] = (20, 160)  # the takeover step is drawn per episode from this range (inclusive)
+
+    def starts(self) -> str:
+        """What the episodes start from, as recorded in the files."""
+        if self.takeover_policy:
+            return "takeover"
+        return "random_resets" if self.random_resets else "fixed_initial_states"
 
     def attempt_limit(self) -> int:
         return self.max_attempts or 3 * self.random_resets + 10
@@ -59,9 +72,12 @@ RESET_SEED_BASE = 1_000_000  # far from ENV_SEED and from small trial numbers
 ATTEMPTS_PER_TASK = 10_000  # seeds of task t: RESET_SEED_BASE + ATTEMPTS_PER_TASK * t + attempt
 
 
-def reset_seed(task: int, attempt: int) -> int:
-    """The seed of a randomized reset: distinct per (task, attempt), the same on every rerun."""
-    return RESET_SEED_BASE + ATTEMPTS_PER_TASK * task + attempt
+TAKEOVER_SEED_BASE = 2_000_000  # takeover episodes start from other randomized resets than the plain demos
+
+
+def reset_seed(task: int, attempt: int, takeover: bool = False) -> int:
+    """The seed of a randomized reset: distinct per (task, attempt, takeover or not), the same on every rerun."""
+    return (TAKEOVER_SEED_BASE if takeover else RESET_SEED_BASE) + ATTEMPTS_PER_TASK * task + attempt
 
 
 def _record(env, obs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -96,6 +112,15 @@ def expert_episode(env, expert, trial: int, seed: int | None = None, action_nois
     policy makes; the executed actions are kept as `executed_actions`. The noise is seeded by the episode's start."""
     obs = env.reset(trial) if seed is None else env.reset_random(seed)
     rng = np.random.default_rng(NOISE_SEED_BASE + (trial if seed is None else seed))
+    episode = expert_rollout(env, expert, obs, trial, rng, action_noise)
+    episode["seed"] = seed
+    return episode
+
+
+def expert_rollout(env, expert, obs: dict[str, Any], trial: int, rng: np.random.Generator,
+                   action_noise: float = 0.0) -> dict[str, Any]:
+    """The expert acts from `obs` (the env's current state) until success or `env.max_steps` steps, recording
+    what a LIBERO demo holds; `expert_episode` documents the noise."""
     expert.attach_env(env)
     expert.reset(env.instruction, env.task_id, trial)
     frames: dict[str, list] = {}
@@ -118,7 +143,7 @@ def expert_episode(env, expert, trial: int, seed: int | None = None, action_nois
     steps = len(actions)
     return {"actions": np.asarray(actions), "executed_actions": np.asarray(executed), "states": np.asarray(states),
             "obs": {k: np.asarray(v) for k, v in frames.items()}, "success": bool(success), "steps": steps,
-            "trial": trial, "seed": seed}
+            "trial": trial}
 
 
 def task_file(out_dir: Path, env) -> Path:
@@ -142,23 +167,31 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
     env = LiberoEnv(cfg.suite, task, resolution=cfg.resolution, render=cfg.images)
     out = Path(cfg.out_dir)
     path = task_file(out, env)
+    takeover = _takeover_settings(cfg)
     if is_complete(path):
         env.close()
         with h5py.File(path, "r") as f:
             attrs = f["data"].attrs
-            starts = str(attrs.get("starts", "fixed_initial_states"))
             noise = float(attrs.get("action_noise", 0.0))
-            # files from before the noise moved to the translation dims had it on all six arm dims
-            dims = str(attrs.get("action_noise_dims", "arm" if noise else ""))
+            found = {"starts": str(attrs.get("starts", "fixed_initial_states")), "action_noise": noise,
+                     # files from before the noise moved to the translation dims had it on all six arm dims
+                     "action_noise_dims": str(attrs.get("action_noise_dims", "arm" if noise else "")),
+                     **{key: str(attrs.get(key, "")) for key in takeover}}
             rate = float(attrs["success_rate"])
-        wanted = "random_resets" if cfg.random_resets else "fixed_initial_states"
-        wanted_dims = NOISED_DIMS_NAME if cfg.action_noise else ""
-        if starts != wanted or noise != cfg.action_noise or dims != wanted_dims:
-            raise ValueError(f"{path} holds demos from {starts} with action noise {noise} {dims}, this run asks for "
-                             f"{wanted} with {cfg.action_noise} {wanted_dims}: use another --out folder (a finished file "
-                             "is reused on rerun, never mixed with other settings)")
+        wanted = {"starts": cfg.starts(), "action_noise": cfg.action_noise,
+                  "action_noise_dims": NOISED_DIMS_NAME if cfg.action_noise else "", **takeover}
+        if found != wanted:
+            raise ValueError(f"{path} holds demos made with {found}, this run asks for {wanted}: use another --out "
+                             "folder (a finished file is reused on rerun, never mixed with other settings)")
         return {"task": task, "file": str(path), "skipped": True, "success_rate": rate}
-    expert, successes, kept = ScriptedExpert(), 0, 0
+    expert, successes, kept, policy_solved = ScriptedExpert(), 0, 0, 0
+    policy = None
+    if cfg.takeover_policy:
+        from rvq.eval.runner import share_cores
+        from rvq.policies import TokenPolicy
+
+        share_cores(cfg.workers)
+        policy = TokenPolicy.from_dir(cfg.takeover_policy, mode="main", device="cpu")
     tmp = path.with_name(path.name + ".tmp")
     try:
         with h5py.File(tmp, "w") as f:
@@ -172,15 +205,23 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
             for trial in range(cfg.attempt_limit() if cfg.random_resets else cfg.trials):
                 if cfg.random_resets and successes >= cfg.random_resets:
                     break
-                seed = reset_seed(task, trial) if cfg.random_resets else None
-                episode = expert_episode(env, expert, trial, seed, cfg.action_noise)
+                seed = reset_seed(task, trial, policy is not None) if cfg.random_resets else None
+                if policy is not None:
+                    step = draw_takeover_step(seed, *cfg.takeover_steps)
+                    episode = takeover_episode(env, policy, expert, seed, step)
+                    policy_solved += episode["policy_solved"]
+                else:
+                    episode = expert_episode(env, expert, trial, seed, cfg.action_noise)
                 attempts += 1
                 successes += episode["success"]
-                if not (episode["success"] or cfg.keep_failures):
+                if not (episode["success"] or cfg.keep_failures) or episode.get("policy_solved"):
                     continue
                 demo = data.create_group(f"demo_{kept}")
                 kept += 1
                 start = {"init_state_index": trial} if seed is None else {"reset_seed": seed, "init_state_index": -1}
+                if policy is not None:
+                    start["takeover_step"] = episode["policy_steps"]  # the policy's steps before the recorded part
+                    start["takeover_holding"] = episode["started_holding"]  # the hand held the object at takeover
                 demo.attrs.update({"num_samples": episode["steps"], "success": episode["success"], **start})
                 demo.create_dataset("actions", data=episode["actions"])
                 if cfg.action_noise > 0:
@@ -194,8 +235,8 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                 for key, value in episode["obs"].items():
                     obs.create_dataset(key, data=value, compression="gzip" if value.dtype == np.uint8 else None)
             data.attrs.update({"attempts": attempts, "successes": successes, "success_rate": successes / attempts,
-                               "kept": kept, "starts": "random_resets" if cfg.random_resets else "fixed_initial_states",
-                               "action_noise": cfg.action_noise,
+                               "kept": kept, "starts": cfg.starts(), "action_noise": cfg.action_noise,
+                               **takeover, **({"policy_solved": policy_solved} if policy is not None else {}),
                                "action_noise_dims": NOISED_DIMS_NAME if cfg.action_noise else "",
                                "complete": True})
         if kept == 0:  # a file without demos is not a dataset; the summary records the attempt
@@ -207,8 +248,19 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
         raise
     finally:
         env.close()
-    return {"task": task, "file": str(path), "skipped": False, "success_rate": successes / attempts, "kept": kept,
-            "attempts": attempts, "attempts_per_kept_demo": attempts / kept}
+    summary = {"task": task, "file": str(path), "skipped": False, "success_rate": successes / attempts, "kept": kept,
+               "attempts": attempts, "attempts_per_kept_demo": attempts / kept}
+    if policy is not None:
+        summary["policy_solved"] = policy_solved  # attempts the policy finished before the takeover: not kept
+    return summary
+
+
+def _takeover_settings(cfg: CollectConfig) -> dict[str, str]:
+    """The file attributes that identify a takeover run (empty for plain demos)."""
+    if not cfg.takeover_policy:
+        return {}
+    return {"takeover_policy_sha256": policy_fingerprint(cfg.takeover_policy),
+            "takeover_steps": f"{cfg.takeover_steps[0]}-{cfg.takeover_steps[1]}"}
 
 
 def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
@@ -220,6 +272,15 @@ def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
         raise ValueError(f"format must be 'hdf5' or 'lerobot', got {cfg.format!r}")
     if cfg.random_resets < 0:
         raise ValueError(f"random_resets must be >= 0, got {cfg.random_resets}")
+    if cfg.takeover_policy:
+        low, high = cfg.takeover_steps
+        if not cfg.random_resets:
+            raise ValueError("takeover demos start from randomized resets: set random_resets (--random-resets N)")
+        if cfg.action_noise:
+            raise ValueError("takeover demos and DART noise are separate ways to reach off-demo states; use one")
+        if not 0 <= low <= high:
+            raise ValueError(f"takeover_steps must be 0 <= low <= high, got {cfg.takeover_steps}")
+        policy_fingerprint(cfg.takeover_policy)  # a missing or incomplete folder fails here, before any env starts
     if cfg.random_resets and not 1 <= cfg.attempt_limit() <= ATTEMPTS_PER_TASK:
         raise ValueError(f"max_attempts must be in [1, {ATTEMPTS_PER_TASK}] (distinct reset seeds per task), "
                          f"got {cfg.attempt_limit()}")

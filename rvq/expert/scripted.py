@@ -10,7 +10,10 @@ the gripper keeps pointing down).
   gripper yaw (and the rim point) is planned around the scene's collision geoms (`rvq.expert.grasp`).
 - TurnOn: grasp the knob's handle bar across, turn the wrist, let go.
 
-It acts closed-loop, one action per call (`act` returns a `[1, 7]` chunk).
+It acts closed-loop, one action per call (`act` returns a `[1, 7]` chunk). It can take over an episode that
+another policy started (`rvq.expert.takeover`): the plan is made from the state it finds, and when the hand already
+grasps the object (both finger pads touch it, robosuite's `_check_grasp`) the plan starts at the lift from where the
+hand is, instead of opening the hand to grasp again.
 """
 
 from __future__ import annotations
@@ -100,6 +103,22 @@ def target_body(env, target: str) -> str:
     raise NotImplementedError(f"cannot locate goal target {target!r} among {names}")
 
 
+def grasping(env, name: str) -> bool:
+    """Whether both of the gripper's finger pads touch object `name` (robosuite's grasp check)."""
+    inner = env.sim_env
+    return bool(inner._check_grasp(gripper=inner.robots[0].gripper, object_geoms=inner.objects_dict[name]))
+
+
+def hand_yaw(quat_xyzw: np.ndarray) -> float:
+    """The gripper's yaw about world z (radians, in [-pi/2, pi/2): the two fingers are symmetric), read from
+    `robot0_eef_quat` relative to the reset pose `DOWN`."""
+    from robosuite.utils import transform_utils as T  # noqa: PLC0415 - LIBERO's robosuite
+
+    relative = T.quat2mat(np.asarray(quat_xyzw, dtype=np.float64)) @ DOWN.T
+    yaw = float(np.arctan2(relative[1, 0], relative[0, 0]))
+    return float((yaw + np.pi / 2) % np.pi - np.pi / 2)
+
+
 def _rotation_error(target: np.ndarray, quat_xyzw: np.ndarray) -> np.ndarray:
     """Axis-angle [3] (world frame) that turns the current end-effector orientation into `target`."""
     from robosuite.utils import transform_utils as T  # noqa: PLC0415 - LIBERO's robosuite
@@ -165,7 +184,7 @@ class ScriptedExpert:
             target_pos = region_position(env, target)
             release_z = target_pos[2] + 0.03 + (grasp_z - lo[2])
         # carry and lower aim at the target's x-y; on entry (`place`) they shift by the held object's offset
-        self.phases = [
+        phases = [
             Phase("above", OPEN, np.r_[grasp[:2], grasp_z + 0.12]),
             Phase("down", OPEN, grasp, tolerance=0.008),
             Phase("close", CLOSED, hold_steps=12),
@@ -175,8 +194,15 @@ class ScriptedExpert:
             Phase("open", OPEN, hold_steps=10),
             Phase("retreat", OPEN, hold_steps=20, rise=0.1),
         ]
+        held = grasping(env, obj)
+        if held:  # taken over with the object in hand: lift from here (the grasp plan's yaw is not the hand's)
+            eef = np.asarray(raw["robot0_eef_pos"], dtype=np.float64)
+            self.yaw = hand_yaw(raw["robot0_eef_quat"])
+            phases = [Phase("lift", CLOSED, np.r_[eef[:2], max(eef[2], carry_z)], tolerance=0.03)] + phases[4:]
+        self.phases = phases
         self.plan = {"object": obj, "target": place_on, "predicate": predicate, "grasp": grasp.tolist(),
-                     "yaw_deg": round(float(np.rad2deg(chosen.yaw))), "clearance": round(chosen.clearance, 4)}
+                     "yaw_deg": round(float(np.rad2deg(self.yaw))), "clearance": round(chosen.clearance, 4),
+                     "started_holding": held}
 
     def _plan_turn(self, fixture: str) -> None:
         """Turn a knob: grasp its handle bar across, turn the wrist by `KNOB_TURN` the way the joint

@@ -86,4 +86,86 @@ def test_dart_noise_keeps_expert_labels_and_lerobot_export(tmp_path: Path, capsy
     np.testing.assert_array_equal(lerobot.actions, labels.astype(np.float32))  # LeRobot gets the clean labels
     capsys.readouterr()
     assert main(argv[:-4] + ["--format", "hdf5"]) == 2  # the finished file was collected with other noise
-    assert "with action noise 0.1 xyz, this run asks for fixed_initial_states with 0.0 " in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "'action_noise': 0.1, 'action_noise_dims': 'xyz'}, this run asks for {'starts': 'fixed_initial_states', " \
+        "'action_noise': 0.0, 'action_noise_dims': ''}" in err
+
+
+class _ClosingPolicy:
+    """Rises with the hand closed on nothing: the state a missed grasp leaves."""
+
+    def reset(self, instruction: str, task_id: int, trial: int) -> None:
+        pass
+
+    def act(self, obs):
+        import numpy as np
+
+        return np.tile([0.0, 0.0, 0.3, 0.0, 0.0, 0.0, 1.0], (8, 1))
+
+
+def test_takeover_expert_lifts_a_held_object_and_reopens_an_empty_hand() -> None:
+    import numpy as np
+
+    from rvq.envs.libero_env import LiberoEnv
+    from rvq.expert.collect import expert_rollout, reset_seed
+    from rvq.expert.scripted import ScriptedExpert
+    from rvq.expert.takeover import takeover_episode
+
+    env = LiberoEnv("libero_object", 0, render=False)
+    try:
+        # the expert stops just after its grasp; a fresh expert takes over with the object in the hand
+        obs = env.reset_random(reset_seed(0, 0, True))
+        first = ScriptedExpert()
+        first.attach_env(env)
+        first.reset(env.instruction, 0, -1)
+        for _ in range(env.max_steps):
+            obs, _ = env.step(first.act(obs)[0])
+            if first.phases[first.index].name == "lift":
+                break
+        assert first.phases[first.index].name == "lift"
+        second = ScriptedExpert()
+        episode = expert_rollout(env, second, obs, -1, np.random.default_rng(0))
+        assert second.plan["started_holding"] is True and episode["success"]
+        gripper = episode["actions"][:, -1]
+        # held from the takeover on: closed until the place (LIBERO may count the object in the basket before it opens)
+        assert gripper[0] == 1.0 and np.count_nonzero(np.diff(gripper)) <= 1
+        # a policy rises with the hand closed on nothing; the expert opens the hand and grasps again
+        episode = takeover_episode(env, _ClosingPolicy(), ScriptedExpert(), reset_seed(0, 1, True), 16)
+        assert episode["policy_steps"] == 16 and episode["started_holding"] is False and episode["success"]
+        assert episode["actions"][0, -1] == -1.0
+    finally:
+        env.close()
+
+
+def test_collect_takeover_demos_records_the_takeover_and_refuses_another_policy(tmp_path: Path, monkeypatch,
+                                                                               capsys) -> None:
+    from rvq.policies import TokenPolicy
+
+    # the policy folder's files are fingerprinted; the policy itself is replaced by one that needs no training
+    monkeypatch.setattr(TokenPolicy, "from_dir", classmethod(lambda cls, *args, **kwargs: _ClosingPolicy()))
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    for name in ("tokenizer.pt", "main.pt", "features.json"):
+        (policy / name).write_bytes(name.encode())
+    out = tmp_path / "takeover"
+    argv = ["collect-demos", "--suite", "libero_object", "--tasks", "0", "--random-resets", "1", "--no-images",
+            "--takeover-policy", str(policy), "--takeover-steps", "12-12", "--out", str(out)]
+    assert main(argv) == 0
+    (path,) = sorted(out.glob("*_demo.hdf5"))
+    with h5py.File(path, "r") as f:
+        data = f["data"]
+        assert data.attrs["starts"] == "takeover" and data.attrs["takeover_steps"] == "12-12"
+        assert data.attrs["kept"] == 1 and data.attrs["policy_solved"] == 0
+        demo = data["demo_0"]
+        assert demo.attrs["takeover_step"] == 12 and not demo.attrs["takeover_holding"]
+        assert demo.attrs["reset_seed"] >= 2_000_000
+        assert demo["actions"].shape[0] == demo.attrs["num_samples"] == demo["obs/ee_pos"].shape[0]
+        # the recorded part starts where the policy left the hand: closed, the expert opens it wider later
+        fingers = abs(demo["obs/gripper_states"][()]).max(axis=1)
+        assert fingers[0] < 0.5 * fingers.max()
+    (episode,) = read_demos([out], split_arms=False)
+    assert episode.actions.shape[1] == 7
+    capsys.readouterr()
+    (policy / "main.pt").write_bytes(b"another head")
+    assert main(argv) == 2  # the finished file was collected with another policy
+    assert "takeover_policy_sha256" in capsys.readouterr().err

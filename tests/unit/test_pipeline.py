@@ -132,3 +132,26 @@ def test_execute_steps_changes_only_the_learned_policies_eval_fingerprints(tmp_p
     after = run_pipeline(replace(cfg, execute_steps=4), log=lambda _: None, plan=True)["fingerprints"]
     changed = sorted(name for name in before if before[name] != after[name])
     assert changed == ["eval_main", "eval_rsd"]  # the expert reference and the training stages are kept
+
+
+def test_takeover_rounds_add_stages_after_round_zero_and_evaluate_the_last_policy(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="takeover_rounds must be >= 0"):
+        PipelineConfig(takeover_rounds=-1)
+    with pytest.raises(ValueError, match="need the scripted expert in LIBERO"):
+        PipelineConfig(env="mock", takeover_rounds=1)
+    with pytest.raises(ValueError, match=r"takeover_steps must be \[low, high\]"):
+        PipelineConfig(takeover_steps=[100, 10])
+    cfg = replace(tiny(tmp_path), env="libero", policies=["main", "rsd"])
+    logs: list[str] = []
+    before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
+    after = run_pipeline(replace(cfg, takeover_rounds=2), log=logs.append, plan=True)["fingerprints"]
+    added = sorted(set(after) - set(before))
+    assert added == sorted(f"{stage}_r{r}" for r in (1, 2)
+                           for stage in ("takeover", "phase2", "draft", "main", "policy"))
+    changed = sorted(name for name in before if before[name] != after[name])
+    assert changed == ["eval_main", "eval_rsd"]  # round 0 is reused as it was; the learned rows see the last round
+    assert any(line.startswith("[takeover_r2] not done yet") for line in logs)
+    more = run_pipeline(replace(cfg, takeover_rounds=2, takeover_demos_per_task=5), log=lambda _: None,
+                        plan=True)["fingerprints"]
+    redone = sorted(name for name in after if after[name] != more[name])
+    assert "takeover_r1" in redone and "phase2" not in redone and "main" not in redone
