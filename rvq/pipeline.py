@@ -214,7 +214,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
             settings = {"suite": cfg.suite, "tasks": cfg.tasks, "per_task": cfg.takeover_demos_per_task,
                         "steps": list(cfg.takeover_steps)}
             takeover = run.stage(f"takeover{suffix}", settings, [policy_stage],
-                                 lambda folder, source=policy.get("folder"): _takeover(cfg, folder, source))
+                                 lambda folder, source=policy.get("folder"): _takeover(cfg, folder, source, run.log))
             demo_folders, demo_stages = [*demo_folders, takeover.get("demos")], [*demo_stages, f"takeover{suffix}"]
         phase2_stage, policy_stage = f"phase2{suffix}", f"policy{suffix}"
         phase2 = run.stage(phase2_stage, {"features": features.identity}, [*demo_stages, "tokenizer"],
@@ -296,7 +296,7 @@ def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:
     return {"demos": str(out), "summaries": summaries}
 
 
-def _takeover(cfg: PipelineConfig, folder: Path, policy: str) -> dict[str, Any]:
+def _takeover(cfg: PipelineConfig, folder: Path, policy: str, log: Callable[[str], None]) -> dict[str, Any]:
     """Takeover demos with `policy` (a policy folder). A task may keep fewer than asked when the policy finishes
     episodes before the takeover (those have no expert part): the summaries say how many, the log names them."""
     from rvq.expert.collect import CollectConfig, collect_demos
@@ -308,7 +308,7 @@ def _takeover(cfg: PipelineConfig, folder: Path, policy: str) -> dict[str, Any]:
     short = {t["task"]: t.get("kept", 0) for t in summaries if t.get("kept", cfg.takeover_demos_per_task)
              < cfg.takeover_demos_per_task}
     if short:
-        print(f"[{folder.name}] kept fewer than {cfg.takeover_demos_per_task} takeover demos (task: kept): {short}")
+        log(f"[{folder.name}] kept fewer than {cfg.takeover_demos_per_task} takeover demos (task: kept): {short}")
     if not any(t.get("file") for t in summaries):
         raise RuntimeError(f"no takeover demo was kept for any task: {summaries}")
     return {"demos": str(out), "summaries": summaries}

@@ -181,14 +181,20 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def checkpoint_digests(checkpoints: Path, policy: str) -> dict[str, str]:
+    """sha256 of each checkpoint file a token policy of this kind ("main" or "rsd") runs: the tokenizer and its
+    heads (a head names its feature source's identity, checked on load)."""
+    names = ["tokenizer.pt", "main.pt"] + (["draft.pt"] if policy == "rsd" else [])
+    return {name: _file_digest(checkpoints / name) for name in names}
+
+
 def policy_identity(cfg: EvalConfig) -> str:
     """A hash of what the policy is: its checkpoint files (a head names its feature source's identity, checked
     on load), the replayed demo files, or the round-trip tokenizer. Records carry it; reports keep apart episodes
     of different identities."""
     parts: dict[str, Any] = {"policy": cfg.policy}
     if cfg.policy in ("rsd", "main"):
-        names = ["tokenizer.pt", "main.pt"] + (["draft.pt"] if cfg.policy == "rsd" else [])
-        parts.update({name: _file_digest(Path(cfg.checkpoints) / name) for name in names})
+        parts.update(checkpoint_digests(Path(cfg.checkpoints), cfg.policy))
     elif cfg.policy == "replay":
         # names and sizes: demo files with images run to gigabytes, too many to hash at every start
         parts["demos"] = {p.name: p.stat().st_size for p in sorted(Path(cfg.demos).glob("*.hdf5"))}

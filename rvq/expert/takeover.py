@@ -13,12 +13,11 @@ takes over). The takeover step is drawn per episode, so the recorded starts cove
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-POLICY_FILES = ("tokenizer.pt", "main.pt", "features.json", "backbone.txt")  # what the prefix's actions depend on
 
 
 def draw_takeover_step(seed: int, low: int, high: int) -> int:
@@ -28,17 +27,16 @@ def draw_takeover_step(seed: int, low: int, high: int) -> int:
 
 
 def policy_fingerprint(folder: str | Path) -> str:
-    """sha256 over the policy folder's files that decide the prefix's actions (main head, tokenizer, features)."""
+    """sha256 over the digests of the checkpoint files the prefix runs (tokenizer and main head: the files
+    `rvq eval`'s policy identity hashes for a main-only policy)."""
+    from rvq.eval.config import checkpoint_digests
+
     folder = Path(folder)
-    digest = hashlib.sha256()
-    found = [name for name in POLICY_FILES if (folder / name).is_file()]
-    if "main.pt" not in found or "tokenizer.pt" not in found:
+    if not ((folder / "main.pt").is_file() and (folder / "tokenizer.pt").is_file()):
         raise FileNotFoundError(f"{folder}: a takeover policy folder needs main.pt and tokenizer.pt, has "
                                 f"{sorted(p.name for p in folder.iterdir()) if folder.is_dir() else 'no folder'}")
-    for name in found:
-        digest.update(name.encode())
-        digest.update((folder / name).read_bytes())
-    return digest.hexdigest()
+    digests = checkpoint_digests(folder, "main")
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
 
 
 def policy_prefix(env, policy, obs: dict[str, Any], steps: int) -> tuple[dict[str, Any], int, bool]:
