@@ -1,5 +1,6 @@
 """One way to name a feature source, for every command: a VLA (hub id or folder), or state features
-(`state:<suite>` for a suite's layout, or the path of a `features.json` layout file)."""
+(`state:<suite>` for a suite's layout, `state:<suite>+gripper` with the gripper-history block, or the path of a
+`features.json` layout file)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rvq.backbones.extractor import FeatureExtractor
 from rvq.backbones.state import FEATURES_FILE, StateFeatures
 
 STATE_PREFIX = "state:"
+GRIPPER_SUFFIX = "+gripper"
 
 
 def load_feature_source(source: str, device: str = "auto", trust_remote_code: bool = False,
@@ -16,7 +18,9 @@ def load_feature_source(source: str, device: str = "auto", trust_remote_code: bo
     """`state:<suite>` or a `features.json` → `StateFeatures`; anything else → `FeatureExtractor.from_pretrained`
     (`image_transform`: `rvq.backbones.preprocess.IMAGE_TRANSFORMS`; state features have no images)."""
     if source.startswith(STATE_PREFIX):
-        return StateFeatures.for_suite(source[len(STATE_PREFIX):])
+        suite = source[len(STATE_PREFIX):]
+        gripper = suite.endswith(GRIPPER_SUFFIX)
+        return StateFeatures.for_suite(suite[: -len(GRIPPER_SUFFIX)] if gripper else suite, gripper_phase=gripper)
     if Path(source).name == FEATURES_FILE:
         if not Path(source).is_file():
             raise FileNotFoundError(f"state-feature layout not found: {source}")

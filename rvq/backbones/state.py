@@ -8,6 +8,10 @@ One feature vector `[D]` has a fixed layout per suite, so one head serves every 
                      present 1, world position 3, position minus the end effector's 3, quaternion (x, y, z, w) 4
                      (an object the task's scene does not have: present 0 and zeros; that is the layout)
     task       [T]   one-hot of the suite's task index (no language model)
+    gripper    [2]   only in a layout made with `gripper_phase=True` (`state:<suite>+gripper`): the observation's
+                     `gripper_history`, the last executed gripper command's sign and the steps it has been held,
+                     divided by `GRIPPER_HELD_SCALE` and capped at 1 (the grasp phase, which the state alone
+                     does not show)
 
 An observation carries `"state"`, `"task_id"` and `"objects"` (name → `[7]` position + quaternion, as LIBERO's
 `<name>_pos` / `<name>_quat`). An object the task's scene has but the observation lacks, an object the layout does
@@ -30,6 +34,8 @@ FEATURES_FILE = "features.json"  # in a checkpoint folder, in place of backbone/
 LAYOUT_VERSION = 1
 SLOT_DIM = 11
 POSE_DIM = 7
+GRIPPER_DIM = 2
+GRIPPER_HELD_SCALE = 40.0  # steps: the expert closes, holds and lifts well within this many
 
 # The objects of each task's scene, from the suites' BDDL files (hf-libero 0.1.4); the integration suite checks
 # them against the simulator's observations.
@@ -61,9 +67,11 @@ class StateFeatures:
 
     device = torch.device("cpu")
 
-    def __init__(self, name: str, objects: Sequence[str], scenes: dict[int, Sequence[str]]) -> None:
-        """`objects`: the slot order; `scenes`: task index → the objects its scene has (each in `objects`)."""
-        self.name, self.objects = name, tuple(objects)
+    def __init__(self, name: str, objects: Sequence[str], scenes: dict[int, Sequence[str]],
+                 gripper_phase: bool = False) -> None:
+        """`objects`: the slot order; `scenes`: task index → the objects its scene has (each in `objects`);
+        `gripper_phase`: append the gripper history block."""
+        self.name, self.objects, self.gripper_phase = name, tuple(objects), bool(gripper_phase)
         self.scenes = {int(task): tuple(names) for task, names in scenes.items()}
         if sorted(self.scenes) != list(range(len(self.scenes))):
             raise ValueError(f"{name}: scenes must be given for tasks 0..N-1, got {sorted(self.scenes)}")
@@ -71,19 +79,23 @@ class StateFeatures:
         if unknown:
             raise ValueError(f"{name}: scene objects {unknown} have no slot in the layout")
         self.num_tasks = len(self.scenes)
-        self.feature_dim = STATE_DIM + SLOT_DIM * len(self.objects) + self.num_tasks
+        self.feature_dim = (STATE_DIM + SLOT_DIM * len(self.objects) + self.num_tasks
+                            + (GRIPPER_DIM if self.gripper_phase else 0))
         self._identity: str | None = None
 
     @classmethod
-    def for_suite(cls, suite: str) -> "StateFeatures":
+    def for_suite(cls, suite: str, gripper_phase: bool = False) -> "StateFeatures":
         if suite not in SCENE_OBJECTS:
             raise ValueError(f"no state-feature layout for {suite!r}; layouts exist for {sorted(SCENE_OBJECTS)}")
-        return cls(suite, SUITE_OBJECTS[suite], SCENE_OBJECTS[suite])
+        return cls(suite, SUITE_OBJECTS[suite], SCENE_OBJECTS[suite], gripper_phase)
 
     def describe(self) -> dict[str, Any]:
         """What determines the features: the layout (slots, scenes, task count) and its version."""
-        return {"kind": "state", "version": LAYOUT_VERSION, "name": self.name, "objects": list(self.objects),
-                "scenes": {str(t): list(n) for t, n in self.scenes.items()}, "feature_dim": self.feature_dim}
+        described = {"kind": "state", "version": LAYOUT_VERSION, "name": self.name, "objects": list(self.objects),
+                     "scenes": {str(t): list(n) for t, n in self.scenes.items()}, "feature_dim": self.feature_dim}
+        if self.gripper_phase:  # absent otherwise, so layouts made before the option keep their identity
+            described["gripper_phase"] = True
+        return described
 
     @property
     def identity(self) -> str:
@@ -113,7 +125,10 @@ class StateFeatures:
         missing = [k for k in ("name", "objects", "scenes", "feature_dim") if k not in data]
         if missing:
             raise ValueError(f"{path}: state-feature layout lacks {missing}")
-        features = cls(data["name"], data["objects"], {int(t): n for t, n in data["scenes"].items()})
+        if not isinstance(data.get("gripper_phase", False), bool):
+            raise ValueError(f"{path}: gripper_phase must be true or false, got {data['gripper_phase']!r}")
+        features = cls(data["name"], data["objects"], {int(t): n for t, n in data["scenes"].items()},
+                       data.get("gripper_phase", False))
         if features.feature_dim != data["feature_dim"]:
             raise ValueError(f"{path}: feature_dim {data['feature_dim']} does not match its layout "
                              f"({features.feature_dim})")
@@ -144,7 +159,17 @@ class StateFeatures:
                 slots[i] = np.concatenate([[1.0], pose[:3], pose[:3] - state[:3], pose[3:]])
         task_onehot = np.zeros(self.num_tasks)
         task_onehot[int(task)] = 1.0
-        return np.concatenate([state, slots.reshape(-1), task_onehot]).astype(np.float32)
+        parts = [state, slots.reshape(-1), task_onehot]
+        if self.gripper_phase:
+            if "gripper_history" not in obs:
+                raise KeyError(f"observation lacks 'gripper_history', which this layout reads (gripper_phase); "
+                               f"has {sorted(obs)}")
+            command, held = _finite(obs["gripper_history"], (GRIPPER_DIM,), "gripper_history")
+            if command not in (-1.0, 0.0, 1.0) or held < 0 or held != int(held) or (held == 0) != (command == 0):
+                raise ValueError(f"observation gripper_history must be [sign of the last command, steps held], got "
+                                 f"{[command, held]}")
+            parts.append([command, min(held / GRIPPER_HELD_SCALE, 1.0)])
+        return np.concatenate(parts).astype(np.float32)
 
     def features(self, observations: Sequence[dict[str, Any]]) -> torch.Tensor:
         """Observations → `[B, D]` float32."""

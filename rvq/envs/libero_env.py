@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rvq.envs.observation import check_observation, object_poses, quat_to_axis_angle
+from rvq.envs.observation import GripperHistory, check_observation, object_poses, quat_to_axis_angle
 from rvq.envs.scene_chain import SceneChain
 from rvq.envs.suites import ACTION_DIM, ENV_SEED, MAX_STEPS, NOOP_ACTION, NUM_WAIT_STEPS, RESOLUTION, check_suite
 
@@ -68,6 +68,7 @@ class LiberoEnv:
         self.env.seed(seed)
         self.scenes = SceneChain(seed, Path(scene_cache) / f"{suite}-task{task_id}" if scene_cache else None)
         self.raw_obs: dict[str, Any] = {}
+        self.gripper = GripperHistory()  # commands sent through `step` since the last reset
 
     @property
     def sim_env(self):
@@ -83,7 +84,7 @@ class LiberoEnv:
             raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"],
         ]).astype(np.float32)
         obs: dict[str, Any] = {"state": state, "instruction": self.instruction, "task_id": self.task_id,
-                               "objects": object_poses(raw)}
+                               "objects": object_poses(raw), "gripper_history": self.gripper.vector()}
         if self.render:
             obs["agentview"] = np.ascontiguousarray(raw["agentview_image"])
             obs["wrist"] = np.ascontiguousarray(raw["robot0_eye_in_hand_image"])
@@ -99,6 +100,7 @@ class LiberoEnv:
         for _ in range(NUM_WAIT_STEPS):
             raw, _, _, _ = self.env.step(NOOP_ACTION)
         self.raw_obs = raw
+        self.gripper = GripperHistory()  # the settle steps are the env's, not the policy's
         return self.observation(raw)
 
     def reset_random(self, seed: int) -> dict[str, Any]:
@@ -110,6 +112,7 @@ class LiberoEnv:
         for _ in range(NUM_WAIT_STEPS):
             raw, _, _, _ = self.env.step(NOOP_ACTION)
         self.raw_obs = raw
+        self.gripper = GripperHistory()
         return self.observation(raw)
 
     def success(self) -> bool:
@@ -122,6 +125,7 @@ class LiberoEnv:
             raise ValueError(f"action must be {ACTION_DIM} finite values, got {action.shape} {action}")
         raw, _, _, _ = self.env.step(action)
         self.raw_obs = raw
+        self.gripper.update(float(action[-1]))
         return self.observation(raw), self.success()
 
     def close(self) -> None:

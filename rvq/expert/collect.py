@@ -88,6 +88,8 @@ def _record(env, obs: dict[str, Any]) -> dict[str, np.ndarray]:
     }
     for name, pose in obs["objects"].items():  # obs/objects/<name> [T, 7]: what state features read
         record[f"objects/{name}"] = pose
+    if "gripper_history" in obs:  # obs/gripper_history [T, 2]: takeover demos need it (the policy's commands)
+        record["gripper_history"] = np.asarray(obs["gripper_history"])
     if "agentview" in obs:
         record["agentview_rgb"], record["eye_in_hand_rgb"] = obs["agentview"], obs["wrist"]
     return record

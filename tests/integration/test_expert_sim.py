@@ -163,6 +163,8 @@ def test_collect_takeover_demos_records_the_takeover_and_refuses_another_policy(
         # the recorded part starts where the policy left the hand: closed, the expert opens it wider later
         fingers = abs(demo["obs/gripper_states"][()]).max(axis=1)
         assert fingers[0] < 0.5 * fingers.max()
+        # the grasp-phase observation carries the policy's 12 closing steps into the expert's part
+        assert demo["obs/gripper_history"][0].tolist() == [1.0, 12.0]
     (episode,) = read_demos([out], split_arms=False)
     assert episode.actions.shape[1] == 7
     capsys.readouterr()

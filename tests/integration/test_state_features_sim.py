@@ -25,6 +25,7 @@ from rvq.cli import main  # noqa: E402
 from rvq.data import read_demos  # noqa: E402
 from rvq.data.state_obs import read_state_observations  # noqa: E402
 from rvq.envs.libero_env import LiberoEnv  # noqa: E402
+from rvq.envs.observation import gripper_histories  # noqa: E402
 from rvq.expert.collect import reset_seed  # noqa: E402
 
 
@@ -65,6 +66,12 @@ def test_random_reset_demos_rebuild_the_live_state_features(tmp_path: Path) -> N
         env.close()
     assert sorted(live["objects"]) == sorted(SCENE_OBJECTS["libero_object"][0])
     np.testing.assert_allclose(features.vector(recorded[0]), features.vector(live), atol=1e-6)
+    with h5py.File(path, "r") as f:  # the live gripper history as recorded equals the one the actions imply
+        np.testing.assert_array_equal(f["data/demo_0/obs/gripper_history"][()],
+                                      gripper_histories(f["data/demo_0/actions"][()]))
+    grip = StateFeatures.for_suite("libero_object", gripper_phase=True)
+    np.testing.assert_allclose(grip.vector(recorded[0]), grip.vector(live), atol=1e-6)
+    assert recorded[-1]["gripper_history"][0] != 0 and recorded[-1]["gripper_history"][1] >= 1
     moved = np.abs(features.vector(live) - features.vector(fixed))[8:-10].max()
     assert moved > 0.01  # a randomized placement, not evaluation initial state 0
     assert main(["collect-demos", "--suite", "libero_object", "--tasks", "0", "--trials", "1", "--no-images",

@@ -175,3 +175,51 @@ def test_recorded_demos_without_state_observations_are_refused(tmp_path: Path) -
         build_phase2_data([tmp_path / "demos"], tokenizer, mock_state_features("libero_object"), tmp_path / "p2.h5",
                           progress=False)
     assert not (tmp_path / "p2.h5").exists()
+
+
+def test_gripper_phase_layout_appends_the_history_and_leaves_the_plain_identity_alone(tmp_path: Path) -> None:
+    from rvq.backbones.source import load_feature_source
+    from rvq.backbones.state import GRIPPER_HELD_SCALE
+
+    plain, gripper = StateFeatures.for_suite("libero_spatial"), load_feature_source("state:libero_spatial+gripper")
+    # heads trained before the option name this identity (libero_spatial's fourth-pass policy, docs/RESULTS.md)
+    assert plain.identity == "9db3681bad35893936bca1acc11e8982221d1da94e730972b6da0508bae0e3fb"
+    assert gripper.gripper_phase and gripper.feature_dim == plain.feature_dim + 2
+    assert gripper.identity != plain.identity
+    assert StateFeatures.load(gripper.save(tmp_path)).identity == gripper.identity
+    obs = object_obs(task=0)
+    obs["gripper_history"] = np.array([1.0, 10.0])
+    with pytest.raises(KeyError, match="gripper_history"):
+        StateFeatures.for_suite("libero_object", gripper_phase=True).vector(object_obs(task=0))
+    vector = StateFeatures.for_suite("libero_object", gripper_phase=True).vector(obs)
+    np.testing.assert_allclose(vector[:-2], StateFeatures.for_suite("libero_object").vector(obs))
+    np.testing.assert_allclose(vector[-2:], [1.0, 10.0 / GRIPPER_HELD_SCALE])
+    obs["gripper_history"] = np.array([-1.0, 500.0])
+    assert StateFeatures.for_suite("libero_object", gripper_phase=True).vector(obs)[-1] == 1.0  # capped
+    for bad in ([0.5, 3.0], [1.0, 0.0], [0.0, 2.0], [1.0, 2.5], [1.0, np.nan]):
+        obs["gripper_history"] = np.array(bad)
+        with pytest.raises(ValueError, match="gripper_history"):
+            StateFeatures.for_suite("libero_object", gripper_phase=True).vector(obs)
+
+
+def test_phase2_gripper_history_rebuilt_from_demo_actions_equals_the_live_one(tmp_path: Path) -> None:
+    from mocks.generate_mock_checkpoints import generate
+    from mocks.libero_files import write_mock_env_demos
+    from rvq.data.phase2 import build_phase2_data, load_phase2_data
+    from rvq.tokenizer import ActionTokenizer
+
+    generate(tmp_path / "ck", seed=0, tokenizer_steps=10)
+    write_mock_env_demos(tmp_path / "demos", "libero_object", num_tasks=1, trials=2, steps=30)
+    features = mock_state_features("libero_object", gripper_phase=True)
+    tokenizer = ActionTokenizer.from_checkpoint(tmp_path / "ck" / "tokenizer.pt")
+    data = load_phase2_data(build_phase2_data([tmp_path / "demos"], tokenizer, features, tmp_path / "p2.h5",
+                                              progress=False))
+    env = MockLiberoEnv("libero_object", 0)
+    obs, actions = env.reset(1), env.expert_actions(1, 30)
+    live = []
+    for action in actions:
+        live.append(features.vector(obs))
+        obs, _ = env.step(action)
+    recorded = data.features[-30:].numpy()  # the file's last demo is trial 1, one row per step
+    np.testing.assert_allclose(recorded, np.stack(live), atol=1e-6)
+    assert len(set(np.round(recorded[:, -1], 4))) > 2 and set(recorded[:, -2]) >= {-1.0, 1.0}, recorded[:, -2:]
