@@ -96,19 +96,20 @@ class LiberoEnv:
         if not 0 <= trial < self.num_trials:
             raise ValueError(f"{self.suite} task {self.task_id} has {self.num_trials} initial states; trial {trial}")
         self.scenes.reset(trial, self.env.reset)  # trial's scene as in OFT's sequential run
-        raw = self.env.set_init_state(self.init_states[trial])
-        for _ in range(NUM_WAIT_STEPS):
-            raw, _, _, _ = self.env.step(NOOP_ACTION)
-        self.raw_obs = raw
-        self.gripper = GripperHistory()  # the settle steps are the env's, not the policy's
-        return self.observation(raw)
+        self.env.set_init_state(self.init_states[trial])
+        return self._settle()
 
     def reset_random(self, seed: int) -> dict[str, Any]:
         """Start from LIBERO's own randomized reset: object placements drawn from the task's BDDL regions with
         `seed` (LIBERO seeds numpy's global generator), then wait for objects to settle. Not one of the fixed
         evaluation initial states: for training demonstrations."""
         self.env.seed(seed)
-        raw = self.env.reset()
+        self.env.reset()
+        return self._settle()
+
+    def _settle(self) -> dict[str, Any]:
+        """After a reset: `NUM_WAIT_STEPS` no-op actions while objects settle, then a fresh gripper history (the
+        settle steps are the env's, not the policy's); returns the first observation."""
         for _ in range(NUM_WAIT_STEPS):
             raw, _, _, _ = self.env.step(NOOP_ACTION)
         self.raw_obs = raw
