@@ -61,6 +61,7 @@ class PipelineConfig:
     head_lr: float = 3e-4  # the study configs use 1e-3 with standardized features (docs/RESULTS.md)
     standardize_features: bool = False  # heads standardize their inputs (rvq.models.standardize); see TrainHeadConfig
     gripper_phase: bool = False  # state features also read the gripper history (rvq.backbones.state, `+gripper`)
+    goal_slots: bool = False  # state features also carry the task's objects of interest in fixed slots (`+goal`)
     main_depth: int = 2
     batch_size: int = 128
     eval_trials: int = 10  # trial i from the suite's fixed initial state i (never seen in training on libero)
@@ -186,8 +187,8 @@ def feature_source(cfg: PipelineConfig):
     from rvq.envs.mock_env import mock_state_features
 
     if cfg.env == "mock":
-        return mock_state_features(cfg.suite, cfg.gripper_phase)
-    return StateFeatures.for_suite(cfg.suite, gripper_phase=cfg.gripper_phase)
+        return mock_state_features(cfg.suite, cfg.gripper_phase, cfg.goal_slots)
+    return StateFeatures.for_suite(cfg.suite, gripper_phase=cfg.gripper_phase, goal_slots=cfg.goal_slots)
 
 
 def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: bool = False) -> dict[str, Any]:

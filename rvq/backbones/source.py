@@ -1,6 +1,6 @@
 """One way to name a feature source, for every command: a VLA (hub id or folder), or state features
-(`state:<suite>` for a suite's layout, `state:<suite>+gripper` with the gripper-history block, or the path of a
-`features.json` layout file)."""
+(`state:<suite>` for a suite's layout, with options appended: `+gripper` the gripper-history block, `+goal` the
+objects-of-interest block, in any order; or the path of a `features.json` layout file)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rvq.backbones.extractor import FeatureExtractor
 from rvq.backbones.state import FEATURES_FILE, StateFeatures
 
 STATE_PREFIX = "state:"
-GRIPPER_SUFFIX = "+gripper"
+STATE_OPTIONS = {"gripper": "gripper_phase", "goal": "goal_slots"}  # `state:<suite>+<option>` → `for_suite` flag
 
 
 def load_feature_source(source: str, device: str = "auto", trust_remote_code: bool = False,
@@ -18,9 +18,12 @@ def load_feature_source(source: str, device: str = "auto", trust_remote_code: bo
     """`state:<suite>` or a `features.json` → `StateFeatures`; anything else → `FeatureExtractor.from_pretrained`
     (`image_transform`: `rvq.backbones.preprocess.IMAGE_TRANSFORMS`; state features have no images)."""
     if source.startswith(STATE_PREFIX):
-        suite = source[len(STATE_PREFIX):]
-        gripper = suite.endswith(GRIPPER_SUFFIX)
-        return StateFeatures.for_suite(suite[: -len(GRIPPER_SUFFIX)] if gripper else suite, gripper_phase=gripper)
+        suite, *options = source[len(STATE_PREFIX):].split("+")
+        unknown = [o for o in options if o not in STATE_OPTIONS]
+        if unknown or len(set(options)) != len(options):
+            raise ValueError(f"{source}: state-feature options are {sorted(STATE_OPTIONS)}, each at most once "
+                             f"(`state:<suite>+gripper+goal`); got {options}")
+        return StateFeatures.for_suite(suite, **{STATE_OPTIONS[o]: True for o in options})
     if Path(source).name == FEATURES_FILE:
         if not Path(source).is_file():
             raise FileNotFoundError(f"state-feature layout not found: {source}")

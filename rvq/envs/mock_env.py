@@ -104,9 +104,11 @@ class MockLiberoEnv:
         pass
 
 
-def mock_state_features(suite: str, gripper_phase: bool = False):
-    """The state-feature layout of the mock suite: one object slot (the target), the suite's task count."""
+def mock_state_features(suite: str, gripper_phase: bool = False, goal_slots: bool = False):
+    """The state-feature layout of the mock suite: one object slot (the target, also its one goal object), the
+    suite's task count."""
     from rvq.backbones.state import StateFeatures
 
-    return StateFeatures(f"mock_{suite}", (MOCK_OBJECT,), {t: (MOCK_OBJECT,) for t in range(NUM_TASKS[suite])},
-                         gripper_phase)
+    tasks = range(NUM_TASKS[suite])
+    return StateFeatures(f"mock_{suite}", (MOCK_OBJECT,), {t: (MOCK_OBJECT,) for t in tasks}, gripper_phase,
+                         {t: (MOCK_OBJECT,) for t in tasks} if goal_slots else None)

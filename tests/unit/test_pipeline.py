@@ -155,3 +155,12 @@ def test_takeover_rounds_add_stages_after_round_zero_and_evaluate_the_last_polic
                         plan=True)["fingerprints"]
     redone = sorted(name for name in after if after[name] != more[name])
     assert "takeover_r1" in redone and "phase2" not in redone and "main" not in redone
+
+
+def test_feature_options_change_the_phase2_stage_and_what_follows_not_the_demos(tmp_path: Path) -> None:
+    cfg = replace(tiny(tmp_path), env="libero", policies=["main"])
+    before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
+    for option in ("goal_slots", "gripper_phase"):
+        after = run_pipeline(replace(cfg, **{option: True}), log=lambda _: None, plan=True)["fingerprints"]
+        changed = sorted(name for name in before if before[name] != after[name])
+        assert changed == ["eval_main", "main", "phase2", "policy"], option

@@ -223,3 +223,48 @@ def test_phase2_gripper_history_rebuilt_from_demo_actions_equals_the_live_one(tm
     recorded = data.features[-30:].numpy()  # the file's last demo is trial 1, one row per step
     np.testing.assert_allclose(recorded, np.stack(live), atol=1e-6)
     assert len(set(np.round(recorded[:, -1], 4))) > 2 and set(recorded[:, -2]) >= {-1.0, 1.0}, recorded[:, -2:]
+
+
+def test_goal_slots_copy_the_objects_of_interest_into_fixed_places(tmp_path: Path) -> None:
+    from rvq.backbones.source import load_feature_source
+    from rvq.backbones.state import GOAL_OBJECTS, GOAL_SLOT_DIM
+
+    plain = StateFeatures.for_suite("libero_object")
+    goal = load_feature_source("state:libero_object+goal")
+    assert goal.goals == GOAL_OBJECTS["libero_object"] and goal.goal_dim == 2 * GOAL_SLOT_DIM + 3
+    assert goal.feature_dim == plain.feature_dim + goal.goal_dim and goal.identity != plain.identity
+    assert StateFeatures.load(goal.save(tmp_path)).identity == goal.identity
+    for task in (3, 7):  # different targets land in the same place
+        obs = object_obs(task)
+        vector = goal.vector(obs)
+        np.testing.assert_allclose(vector[: plain.feature_dim], plain.vector(obs))
+        eef = obs["state"][:3]
+        target, basket = (obs["objects"][n] for n in GOAL_OBJECTS["libero_object"][task])
+        expected = [*target[:3], *(target[:3] - eef), *target[3:], *basket[:3], *(basket[:3] - eef), *basket[3:],
+                    *(basket[:3] - target[:3])]
+        np.testing.assert_allclose(vector[plain.feature_dim:], expected, rtol=1e-6, atol=1e-7)
+    both = load_feature_source("state:libero_object+goal+gripper")
+    assert both.identity == load_feature_source("state:libero_object+gripper+goal").identity
+    assert both.feature_dim == plain.feature_dim + 2 + goal.goal_dim
+
+
+@pytest.mark.parametrize("source, match", [("state:libero_object+goals", "options are"),
+                                           ("state:libero_object+goal+goal", "each at most once"),
+                                           ("state:libero_goal+goal", "no state-feature layout")])
+def test_unknown_state_options_are_refused(source: str, match: str) -> None:
+    from rvq.backbones.source import load_feature_source
+
+    with pytest.raises(ValueError, match=match):
+        load_feature_source(source)
+
+
+def test_goal_layouts_that_cannot_hold_are_refused() -> None:
+    scenes = {0: ("a", "b"), 1: ("a", "c")}
+    with pytest.raises(ValueError, match="same number"):
+        StateFeatures("x", ("a", "b", "c"), scenes, goals={0: ("a", "b"), 1: ("c",)})
+    with pytest.raises(ValueError, match=r"task 1: goal objects \['b'\] are not in the task's scene"):
+        StateFeatures("x", ("a", "b", "c"), scenes, goals={0: ("a", "b"), 1: ("a", "b")})
+    with pytest.raises(ValueError, match="goals must be given for tasks"):
+        StateFeatures("x", ("a", "b", "c"), scenes, goals={0: ("a",)})
+    layout = mock_state_features("libero_object", goal_slots=True)
+    assert layout.goal_dim == 10 and layout.feature_dim == mock_state_features("libero_object").feature_dim + 10
