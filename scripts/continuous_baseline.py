@@ -105,10 +105,13 @@ def regression_loss(model: ChunkRegressor, features: torch.Tensor, actions: torc
 def held_out_mse(model: ChunkRegressor, data: Phase2Data, kind: str) -> dict[str, float]:
     model.eval()
     pred = model(data.features)
-    err = ((pred - data.actions) ** 2).mean(-1)
+    squared = (pred - data.actions) ** 2  # [N, C, 7]
+    err = squared.mean(-1)
     valid = data.valid.float()
+    by_position_dim = (squared * valid[..., None]).sum(0) / valid.sum(0)[:, None]  # [C, 7]: where the error sits
     return {"loss": float(regression_loss(model, data.features, data.actions, valid, kind)),
             "action_mse_raw": float((err * valid).sum() / valid.sum()),
+            "action_mse_by_position_dim": by_position_dim.tolist(),
             "gripper_sign_accuracy": float(((pred[..., -1] > 0) == (data.actions[..., -1] > 0)).float()[data.valid].mean())}
 
 

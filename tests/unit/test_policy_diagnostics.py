@@ -51,6 +51,10 @@ def test_regressor_learns_the_demo_actions_and_keeps_raw_units(phase2) -> None:
         optimizer.step()
     after = cb.held_out_mse(model, phase2, "l1")
     assert after["action_mse_raw"] < 0.5 * before["action_mse_raw"], (before, after)
+    by_position_dim = torch.tensor(after["action_mse_by_position_dim"])
+    assert by_position_dim.shape == (chunk, dim)
+    weights = phase2.valid.float().sum(0) / phase2.valid.float().sum()  # positions weighted by their valid steps
+    assert abs(float((by_position_dim.mean(1) * weights).sum()) - after["action_mse_raw"]) < 1e-6
     from rvq.envs import MockLiberoEnv
 
     features = mock_state_features("libero_object")
