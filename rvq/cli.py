@@ -233,9 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--tokenizer", required=True, help="Phase 1 tokenizer checkpoint (labels the actions)")
     build.add_argument("--backbone", required=True,
                        help="hub id or local folder of the VLA (or a tiny backbone), or state:SUITE for state features "
-                            "(options: +gripper the gripper history, +goal the objects of interest, e.g. state:SUITE+goal; demos from "
-                            "`rvq collect-demos`; put "
-                            "`features.json` in the policy folder)")
+                            "(options: +gripper the gripper history, +goal the objects of interest, e.g. "
+                            "state:SUITE+gripper+goal; demos from `rvq collect-demos`; put `features.json` in the "
+                            "policy folder)")
     build.add_argument("--out", required=True, help="output .h5 file")
     build.add_argument("--image-key", default="agentview_rgb", help="observation key of the camera image")
     build.add_argument("--batch-size", type=int, default=32)

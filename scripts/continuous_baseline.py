@@ -167,9 +167,10 @@ def first_episodes_per_task(data: Phase2Data, count: int) -> Phase2Data:
     """The rows of the first `count` episodes (by episode index) of each task."""
     keep: list[int] = []
     for task in data.task.unique().tolist():
-        keep += data.episode[data.task == task].unique().sort().values[:count].tolist()
-    if any(len(data.episode[data.task == t].unique()) < count for t in data.task.unique().tolist()):
-        raise SystemExit(f"a task has fewer than {count} training episodes")
+        episodes = data.episode[data.task == task].unique().sort().values  # unique() need not sort on every device
+        if len(episodes) < count:
+            raise SystemExit(f"task {task} has fewer than {count} training episodes ({len(episodes)})")
+        keep += episodes[:count].tolist()
     return data.subset(torch.from_numpy(np.isin(data.episode.numpy(), keep)))
 
 
