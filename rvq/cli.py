@@ -13,6 +13,9 @@ from rvq.rsd.decode import DEFAULT_TAU
 from rvq.training.tokenizer import TrainTokenizerConfig
 
 HELP = {
+    "grasp_hold": "how the scripted expert's grasp ends: timer (a fixed 12 steps; every table before the seventh "
+                  "study pass) or contact (the first step after both finger pads have held the object two steps in a "
+                  "row)",
     "compand_tails": "log-compress normalized actions beyond ±1 before the encoder, expand after the decoder "
                      "(default off; docs/RESULTS.md, issue 14)",
     "layer0_quantile": "robust: calibrate layer 0 on the latent's q / 1-q quantiles instead of min/max (default 0)",
@@ -140,7 +143,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
         tau=args.tau, max_grid_distance=args.max_grid_distance,
         max_steps=args.max_steps, execute_steps=args.execute_steps, render=args.render,
-        roundtrip_tokenizer=args.roundtrip_tokenizer,
+        roundtrip_tokenizer=args.roundtrip_tokenizer, expert_grasp_hold=args.grasp_hold,
         trust_remote_code=args.trust_remote_code, label=args.label, executor=args.executor,
         ray_address=args.ray_address, episode_timeout=args.episode_timeout or None,
         max_worker_deaths=args.max_worker_deaths, image_transform=args.image_transform, policy_service=args.policy_service,
@@ -182,7 +185,7 @@ def cmd_collect_demos(args: argparse.Namespace) -> int:
     summaries = collect_demos(CollectConfig(args.suite, tasks, args.trials, args.out, args.workers, args.resolution,
                                             args.keep_failures, args.images, args.random_resets, args.max_attempts,
                                             args.action_noise, args.format, args.lerobot_version,
-                                            args.takeover_policy, _step_range(args.takeover_steps)))
+                                            args.takeover_policy, _step_range(args.takeover_steps), args.grasp_hold))
     for s in summaries:
         print(json.dumps(s))
     return 0
@@ -287,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="execute the first K actions of each chunk, then act again (receding horizon; default: the whole chunk)")
     ev.add_argument("--roundtrip-tokenizer", default=None,
                     help="expert only: execute its actions after a round trip through this tokenizer checkpoint")
+    ev.add_argument("--grasp-hold", default="timer", choices=("timer", "contact"),
+                    help=HELP["grasp_hold"] + " (default timer)")
     ev.add_argument("--no-render", dest="render", action="store_false",
                     help="physics only, no cameras (expert/replay/noop and state-feature policies: same success predicate, ~10x faster)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
@@ -323,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(needs --random-resets)")
     col.add_argument("--takeover-steps", default="20-160", metavar="LO-HI",
                      help="with --takeover-policy: the takeover step is drawn per episode from LO..HI (default 20-160)")
+    col.add_argument("--grasp-hold", default="timer", choices=("timer", "contact"),
+                     help=HELP["grasp_hold"] + "; recorded in the files (default timer)")
     col.set_defaults(func=cmd_collect_demos)
 
     pipe = sub.add_parser("pipeline", help="collect → tokenizer → Phase 2 → draft/main → eval → report, one run folder")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rvq.envs.suites import check_suite, check_tasks
+from rvq.expert.scripted import GRASP_HOLDS
 from rvq.rsd.decode import DEFAULT_TAU
 
 if sys.version_info >= (3, 11):
@@ -48,6 +49,7 @@ class PipelineConfig:
     env: str = "libero"
     demos_per_task: int = 20  # libero: successes kept from randomized resets; mock: demos per task
     demo_action_noise: float = 0.0  # DART noise on the expert's executed actions while collecting (rvq.expert.collect)
+    expert_grasp_hold: str = "timer"  # how the expert's grasp ends, in its demos and reference rows (GRASP_HOLDS)
     demos_dir: str = ""  # train on this folder of demo files (e.g. another run's collect/demos) instead of collecting
     # DAgger-style rounds (rvq.expert.takeover): the round's policy acts from randomized resets, the expert takes over
     # and finishes; the heads are trained again on every demo so far. 0: none
@@ -87,6 +89,11 @@ class PipelineConfig:
             raise ValueError(f"demo_action_noise must be in [0, 1], got {self.demo_action_noise}")
         if self.demo_action_noise and (self.env == "mock" or self.demos_dir):
             raise ValueError("demo_action_noise applies to demos the scripted expert collects in LIBERO; the mock env "
+                             "and demos_dir do not collect with it")
+        if self.expert_grasp_hold not in GRASP_HOLDS:
+            raise ValueError(f"expert_grasp_hold must be one of {GRASP_HOLDS}, got {self.expert_grasp_hold!r}")
+        if self.expert_grasp_hold != "timer" and (self.env == "mock" or self.demos_dir):
+            raise ValueError("expert_grasp_hold applies to demos the scripted expert collects in LIBERO; the mock env "
                              "and demos_dir do not collect with it")
         if self.takeover_rounds < 0:
             raise ValueError(f"takeover_rounds must be >= 0, got {self.takeover_rounds}")
@@ -203,7 +210,8 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
                           lambda folder: {"demos": str(Path(cfg.demos_dir).resolve()), "summaries": []})
     else:  # no seed here: collection seeds each randomized reset by (task, attempt), whatever the run's seed
         demos = run.stage("collect", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "demos_per_task")}
-                          | ({"demo_action_noise": cfg.demo_action_noise} if cfg.demo_action_noise else {}),
+                          | ({"demo_action_noise": cfg.demo_action_noise} if cfg.demo_action_noise else {})
+                          | _grasp_hold_setting(cfg),
                           [], lambda folder: _collect(cfg, folder))
     tokenizer = run.stage("tokenizer", {"quantizer": cfg.quantizer, "steps": cfg.tokenizer_steps, "seed": cfg.seed,
                                         "device": cfg.device},
@@ -216,7 +224,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
         suffix = f"_r{round_}" if round_ else ""
         if round_:
             settings = {"suite": cfg.suite, "tasks": cfg.tasks, "per_task": cfg.takeover_demos_per_task,
-                        "steps": list(cfg.takeover_steps)}
+                        "steps": list(cfg.takeover_steps), **_grasp_hold_setting(cfg)}
             takeover = run.stage(f"takeover{suffix}", settings, [policy_stage],
                                  lambda folder, source=policy.get("folder"): _takeover(cfg, folder, source, run.log))
             demo_folders, demo_stages = [*demo_folders, takeover.get("demos")], [*demo_stages, f"takeover{suffix}"]
@@ -246,6 +254,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
     for name, (kind, source) in rows.items():
         steps = _execute_steps(cfg, kind)  # recorded only when set: runs made before the option are not redone
         settings = eval_settings if steps is None else {**eval_settings, "execute_steps": steps}
+        settings = {**settings, **(_grasp_hold_setting(cfg) if kind == "expert" else {})}
         evals[name] = run.stage(f"eval_{name}", settings, [source] if source else [],
                                 lambda folder, name=name, kind=kind, source=source:
                                 _eval(cfg, kind, name, folder, run.outputs.get(source, {})))
@@ -268,6 +277,12 @@ def _heads(run: Run, cfg: PipelineConfig, suffix: str, phase2_stage: str, data: 
 def _head_kinds(cfg: PipelineConfig) -> list[str]:
     """The heads the chosen policies need: main always, the draft for RSD."""
     return (["draft"] if any(ROWS[name] == "rsd" for name in cfg.policies) else []) + ["main"]
+
+
+def _grasp_hold_setting(cfg: PipelineConfig) -> dict[str, str]:
+    """The expert's grasp rule as a stage setting: only when it is not the timer, so that runs made before the option
+    keep their fingerprints."""
+    return {"expert_grasp_hold": cfg.expert_grasp_hold} if cfg.expert_grasp_hold != "timer" else {}
 
 
 def _execute_steps(cfg: PipelineConfig, kind: str) -> int | None:
@@ -293,7 +308,8 @@ def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:
         collect_mock_demos(cfg.suite, cfg.tasks, cfg.demos_per_task, out)
         return {"demos": str(out), "summaries": []}
     summaries = collect_demos(CollectConfig(cfg.suite, cfg.tasks, out_dir=str(out), workers=cfg.workers, images=False,
-                                            random_resets=cfg.demos_per_task, action_noise=cfg.demo_action_noise))
+                                            random_resets=cfg.demos_per_task, action_noise=cfg.demo_action_noise,
+                                            grasp_hold=cfg.expert_grasp_hold))
     short = [t["task"] for t in summaries if t.get("kept", cfg.demos_per_task) < cfg.demos_per_task]
     if short:
         raise RuntimeError(f"the expert kept fewer than {cfg.demos_per_task} demos for task(s) {short}: {summaries}")
@@ -308,7 +324,8 @@ def _takeover(cfg: PipelineConfig, folder: Path, policy: str, log: Callable[[str
     out = folder / "demos"
     summaries = collect_demos(CollectConfig(cfg.suite, cfg.tasks, out_dir=str(out), workers=cfg.workers, images=False,
                                             random_resets=cfg.takeover_demos_per_task, takeover_policy=policy,
-                                            takeover_steps=(cfg.takeover_steps[0], cfg.takeover_steps[1])))
+                                            takeover_steps=(cfg.takeover_steps[0], cfg.takeover_steps[1]),
+                                            grasp_hold=cfg.expert_grasp_hold))
     short = {t["task"]: t.get("kept", 0) for t in summaries if t.get("kept", cfg.takeover_demos_per_task)
              < cfg.takeover_demos_per_task}
     if short:
@@ -418,6 +435,7 @@ def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict
                                env=cfg.env, label=label, exact=label not in RELAXED_RULES,
                                **RELAXED_RULES.get(label, {}),
                                execute_steps=_execute_steps(cfg, kind),
+                               expert_grasp_hold=cfg.expert_grasp_hold if kind == "expert" else "timer",
                                out_dir=str(folder), workers=cfg.workers, render=False, device=cfg.device), progress=False)
     return {"results": str(path)}
 

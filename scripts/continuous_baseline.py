@@ -34,6 +34,7 @@ from rvq.eval.results import append_record, episode_key, read_results
 from rvq.eval.runner import run_episode
 from rvq.models.standardize import FeatureStandardizer
 from rvq.policies.base import binarize_gripper
+from rvq.training.heads import action_mse_by_position_dim, gripper_sign_accuracy
 from rvq.training.loop import train_loop
 
 
@@ -105,14 +106,12 @@ def regression_loss(model: ChunkRegressor, features: torch.Tensor, actions: torc
 def held_out_mse(model: ChunkRegressor, data: Phase2Data, kind: str) -> dict[str, float]:
     model.eval()
     pred = model(data.features)
-    squared = (pred - data.actions) ** 2  # [N, C, 7]
-    err = squared.mean(-1)
+    err = ((pred - data.actions) ** 2).mean(-1)  # [N, C]
     valid = data.valid.float()
-    by_position_dim = (squared * valid[..., None]).sum(0) / valid.sum(0)[:, None]  # [C, 7]: where the error sits
     return {"loss": float(regression_loss(model, data.features, data.actions, valid, kind)),
             "action_mse_raw": float((err * valid).sum() / valid.sum()),
-            "action_mse_by_position_dim": by_position_dim.tolist(),
-            "gripper_sign_accuracy": float(((pred[..., -1] > 0) == (data.actions[..., -1] > 0)).float()[data.valid].mean())}
+            "action_mse_by_position_dim": action_mse_by_position_dim(pred, data.actions, data.valid),
+            "gripper_sign_accuracy": gripper_sign_accuracy(pred, data.actions, data.valid)}
 
 
 class RegressionPolicy:

@@ -45,6 +45,7 @@ class EvalConfig:
     execute_steps: int | None = None  # actions of each chunk executed before the policy acts again (None: all)
     render: bool = True  # False: physics only (no images), for policies that do not look (expert, replay)
     roundtrip_tokenizer: str | None = None  # expert: pass its actions through this tokenizer (closed-loop study)
+    expert_grasp_hold: str = "timer"  # expert: how its grasp ends (rvq.expert.scripted.GRASP_HOLDS)
     trust_remote_code: bool = False  # let the backbone run code it ships (OpenVLA/OFT); off by default
     image_transform: str = "resize"  # VLA images: resize | oft (rvq.backbones.preprocess); must match the heads' data
     label: str | None = None  # the row name in reports (default: the policy); tells apart runs of one policy kind
@@ -139,6 +140,12 @@ class EvalConfig:
             check_head_identities(Path(self.checkpoints), self.policy)
         if self.policy == "expert" and self.env != "libero":
             raise ValueError("the scripted expert reads the real simulator's state: use --env libero")
+        from rvq.expert.scripted import GRASP_HOLDS
+
+        if self.expert_grasp_hold not in GRASP_HOLDS:
+            raise ValueError(f"expert_grasp_hold must be one of {GRASP_HOLDS}, got {self.expert_grasp_hold!r}")
+        if self.expert_grasp_hold != "timer" and self.policy != "expert":
+            raise ValueError("--grasp-hold applies to the expert policy only")
         if self.roundtrip_tokenizer is not None:
             if self.policy != "expert":
                 raise ValueError("--roundtrip-tokenizer applies to the expert policy only")
@@ -200,6 +207,8 @@ def policy_identity(cfg: EvalConfig) -> str:
         parts["demos"] = {p.name: p.stat().st_size for p in sorted(Path(cfg.demos).glob("*.hdf5"))}
     if cfg.roundtrip_tokenizer:
         parts["roundtrip_tokenizer"] = _file_digest(Path(cfg.roundtrip_tokenizer))
+    if cfg.expert_grasp_hold != "timer":  # only when set: folders of the timer expert made before the option resume
+        parts["expert_grasp_hold"] = cfg.expert_grasp_hold
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 

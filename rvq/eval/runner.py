@@ -49,8 +49,9 @@ def build_policy(cfg: EvalConfig):
             from rvq.expert.roundtrip import TokenizedExpert
             from rvq.tokenizer import ActionTokenizer
 
-            return TokenizedExpert(ScriptedExpert(), ActionTokenizer.from_checkpoint(cfg.roundtrip_tokenizer))
-        return ScriptedExpert()
+            return TokenizedExpert(ScriptedExpert(cfg.expert_grasp_hold),
+                                   ActionTokenizer.from_checkpoint(cfg.roundtrip_tokenizer))
+        return ScriptedExpert(cfg.expert_grasp_hold)
     return NoopPolicy()
 
 

@@ -36,6 +36,7 @@ import h5py
 import numpy as np
 
 from rvq.envs.suites import ENV_SEED, check_tasks
+from rvq.expert.scripted import GRASP_HOLDS
 from rvq.expert.takeover import draw_takeover_step, policy_fingerprint, takeover_episode
 
 
@@ -57,6 +58,7 @@ class CollectConfig:
     # takeover demos (rvq.expert.takeover): this policy folder acts first, the expert finishes; needs random_resets
     takeover_policy: str = ""
     takeover_steps: tuple[int, int] = (20, 160)  # the takeover step is drawn per episode from this range (inclusive)
+    grasp_hold: str = "timer"  # how the expert's grasp ends (rvq.expert.scripted.GRASP_HOLDS), recorded in the files
 
     def starts(self) -> str:
         """What the episodes start from, as recorded in the files."""
@@ -178,15 +180,17 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
             found = {"starts": str(attrs.get("starts", "fixed_initial_states")), "action_noise": noise,
                      # files from before the noise moved to the translation dims had it on all six arm dims
                      "action_noise_dims": str(attrs.get("action_noise_dims", "arm" if noise else "")),
-                     **{key: str(attrs.get(key, "")) for key in takeover}}
+                     **{key: str(attrs.get(key, "")) for key in takeover},
+                     "expert_grasp_hold": str(attrs.get("expert_grasp_hold", "timer"))}  # older files: the timer
             rate = float(attrs["success_rate"])
         wanted = {"starts": cfg.starts(), "action_noise": cfg.action_noise,
-                  "action_noise_dims": NOISED_DIMS_NAME if cfg.action_noise else "", **takeover}
+                  "action_noise_dims": NOISED_DIMS_NAME if cfg.action_noise else "", **takeover,
+                  "expert_grasp_hold": cfg.grasp_hold}
         if found != wanted:
             raise ValueError(f"{path} holds demos made with {found}, this run asks for {wanted}: use another --out "
                              "folder (a finished file is reused on rerun, never mixed with other settings)")
         return {"task": task, "file": str(path), "skipped": True, "success_rate": rate}
-    expert, successes, kept, policy_solved = ScriptedExpert(), 0, 0, 0
+    expert, successes, kept, policy_solved = ScriptedExpert(cfg.grasp_hold), 0, 0, 0
     policy = None
     if cfg.takeover_policy:
         from rvq.eval.runner import share_cores
@@ -240,7 +244,7 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                                "kept": kept, "starts": cfg.starts(), "action_noise": cfg.action_noise,
                                **takeover, **({"policy_solved": policy_solved} if policy is not None else {}),
                                "action_noise_dims": NOISED_DIMS_NAME if cfg.action_noise else "",
-                               "complete": True})
+                               "expert_grasp_hold": cfg.grasp_hold, "complete": True})
         if kept == 0:  # a file without demos is not a dataset; the summary records the attempt
             tmp.unlink()
             return {"task": task, "file": None, "skipped": False, "success_rate": 0.0, "kept": 0, "attempts": attempts}
@@ -270,6 +274,8 @@ def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
     tasks = check_tasks(cfg.tasks, cfg.suite)
     if not 0.0 <= cfg.action_noise <= 1.0:
         raise ValueError(f"action_noise must be in [0, 1] (a std in action units), got {cfg.action_noise}")
+    if cfg.grasp_hold not in GRASP_HOLDS:
+        raise ValueError(f"grasp_hold must be one of {GRASP_HOLDS}, got {cfg.grasp_hold!r}")
     if cfg.format not in ("hdf5", "lerobot"):
         raise ValueError(f"format must be 'hdf5' or 'lerobot', got {cfg.format!r}")
     if cfg.random_resets < 0:

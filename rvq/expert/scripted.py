@@ -34,6 +34,12 @@ TURN_TOLERANCE = 0.08  # radians of orientation error a moving phase may hand ov
 # `robot0_eef_quat` of the gripper pointing down with its fingers closing along world y (LIBERO's reset pose)
 DOWN = np.diag([1.0, -1.0, -1.0])
 OPEN, CLOSED = -1.0, 1.0
+# How the grasp's "close" phase ends. "timer": after a fixed 12 steps (every table measured before the seventh pass).
+# "contact": once both finger pads have touched the object on `GRASP_SETTLE_STEPS` steps in a row (the fingers have
+# stopped on it), at most 12 steps. The timer holds the hand still for ~7 steps after the fingers stop, so the step
+# it lifts on is not a function of the state a learned policy sees; the contact rule lifts on the first still step.
+GRASP_HOLDS = ("timer", "contact")
+GRASP_SETTLE_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class Phase:
     max_steps: int = 60
     rise: float = 0.0  # holding phases: move up by this much while holding
     place: bool = False  # moving phases: target x-y is where the held object (not the hand) must end; shifted on entry
+    until_grasped: bool = False  # holding phases: end early once the plan's object is grasped (`GRASP_SETTLE_STEPS`)
 
 
 def object_extent(env, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +146,11 @@ class ScriptedExpert:
 
     name = "expert"
 
-    def __init__(self) -> None:
+    def __init__(self, grasp_hold: str = "timer") -> None:
+        if grasp_hold not in GRASP_HOLDS:
+            raise ValueError(f"grasp_hold must be one of {GRASP_HOLDS}, got {grasp_hold!r}")
+        self.grasp_hold = grasp_hold
+        self.grasped_steps = 0  # steps in a row the hand has grasped the object during an `until_grasped` hold
         self.env = None
         self.phases: list[Phase] = []
         self.tries = 0  # plans made this episode (a knob turn is planned again when it left the knob off)
@@ -158,7 +169,7 @@ class ScriptedExpert:
         if self.env is None:
             raise RuntimeError("attach_env(env) before reset: the expert reads the simulator state")
         self.phases, self.index, self.count, self.anchor, self.yaw = [], 0, 0, None, 0.0
-        self.tries = 0
+        self.tries, self.grasped_steps = 0, 0
 
     def _make_plan(self, raw: dict[str, Any]) -> None:
         env = self.env
@@ -187,7 +198,7 @@ class ScriptedExpert:
         phases = [
             Phase("above", OPEN, np.r_[grasp[:2], grasp_z + 0.12]),
             Phase("down", OPEN, grasp, tolerance=0.008),
-            Phase("close", CLOSED, hold_steps=12),
+            Phase("close", CLOSED, hold_steps=12, until_grasped=self.grasp_hold == "contact"),
             Phase("lift", CLOSED, np.r_[grasp[:2], carry_z], tolerance=0.03),
             Phase("carry", CLOSED, np.r_[target_pos[:2], carry_z], place=True),
             Phase("lower", CLOSED, np.r_[target_pos[:2], release_z], place=True),
@@ -242,8 +253,10 @@ class ScriptedExpert:
             yaw = self.yaw if phase.yaw is None else phase.yaw
             turn = _rotation_error(rotation_z(yaw) @ DOWN, raw["robot0_eef_quat"])
             if phase.target is None:  # holding: keep the position (rising by `rise`) for `hold_steps`
-                if self.count >= phase.hold_steps:
-                    self.index, self.count, self.anchor = self.index + 1, 0, None
+                if phase.until_grasped:
+                    self.grasped_steps = self.grasped_steps + 1 if grasping(self.env, self.plan["object"]) else 0
+                if self.count >= phase.hold_steps or (phase.until_grasped and self.grasped_steps >= GRASP_SETTLE_STEPS):
+                    self.index, self.count, self.anchor, self.grasped_steps = self.index + 1, 0, None, 0
                     continue
                 if self.anchor is None:
                     self.anchor = eef.copy()

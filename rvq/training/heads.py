@@ -95,6 +95,18 @@ def _masked_action_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Te
     return float((err * valid).sum() / valid.sum().clamp(min=1))
 
 
+def action_mse_by_position_dim(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> list[list[float]]:
+    """Where an action error sits: MSE of actions `[N, C, A]` against `target` over the valid steps `[N, C]`, per
+    chunk position and action dimension (`[C][A]`)."""
+    weight = valid.float()[..., None]
+    return (((pred - target) ** 2 * weight).sum(0) / weight.sum(0).clamp(min=1)).tolist()
+
+
+def gripper_sign_accuracy(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> float:
+    """Fraction of valid steps `[N, C]` whose gripper command (the last action dim) has the target's sign."""
+    return float(((pred[..., -1] > 0) == (target[..., -1] > 0)).float()[valid.bool()].mean())
+
+
 @torch.no_grad()
 def evaluate_head(
     model: DraftModel | MainModel,
@@ -110,7 +122,8 @@ def evaluate_head(
     layer_exact_match is the fraction of chunks whose whole layer is right (what speculative
     acceptance depends on). main also reports teacher_forced_accuracy. action_mse_raw: MSE in raw
     env units (valid steps only) of the actions decoded from the emitted tokens, next to
-    tokenizer_mse_raw, the same for the ground-truth tokens (the floor). Baselines per layer:
+    tokenizer_mse_raw, the same for the ground-truth tokens (the floor); action_mse_by_position_dim, the same per
+    chunk position and action dim `[C][7]`; gripper_sign_accuracy, of the decoded gripper command. Baselines per layer:
     chance_accuracy (1 / levels) and majority_accuracy (the most frequent validation code at each
     chunk step and action dim, an optimistic constant predictor).
     """
@@ -138,7 +151,10 @@ def evaluate_head(
     metrics["mean_token_accuracy"] = float(correct.float().mean())
     if forced:
         metrics["teacher_forced_accuracy"] = (torch.cat(forced) == truth).float().mean(dim=(0, 1, 2)).tolist()
-    metrics["action_mse_raw"] = _masked_action_mse(tokenizer.decode(pred), data.actions, data.valid)
+    actions = tokenizer.decode(pred)
+    metrics["action_mse_raw"] = _masked_action_mse(actions, data.actions, data.valid)
+    metrics["action_mse_by_position_dim"] = action_mse_by_position_dim(actions, data.actions, data.valid)
+    metrics["gripper_sign_accuracy"] = gripper_sign_accuracy(actions, data.actions, data.valid)
     metrics["tokenizer_mse_raw"] = _masked_action_mse(tokenizer.decode(truth), data.actions, data.valid)
     metrics["chance_accuracy"] = 1.0 / tokenizer.model.config.num_levels
     # a constant predictor that knows the validation set's most frequent code at each (step, dim, layer)

@@ -87,8 +87,45 @@ def test_dart_noise_keeps_expert_labels_and_lerobot_export(tmp_path: Path, capsy
     capsys.readouterr()
     assert main(argv[:-4] + ["--format", "hdf5"]) == 2  # the finished file was collected with other noise
     err = capsys.readouterr().err
-    assert "'action_noise': 0.1, 'action_noise_dims': 'xyz'}, this run asks for {'starts': 'fixed_initial_states', " \
-        "'action_noise': 0.0, 'action_noise_dims': ''}" in err
+    assert "'action_noise': 0.1, 'action_noise_dims': 'xyz', 'expert_grasp_hold': 'timer'}, this run asks for " \
+        "{'starts': 'fixed_initial_states', 'action_noise': 0.0, 'action_noise_dims': '', 'expert_grasp_hold': " \
+        "'timer'}" in err
+
+
+def test_contact_grasp_lifts_once_the_fingers_hold_and_is_recorded(tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    from rvq.envs.libero_env import LiberoEnv
+    from rvq.expert.collect import expert_rollout
+    from rvq.expert.scripted import ScriptedExpert
+
+    def hold(actions: np.ndarray) -> int:
+        """Steps from the first closed-gripper command to the first lifting one (z > 0.5)."""
+        closed = int(np.argmax(actions[:, 6] > 0))
+        return int(np.argmax(actions[closed:, 2] > 0.5))
+
+    env = LiberoEnv("libero_object", 5, render=False)  # tomato sauce: the task whose policy never lifted (RESULTS)
+    try:
+        episodes = {rule: expert_rollout(env, ScriptedExpert(rule), env.reset(0), 0, np.random.default_rng(0))
+                    for rule in ("timer", "contact")}
+    finally:
+        env.close()
+    assert all(e["success"] for e in episodes.values())
+    timer, contact = (hold(episodes[rule]["actions"]) for rule in ("timer", "contact"))
+    assert timer >= 12 and 2 <= contact <= 8, (timer, contact)  # the fingers close in ~4 steps, then it lifts
+    assert episodes["contact"]["steps"] <= episodes["timer"]["steps"] - (timer - contact) + 2
+
+    out = tmp_path / "contact"
+    argv = ["collect-demos", "--suite", "libero_object", "--tasks", "5", "--trials", "1", "--out", str(out),
+            "--no-images", "--grasp-hold", "contact"]
+    assert main(argv) == 0
+    (path,) = sorted(out.glob("*_demo.hdf5"))
+    with h5py.File(path, "r") as f:
+        assert f["data"].attrs["expert_grasp_hold"] == "contact"
+        np.testing.assert_array_equal(f["data/demo_0/actions"][()], episodes["contact"]["actions"])
+    capsys.readouterr()
+    assert main(argv[:-2]) == 2  # a finished file of the contact expert is not reused for the timer's
+    assert "'expert_grasp_hold': 'contact'}, this run asks for" in capsys.readouterr().err
 
 
 class _ClosingPolicy:

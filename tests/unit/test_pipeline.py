@@ -164,3 +164,15 @@ def test_feature_options_change_the_phase2_stage_and_what_follows_not_the_demos(
         after = run_pipeline(replace(cfg, **{option: True}), log=lambda _: None, plan=True)["fingerprints"]
         changed = sorted(name for name in before if before[name] != after[name])
         assert changed == ["eval_main", "main", "phase2", "policy"], option
+
+
+def test_expert_grasp_hold_redoes_the_demos_and_the_expert_row(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="expert_grasp_hold must be one of"):
+        PipelineConfig(expert_grasp_hold="sometimes")
+    with pytest.raises(ValueError, match="the mock env and demos_dir do not collect with it"):
+        PipelineConfig(env="mock", expert_grasp_hold="contact")
+    cfg = replace(tiny(tmp_path), env="libero", policies=["main"], takeover_rounds=1)
+    before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
+    after = run_pipeline(replace(cfg, expert_grasp_hold="contact"), log=lambda _: None, plan=True)["fingerprints"]
+    assert sorted(before) == sorted(after)
+    assert all(before[name] != after[name] for name in before), before  # demos change, so does all that follows

@@ -59,3 +59,23 @@ def test_knob_joint_direction_and_refusals() -> None:
         knob_joint(_hinge_sim([0, 0, 1], joint_type=2), "flat_stove_1")  # a slide joint (drawer)
     with pytest.raises(NotImplementedError, match="no hinge"):
         knob_joint(_hinge_sim([0, 0, 1]), "microwave_1")
+
+
+def test_grasp_hold_is_checked_and_names_the_expert_row() -> None:
+    import hashlib
+    import json
+
+    from rvq.eval import EvalConfig
+    from rvq.eval.config import policy_identity
+
+    with pytest.raises(ValueError, match="grasp_hold must be one of"):
+        ScriptedExpert("sometimes")
+    assert ScriptedExpert("contact").grasp_hold == "contact"
+    with pytest.raises(ValueError, match="expert_grasp_hold must be one of"):
+        EvalConfig(policy="expert", expert_grasp_hold="sometimes").validate()
+    with pytest.raises(ValueError, match="applies to the expert policy only"):
+        EvalConfig(policy="noop", env="mock", expert_grasp_hold="contact").validate()
+    timer, contact = (policy_identity(EvalConfig(policy="expert", expert_grasp_hold=h)) for h in ("timer", "contact"))
+    assert contact != timer  # resuming a timer folder with the contact expert is refused
+    # the timer's identity is the one written before the option existed: those folders still resume
+    assert timer == hashlib.sha256(json.dumps({"policy": "expert"}, sort_keys=True).encode()).hexdigest()[:16]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -47,8 +48,28 @@ def test_noop_and_replay(tmp_path: Path) -> None:
         if success:
             break
     assert success
-    with pytest.raises(ValueError, match="no demo file for task 5"):
+    with pytest.raises(ValueError, match="no file with the instruction 'x'"):
         policy.reset("x", 5, 0)
+
+
+def test_replay_finds_the_task_file_by_instruction_not_by_name_order(tmp_path: Path) -> None:
+    """libero_object's file names sort in another order than its tasks: task 1's demo must be task 1's file."""
+    files = write_mock_env_demos(tmp_path, "libero_spatial", num_tasks=2, trials=1)
+    for path, prefix in zip(sorted(files), ("b_", "a_")):  # task 0's file now sorts after task 1's
+        path.rename(path.with_name(prefix + path.name))
+    with h5py.File(tmp_path / ("b_" + sorted(files)[0].name), "r+") as f:  # the mock tasks' demos are alike: mark 0's
+        f["data/demo_0/actions"][:, :3] *= 0.5
+    env = MockLiberoEnv("libero_spatial", 1)
+    policy = ReplayPolicy(tmp_path)
+    policy.reset(env.instruction, 1, 0)
+    with h5py.File(tmp_path / ("a_" + sorted(files)[1].name), "r") as f:
+        assert np.allclose(policy.actions, f["data/demo_0/actions"][()], atol=1e-6)  # stored float32
+    with h5py.File(tmp_path / ("b_" + sorted(files)[0].name), "r") as f:
+        assert not np.allclose(policy.actions, f["data/demo_0/actions"][()], atol=1e-6)
+    copy = tmp_path / ("c_" + sorted(files)[1].name)  # two files of one task: which to play is not guessed
+    copy.write_bytes((tmp_path / ("a_" + sorted(files)[1].name)).read_bytes())
+    with pytest.raises(ValueError, match="2 files"):
+        ReplayPolicy(tmp_path).reset(env.instruction, 1, 0)
 
 
 @pytest.fixture(scope="module")

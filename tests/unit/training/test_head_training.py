@@ -71,10 +71,30 @@ def test_training_learns_a_learnable_mapping_above_chance(kind: str) -> None:
         best["token_accuracy"])
     assert 0.0 <= min(best["layer_exact_match"]) and max(best["layer_exact_match"]) <= 1.0
     assert np.isfinite(best["action_mse_raw"]) and result.samples_per_second > 0
+    by_position_dim = torch.tensor(best["action_mse_by_position_dim"])  # [C, 7]: its valid-weighted mean is the total
+    counts = val.valid.float().sum(0)
+    assert by_position_dim.shape == (val.actions.shape[1], 7)
+    assert float((by_position_dim.mean(1) * counts).sum() / counts.sum()) == pytest.approx(best["action_mse_raw"], rel=1e-4)
+    assert 0.0 <= best["gripper_sign_accuracy"] <= 1.0
     again = evaluate_head(result.model, val, _tokenizer(), torch.device("cpu"))
     assert again["loss"] == pytest.approx(best["loss"])
     # standardized (when asked) with the training rows' statistics, not the validation rows
     assert torch.allclose(result.model.standardize.mean, train.features.mean(0).float(), atol=1e-6)
+
+
+def test_action_error_breakdowns_count_valid_steps_only() -> None:
+    from rvq.training.heads import action_mse_by_position_dim, gripper_sign_accuracy
+
+    target = torch.zeros(2, 3, 7)
+    target[..., -1] = 1.0
+    pred = target.clone()
+    pred[0, 1, 2] = 2.0  # error 4 on z at position 1 of row 0
+    pred[1, 1, -1] = -1.0  # wrong gripper sign at position 1 of row 1 ...
+    pred[1, 2, -1] = -1.0  # ... and at position 2, which is padding
+    valid = torch.tensor([[True, True, True], [True, True, False]])
+    table = torch.tensor(action_mse_by_position_dim(pred, target, valid))
+    assert table[1, 2] == 2.0 and table[1, -1] == 2.0 and table[2].abs().sum() == 0 and table[0].abs().sum() == 0
+    assert gripper_sign_accuracy(pred, target, valid) == pytest.approx(4 / 5)
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
