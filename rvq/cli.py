@@ -142,7 +142,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         demos=args.demos, out_dir=args.out, workers=args.workers, shard=parse_shard(args.shard), videos=args.videos,
         env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
         tau=args.tau, max_grid_distance=args.max_grid_distance,
-        max_steps=args.max_steps, execute_steps=args.execute_steps, render=args.render,
+        max_steps=args.max_steps, execute_steps=args.execute_steps, temporal_ensemble=args.temporal_ensemble,
+        render=args.render,
         roundtrip_tokenizer=args.roundtrip_tokenizer, expert_grasp_hold=args.grasp_hold,
         trust_remote_code=args.trust_remote_code, label=args.label, executor=args.executor,
         ray_address=args.ray_address, episode_timeout=args.episode_timeout or None,
@@ -288,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-steps", type=int, default=None, help="override the suite's max steps (smoke tests)")
     ev.add_argument("--execute-steps", type=int, default=None, metavar="K",
                     help="execute the first K actions of each chunk, then act again (receding horizon; default: the whole chunk)")
+    ev.add_argument("--temporal-ensemble", type=float, default=None, metavar="M", nargs="?", const=0.01,
+                    help="act on every step and execute the weighted mean of every chunk's prediction for it, the "
+                         "oldest weighted most, w_i = exp(-M i) (ACT's temporal ensembling; M defaults to ACT's 0.01)"
+                         "; the gripper's mean is split at 0")
     ev.add_argument("--roundtrip-tokenizer", default=None,
                     help="expert only: execute its actions after a round trip through this tokenizer checkpoint")
     ev.add_argument("--grasp-hold", default="timer", choices=("timer", "contact"),

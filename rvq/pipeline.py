@@ -68,6 +68,7 @@ class PipelineConfig:
     batch_size: int = 128
     eval_trials: int = 10  # trial i from the suite's fixed initial state i (never seen in training on libero)
     execute_steps: int = 0  # learned policies execute this many actions of each chunk, then act again (0: all)
+    temporal_ensemble: bool = False  # learned policies act every step, chunks ensembled (ACT, decay 0.01; rvq.eval)
     policies: list[str] = field(default_factory=lambda: ["main", "rsd"])
     expert_reference: bool = True  # libero: also evaluate the scripted expert on the same trials
     roundtrip_reference: bool = False  # libero: and the expert with its actions through the run's tokenizer
@@ -103,6 +104,8 @@ class PipelineConfig:
             raise ValueError(f"takeover_steps must be [low, high] with 0 <= low <= high, got {self.takeover_steps}")
         if self.execute_steps < 0:
             raise ValueError(f"execute_steps must be >= 0 (0: the whole chunk), got {self.execute_steps}")
+        if self.temporal_ensemble and self.execute_steps:
+            raise ValueError("temporal_ensemble acts on every step; it does not combine with execute_steps")
         if unknown or not self.policies:
             raise ValueError(f"policies must be a non-empty subset of {POLICIES}, got {self.policies}")
         for name in ("demos_per_task", "tokenizer_steps", "head_steps", "head_width", "main_depth", "batch_size",
@@ -255,6 +258,8 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
         steps = _execute_steps(cfg, kind)  # recorded only when set: runs made before the option are not redone
         settings = eval_settings if steps is None else {**eval_settings, "execute_steps": steps}
         settings = {**settings, **(_grasp_hold_setting(cfg) if kind == "expert" else {})}
+        if _ensemble_decay(cfg, kind) is not None:  # recorded only when on, as execute_steps
+            settings["temporal_ensemble"] = _ensemble_decay(cfg, kind)
         evals[name] = run.stage(f"eval_{name}", settings, [source] if source else [],
                                 lambda folder, name=name, kind=kind, source=source:
                                 _eval(cfg, kind, name, folder, run.outputs.get(source, {})))
@@ -283,6 +288,13 @@ def _grasp_hold_setting(cfg: PipelineConfig) -> dict[str, str]:
     """The expert's grasp rule as a stage setting: only when it is not the timer, so that runs made before the option
     keep their fingerprints."""
     return {"expert_grasp_hold": cfg.expert_grasp_hold} if cfg.expert_grasp_hold != "timer" else {}
+
+
+def _ensemble_decay(cfg: PipelineConfig, kind: str) -> float | None:
+    """The temporal ensemble's decay for a row of this policy kind (None: off; the expert acts every step anyway)."""
+    from rvq.eval.temporal_ensemble import DEFAULT_ENSEMBLE_DECAY
+
+    return DEFAULT_ENSEMBLE_DECAY if cfg.temporal_ensemble and kind != "expert" else None
 
 
 def _execute_steps(cfg: PipelineConfig, kind: str) -> int | None:
@@ -340,7 +352,7 @@ def _tokenizer(cfg: PipelineConfig, folder: Path, demos: str) -> dict[str, Any]:
 
     report = train_tokenizer(TrainTokenizerConfig(quantizer=cfg.quantizer, demos=[demos], out_dir=str(folder),
                                                   steps=cfg.tokenizer_steps, seed=cfg.seed, device=cfg.device,
-                                                  progress=False))
+                                                  progress=False, resume=_resume_from(folder)))
     best = report["best"]
     return {"checkpoint": report["checkpoint"], "val_mse": best["mse"], "mse_by_layers": best.get("mse_by_layers")}
 
@@ -354,6 +366,13 @@ def _phase2(folder: Path, demos: list[str], tokenizer: str, features) -> dict[st
     return {"data": str(path)}
 
 
+def _resume_from(folder: Path) -> str | None:
+    """A training stage interrupted with the same inputs (the only way its folder is kept) goes on from its last
+    saved state; the loader refuses a state made on other data or with another config."""
+    last = folder / "last.pt"
+    return str(last) if last.is_file() else None
+
+
 def _head(cfg: PipelineConfig, kind: str, folder: Path, data: str, tokenizer: str) -> dict[str, Any]:
     from rvq.training.heads import TrainHeadConfig, train_head
 
@@ -362,7 +381,7 @@ def _head(cfg: PipelineConfig, kind: str, folder: Path, data: str, tokenizer: st
                                         lr=cfg.head_lr, standardize_features=cfg.standardize_features,
                                         depth=cfg.main_depth if kind == "main" else None, heads=4,
                                         seed=cfg.seed, device=cfg.device, progress=False,
-                                        eval_every=max(1, cfg.head_steps // 5)))
+                                        eval_every=max(1, cfg.head_steps // 5), resume=_resume_from(folder)))
     best = report["best"]
     keep = ("loss", "mean_token_accuracy", "token_accuracy", "chance_accuracy", "majority_accuracy",
             "layer_exact_match", "action_mse_raw", "tokenizer_mse_raw")
@@ -434,7 +453,7 @@ def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict
                                checkpoints=source.get("folder"), roundtrip_tokenizer=source.get("checkpoint"),
                                env=cfg.env, label=label, exact=label not in RELAXED_RULES,
                                **RELAXED_RULES.get(label, {}),
-                               execute_steps=_execute_steps(cfg, kind),
+                               execute_steps=_execute_steps(cfg, kind), temporal_ensemble=_ensemble_decay(cfg, kind),
                                expert_grasp_hold=cfg.expert_grasp_hold if kind == "expert" else "timer",
                                out_dir=str(folder), workers=cfg.workers, render=False, device=cfg.device), progress=False)
     return {"results": str(path)}

@@ -43,6 +43,7 @@ class EvalConfig:
     flip_gripper: bool = False
     max_steps: int | None = None  # None: the suite's protocol value
     execute_steps: int | None = None  # actions of each chunk executed before the policy acts again (None: all)
+    temporal_ensemble: float | None = None  # act every step, execute the chunks' weighted mean (ACT; the decay m)
     render: bool = True  # False: physics only (no images), for policies that do not look (expert, replay)
     roundtrip_tokenizer: str | None = None  # expert: pass its actions through this tokenizer (closed-loop study)
     expert_grasp_hold: str = "timer"  # expert: how its grasp ends (rvq.expert.scripted.GRASP_HOLDS)
@@ -93,6 +94,11 @@ class EvalConfig:
                              f"got {self.max_steps}")
         if self.execute_steps is not None and self.execute_steps < 1:
             raise ValueError(f"execute_steps must be >= 1 (or unset to execute whole chunks), got {self.execute_steps}")
+        if self.temporal_ensemble is not None:
+            if not self.temporal_ensemble >= 0.0:
+                raise ValueError(f"temporal_ensemble (the decay m) must be >= 0, got {self.temporal_ensemble}")
+            if self.execute_steps is not None:
+                raise ValueError("temporal_ensemble acts on every step; it does not combine with execute_steps")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         if self.max_grid_distance is not None and self.max_grid_distance < 0:
@@ -177,7 +183,8 @@ class EvalConfig:
                 "render": self.render, "image_transform": self.image_transform,
                 "policy_identity": policy_identity(self),
                 # only when set, so that folders written before the option existed still resume
-                **({"execute_steps": self.execute_steps} if self.execute_steps is not None else {})}
+                **({"execute_steps": self.execute_steps} if self.execute_steps is not None else {}),
+                **({"temporal_ensemble": self.temporal_ensemble} if self.temporal_ensemble is not None else {})}
 
 
 def _file_digest(path: Path) -> str:

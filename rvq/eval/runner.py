@@ -25,6 +25,7 @@ import numpy as np
 
 from rvq.envs import make_env
 from rvq.eval.config import EvalConfig
+from rvq.eval.temporal_ensemble import TemporalEnsembler
 from rvq.eval.results import (CONFIG_FILE, RunLock, append_record, check_resume, episode_key, read_results,
                               repair_torn_tail)
 
@@ -97,7 +98,8 @@ class EpisodeTimeout(RuntimeError):
 def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path | None,
                 on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """One episode: reset to the trial's initial state, act in open-loop chunks (their first `cfg.execute_steps`
-    actions, all by default) until success or max steps.
+    actions, all by default), or on every step with the chunks ensembled (`cfg.temporal_ensemble`), until success
+    or max steps.
     `on_step(steps)` is called after every env step (progress)."""
     record = episode_record(cfg, task, trial, env)
     timing = record["timing"]
@@ -111,6 +113,7 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
         policy.reset(env.instruction, task, trial)
         max_steps = cfg.max_steps or env.max_steps
         queue: list[np.ndarray] = []
+        ensembler = None if cfg.temporal_ensemble is None else TemporalEnsembler(cfg.temporal_ensemble)
         success = False
         while record["steps"] < max_steps:
             if video is not None and "agentview" in obs:
@@ -122,6 +125,8 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
                     raise ValueError(f"execute_steps {cfg.execute_steps} exceeds the policy's chunk of "
                                      f"{len(chunk)} actions")
                 queue = list(chunk[:cfg.execute_steps])  # receding horizon: the rest is dropped, the policy acts again
+                if ensembler is not None:
+                    queue = [ensembler.step(chunk)]  # the policy acts again on the next step
                 timing["policy_s"] += time.perf_counter() - tick
             tick = time.perf_counter()
             obs, success = env.step(queue.pop(0))

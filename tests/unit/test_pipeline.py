@@ -63,11 +63,17 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
 def test_interrupted_stage_runs_again_and_configs_are_checked(tmp_path: Path) -> None:
     cfg = tiny(tmp_path)
     run_pipeline(cfg, log=lambda _: None)
-    (Path(cfg.out_dir) / "main" / STAGE_FILE).unlink()  # as if main had been killed before its record
+    main = Path(cfg.out_dir) / "main"
+    (main / STAGE_FILE).unlink()  # as if main had been killed before its record
+    finished = main.joinpath("metrics.jsonl").read_text().splitlines()
     logs: list[str] = []
     run_pipeline(cfg, log=logs.append)
     assert "[main] interrupted before with the same inputs: resumed in its folder" in logs
     assert "[main] running" in logs and "[draft] done before with the same inputs: skipped" in logs
+    # it went on from its last saved state (the last step) instead of training again from step 0
+    assert main.joinpath("metrics.jsonl").read_text().splitlines() == finished
+    assert json.loads((main / STAGE_FILE).read_text())["outputs"]["loss"] == pytest.approx(
+        json.loads(finished[-1])["val"]["loss"])
     other = replace(cfg, demos_dir=str(Path(cfg.out_dir) / "collect" / "demos"), out_dir=str(tmp_path / "other"))
     logs.clear()
     run_pipeline(replace(other, policies=["main"]), log=logs.append)
@@ -176,3 +182,17 @@ def test_expert_grasp_hold_redoes_the_demos_and_the_expert_row(tmp_path: Path) -
     after = run_pipeline(replace(cfg, expert_grasp_hold="contact"), log=lambda _: None, plan=True)["fingerprints"]
     assert sorted(before) == sorted(after)
     assert all(before[name] != after[name] for name in before), before  # demos change, so does all that follows
+
+
+def test_temporal_ensemble_changes_only_the_learned_policies_eval_fingerprints(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not combine with execute_steps"):
+        PipelineConfig(temporal_ensemble=True, execute_steps=4)
+    cfg = replace(tiny(tmp_path), env="libero", policies=["main", "rsd"])
+    before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
+    after = run_pipeline(replace(cfg, temporal_ensemble=True), log=lambda _: None, plan=True)["fingerprints"]
+    assert sorted(name for name in before if before[name] != after[name]) == ["eval_main", "eval_rsd"]
+    mock = replace(tiny(tmp_path), policies=["main"], temporal_ensemble=True)
+    report = run_pipeline(mock, log=lambda _: None)
+    (row,) = report["episodes"]["suites"]
+    assert row["episodes"] == 2 and row["errors"] == 0
+    assert json.loads((Path(mock.out_dir) / "eval_main" / "eval_config.json").read_text())["temporal_ensemble"] == 0.01
