@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from dataclasses import fields
 
+from rvq.eval.temporal_ensemble import DEFAULT_ENSEMBLE_DECAY
+from rvq.expert.scripted import GRASP_HOLDS
 from rvq.rsd.decode import DEFAULT_TAU
 from rvq.training.tokenizer import TrainTokenizerConfig
 
@@ -289,13 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-steps", type=int, default=None, help="override the suite's max steps (smoke tests)")
     ev.add_argument("--execute-steps", type=int, default=None, metavar="K",
                     help="execute the first K actions of each chunk, then act again (receding horizon; default: the whole chunk)")
-    ev.add_argument("--temporal-ensemble", type=float, default=None, metavar="M", nargs="?", const=0.01,
+    ev.add_argument("--temporal-ensemble", type=float, default=None, metavar="M", nargs="?",
+                    const=DEFAULT_ENSEMBLE_DECAY,
                     help="act on every step and execute the weighted mean of every chunk's prediction for it, the "
                          "oldest weighted most, w_i = exp(-M i) (ACT's temporal ensembling; M defaults to ACT's 0.01)"
                          "; the gripper's mean is split at 0")
     ev.add_argument("--roundtrip-tokenizer", default=None,
                     help="expert only: execute its actions after a round trip through this tokenizer checkpoint")
-    ev.add_argument("--grasp-hold", default="timer", choices=("timer", "contact"),
+    ev.add_argument("--grasp-hold", default="timer", choices=GRASP_HOLDS,
                     help=HELP["grasp_hold"] + " (default timer)")
     ev.add_argument("--no-render", dest="render", action="store_false",
                     help="physics only, no cameras (expert/replay/noop and state-feature policies: same success predicate, ~10x faster)")
@@ -333,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(needs --random-resets)")
     col.add_argument("--takeover-steps", default="20-160", metavar="LO-HI",
                      help="with --takeover-policy: the takeover step is drawn per episode from LO..HI (default 20-160)")
-    col.add_argument("--grasp-hold", default="timer", choices=("timer", "contact"),
+    col.add_argument("--grasp-hold", default="timer", choices=GRASP_HOLDS,
                      help=HELP["grasp_hold"] + "; recorded in the files (default timer)")
     col.set_defaults(func=cmd_collect_demos)
 

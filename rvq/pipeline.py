@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rvq.envs.suites import check_suite, check_tasks
-from rvq.expert.scripted import GRASP_HOLDS
+from rvq.expert.scripted import check_grasp_hold
 from rvq.rsd.decode import DEFAULT_TAU
 
 if sys.version_info >= (3, 11):
@@ -91,9 +91,7 @@ class PipelineConfig:
         if self.demo_action_noise and (self.env == "mock" or self.demos_dir):
             raise ValueError("demo_action_noise applies to demos the scripted expert collects in LIBERO; the mock env "
                              "and demos_dir do not collect with it")
-        if self.expert_grasp_hold not in GRASP_HOLDS:
-            raise ValueError(f"expert_grasp_hold must be one of {GRASP_HOLDS}, got {self.expert_grasp_hold!r}")
-        if self.expert_grasp_hold != "timer" and (self.env == "mock" or self.demos_dir):
+        if check_grasp_hold(self.expert_grasp_hold, "expert_grasp_hold") != "timer" and (self.env == "mock" or self.demos_dir):
             raise ValueError("expert_grasp_hold applies to demos the scripted expert collects in LIBERO; the mock env "
                              "and demos_dir do not collect with it")
         if self.takeover_rounds < 0:
@@ -255,11 +253,11 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
     evals = {}
     eval_settings = {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "eval_trials", "device")}
     for name, (kind, source) in rows.items():
-        steps = _execute_steps(cfg, kind)  # recorded only when set: runs made before the option are not redone
-        settings = eval_settings if steps is None else {**eval_settings, "execute_steps": steps}
-        settings = {**settings, **(_grasp_hold_setting(cfg) if kind == "expert" else {})}
-        if _ensemble_decay(cfg, kind) is not None:  # recorded only when on, as execute_steps
-            settings["temporal_ensemble"] = _ensemble_decay(cfg, kind)
+        # options are recorded only when set: runs made before an option existed are not redone
+        steps, decay = _execute_steps(cfg, kind), _ensemble_decay(cfg, kind)
+        settings = {**eval_settings, **({"execute_steps": steps} if steps is not None else {}),
+                    **({"temporal_ensemble": decay} if decay is not None else {}),
+                    **(_grasp_hold_setting(cfg) if kind == "expert" else {})}
         evals[name] = run.stage(f"eval_{name}", settings, [source] if source else [],
                                 lambda folder, name=name, kind=kind, source=source:
                                 _eval(cfg, kind, name, folder, run.outputs.get(source, {})))

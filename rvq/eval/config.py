@@ -146,11 +146,9 @@ class EvalConfig:
             check_head_identities(Path(self.checkpoints), self.policy)
         if self.policy == "expert" and self.env != "libero":
             raise ValueError("the scripted expert reads the real simulator's state: use --env libero")
-        from rvq.expert.scripted import GRASP_HOLDS
+        from rvq.expert.scripted import check_grasp_hold
 
-        if self.expert_grasp_hold not in GRASP_HOLDS:
-            raise ValueError(f"expert_grasp_hold must be one of {GRASP_HOLDS}, got {self.expert_grasp_hold!r}")
-        if self.expert_grasp_hold != "timer" and self.policy != "expert":
+        if check_grasp_hold(self.expert_grasp_hold, "expert_grasp_hold") != "timer" and self.policy != "expert":
             raise ValueError("--grasp-hold applies to the expert policy only")
         if self.roundtrip_tokenizer is not None:
             if self.policy != "expert":

@@ -124,9 +124,10 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
                 if cfg.execute_steps is not None and cfg.execute_steps > len(chunk):
                     raise ValueError(f"execute_steps {cfg.execute_steps} exceeds the policy's chunk of "
                                      f"{len(chunk)} actions")
-                queue = list(chunk[:cfg.execute_steps])  # receding horizon: the rest is dropped, the policy acts again
                 if ensembler is not None:
                     queue = [ensembler.step(chunk)]  # the policy acts again on the next step
+                else:  # receding horizon: the rest is dropped, the policy acts again
+                    queue = list(chunk[:cfg.execute_steps])
                 timing["policy_s"] += time.perf_counter() - tick
             tick = time.perf_counter()
             obs, success = env.step(queue.pop(0))

@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 
 from rvq.envs.suites import ENV_SEED, check_tasks
-from rvq.expert.scripted import GRASP_HOLDS
+from rvq.expert.scripted import check_grasp_hold
 from rvq.expert.takeover import draw_takeover_step, policy_fingerprint, takeover_episode
 
 
@@ -274,8 +274,7 @@ def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
     tasks = check_tasks(cfg.tasks, cfg.suite)
     if not 0.0 <= cfg.action_noise <= 1.0:
         raise ValueError(f"action_noise must be in [0, 1] (a std in action units), got {cfg.action_noise}")
-    if cfg.grasp_hold not in GRASP_HOLDS:
-        raise ValueError(f"grasp_hold must be one of {GRASP_HOLDS}, got {cfg.grasp_hold!r}")
+    check_grasp_hold(cfg.grasp_hold)
     if cfg.format not in ("hdf5", "lerobot"):
         raise ValueError(f"format must be 'hdf5' or 'lerobot', got {cfg.format!r}")
     if cfg.random_resets < 0:

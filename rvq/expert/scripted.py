@@ -42,6 +42,13 @@ GRASP_HOLDS = ("timer", "contact")
 GRASP_SETTLE_STEPS = 2
 
 
+def check_grasp_hold(value: str, name: str = "grasp_hold") -> str:
+    """`value` if it is one of `GRASP_HOLDS`, else a ValueError naming the setting `name`."""
+    if value not in GRASP_HOLDS:
+        raise ValueError(f"{name} must be one of {GRASP_HOLDS}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str
@@ -147,9 +154,7 @@ class ScriptedExpert:
     name = "expert"
 
     def __init__(self, grasp_hold: str = "timer") -> None:
-        if grasp_hold not in GRASP_HOLDS:
-            raise ValueError(f"grasp_hold must be one of {GRASP_HOLDS}, got {grasp_hold!r}")
-        self.grasp_hold = grasp_hold
+        self.grasp_hold = check_grasp_hold(grasp_hold)
         self.grasped_steps = 0  # steps in a row the hand has grasped the object during an `until_grasped` hold
         self.env = None
         self.phases: list[Phase] = []
