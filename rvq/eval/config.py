@@ -214,6 +214,10 @@ def policy_identity(cfg: EvalConfig) -> str:
         parts["roundtrip_tokenizer"] = _file_digest(Path(cfg.roundtrip_tokenizer))
     if cfg.expert_grasp_hold != "timer":  # only when set: folders of the timer expert made before the option resume
         parts["expert_grasp_hold"] = cfg.expert_grasp_hold
+    if cfg.policy == "expert":  # rows of an earlier expert are not this one's (EXPERT_REVISION's history)
+        from rvq.expert.scripted import EXPERT_REVISION
+
+        parts["expert_revision"] = EXPERT_REVISION
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 
 from rvq.envs.suites import ENV_SEED, check_tasks
-from rvq.expert.scripted import check_grasp_hold
+from rvq.expert.scripted import EXPERT_REVISION, check_grasp_hold
 from rvq.expert.takeover import draw_takeover_step, policy_fingerprint, takeover_episode
 
 
@@ -181,11 +181,12 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                      # files from before the noise moved to the translation dims had it on all six arm dims
                      "action_noise_dims": str(attrs.get("action_noise_dims", "arm" if noise else "")),
                      **{key: str(attrs.get(key, "")) for key in takeover},
-                     "expert_grasp_hold": str(attrs.get("expert_grasp_hold", "timer"))}  # older files: the timer
+                     "expert_grasp_hold": str(attrs.get("expert_grasp_hold", "timer")),  # older files: the timer
+                     "expert_revision": int(attrs.get("expert_revision", 1))}  # older files: the first expert
             rate = float(attrs["success_rate"])
         wanted = {"starts": cfg.starts(), "action_noise": cfg.action_noise,
                   "action_noise_dims": NOISED_DIMS_NAME if cfg.action_noise else "", **takeover,
-                  "expert_grasp_hold": cfg.grasp_hold}
+                  "expert_grasp_hold": cfg.grasp_hold, "expert_revision": EXPERT_REVISION}
         if found != wanted:
             raise ValueError(f"{path} holds demos made with {found}, this run asks for {wanted}: use another --out "
                              "folder (a finished file is reused on rerun, never mixed with other settings)")
@@ -244,7 +245,8 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                                "kept": kept, "starts": cfg.starts(), "action_noise": cfg.action_noise,
                                **takeover, **({"policy_solved": policy_solved} if policy is not None else {}),
                                "action_noise_dims": NOISED_DIMS_NAME if cfg.action_noise else "",
-                               "expert_grasp_hold": cfg.grasp_hold, "complete": True})
+                               "expert_grasp_hold": cfg.grasp_hold, "expert_revision": EXPERT_REVISION,
+                               "complete": True})
         if kept == 0:  # a file without demos is not a dataset; the summary records the attempt
             tmp.unlink()
             return {"task": task, "file": None, "skipped": False, "success_rate": 0.0, "kept": 0, "attempts": attempts}

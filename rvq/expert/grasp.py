@@ -20,6 +20,10 @@ GRIPPER_BOXES = (
     (np.array([-0.012, -0.068, -0.013]), np.array([0.012, -0.032, 0.049])),  # finger 1, open
     (np.array([-0.012, 0.032, -0.013]), np.array([0.012, 0.068, 0.049])),  # finger 2, open
 )
+# How deep the grip site may go below an object's top (its geoms' highest point) before the hand's palm meets it: the
+# hand came to rest on the top of libero_object's salad dressing bottle with the grip site 3.6 cm below the top;
+# 3.0 leaves the palm clear. A grasp planned deeper pushed on the object until a phase timed out.
+HAND_REACH = 0.030
 FINGER_GAP = 0.074  # widest object the open pads take (pads' inner faces are 7.6 cm apart)
 CLEARANCE = 0.008  # metres of clearance that count as clear
 YAWS = np.deg2rad([0, 15, -15, 30, -30, 45, -45, 60, -60, 75, -75, 90])

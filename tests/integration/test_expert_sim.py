@@ -22,6 +22,7 @@ from rvq.cli import main  # noqa: E402
 from rvq.data import read_demos  # noqa: E402
 from rvq.data.episodes import read_obs  # noqa: E402
 from rvq.eval.results import read_results  # noqa: E402
+from rvq.expert.scripted import EXPERT_REVISION  # noqa: E402
 
 
 @pytest.mark.parametrize(("suite", "task"), [("libero_spatial", 0), ("libero_spatial", 4), ("libero_object", 0),
@@ -87,9 +88,9 @@ def test_dart_noise_keeps_expert_labels_and_lerobot_export(tmp_path: Path, capsy
     capsys.readouterr()
     assert main(argv[:-4] + ["--format", "hdf5"]) == 2  # the finished file was collected with other noise
     err = capsys.readouterr().err
-    assert "'action_noise': 0.1, 'action_noise_dims': 'xyz', 'expert_grasp_hold': 'timer'}, this run asks for " \
-        "{'starts': 'fixed_initial_states', 'action_noise': 0.0, 'action_noise_dims': '', 'expert_grasp_hold': " \
-        "'timer'}" in err
+    assert "'action_noise': 0.1, 'action_noise_dims': 'xyz', 'expert_grasp_hold': 'timer', 'expert_revision': " \
+        f"{EXPERT_REVISION}}}, this run asks for {{'starts': 'fixed_initial_states', 'action_noise': 0.0, " \
+        f"'action_noise_dims': '', 'expert_grasp_hold': 'timer', 'expert_revision': {EXPERT_REVISION}}}" in err
 
 
 def test_contact_grasp_lifts_once_the_fingers_hold_and_is_recorded(tmp_path: Path, capsys) -> None:
@@ -125,7 +126,44 @@ def test_contact_grasp_lifts_once_the_fingers_hold_and_is_recorded(tmp_path: Pat
         np.testing.assert_array_equal(f["data/demo_0/actions"][()], episodes["contact"]["actions"])
     capsys.readouterr()
     assert main(argv[:-2]) == 2  # a finished file of the contact expert is not reused for the timer's
-    assert "'expert_grasp_hold': 'contact'}, this run asks for" in capsys.readouterr().err
+    assert f"'expert_grasp_hold': 'contact', 'expert_revision': {EXPERT_REVISION}}}, this run asks for" \
+        in capsys.readouterr().err
+
+
+def test_a_tall_object_is_grasped_where_the_hand_reaches_and_the_revision_is_recorded(tmp_path: Path,
+                                                                                     capsys) -> None:
+    from rvq.envs.libero_env import LiberoEnv
+    from rvq.expert.scripted import ScriptedExpert
+
+    # salad dressing (15 cm): the first expert aimed 6 cm up the bottle, met its top with the palm and pushed on it
+    # until the descent's 60 steps ran out; now the descent arrives as it does on short objects (14-16 steps)
+    env = LiberoEnv("libero_object", 2, render=False)
+    try:
+        expert = ScriptedExpert()
+        expert.attach_env(env)
+        obs, success, phases = env.reset(0), False, []
+        expert.reset(env.instruction, 2, 0)
+        for _ in range(env.max_steps):
+            action = expert.act(obs)
+            phases.append(expert.episode_stats()["phase"])
+            obs, success = env.step(action[0])
+            if success:
+                break
+    finally:
+        env.close()
+    assert success and phases.count("down") <= 25, phases.count("down")
+
+    out = tmp_path / "demos"
+    argv = ["collect-demos", "--suite", "libero_object", "--tasks", "2", "--trials", "1", "--out", str(out),
+            "--no-images"]
+    assert main(argv) == 0
+    (path,) = sorted(out.glob("*_demo.hdf5"))
+    with h5py.File(path, "a") as f:
+        assert f["data"].attrs["expert_revision"] == EXPERT_REVISION
+        f["data"].attrs["expert_revision"] = 1  # as if an earlier expert had made it
+    capsys.readouterr()
+    assert main(argv) == 2  # the finished file is not taken for this expert's
+    assert "'expert_revision': 1}, this run asks for" in capsys.readouterr().err
 
 
 class _ClosingPolicy:

@@ -9,7 +9,7 @@ import pytest
 
 from rvq.envs import MockLiberoEnv
 from rvq.expert import ScriptedExpert
-from rvq.expert.scripted import knob_joint, parse_goal, target_body
+from rvq.expert.scripted import EXPERT_REVISION, knob_joint, parse_goal, target_body
 
 
 def _env(goal, objects=("akita_black_bowl_1", "plate_1", "basket_1"), fixtures=("wooden_cabinet_1",)):
@@ -77,5 +77,8 @@ def test_grasp_hold_is_checked_and_names_the_expert_row() -> None:
         EvalConfig(policy="noop", env="mock", expert_grasp_hold="contact").validate()
     timer, contact = (policy_identity(EvalConfig(policy="expert", expert_grasp_hold=h)) for h in ("timer", "contact"))
     assert contact != timer  # resuming a timer folder with the contact expert is refused
-    # the timer's identity is the one written before the option existed: those folders still resume
-    assert timer == hashlib.sha256(json.dumps({"policy": "expert"}, sort_keys=True).encode()).hexdigest()[:16]
+    # the identity names the expert's revision: rows of the first expert (whose identity had none) do not resume
+    first_expert = hashlib.sha256(json.dumps({"policy": "expert"}, sort_keys=True).encode()).hexdigest()[:16]
+    assert timer != first_expert
+    assert timer == hashlib.sha256(json.dumps({"policy": "expert", "expert_revision": EXPERT_REVISION},
+                                              sort_keys=True).encode()).hexdigest()[:16]
