@@ -212,7 +212,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
     else:  # no seed here: collection seeds each randomized reset by (task, attempt), whatever the run's seed
         demos = run.stage("collect", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "demos_per_task")}
                           | ({"demo_action_noise": cfg.demo_action_noise} if cfg.demo_action_noise else {})
-                          | (_expert_settings(cfg) if cfg.env == "libero" else {}),  # the mock's demos are not the expert's
+                          | (_expert_settings(cfg) if cfg.env == "libero" else {}),  # the mock's are not the expert's
                           [], lambda folder: _collect(cfg, folder))
     tokenizer = run.stage("tokenizer", {"quantizer": cfg.quantizer, "steps": cfg.tokenizer_steps, "seed": cfg.seed,
                                         "device": cfg.device},

@@ -1,7 +1,8 @@
 """Where do a learned policy's failed libero_object episodes stop? Re-runs every failed (task, trial) of an
 evaluation's results file with the policy folder it was made with (main-only greedy, physics only, one thread; with
-`--temporal-ensemble [M]` when the evaluation used it) and classifies each by the target object's path: `untouched` (never moved 1 cm), `moved` (moved, never lifted 5 cm),
-`lifted` (lifted, then dropped or not placed). Also counts the gripper command's switches per episode (dithering).
+`--temporal-ensemble [M]` when the evaluation used it) and classifies each by the target object's path: `untouched`
+(never moved 1 cm), `moved` (moved, never lifted 5 cm), `lifted` (lifted, then dropped or not placed). Also counts
+the gripper command's switches per episode (dithering).
 
     python scripts/failure_modes.py EVAL/results.jsonl POLICY_FOLDER [--temporal-ensemble [M]] [--tasks 2 3 5]
 """
