@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rvq.envs.suites import check_suite, check_tasks
-from rvq.expert.scripted import EXPERT_REVISION, check_grasp_hold
+from rvq.expert.scripted import check_grasp_hold, expert_identity
 from rvq.rsd.decode import DEFAULT_TAU
 
 if sys.version_info >= (3, 11):
@@ -206,13 +206,14 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
     if not plan:
         run.root.mkdir(parents=True, exist_ok=True)
         (run.root / "pipeline_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    expert_settings = expert_identity(cfg.expert_grasp_hold)  # a setting of every stage the scripted expert acts in
     if cfg.demos_dir:  # the files themselves are the input: renamed, added or rewritten files redo what follows
         demos = run.stage("collect", {"demos_dir": _demo_files(cfg.demos_dir)}, [],
                           lambda folder: {"demos": str(Path(cfg.demos_dir).resolve()), "summaries": []})
     else:  # no seed here: collection seeds each randomized reset by (task, attempt), whatever the run's seed
         demos = run.stage("collect", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "demos_per_task")}
                           | ({"demo_action_noise": cfg.demo_action_noise} if cfg.demo_action_noise else {})
-                          | (_expert_settings(cfg) if cfg.env == "libero" else {}),  # the mock's are not the expert's
+                          | (expert_settings if cfg.env == "libero" else {}),  # the mock's demos are not the expert's
                           [], lambda folder: _collect(cfg, folder))
     tokenizer = run.stage("tokenizer", {"quantizer": cfg.quantizer, "steps": cfg.tokenizer_steps, "seed": cfg.seed,
                                         "device": cfg.device},
@@ -225,7 +226,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
         suffix = f"_r{round_}" if round_ else ""
         if round_:
             settings = {"suite": cfg.suite, "tasks": cfg.tasks, "per_task": cfg.takeover_demos_per_task,
-                        "steps": list(cfg.takeover_steps), **_expert_settings(cfg)}
+                        "steps": list(cfg.takeover_steps), **expert_settings}
             takeover = run.stage(f"takeover{suffix}", settings, [policy_stage],
                                  lambda folder, source=policy.get("folder"): _takeover(cfg, folder, source, run.log))
             demo_folders, demo_stages = [*demo_folders, takeover.get("demos")], [*demo_stages, f"takeover{suffix}"]
@@ -257,7 +258,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
         steps, decay = _execute_steps(cfg, kind), _ensemble_decay(cfg, kind)
         settings = {**eval_settings, **({"execute_steps": steps} if steps is not None else {}),
                     **({"temporal_ensemble": decay} if decay is not None else {}),
-                    **(_expert_settings(cfg) if kind == "expert" else {})}
+                    **(expert_settings if kind == "expert" else {})}
         evals[name] = run.stage(f"eval_{name}", settings, [source] if source else [],
                                 lambda folder, name=name, kind=kind, source=source:
                                 _eval(cfg, kind, name, folder, run.outputs.get(source, {})))
@@ -280,13 +281,6 @@ def _heads(run: Run, cfg: PipelineConfig, suffix: str, phase2_stage: str, data: 
 def _head_kinds(cfg: PipelineConfig) -> list[str]:
     """The heads the chosen policies need: main always, the draft for RSD."""
     return (["draft"] if any(ROWS[name] == "rsd" for name in cfg.policies) else []) + ["main"]
-
-
-def _expert_settings(cfg: PipelineConfig) -> dict[str, str | int]:
-    """What the scripted expert is, as stage settings of the stages it acts in: its revision (demos and rows of an
-    earlier expert are redone), and its grasp rule only when it is not the timer (the option's own default)."""
-    return {"expert_revision": EXPERT_REVISION,
-            **({"expert_grasp_hold": cfg.expert_grasp_hold} if cfg.expert_grasp_hold != "timer" else {})}
 
 
 def _ensemble_decay(cfg: PipelineConfig, kind: str) -> float | None:

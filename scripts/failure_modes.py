@@ -18,6 +18,7 @@ import torch
 
 from rvq.envs.libero_env import LiberoEnv
 from rvq.eval.results import read_results
+from rvq.eval.runner import next_actions
 from rvq.eval.temporal_ensemble import DEFAULT_ENSEMBLE_DECAY, TemporalEnsembler
 from rvq.policies.token_policy import TokenPolicy
 
@@ -66,8 +67,7 @@ def main() -> None:
         queue, moved, lifted, switches, last, success = [], 0.0, 0.0, 0, None, False
         for _ in range(env.max_steps):
             if not queue:
-                chunk = policy.act(obs)
-                queue = list(chunk) if ensembler is None else [ensembler.step(chunk)]
+                queue = next_actions(policy.act(obs), None, ensembler)
             action = queue.pop(0)
             switches += last is not None and action[6] != last
             last = action[6]

@@ -212,12 +212,10 @@ def policy_identity(cfg: EvalConfig) -> str:
         parts["demos"] = {p.name: p.stat().st_size for p in sorted(Path(cfg.demos).glob("*.hdf5"))}
     if cfg.roundtrip_tokenizer:
         parts["roundtrip_tokenizer"] = _file_digest(Path(cfg.roundtrip_tokenizer))
-    if cfg.expert_grasp_hold != "timer":  # only when set: folders of the timer expert made before the option resume
-        parts["expert_grasp_hold"] = cfg.expert_grasp_hold
-    if cfg.policy == "expert":  # rows of an earlier expert are not this one's (EXPERT_REVISION's history)
-        from rvq.expert.scripted import EXPERT_REVISION
+    if cfg.policy == "expert":  # rows of another revision or grasp rule are not this expert's
+        from rvq.expert.scripted import expert_identity
 
-        parts["expert_revision"] = EXPERT_REVISION
+        parts.update(expert_identity(cfg.expert_grasp_hold))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 

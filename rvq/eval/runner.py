@@ -95,6 +95,18 @@ class EpisodeTimeout(RuntimeError):
     """The episode ran past `EvalConfig.episode_timeout` (checked between env steps)."""
 
 
+def next_actions(chunk: np.ndarray, execute_steps: int | None,
+                 ensembler: TemporalEnsembler | None) -> list[np.ndarray]:
+    """The actions `[A]` to execute from a chunk `[C, A]` the policy just predicted: with an ensembler, this step's
+    ensembled action (the policy acts again on the next step); else the chunk's first `execute_steps` (all when None;
+    receding horizon: the rest is dropped and the policy acts again)."""
+    if execute_steps is not None and execute_steps > len(chunk):
+        raise ValueError(f"execute_steps {execute_steps} exceeds the policy's chunk of {len(chunk)} actions")
+    if ensembler is not None:
+        return [ensembler.step(chunk)]
+    return list(chunk[:execute_steps])
+
+
 def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path | None,
                 on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """One episode: reset to the trial's initial state, act in open-loop chunks (their first `cfg.execute_steps`
@@ -120,14 +132,7 @@ def run_episode(env, policy, cfg: EvalConfig, task: int, trial: int, video: Path
                 frames.append(_upright(obs["agentview"]))
             if not queue:
                 tick = time.perf_counter()
-                chunk = policy.act(obs)
-                if cfg.execute_steps is not None and cfg.execute_steps > len(chunk):
-                    raise ValueError(f"execute_steps {cfg.execute_steps} exceeds the policy's chunk of "
-                                     f"{len(chunk)} actions")
-                if ensembler is not None:
-                    queue = [ensembler.step(chunk)]  # the policy acts again on the next step
-                else:  # receding horizon: the rest is dropped, the policy acts again
-                    queue = list(chunk[:cfg.execute_steps])
+                queue = next_actions(policy.act(obs), cfg.execute_steps, ensembler)
                 timing["policy_s"] += time.perf_counter() - tick
             tick = time.perf_counter()
             obs, success = env.step(queue.pop(0))

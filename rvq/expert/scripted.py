@@ -56,6 +56,13 @@ def check_grasp_hold(value: str, name: str = "grasp_hold") -> str:
     return value
 
 
+def expert_identity(grasp_hold: str) -> dict[str, str | int]:
+    """What the expert is, for evaluation identities and pipeline fingerprints: its revision, and its grasp rule only
+    when it is not the timer (identities made before the option keep their value)."""
+    return {"expert_revision": EXPERT_REVISION,
+            **({"expert_grasp_hold": grasp_hold} if grasp_hold != "timer" else {})}
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str

@@ -185,12 +185,12 @@ def test_expert_grasp_hold_redoes_the_demos_and_the_expert_row(tmp_path: Path) -
 
 
 def test_a_new_expert_revision_redoes_the_libero_demos_and_expert_row_only(tmp_path: Path, monkeypatch) -> None:
-    import rvq.pipeline
+    import rvq.expert.scripted
 
     libero = replace(tiny(tmp_path), env="libero", policies=["main"])
     mock = replace(tiny(tmp_path), policies=["main"])
     before = {c.env: run_pipeline(c, log=lambda _: None, plan=True)["fingerprints"] for c in (libero, mock)}
-    monkeypatch.setattr(rvq.pipeline, "EXPERT_REVISION", rvq.pipeline.EXPERT_REVISION + 1)
+    monkeypatch.setattr(rvq.expert.scripted, "EXPERT_REVISION", rvq.expert.scripted.EXPERT_REVISION + 1)
     after = {c.env: run_pipeline(c, log=lambda _: None, plan=True)["fingerprints"] for c in (libero, mock)}
     assert all(before["libero"][name] != after["libero"][name] for name in before["libero"])  # demos change
     assert before["mock"] == after["mock"]  # the mock's demos are not the expert's
