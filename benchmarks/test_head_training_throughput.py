@@ -10,7 +10,7 @@ import torch
 
 from rvq.device import available_devices
 from rvq.models import TokenSpace
-from rvq.training.common import adamw_cosine
+from rvq.training.optim import configure_optimizer
 from rvq.training.heads import TrainHeadConfig, build_head, head_logits, head_loss
 
 FEATURE_DIM = 4096
@@ -20,12 +20,12 @@ DEVICES = available_devices()
 def samples_per_second(kind: str, device: torch.device, batch: int = 128, steps: int = 10) -> float:
     torch.manual_seed(0)
     model = build_head(TrainHeadConfig(kind=kind).model_config(FEATURE_DIM, TokenSpace())).to(device).train()
-    optimizer, _ = adamw_cosine(model.parameters(), 3e-4, 0.01, 100, 1)
+    optimizer, _ = configure_optimizer(model, 3e-4, 0.01, 100, 0)
     features = torch.randn(batch, FEATURE_DIM, device=device)
     codes = torch.randint(0, 7, (batch, 8, 16, 8), device=device)
 
     def step() -> None:
-        loss = head_loss(head_logits(model, features, codes), codes)
+        loss = head_loss(head_logits(model, features, codes), codes, model.config.tokens)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

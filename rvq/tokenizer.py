@@ -1,18 +1,23 @@
 """`ActionTokenizer`: raw env actions in, tokens out, raw env actions back.
 
-normalize (BOUNDS_Q99, statistics from the checkpoint) → encode; decode → unnormalize.
+normalize (the bounds and statistics stored in the checkpoint) → encode; decode → unnormalize. It owns the
+code grid (`tokens`, a `TokenSpace` with the chunk ↔ positions ↔ layer-rows conversions) and saving: callers
+use this object, not the autoencoder inside it.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from rvq.data.normalize import ActionNormalizer
 from rvq.device import resolve_device
-from rvq.rfsq import ActionRFSQAE, load_tokenizer
+from rvq.models.config import TokenSpace
+from rvq.rfsq import ActionRFSQAE, TokenizerConfig, load_tokenizer, save_tokenizer
 from rvq.validation import INTEGER_DTYPE_KINDS
 
 
@@ -43,6 +48,24 @@ class ActionTokenizer:
         return self.model.identity
 
     @property
+    def config(self) -> TokenizerConfig:
+        return self.model.config
+
+    @property
+    def tokens(self) -> TokenSpace:
+        """The code grid `[C, H, L]` with `levels` values per code, and its layout conversions."""
+        return TokenSpace.from_tokenizer(self.model.config)
+
+    @property
+    def quantizer(self) -> str:
+        """robust, naive or layernorm (the seed's per-token LayerNorm variant, not decodable from codes)."""
+        return self.model.config.quantizer
+
+    def save(self, path: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:
+        """Write the tokenizer checkpoint (config, weights, action statistics, `metrics`)."""
+        return save_tokenizer(path, self.model, self.normalizer.to_dict(), metrics)
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
@@ -60,3 +83,14 @@ class ActionTokenizer:
             codes = torch.from_numpy(codes.astype(np.int64))
         normalized = self.model.decode_from_indices(codes.to(self.device)).cpu()
         return self.normalizer.unnormalize(normalized)
+
+    @torch.no_grad()
+    def roundtrip(self, raw_actions: torch.Tensor) -> torch.Tensor:
+        """raw `[B, C, A]` → codes → raw `[B, C, A]` (on CPU), decoded from the codes alone: what a token policy
+        that emitted these codes would execute. The seed's LayerNorm variant cannot decode from codes; it is
+        decoded the way the seed did (its per-token statistics lost), since codes are all a policy ever has."""
+        codes = self.encode(raw_actions)
+        if self.quantizer != "layernorm":
+            return self.decode(codes)
+        latent = self.model.quantizer.decode_without_statistics(codes)
+        return self.normalizer.unnormalize(self.model.decode_latent(latent).cpu())

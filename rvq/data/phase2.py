@@ -112,7 +112,7 @@ def build_phase2_data(
     `tokenizer`: `rvq.tokenizer.ActionTokenizer`; `extractor`: `rvq.backbones.FeatureExtractor` (images) or
     `rvq.backbones.state.StateFeatures` (recorded state and object poses).
     """
-    config = tokenizer.model.config
+    config = tokenizer.config
     episodes = read_demos(list(demo_paths), action_dim=config.action_dim, split_arms=False)
     instructions: dict[int, str] = {ep.task_id: ep.instruction for ep in episodes}
     sources: dict[int, str] = {ep.task_id: ep.source for ep in episodes}

@@ -18,17 +18,6 @@ from rvq.policies.base import binarize_gripper
 from rvq.tokenizer import ActionTokenizer
 
 
-def roundtrip_actions(tokenizer: ActionTokenizer, raw: torch.Tensor) -> torch.Tensor:
-    """raw `[B, C, A]` → encode → decode from codes → raw `[B, C, A]`."""
-    codes = tokenizer.encode(raw)
-    model = tokenizer.model
-    if model.config.quantizer == "layernorm":
-        with torch.no_grad():
-            normalized = model.decode_latent(model.quantizer.decode_without_statistics(codes)).cpu()
-        return tokenizer.normalizer.unnormalize(normalized)
-    return tokenizer.decode(codes)
-
-
 class TokenizedExpert:
     """Wraps `ScriptedExpert`: same interface, actions round-tripped through `tokenizer`."""
 
@@ -36,7 +25,7 @@ class TokenizedExpert:
 
     def __init__(self, expert, tokenizer: ActionTokenizer) -> None:
         self.expert, self.tokenizer = expert, tokenizer
-        self.chunk_size = tokenizer.model.config.chunk_size
+        self.chunk_size = tokenizer.tokens.chunk_size
         self.deviation: list[float] = []
 
     def attach_env(self, env) -> None:
@@ -49,10 +38,10 @@ class TokenizedExpert:
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         action = self.expert.act(obs)  # [1, 7]
         chunk = torch.as_tensor(np.tile(action, (self.chunk_size, 1))[None], dtype=torch.float32)
-        executed = roundtrip_actions(self.tokenizer, chunk)[0, :1].numpy().astype(np.float64)
+        executed = self.tokenizer.roundtrip(chunk)[0, :1].numpy().astype(np.float64)
         self.deviation.append(float(np.abs(executed[0, :6] - action[0, :6]).mean()))
         return binarize_gripper(executed)
 
     def episode_stats(self) -> dict[str, Any]:
-        return {**self.expert.episode_stats(), "roundtrip_quantizer": self.tokenizer.model.config.quantizer,
+        return {**self.expert.episode_stats(), "roundtrip_quantizer": self.tokenizer.quantizer,
                 "mean_abs_action_change": float(np.mean(self.deviation)) if self.deviation else None}

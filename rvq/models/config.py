@@ -1,7 +1,9 @@
-"""Configurations of the Phase 2 token predictors.
+"""Configurations of the Phase 2 token predictors, and the code grid they predict (`TokenSpace`).
 
-Token layout: a chunk's codes `[C, H, L]` (chunk, tokenizer latent, RFSQ layers) are predicted as
-logits `[B, layers, P, levels]` with `P = C * H` positions ordered `(c h)`.
+Three layouts of one chunk's codes, converted only by `TokenSpace`'s methods:
+- chunk `[B, C, H, L]` (chunk step, tokenizer latent, RFSQ layer): what the tokenizer encodes and decodes;
+- positions `[B, P, L]` with `P = C * H` ordered `(c h)`: what the main head is teacher-forced on and RSD fills;
+- layer rows `[B, L, P]`: what the heads emit (logits `[B, L, P, levels]`, their argmax `[B, L, P]`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import torch
+from einops import rearrange
+
 from rvq.rfsq.config import TokenizerConfig
+from rvq.validation import check_shape
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,31 @@ class TokenSpace:
     @property
     def positions(self) -> int:
         return self.chunk_size * self.hidden_dim
+
+    def chunk_to_positions(self, codes: torch.Tensor) -> torch.Tensor:
+        """chunk `[B, C, H, L]` → positions `[B, P, L]`."""
+        check_shape(codes, "codes [B, C, H, L]", (None, self.chunk_size, self.hidden_dim, None))
+        return rearrange(codes, "b c h l -> b (c h) l")
+
+    def positions_to_chunk(self, codes: torch.Tensor) -> torch.Tensor:
+        """positions `[B, P, L]` → chunk `[B, C, H, L]`."""
+        check_shape(codes, "codes [B, P, L]", (None, self.positions, None))
+        return rearrange(codes, "b (c h) l -> b c h l", c=self.chunk_size)
+
+    def chunk_to_rows(self, codes: torch.Tensor) -> torch.Tensor:
+        """chunk `[B, C, H, L]` → layer rows `[B, L, P]` (a head's targets)."""
+        check_shape(codes, "codes [B, C, H, L]", (None, self.chunk_size, self.hidden_dim, None))
+        return rearrange(codes, "b c h l -> b l (c h)")
+
+    def rows_to_chunk(self, rows: torch.Tensor) -> torch.Tensor:
+        """layer rows `[B, L, P]` (a head's argmax) → chunk `[B, C, H, L]`."""
+        check_shape(rows, "codes [B, L, P]", (None, None, self.positions))
+        return rearrange(rows, "b l (c h) -> b c h l", c=self.chunk_size)
+
+    def rows_to_positions(self, rows: torch.Tensor) -> torch.Tensor:
+        """layer rows `[B, L, P]` → positions `[B, P, L]`."""
+        check_shape(rows, "codes [B, L, P]", (None, None, self.positions))
+        return rearrange(rows, "b l p -> b p l")
 
 
 class _HeadConfigIO:

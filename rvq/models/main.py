@@ -65,6 +65,11 @@ class MainModel(nn.Module):
         self.head_weight = nn.Parameter(torch.randn(tokens.num_layers, config.width, out) * config.width**-0.5)
         self.head_bias = nn.Parameter(torch.zeros(tokens.num_layers, out))
 
+    def no_weight_decay(self) -> set[str]:
+        """Embeddings kept as matrices (codes as a one-hot projection, layers) and the per-layer output biases:
+        not decayed (rvq.training.optim)."""
+        return {"code_embedding.weight", "layer_embedding", "head_bias"}
+
     @property
     def feature_dim(self) -> int:
         return self.config.feature_dim

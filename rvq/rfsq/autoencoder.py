@@ -113,6 +113,10 @@ class ActionRFSQAE(nn.Module):
     def from_config(cls, config: TokenizerConfig) -> "ActionRFSQAE":
         return cls(config=config)
 
+    def no_weight_decay(self) -> set[str]:
+        """The per-prefix embedding is not decayed (rvq.training.optim)."""
+        return {"prefix_embedding"} if self.prefix_embedding is not None else set()
+
     # --- shape properties -----------------------------------------------------------------------
 
     @property

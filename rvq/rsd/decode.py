@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 
 import torch
-from einops import rearrange
 
 from rvq.models.checkpoint import check_pair
 from rvq.models.draft import DraftModel
@@ -43,11 +42,6 @@ def _check_features(model: torch.nn.Module, features: torch.Tensor, name: str) -
         raise ValueError("features contain NaN/inf")
 
 
-def _to_chunk_codes(codes: torch.Tensor, main: MainModel) -> torch.Tensor:
-    """`[B, P, L]` → `[B, C, H, L]`."""
-    return rearrange(codes, "b (c h) l -> b c h l", c=main.config.tokens.chunk_size)
-
-
 @torch.inference_mode()
 def greedy_decode(main: MainModel, features: torch.Tensor) -> torch.Tensor:
     """Main-only greedy decoding: features `[B, D]` → codes `[B, C, H, L]` (L main passes)."""
@@ -58,7 +52,7 @@ def greedy_decode(main: MainModel, features: torch.Tensor) -> torch.Tensor:
     codes = torch.zeros(features.shape[0], tokens.positions, tokens.num_layers, dtype=torch.long, device=features.device)
     for layer in range(tokens.num_layers):
         codes[..., layer] = main.logits_from_context(context, codes)[:, layer].argmax(-1)
-    return _to_chunk_codes(codes, main)
+    return tokens.positions_to_chunk(codes)
 
 
 def _accepted_prefix(matches: torch.Tensor) -> torch.Tensor:
@@ -100,14 +94,14 @@ def speculative_decode(
 
     _sync(device)
     t0 = time.perf_counter()
-    proposal = rearrange(draft(features.to(next(draft.parameters()).dtype))[:, :k].argmax(-1), "b k p -> b p k")
+    proposal = tokens.rows_to_positions(draft(features.to(next(draft.parameters()).dtype))[:, :k].argmax(-1))
     _sync(device)
     t1 = time.perf_counter()
 
     context = main.encode_features(features)
     codes = torch.zeros(batch, tokens.positions, num_layers, dtype=torch.long, device=device)
     codes[..., :k] = proposal
-    choice = rearrange(main.logits_from_context(context, codes)[:, : k + 1].argmax(-1), "b k p -> b p k")
+    choice = tokens.rows_to_positions(main.logits_from_context(context, codes)[:, : k + 1].argmax(-1))
     same = choice[..., :k] == proposal  # [B, P, k]
     agreement = same.float().mean(dim=1)  # [B, k]
     if exact:
@@ -137,4 +131,4 @@ def speculative_decode(
         proposed_layers=k, num_layers=num_layers, accepted=accepted.cpu(), agreement=agreement.cpu(),
         main_passes=passes, draft_ms=(t1 - t0) * 1e3, main_ms=(t2 - t1) * 1e3, total_ms=(t2 - t0) * 1e3, exact=exact,
     )
-    return _to_chunk_codes(codes, main), stats
+    return tokens.positions_to_chunk(codes), stats

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from rvq.models.draft import DraftModel
@@ -41,8 +40,8 @@ class ScriptedDraft(nn.Module):
         k = self.num_draft_layers
         if self.codes.shape[0] != features.shape[0] or self.codes.shape[-1] < k:
             raise ValueError(f"scripted codes {list(self.codes.shape)} do not fit batch {features.shape[0]}, k={k}")
-        one_hot = F.one_hot(self.codes[..., :k].to(logits.device), self.config.tokens.num_levels).to(logits.dtype)
-        return rearrange(one_hot, "b c h k v -> b k (c h) v")
+        rows = self.config.tokens.chunk_to_rows(self.codes[..., :k].to(logits.device))  # [B, k, P]
+        return F.one_hot(rows, self.config.tokens.num_levels).to(logits.dtype)
 
 
 def forced_proposal(greedy_codes: torch.Tensor, accept: torch.Tensor, num_levels: int) -> torch.Tensor:

@@ -1,9 +1,8 @@
-"""Pieces every training loop here uses: seeding, AdamW + warm-up/cosine schedule, JSONL metrics."""
+"""Pieces every training loop here uses: seeding, JSONL metrics, resumable training states."""
 
 from __future__ import annotations
 
 import json
-import math
 import random
 from pathlib import Path
 from typing import Any
@@ -22,21 +21,6 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def adamw_cosine(
-    params, lr: float, weight_decay: float, steps: int, warmup_steps: int
-) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with linear warm-up then cosine decay to 0 over `steps`."""
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON object as a line (the file is created if needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,7 +31,7 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 def save_train_state(path: Path, fmt: str, model_config: dict[str, Any], **state: Any) -> None:
     """Write a resumable training state: `model`, `optimizer`, `scheduler` objects are stored by
     their state dicts, a `generator` by its RNG state, everything else as given."""
-    payload: dict[str, Any] = {"format": fmt, "version": 1, "model_config": model_config}
+    payload: dict[str, Any] = {"format": fmt, "version": TRAIN_STATE_VERSION, "model_config": model_config}
     for key, value in state.items():
         if isinstance(value, torch.Generator):
             payload[key] = value.get_state()
@@ -57,6 +41,10 @@ def save_train_state(path: Path, fmt: str, model_config: dict[str, Any], **state
             payload[key] = value
     write_checkpoint(path, payload)
 
+
+# Version 2: the optimizer has two parameter groups (decay on matrices only, rvq.training.optim); a version 1
+# state holds one group and an older schedule, and cannot continue under this optimizer.
+TRAIN_STATE_VERSION = 2
 
 # Run settings that may change on resume: they do not change what is trained.
 RESUME_MAY_CHANGE = ("resume", "progress", "out_dir", "device", "log_to", "wandb_project")
@@ -91,6 +79,10 @@ def load_train_state(
     state = read_checkpoint(path, "training state")
     if state.get("format") != fmt:
         raise ValueError(f"{path}: not a {fmt} (format {state.get('format')!r}); resume from the run's last.pt")
+    if state.get("version") != TRAIN_STATE_VERSION:
+        raise ValueError(f"{path}: a training state of version {state.get('version')!r}, written by another rvq "
+                         f"(this one writes version {TRAIN_STATE_VERSION}: weight decay on matrices only and the "
+                         "transformers schedule); it cannot be resumed here, start a new run")
     if state.get("model_config") != model_config:
         raise ValueError(f"{path}: cannot resume: model config differs ({state.get('model_config')} in file, "
                          f"{model_config} now)")

@@ -81,12 +81,12 @@ def head_logits(model: DraftModel | MainModel, features: torch.Tensor, codes: to
     """Training-time logits `[B, layers, P, levels]`; the main model is teacher-forced on `codes [B, C, H, L]`."""
     if isinstance(model, DraftModel):
         return model(features)
-    return model(features, rearrange(codes, "b c h l -> b (c h) l"))
+    return model(features, model.config.tokens.chunk_to_positions(codes))
 
 
-def head_loss(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+def head_loss(logits: torch.Tensor, codes: torch.Tensor, tokens: TokenSpace) -> torch.Tensor:
     """Mean cross-entropy of logits `[B, k, P, V]` against the first k layers of codes `[B, C, H, L]`."""
-    target = rearrange(codes[..., : logits.shape[1]], "b c h k -> b k (c h)")
+    target = tokens.chunk_to_rows(codes[..., : logits.shape[1]])  # [B, k, P]
     return F.cross_entropy(rearrange(logits, "b k p v -> (b k p) v"), target.reshape(-1))
 
 
@@ -133,12 +133,12 @@ def evaluate_head(
         feats = data.features[start : start + batch_size].to(device)
         codes = data.codes[start : start + batch_size].to(device)
         logits = head_logits(model, feats, codes)
-        losses.append(float(head_loss(logits, codes)) * len(feats))
+        losses.append(float(head_loss(logits, codes, model.config.tokens)) * len(feats))
         if isinstance(model, DraftModel):
-            emitted.append(rearrange(logits.argmax(-1), "b k (c h) -> b c h k", c=codes.shape[1]).cpu())
+            emitted.append(model.config.tokens.rows_to_chunk(logits.argmax(-1)).cpu())
         else:
             emitted.append(greedy_decode(model, feats).cpu())
-            forced.append(rearrange(logits.argmax(-1), "b l (c h) -> b c h l", c=codes.shape[1]).cpu())
+            forced.append(model.config.tokens.rows_to_chunk(logits.argmax(-1)).cpu())
     pred = torch.cat(emitted)
     layers = pred.shape[-1]
     truth = data.codes[..., :layers]
@@ -156,7 +156,7 @@ def evaluate_head(
     metrics["action_mse_by_position_dim"] = action_mse_by_position_dim(actions, data.actions, data.valid)
     metrics["gripper_sign_accuracy"] = gripper_sign_accuracy(actions, data.actions, data.valid)
     metrics["tokenizer_mse_raw"] = _masked_action_mse(tokenizer.decode(truth), data.actions, data.valid)
-    metrics["chance_accuracy"] = 1.0 / tokenizer.model.config.num_levels
+    metrics["chance_accuracy"] = 1.0 / tokenizer.tokens.num_levels
     # a constant predictor that knows the validation set's most frequent code at each (step, dim, layer)
     majority = truth.mode(dim=0).values  # [C, H, k]
     metrics["majority_accuracy"] = (truth == majority).float().mean(dim=(0, 1, 2)).tolist()
@@ -196,7 +196,7 @@ def fit_head(
             return features[idx]
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        return head_loss(head_logits(model, batch_features(idx), codes[idx]), codes[idx])
+        return head_loss(head_logits(model, batch_features(idx), codes[idx]), codes[idx], model.config.tokens)
 
     loop = train_loop(
         model, cfg, device, len(train), batch_loss,
@@ -241,7 +241,7 @@ def train_head(cfg: TrainHeadConfig) -> dict[str, Any]:
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
-    model = build_head(cfg.model_config(data.feature_dim, TokenSpace.from_tokenizer(tokenizer.model.config)))
+    model = build_head(cfg.model_config(data.feature_dim, tokenizer.tokens))
     result = fit_head(model, train, val, tokenizer, cfg, out_dir)
     report = {
         "kind": cfg.kind, "config": asdict(cfg), "device": str(device), "seconds": result.seconds,

@@ -1,7 +1,8 @@
 """The training loop both trainers share (tokenizer, draft/main heads).
 
-AdamW + warm-up/cosine, seeded batch sampling, gradient clipping, evaluation every `eval_every` steps,
-the best model by one validation metric (lower is better), JSONL metrics and a resumable `last.pt`.
+AdamW with decay on matrices only and the warm-up/cosine schedule (rvq.training.optim), seeded batch sampling,
+gradient clipping, evaluation every `eval_every` steps, the best model by one validation metric (lower is better),
+JSONL metrics and a resumable `last.pt`.
 `stop_at` ends a run early with the schedule unchanged (a preempted job; resume later).
 """
 
@@ -17,8 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rvq.training.common import adamw_cosine, append_jsonl, load_train_state, save_train_state, seed_everything
+from rvq.training.common import append_jsonl, load_train_state, save_train_state, seed_everything
 from rvq.training.loggers import make_logger, scalar_metrics
+from rvq.training.optim import configure_optimizer
 
 
 @dataclass
@@ -55,7 +57,7 @@ def train_loop(
     content hash); resuming refuses a run whose config or inputs differ from the saved state's."""
     generator = seed_everything(cfg.seed)
     model.to(device)
-    optimizer, scheduler = adamw_cosine(model.parameters(), cfg.lr, cfg.weight_decay, cfg.steps, cfg.warmup_steps)
+    optimizer, scheduler = configure_optimizer(model, cfg.lr, cfg.weight_decay, cfg.steps, cfg.warmup_steps)
     step, best, history = 0, {metric: float("inf")}, []
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if cfg.resume:

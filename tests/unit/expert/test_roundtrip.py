@@ -1,4 +1,4 @@
-"""Closed-loop tokenizer study pieces: the round trip per quantizer and the wrapped expert."""
+"""Closed-loop tokenizer study: the expert wrapped in a tokenizer round trip."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from rvq.data import ActionNormalizer
-from rvq.expert.roundtrip import TokenizedExpert, roundtrip_actions
+from rvq.expert.roundtrip import TokenizedExpert
 from rvq.rfsq import ActionRFSQAE
 from rvq.tokenizer import ActionTokenizer
 
@@ -20,18 +20,6 @@ def _tokenizer(quantizer: str) -> ActionTokenizer:
             model(torch.rand(64, 8, 7) * 2 - 1)
     normalizer = ActionNormalizer.fit(np.random.default_rng(0).uniform(-1, 1, (200, 7)))
     return ActionTokenizer(model.eval(), normalizer)
-
-
-def test_roundtrip_uses_codes_only_and_layernorm_loses_its_statistics() -> None:
-    raw = torch.rand(4, 8, 7) * 2 - 1
-    robust = _tokenizer("robust")
-    out = roundtrip_actions(robust, raw)
-    assert out.shape == raw.shape
-    torch.testing.assert_close(out, robust.decode(robust.encode(raw)))
-    layernorm = _tokenizer("layernorm")
-    code_only = roundtrip_actions(layernorm, raw)
-    forward, _ = layernorm.model(layernorm.normalizer.normalize(raw))
-    assert not torch.allclose(code_only, layernorm.normalizer.unnormalize(forward), atol=1e-3)
 
 
 class _ConstantExpert:
@@ -58,6 +46,6 @@ def test_tokenized_expert_executes_the_round_tripped_action() -> None:
     executed = policy.act({})
     assert executed.shape == (1, 7) and executed[0, 6] in (-1.0, 1.0)
     chunk = torch.as_tensor(np.tile(_ConstantExpert().act({}), (8, 1))[None], dtype=torch.float32)
-    np.testing.assert_allclose(executed[0, :6], roundtrip_actions(tokenizer, chunk)[0, 0, :6].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(executed[0, :6], tokenizer.roundtrip(chunk)[0, 0, :6].numpy(), rtol=1e-6)
     stats = policy.episode_stats()
     assert stats["roundtrip_quantizer"] == "robust" and stats["mean_abs_action_change"] >= 0 and stats["phase"] == "down"

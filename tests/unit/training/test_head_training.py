@@ -54,7 +54,7 @@ def test_main_loss_does_not_depend_on_the_target_layer_inputs() -> None:
     shuffled = codes.clone()
     shuffled[..., 0] = (shuffled[..., 0] + 1) % 5
     assert torch.equal(head_logits(model, data.features[:8], shuffled)[:, 0], logits[:, 0])
-    assert head_loss(logits, codes).item() > 0
+    assert head_loss(logits, codes, model.config.tokens).item() > 0
 
 
 @pytest.mark.parametrize("kind", ["draft", "main"])

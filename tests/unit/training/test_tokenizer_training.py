@@ -71,6 +71,13 @@ def test_resume_refuses_other_files(tmp_path: Path, demo_dir: Path) -> None:
         fit_tokenizer(ActionRFSQAE(), data, _cfg(demo_dir, resume=str(tmp_path / "a" / "tokenizer.pt")))
     with pytest.raises(ValueError, match="model config differs"):
         fit_tokenizer(ActionRFSQAE(num_layers=4), data, _cfg(demo_dir, resume=str(tmp_path / "a" / "last.pt")))
+    # A state written before the optimizer had two parameter groups (version 1) cannot continue under this one.
+    from rvq.checkpoint_io import read_checkpoint, write_checkpoint
+
+    old = read_checkpoint(tmp_path / "a" / "last.pt")
+    write_checkpoint(tmp_path / "old.pt", {**old, "version": 1})
+    with pytest.raises(ValueError, match="training state of version 1.*start a new run"):
+        fit_tokenizer(ActionRFSQAE(), data, _cfg(demo_dir, steps=20, resume=str(tmp_path / "old.pt")))
 
 
 def test_rare_action_reach_measures_how_much_of_a_large_action_survives() -> None:
