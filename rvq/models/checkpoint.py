@@ -1,4 +1,5 @@
-"""Head checkpoints: formats `rvq.draft` and `rvq.main`, version 1.
+"""Head checkpoints: formats `rvq.draft` and `rvq.main`, version 1, as a hub-style folder (`config.json` +
+`model.safetensors`, `rvq.hub_format`) or, read-only for files written before, one `.pt` file; both hold
 
     {"format": "rvq.draft" | "rvq.main", "version": 1,
      "config": DraftConfig / MainConfig as a dict,
@@ -20,7 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from rvq.checkpoint_io import check_finite_state_dict, check_state_dict, read_checkpoint, write_checkpoint
+from rvq.checkpoint_io import check_finite_state_dict, check_state_dict, write_checkpoint
+from rvq.hub_format import read_payload, write_part
 from rvq.models.config import DraftConfig, MainConfig
 from rvq.models.draft import DraftModel
 from rvq.models.main import MainModel
@@ -47,23 +49,22 @@ def save_head(
     metrics: dict[str, Any] | None = None,
     feature_info: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a draft or main checkpoint with the identities it was trained with."""
+    """Write a draft or main checkpoint with the identities it was trained with: a hub-style folder, or a single
+    file where `path` ends in `.pt` (the format older rvq read)."""
     for name, value in (("tokenizer_identity", tokenizer_identity), ("feature_identity", feature_identity)):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty hash string, got {value!r}")
-    return write_checkpoint(
-        path,
-        {
-            "format": _format_of(model),
-            "version": HEAD_VERSION,
-            "config": model.config.to_dict(),
-            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "metrics": metrics or {},
-            "tokenizer_identity": tokenizer_identity,
-            "feature_identity": feature_identity,
-            "feature_info": feature_info or {},
-        },
-    )
+    payload = {
+        "format": _format_of(model),
+        "version": HEAD_VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "metrics": metrics or {},
+        "tokenizer_identity": tokenizer_identity,
+        "feature_identity": feature_identity,
+        "feature_info": feature_info or {},
+    }
+    return write_checkpoint(path, payload) if Path(path).suffix == ".pt" else write_part(path, payload)
 
 
 def _load(
@@ -74,7 +75,7 @@ def _load(
     device: str | torch.device,
 ) -> nn.Module:
     source = str(path)
-    payload = read_checkpoint(path, f"{expected_format} checkpoint")
+    payload = read_payload(path, f"{expected_format} checkpoint")
     fmt = payload.get("format")
     if fmt != expected_format:
         raise ValueError(f"{source}: format is {fmt!r}, expected {expected_format!r}")

@@ -1,4 +1,5 @@
-"""Tokenizer checkpoints: one `.pt` file, format `rvq.tokenizer` v1.
+"""Tokenizer checkpoints, format `rvq.tokenizer` v1: a hub-style folder (`config.json` + `model.safetensors`,
+`rvq.hub_format`) or, read-only for files written before, one `.pt` file; both hold
 
     {"format": "rvq.tokenizer", "version": 1,
      "config": TokenizerConfig as a dict,
@@ -21,8 +22,9 @@ from typing import Any
 
 import torch
 
-from rvq.checkpoint_io import check_finite_state_dict, check_state_dict, content_hash, read_checkpoint, write_checkpoint
+from rvq.checkpoint_io import check_finite_state_dict, check_state_dict, content_hash, write_checkpoint
 from rvq.data.normalize import ActionNormalizer
+from rvq.hub_format import read_payload, write_part
 from rvq.rfsq.autoencoder import ActionRFSQAE
 from rvq.rfsq.config import TokenizerConfig
 
@@ -52,12 +54,14 @@ def save_tokenizer(
     action_stats: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a tokenizer checkpoint. `action_stats`: `ActionNormalizer.to_dict()` (or the model's own)."""
+    """Write a tokenizer checkpoint: a hub-style folder, or a single file where `path` ends in `.pt` (the format
+    older rvq read). `action_stats`: `ActionNormalizer.to_dict()` (or the model's own)."""
     if action_stats is None:
         action_stats = getattr(model, "action_stats", None)
     if metrics is None:
         metrics = getattr(model, "metrics", None)
-    return write_checkpoint(path, tokenizer_payload(model, action_stats, metrics))
+    payload = tokenizer_payload(model, action_stats, metrics)
+    return write_checkpoint(path, payload) if Path(path).suffix == ".pt" else write_part(path, payload)
 
 
 def tokenizer_identity(source: str | os.PathLike | dict[str, Any] | ActionRFSQAE) -> str:
@@ -70,7 +74,7 @@ def tokenizer_identity(source: str | os.PathLike | dict[str, Any] | ActionRFSQAE
     elif isinstance(source, dict):
         payload = source
     else:
-        payload = _normalize_payload(read_checkpoint(source, "tokenizer checkpoint"), str(source))
+        payload = _normalize_payload(read_payload(source, "tokenizer checkpoint"), str(source))
     return content_hash(payload["config"], payload["state_dict"], payload.get("action_stats"))
 
 
@@ -195,7 +199,7 @@ def load_tokenizer(
     `expected_config` (a config or a partial dict) refuses a file whose config differs, naming each field.
     """
     source = str(path)
-    payload = _normalize_payload(read_checkpoint(path, "tokenizer checkpoint"), source, quantizer)
+    payload = _normalize_payload(read_payload(path, "tokenizer checkpoint"), source, quantizer)
     if quantizer is not None and payload["config"].get("quantizer") != quantizer:
         raise ValueError(f"{source}: the file records quantizer {payload['config'].get('quantizer')!r}, "
                          f"not {quantizer!r}")
