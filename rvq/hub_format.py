@@ -4,9 +4,10 @@ One part (a tokenizer, a draft or a main head) is the same payload a `.pt` check
 
     config.json        {"format": "rvq.main", "version": 1, "config": {...}, ...every other entry...,
                         "weights_sha256": hash of model.safetensors}
-    model.safetensors  the state dict (safetensors never runs code on load; `torch.load` of a `.pt` may)
+    model.safetensors  the state dict (tensors only, the format Hugging Face tools load)
 
-Readers (`read_payload`) take either a part folder or a legacy `.pt` file and return the same dict, so every check
+`write_payload` writes a part folder, or a `.pt` file where the path ends in `.pt` (what every writer in rvq still
+passes until the policy bundle lands). Readers (`read_payload`) take either and return the same dict, so every check
 downstream (format, version, identities, finite weights, shapes) is the same for both. The weights are written
 first and `config.json` last, each atomically, and `config.json` names the weights' hash: a folder caught between
 the two writes, or whose weights were swapped, is refused instead of read as a mix.
@@ -20,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rvq.checkpoint_io import read_checkpoint
+from rvq.checkpoint_io import read_checkpoint, write_bytes_atomic, write_checkpoint
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -32,7 +33,8 @@ def write_part(folder: str | os.PathLike, payload: dict[str, Any]) -> Path:
 
     folder = Path(folder)
     if folder.suffix == ".pt" or folder.is_file():
-        raise ValueError(f"{folder}: a hub-style part is a folder, not a file (legacy .pt files are read-only)")
+        raise ValueError(f"{folder}: a hub-style part is a folder, not a file (a .pt path gets `write_payload`'s "
+                         "single-file format)")
     for key in ("format", "version", "config", "state_dict"):
         if key not in payload:
             raise ValueError(f"{folder}: the payload has no {key!r} entry")
@@ -45,8 +47,8 @@ def write_part(folder: str | os.PathLike, payload: dict[str, Any]) -> Path:
         text = json.dumps(meta, indent=2, sort_keys=True)  # metrics may hold NaN/inf, which Python's json reads
     except TypeError as exc:
         raise ValueError(f"{folder}: the checkpoint's entries must be plain JSON data: {exc}") from exc
-    _write_atomic(folder / WEIGHTS_NAME, blob)
-    _write_atomic(folder / CONFIG_NAME, text.encode())
+    write_bytes_atomic(folder / WEIGHTS_NAME, blob)
+    write_bytes_atomic(folder / CONFIG_NAME, text.encode())
     return folder
 
 
@@ -67,6 +69,8 @@ def read_part(folder: str | os.PathLike, what: str = "checkpoint") -> dict[str, 
         raise ValueError(f"cannot read {what} {config_path}: {exc}") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"{what} {config_path} holds a {type(meta).__name__}, expected a JSON object")
+    if "state_dict" in meta:
+        raise ValueError(f"{what} {config_path}: a 'state_dict' entry belongs in {WEIGHTS_NAME}, not in JSON")
     if "format" not in meta or "weights_sha256" not in meta:
         raise ValueError(f"{what} {folder}: {CONFIG_NAME} is not an rvq checkpoint part (it has no 'format' and "
                          "'weights_sha256' entries; a VLA backbone folder, for instance, is a feature source)")
@@ -79,9 +83,12 @@ def read_part(folder: str | os.PathLike, what: str = "checkpoint") -> dict[str, 
         state_dict = load(blob)
     except SafetensorError as exc:
         raise ValueError(f"cannot read {what} {weights_path}: {exc}") from exc
-    if "state_dict" in meta:
-        raise ValueError(f"{what} {config_path}: a 'state_dict' entry belongs in {WEIGHTS_NAME}, not in JSON")
     return {**meta, "state_dict": state_dict}
+
+
+def write_payload(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """A part folder at `path`, or a single `.pt` file where `path` ends in `.pt` (the format rvq wrote before)."""
+    return write_checkpoint(path, payload) if Path(path).suffix == ".pt" else write_part(path, payload)
 
 
 def read_payload(path: str | os.PathLike, what: str = "checkpoint") -> dict[str, Any]:
@@ -90,10 +97,4 @@ def read_payload(path: str | os.PathLike, what: str = "checkpoint") -> dict[str,
     if path.is_dir():
         return read_part(path, what)
     return read_checkpoint(path, what)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 

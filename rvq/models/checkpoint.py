@@ -1,5 +1,6 @@
 """Head checkpoints: formats `rvq.draft` and `rvq.main`, version 1, as a hub-style folder (`config.json` +
-`model.safetensors`, `rvq.hub_format`) or, read-only for files written before, one `.pt` file; both hold
+`model.safetensors`, `rvq.hub_format`) or one `.pt` file (the format rvq wrote before; still written where a path
+ends in `.pt`); both hold
 
     {"format": "rvq.draft" | "rvq.main", "version": 1,
      "config": DraftConfig / MainConfig as a dict,
@@ -21,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from rvq.checkpoint_io import check_finite_state_dict, check_state_dict, write_checkpoint
-from rvq.hub_format import read_payload, write_part
+from rvq.checkpoint_io import check_finite_state_dict, check_state_dict
+from rvq.hub_format import read_payload, write_payload
 from rvq.models.config import DraftConfig, MainConfig
 from rvq.models.draft import DraftModel
 from rvq.models.main import MainModel
@@ -64,7 +65,7 @@ def save_head(
         "feature_identity": feature_identity,
         "feature_info": feature_info or {},
     }
-    return write_checkpoint(path, payload) if Path(path).suffix == ".pt" else write_part(path, payload)
+    return write_payload(path, payload)
 
 
 def _load(

@@ -1,5 +1,6 @@
 """Tokenizer checkpoints, format `rvq.tokenizer` v1: a hub-style folder (`config.json` + `model.safetensors`,
-`rvq.hub_format`) or, read-only for files written before, one `.pt` file; both hold
+`rvq.hub_format`) or one `.pt` file (the format rvq wrote before; still written where a path ends in `.pt`);
+both hold
 
     {"format": "rvq.tokenizer", "version": 1,
      "config": TokenizerConfig as a dict,
@@ -22,9 +23,9 @@ from typing import Any
 
 import torch
 
-from rvq.checkpoint_io import check_finite_state_dict, check_state_dict, content_hash, write_checkpoint
+from rvq.checkpoint_io import check_finite_state_dict, check_state_dict, content_hash
 from rvq.data.normalize import ActionNormalizer
-from rvq.hub_format import read_payload, write_part
+from rvq.hub_format import read_payload, write_payload
 from rvq.rfsq.autoencoder import ActionRFSQAE
 from rvq.rfsq.config import TokenizerConfig
 
@@ -61,7 +62,7 @@ def save_tokenizer(
     if metrics is None:
         metrics = getattr(model, "metrics", None)
     payload = tokenizer_payload(model, action_stats, metrics)
-    return write_checkpoint(path, payload) if Path(path).suffix == ".pt" else write_part(path, payload)
+    return write_payload(path, payload)
 
 
 def tokenizer_identity(source: str | os.PathLike | dict[str, Any] | ActionRFSQAE) -> str:
