@@ -135,6 +135,33 @@ def cmd_build_phase2_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_bundle(args: argparse.Namespace) -> int:
+    from rvq.backbones.source import load_feature_source
+    from rvq.backbones.state import StateFeatures
+    from rvq.models import load_draft, load_main
+    from rvq.policies import PolicyBundle
+    from rvq.tokenizer import ActionTokenizer
+
+    features = load_feature_source(args.backbone, "cpu", args.trust_remote_code, args.image_transform)
+    is_state = isinstance(features, StateFeatures)
+    tokenizer = ActionTokenizer.from_checkpoint(args.tokenizer)
+    ids = {"tokenizer_identity": tokenizer.identity, "feature_identity": features.identity}
+    main = load_main(args.main, **ids)
+    draft = load_draft(args.draft, **ids) if args.draft else None
+    protocol = {"suite": args.suite, "execute_steps": args.execute_steps or None,
+                "temporal_ensemble": args.temporal_ensemble,
+                **({} if is_state else {"image_transform": args.image_transform})}
+    # a VLA named by hub id stays a reference (its weights and code come from the Hub); a local folder is copied in
+    local = Path(args.backbone).is_dir()
+    bundle = PolicyBundle(tokenizer, main, draft, features,
+                          feature_hub_id=None if is_state or local else args.backbone,
+                          backbone_folder=args.backbone if local and not is_state else None,
+                          protocol={k: v for k, v in protocol.items() if v is not None})
+    bundle.save_pretrained(args.out)
+    print(json.dumps({"bundle": args.out, "modes": list(bundle.modes), **ids}))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from rvq.envs import parse_tasks
     from rvq.eval import EvalConfig, parse_shard, run_eval, write_report
@@ -240,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--backbone", required=True,
                        help="hub id or local folder of the VLA (or a tiny backbone), or state:SUITE for state features "
                             "(options: +gripper the gripper history, +goal the objects of interest, e.g. "
-                            "state:SUITE+gripper+goal; demos from `rvq collect-demos`; put `features.json` in the "
-                            "policy folder)")
+                            "state:SUITE+gripper+goal; demos from `rvq collect-demos`; give the same source to "
+                            "`rvq make-bundle`)")
     build.add_argument("--out", required=True, help="output .h5 file")
     build.add_argument("--image-key", default="agentview_rgb", help="observation key of the camera image")
     build.add_argument("--batch-size", type=int, default=32)
@@ -250,6 +277,23 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
     build.add_argument("--image-transform", default="resize", choices=("resize", "oft"), help=HELP["image_transform"])
     build.set_defaults(func=cmd_build_phase2_data)
+
+    make = sub.add_parser("make-bundle", help="tokenizer + heads + feature source → a policy bundle (what eval runs)")
+    make.add_argument("--tokenizer", required=True, help="Phase 1 tokenizer checkpoint")
+    make.add_argument("--main", required=True, help="main head checkpoint (rvq train-main)")
+    make.add_argument("--draft", default=None, help="draft head checkpoint (rvq train-draft); without it: main-only")
+    make.add_argument("--backbone", required=True,
+                      help="the heads' feature source, as given to build-phase2-data: a VLA hub id (recorded, not "
+                           "copied) or local folder (copied in), state:SUITE[+gripper][+goal], or a features.json")
+    make.add_argument("--out", required=True, help="the bundle folder (new or empty)")
+    make.add_argument("--suite", default=None, help="protocol: the suite the heads were trained for")
+    make.add_argument("--execute-steps", type=int, default=None, metavar="K",
+                      help="protocol: actions of each chunk executed before acting again (default: the whole chunk)")
+    make.add_argument("--temporal-ensemble", type=float, default=None, metavar="M",
+                      help="protocol: act every step with the chunks ensembled, decay M")
+    make.add_argument("--image-transform", default="resize", choices=("resize", "oft"), help=HELP["image_transform"])
+    make.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
+    make.set_defaults(func=cmd_make_bundle)
 
     setup = sub.add_parser("setup-libero", help="write LIBERO's config.yaml and link its assets (non-interactive)")
     setup.add_argument("--config-dir", default=None, help="default: $LIBERO_CONFIG_PATH or ~/.cache/rvq/libero")
@@ -261,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tasks", default=None, help="task ids, e.g. 0,3,5 or 0-4 (default: all)")
     ev.add_argument("--trials", type=int, default=50, help="trials per task: trial i starts from initial state i")
     ev.add_argument("--policy", default="rsd", help="rsd, main, replay, noop, expert")
-    ev.add_argument("--checkpoints", default=None, help="folder with tokenizer.pt, draft.pt, main.pt, backbone/")
+    ev.add_argument("--checkpoints", default=None, help="a policy bundle folder (rvq.policies.PolicyBundle; the older tokenizer.pt/draft.pt/main.pt "
+                         "layout also loads)")
     ev.add_argument("--demos", default=None, help="replay: folder of LIBERO demo files, one per task")
     ev.add_argument("--out", default="runs/eval", help="output folder (rerun to resume)")
     ev.add_argument("--workers", type=int, default=1, help="simulator workers (processes here, or Ray actors)")
@@ -290,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--flip-gripper", action="store_true", help="OpenVLA-family gripper: [0, 1] with 1 = open, split at 0.5 and inverted (as OFT)")
     ev.add_argument("--max-steps", type=int, default=None, help="override the suite's max steps (smoke tests)")
     ev.add_argument("--execute-steps", type=int, default=None, metavar="K",
-                    help="execute the first K actions of each chunk, then act again (receding horizon; default: the whole chunk)")
+                    help="execute the first K actions of each chunk, then act again (receding horizon; 0: the whole chunk; "
+                         "default: the policy bundle's protocol, else the whole chunk)")
     ev.add_argument("--temporal-ensemble", type=float, default=None, metavar="M", nargs="?",
                     const=DEFAULT_ENSEMBLE_DECAY,
                     help="act on every step and execute the weighted mean of every chunk's prediction for it, the "
@@ -305,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     ev.add_argument("--label", default=None, help="row name in reports (default: the policy), e.g. rsd-naive")
     ev.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
-    ev.add_argument("--image-transform", default="resize", choices=("resize", "oft"), help=HELP["image_transform"])
+    ev.add_argument("--image-transform", default=None, choices=("resize", "oft"),
+                    help=HELP["image_transform"] + " (default: the bundle's protocol, else resize)")
     ev.set_defaults(func=cmd_eval)
 
     col = sub.add_parser("collect-demos", help="scripted expert → LIBERO-layout HDF5 demos (one file per task)")

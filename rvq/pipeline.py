@@ -235,8 +235,10 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
                            lambda folder, folders=list(demo_folders):
                            _phase2(folder, folders, tokenizer["checkpoint"], features))
         heads = _heads(run, cfg, suffix, phase2_stage, phase2.get("data"), tokenizer.get("checkpoint"))
-        policy = run.stage(policy_stage, {}, ["tokenizer", *(f"{kind}{suffix}" for kind in heads)],
-                           lambda folder, heads=heads: _assemble(folder, tokenizer["checkpoint"], heads, features))
+        # the bundle's protocol is a setting only when it says more than the suite (runs made before bundles kept)
+        policy = run.stage(policy_stage, {k: v for k, v in _protocol(cfg).items() if k != "suite" and v is not None},
+                           ["tokenizer", *(f"{kind}{suffix}" for kind in heads)],
+                           lambda folder, heads=heads: _assemble(cfg, folder, tokenizer["checkpoint"], heads, features))
     relaxed = [name for name in cfg.policies if name in RELAXED_RULES]
     if relaxed:
         run.stage("departure", {"rows": relaxed}, [policy_stage, phase2_stage],
@@ -381,29 +383,50 @@ def _head(cfg: PipelineConfig, kind: str, folder: Path, data: str, tokenizer: st
     return {"checkpoint": report["checkpoint"], **{k: best[k] for k in keep}}
 
 
-def _assemble(folder: Path, tokenizer: str, heads: dict[str, dict[str, Any]], features) -> dict[str, Any]:
-    shutil.copy(tokenizer, folder / "tokenizer.pt")
-    for kind, head in heads.items():
-        shutil.copy(head["checkpoint"], folder / f"{kind}.pt")
-    features.save(folder)
-    return {"folder": str(folder)}
+def _protocol(cfg: PipelineConfig) -> dict[str, Any]:
+    """The evaluation settings the run's learned policies act under, recorded in their bundle."""
+    return {"suite": cfg.suite, "execute_steps": _execute_steps(cfg, "main"),
+            "temporal_ensemble": _ensemble_decay(cfg, "main")}
+
+
+def _write_bundle(folder: Path, bundle) -> dict[str, Any]:
+    """Write `bundle` into `<stage folder>/bundle` (a leftover of an interrupted attempt with the same inputs is
+    replaced: it is this stage's own output)."""
+    target = folder / "bundle"
+    if target.exists():
+        shutil.rmtree(target)
+    bundle.save_pretrained(target)
+    return {"folder": str(target)}
+
+
+def _assemble(cfg: PipelineConfig, folder: Path, tokenizer: str, heads: dict[str, dict[str, Any]],
+              features) -> dict[str, Any]:
+    """The policy bundle of the run's tokenizer, heads and feature source (verified as it is made)."""
+    from rvq.models import load_draft, load_main
+    from rvq.policies.bundle import PolicyBundle
+    from rvq.tokenizer import ActionTokenizer
+
+    main = load_main(heads["main"]["checkpoint"])
+    draft = load_draft(heads["draft"]["checkpoint"]) if "draft" in heads else None
+    bundle = PolicyBundle(ActionTokenizer.from_checkpoint(tokenizer), main, draft, features, protocol=_protocol(cfg))
+    return _write_bundle(folder, bundle)
 
 
 def _assemble_untrained(folder: Path, trained: str, seed: int) -> dict[str, Any]:
-    """The trained policy folder with its main head replaced by a freshly initialized one of the same config and
+    """The trained policy bundle with its main head replaced by a freshly initialized one of the same config and
     identities: what the learned policy would do had training taught it nothing."""
     import torch
 
-    from rvq.models import MainModel, load_main, save_head
+    from rvq.models import MainModel, attach_identities
+    from rvq.policies.bundle import PolicyBundle, load_bundle
 
-    trained_main = load_main(Path(trained) / "main.pt")
+    trained_bundle = load_bundle(trained, "main", device="cpu")
+    old = trained_bundle.main
     torch.manual_seed(seed)
-    save_head(folder / "main.pt", MainModel(trained_main.config), trained_main.tokenizer_identity,
-              trained_main.feature_identity, metrics={"untrained": True}, feature_info=trained_main.feature_info)
-    for name in Path(trained).iterdir():
-        if name.is_file() and name.name not in ("main.pt", "draft.pt", STAGE_FILE, STARTED_FILE):
-            shutil.copy(name, folder / name.name)
-    return {"folder": str(folder)}
+    main = attach_identities(MainModel(old.config).eval(), old.tokenizer_identity, old.feature_identity,
+                             old.feature_info, {"untrained": True})
+    return _write_bundle(folder, PolicyBundle(trained_bundle.tokenizer, main, None, trained_bundle.features,
+                                              protocol=trained_bundle.protocol))
 
 
 def _departure(cfg: PipelineConfig, rows: list[str], data: str, folder: str) -> dict[str, Any]:
@@ -414,14 +437,13 @@ def _departure(cfg: PipelineConfig, rows: list[str], data: str, folder: str) -> 
 
     from rvq.data.feature_store import as_tensor
     from rvq.data.phase2 import load_phase2_data
-    from rvq.models import load_draft, load_main
+    from rvq.policies.bundle import load_bundle
     from rvq.rsd import greedy_decode, speculative_decode
     from rvq.rsd.stats import token_departure
-    from rvq.tokenizer import ActionTokenizer
     from rvq.training.heads import TrainHeadConfig
 
-    tokenizer = ActionTokenizer.from_checkpoint(Path(folder) / "tokenizer.pt", device="cpu")
-    draft, main = load_draft(Path(folder) / "draft.pt"), load_main(Path(folder) / "main.pt")
+    bundle = load_bundle(folder, "rsd", device="cpu")
+    tokenizer, draft, main = bundle.tokenizer, bundle.draft, bundle.main
     # the heads' validation split: the split `train_head` makes with the run's seed
     _, val = load_phase2_data(data).split_by_episode(TrainHeadConfig.val_fraction, cfg.seed)
     out: dict[str, Any] = {"rows": len(val)}

@@ -111,6 +111,9 @@ def build_backbone(
     torch.manual_seed(seed)
     with torch.device(device):
         model = LlavaForConditionalGeneration(backbone_config(size)).to(dtype)
+    # what `save_pretrained` records in the config: a backbone built here has the features' identity it has once
+    # saved and loaded again (heads trained on it then match the copy a policy bundle holds)
+    model.config.architectures = [type(model).__name__]
     return FeatureExtractor(model, backbone_processor(size), name=f"random-llava-{size}-seed{seed}")
 
 

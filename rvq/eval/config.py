@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rvq.backbones.state import FEATURES_FILE
 from rvq.envs import ENV_KINDS
 from rvq.envs.suites import ENV_SEED, MAX_STEPS, TRIALS_PER_TASK, check_suite, check_tasks
-from rvq.policies import POLICIES, check_checkpoint_dir
+from rvq.policies import POLICIES
+from rvq.policies.bundle import BundleLayout, read_layout, verify_bundle
 from rvq.rsd.decode import DEFAULT_TAU
 
 
@@ -21,7 +21,7 @@ class EvalConfig:
     tasks: list[int] = field(default_factory=list)  # empty: all tasks of the suite
     trials: int = TRIALS_PER_TASK
     policy: str = "rsd"
-    checkpoints: str | None = None  # rsd / main: folder with tokenizer.pt, draft.pt, main.pt, backbone/
+    checkpoints: str | None = None  # rsd / main: a policy bundle folder (rvq.policies.bundle)
     demos: str | None = None  # replay: LIBERO folder, one file per task
     out_dir: str = "runs/eval"
     workers: int = 1
@@ -42,13 +42,15 @@ class EvalConfig:
     max_grid_distance: int | None = None  # relaxed RSD: ... or when every token is within this many grid steps
     flip_gripper: bool = False
     max_steps: int | None = None  # None: the suite's protocol value
-    execute_steps: int | None = None  # actions of each chunk executed before the policy acts again (None: all)
+    # actions of each chunk executed before the policy acts again (0: all). With neither this nor temporal_ensemble
+    # given, a token policy takes its bundle's protocol (whole chunks if it names none)
+    execute_steps: int | None = None
     temporal_ensemble: float | None = None  # act every step, execute the chunks' weighted mean (ACT; the decay m)
     render: bool = True  # False: physics only (no images), for policies that do not look (expert, replay)
     roundtrip_tokenizer: str | None = None  # expert: pass its actions through this tokenizer (closed-loop study)
     expert_grasp_hold: str = "timer"  # expert: how its grasp ends (rvq.expert.scripted.GRASP_HOLDS)
     trust_remote_code: bool = False  # let the backbone run code it ships (OpenVLA/OFT); off by default
-    image_transform: str = "resize"  # VLA images: resize | oft (rvq.backbones.preprocess); must match the heads' data
+    image_transform: str | None = None  # VLA images: resize | oft (rvq.backbones.preprocess); None: the bundle's, else resize
     label: str | None = None  # the row name in reports (default: the policy); tells apart runs of one policy kind
     identity: str | None = field(default=None, init=False)  # set by run_eval: `policy_identity` of this run
 
@@ -92,8 +94,11 @@ class EvalConfig:
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 (or unset for the suite's {MAX_STEPS[self.suite]}), "
                              f"got {self.max_steps}")
-        if self.execute_steps is not None and self.execute_steps < 1:
-            raise ValueError(f"execute_steps must be >= 1 (or unset to execute whole chunks), got {self.execute_steps}")
+        layout = self._policy_layout()
+        if self.execute_steps is not None and self.execute_steps < 0:
+            raise ValueError(f"execute_steps must be >= 0 (0: the whole chunk), got {self.execute_steps}")
+        if self.execute_steps == 0:
+            self.execute_steps = None
         if self.temporal_ensemble is not None:
             if not self.temporal_ensemble >= 0.0:
                 raise ValueError(f"temporal_ensemble (the decay m) must be >= 0, got {self.temporal_ensemble}")
@@ -124,8 +129,7 @@ class EvalConfig:
             raise ValueError(f"mock_step_latency_ms must be >= 0 and needs env 'mock', got {self.mock_step_latency_ms}")
         if self.image_transform not in ("resize", "oft"):
             raise ValueError(f"unknown image transform {self.image_transform!r}; choose resize or oft")
-        if self.image_transform != "resize" and (self.policy not in ("rsd", "main")
-                                                 or reads_state(Path(self.checkpoints))):
+        if self.image_transform != "resize" and (layout is None or layout.reads_state):
             raise ValueError("--image-transform applies to token policies on a VLA backbone (state features and "
                              f"policy {self.policy!r} read no images)")
         if self.policy_service not in ("auto", "on", "off"):
@@ -139,11 +143,6 @@ class EvalConfig:
             raise ValueError(f"service_max_wait_ms must be >= 0, got {self.service_max_wait_ms}")
         if self.max_worker_deaths < 1:
             raise ValueError(f"max_worker_deaths must be >= 1, got {self.max_worker_deaths}")
-        if self.policy in ("rsd", "main"):
-            if not self.checkpoints:
-                raise ValueError(f"policy {self.policy!r} needs --checkpoints")
-            check_checkpoint_dir(self.checkpoints, self.policy)
-            check_head_identities(Path(self.checkpoints), self.policy)
         if self.policy == "expert" and self.env != "libero":
             raise ValueError("the scripted expert reads the real simulator's state: use --env libero")
         from rvq.expert.scripted import check_grasp_hold
@@ -156,12 +155,29 @@ class EvalConfig:
             from rvq.tokenizer import ActionTokenizer
 
             ActionTokenizer.from_checkpoint(self.roundtrip_tokenizer)  # refuse a bad file before any simulator
-        if not self.render and self.policy in ("rsd", "main") and not reads_state(Path(self.checkpoints)):
-            raise ValueError(f"policy {self.policy!r} looks at images (its folder has a VLA backbone, not "
-                             f"{FEATURES_FILE}): it cannot run with rendering off")
+        if not self.render and layout is not None and not layout.reads_state:
+            raise ValueError(f"policy {self.policy!r} looks at images (its folder's feature source is a VLA, not a "
+                             "state-feature layout): it cannot run with rendering off")
         if self.policy == "replay" and not self.demos:
             raise ValueError("policy 'replay' needs --demos (a folder with one demo file per task)")
         return self
+
+    def _policy_layout(self) -> BundleLayout | None:
+        """A token policy's bundle, verified (None for other policies); fills the options left unset from the
+        bundle's protocol: the chunk's executed steps (or temporal ensemble) and the image transform."""
+        if self.policy not in ("rsd", "main"):
+            if self.image_transform is None:
+                self.image_transform = "resize"
+            return None
+        if not self.checkpoints:
+            raise ValueError(f"policy {self.policy!r} needs --checkpoints")
+        layout = verify_bundle(self.checkpoints, self.policy)
+        protocol = layout.protocol
+        if self.execute_steps is None and self.temporal_ensemble is None:
+            self.execute_steps = protocol.get("execute_steps")
+            self.temporal_ensemble = protocol.get("temporal_ensemble")
+        self.image_transform = layout.image_transform(self.image_transform)
+        return layout
 
     @property
     def results_name(self) -> str:
@@ -193,20 +209,13 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_digests(checkpoints: Path, policy: str) -> dict[str, str]:
-    """sha256 of each checkpoint file a token policy of this kind ("main" or "rsd") runs: the tokenizer and its
-    heads (a head names its feature source's identity, checked on load)."""
-    names = ["tokenizer.pt", "main.pt"] + (["draft.pt"] if policy == "rsd" else [])
-    return {name: _file_digest(checkpoints / name) for name in names}
-
-
 def policy_identity(cfg: EvalConfig) -> str:
     """A hash of what the policy is: its checkpoint files (a head names its feature source's identity, checked
     on load), the replayed demo files, or the round-trip tokenizer. Records carry it; reports keep apart episodes
     of different identities."""
     parts: dict[str, Any] = {"policy": cfg.policy}
     if cfg.policy in ("rsd", "main"):
-        parts.update(checkpoint_digests(Path(cfg.checkpoints), cfg.policy))
+        parts.update(read_layout(cfg.checkpoints, cfg.policy).digests(cfg.policy))
     elif cfg.policy == "replay":
         # names and sizes: demo files with images run to gigabytes, too many to hash at every start
         parts["demos"] = {p.name: p.stat().st_size for p in sorted(Path(cfg.demos).glob("*.hdf5"))}
@@ -217,22 +226,6 @@ def policy_identity(cfg: EvalConfig) -> str:
 
         parts.update(expert_identity(cfg.expert_grasp_hold))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def reads_state(checkpoints: Path) -> bool:
-    """Whether a policy folder's feature source is a state-feature layout (physics only suffices)."""
-    return (checkpoints / FEATURES_FILE).is_file()
-
-
-def check_head_identities(checkpoints: Path, policy: str) -> None:
-    """Heads must name the tokenizer in the folder and agree on the features (cheap: no backbone load)."""
-    from rvq.models import load_draft, load_main
-    from rvq.rfsq import tokenizer_identity
-
-    identity = tokenizer_identity(checkpoints / "tokenizer.pt")
-    main = load_main(checkpoints / "main.pt", tokenizer_identity=identity)
-    if policy == "rsd":
-        load_draft(checkpoints / "draft.pt", tokenizer_identity=identity, feature_identity=main.feature_identity)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -27,15 +27,11 @@ def draw_takeover_step(seed: int, low: int, high: int) -> int:
 
 
 def policy_fingerprint(folder: str | Path) -> str:
-    """sha256 over the digests of the checkpoint files the prefix runs (tokenizer and main head: the files
-    `rvq eval`'s policy identity hashes for a main-only policy)."""
-    from rvq.eval.config import checkpoint_digests
+    """sha256 over what identifies the parts the prefix runs (tokenizer and main head: what `rvq eval`'s policy
+    identity hashes for a main-only policy)."""
+    from rvq.policies.bundle import read_layout
 
-    folder = Path(folder)
-    if not ((folder / "main.pt").is_file() and (folder / "tokenizer.pt").is_file()):
-        raise FileNotFoundError(f"{folder}: a takeover policy folder needs main.pt and tokenizer.pt, has "
-                                f"{sorted(p.name for p in folder.iterdir()) if folder.is_dir() else 'no folder'}")
-    digests = checkpoint_digests(folder, "main")
+    digests = read_layout(folder, "main").digests("main")
     return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,6 +1,6 @@
 """Phase 2 token predictors: a draft for the coarse RFSQ layers and a layer-causal main model."""
 
-from rvq.models.checkpoint import check_pair, load_draft, load_main, save_head
+from rvq.models.checkpoint import attach_identities, check_pair, load_draft, load_main, save_head
 from rvq.models.config import DraftConfig, MainConfig, TokenSpace
 from rvq.models.draft import DraftModel
 from rvq.models.main import MainModel
@@ -11,6 +11,7 @@ __all__ = [
     "MainConfig",
     "MainModel",
     "TokenSpace",
+    "attach_identities",
     "check_pair",
     "load_draft",
     "load_main",

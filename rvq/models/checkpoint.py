@@ -109,11 +109,22 @@ def _load(
     check_state_dict(payload["state_dict"], model.state_dict(), source)
     model.load_state_dict(payload["state_dict"], assign=True)
     model = model.float()  # as before the meta-device load: heads compute in float32 whatever dtype they were saved in
-    model.metrics = payload.get("metrics") or {}
-    model.tokenizer_identity = payload["tokenizer_identity"]
-    model.feature_identity = payload["feature_identity"]
-    model.feature_info = payload.get("feature_info") or {}
+    attach_identities(model, payload["tokenizer_identity"], payload["feature_identity"],
+                      payload.get("feature_info") or {}, payload.get("metrics") or {})
     return model.to(device).eval()
+
+
+def attach_identities(model: DraftModel | MainModel, tokenizer_identity: str, feature_identity: str,
+                      feature_info: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None
+                      ) -> DraftModel | MainModel:
+    """Name what a head was trained for: the tokenizer whose codes it predicts and the features it reads (what
+    `load_draft` / `load_main` set from the file; a policy bundle refuses a head without them)."""
+    for name, value in (("tokenizer_identity", tokenizer_identity), ("feature_identity", feature_identity)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} must be a non-empty hash string, got {value!r}")
+    model.tokenizer_identity, model.feature_identity = tokenizer_identity, feature_identity
+    model.feature_info, model.metrics = dict(feature_info or {}), dict(metrics or {})
+    return model
 
 
 def load_draft(

@@ -1,9 +1,8 @@
 """The token policies: feature extractor → draft + main (RSD) or main only → tokenizer decode → raw chunk.
 
-A checkpoint folder holds `tokenizer.pt`, `draft.pt`, `main.pt` and its feature source: `backbone/` (a folder
-`FeatureExtractor.from_pretrained` loads), a `backbone.txt` naming a hub id, or `features.json` (a state-feature
-layout, `rvq.backbones.state`). Identities are checked when loading: heads must have been trained with this
-tokenizer and these features.
+A policy runs a `PolicyBundle` (`rvq.policies.bundle`): a folder with a manifest, the tokenizer and heads stored
+hub-style and the feature source, verified together once when it loads (an older folder of `tokenizer.pt`,
+`main.pt`, `draft.pt` still loads, read-only).
 """
 
 from __future__ import annotations
@@ -15,72 +14,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from rvq.backbones import FeatureExtractor
-from rvq.backbones.source import load_feature_source
-from rvq.backbones.state import FEATURES_FILE, StateFeatures
-from rvq.models import load_draft, load_main
 from rvq.policies.base import binarize_gripper
+from rvq.policies.bundle import MODES, PolicyBundle, load_bundle, verify_bundle
 from rvq.rsd import DEFAULT_TAU, RSDSummary, greedy_decode, speculative_decode
-from rvq.tokenizer import ActionTokenizer
-
-MODES = ("rsd", "main")
-
-
-def backbone_source(checkpoints: Path) -> str:
-    """The folder's feature source: a backbone folder or hub id, or the path of its `features.json`."""
-    sources = [checkpoints / "backbone", checkpoints / "backbone.txt", checkpoints / FEATURES_FILE]
-    present = [p for p in sources if p.exists()]
-    if len(present) > 1:
-        raise ValueError(f"{checkpoints}: more than one feature source ({[p.name for p in present]}); keep one")
-    if not present:
-        raise FileNotFoundError(f"{checkpoints}: no feature source (backbone/ folder, backbone.txt with the VLA's "
-                                f"hub id, or {FEATURES_FILE} with a state-feature layout)")
-    if present[0].name == "backbone.txt":
-        return present[0].read_text().strip()
-    return str(present[0])
 
 
 def check_checkpoint_dir(checkpoints: str | Path, mode: str) -> Path:
-    """Refuse a folder that lacks what `mode` needs (before any simulator starts)."""
-    checkpoints = Path(checkpoints)
-    if not checkpoints.is_dir():
-        raise FileNotFoundError(f"checkpoint folder not found: {checkpoints}")
-    needed = ["tokenizer.pt", "main.pt"] + (["draft.pt"] if mode == "rsd" else [])
-    missing = [name for name in needed if not (checkpoints / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{checkpoints}: missing {missing} for policy {mode!r}")
-    backbone_source(checkpoints)
-    return checkpoints
+    """Refuse a policy folder that lacks what `mode` needs or whose parts do not belong together (before any
+    simulator starts; a VLA backbone is not loaded here)."""
+    return verify_bundle(checkpoints, mode).root
 
 
 class TokenPolicy:
     def __init__(
         self,
-        extractor: FeatureExtractor | StateFeatures,
-        tokenizer: ActionTokenizer,
-        main: torch.nn.Module,
-        draft: torch.nn.Module | None = None,
+        bundle: PolicyBundle,
         mode: str = "rsd",
         exact: bool = True,
         flip_gripper: bool = False,
         tau: float = DEFAULT_TAU,
         max_grid_distance: int | None = None,
     ) -> None:
-        """`tau`, `max_grid_distance`: relaxed RSD's acceptance rules (`speculative_decode`), unused when exact."""
+        """`bundle`: the verified parts; `tau`, `max_grid_distance`: relaxed RSD's acceptance rules
+        (`speculative_decode`), unused when exact."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if mode == "rsd" and draft is None:
-            raise ValueError("the rsd policy needs a draft model")
-        for name, model in (("main", main), ("draft", draft)):
-            if model is None:
-                continue
-            if getattr(model, "tokenizer_identity", tokenizer.identity) != tokenizer.identity:
-                raise ValueError(f"{name} model was trained with a different tokenizer")
-            if getattr(model, "feature_identity", extractor.identity) != extractor.identity:
-                raise ValueError(f"{name} model was trained on features of a different extractor")
-            if model.feature_dim != extractor.feature_dim:
-                raise ValueError(f"{name} model reads {model.feature_dim}-d features, extractor gives {extractor.feature_dim}")
-        self.extractor, self.tokenizer, self.main, self.draft = extractor, tokenizer, main, draft
+        if mode not in bundle.modes:
+            raise ValueError(f"policy {mode!r} needs a draft head; this bundle has main only")
+        self.bundle = bundle
+        self.extractor, self.tokenizer, self.main = bundle.features, bundle.tokenizer, bundle.main
+        self.draft = bundle.draft if mode == "rsd" else None
         self.mode, self.exact, self.flip_gripper = mode, exact, flip_gripper
         self.tau, self.max_grid_distance = tau, max_grid_distance
         self.name = mode
@@ -89,16 +52,12 @@ class TokenPolicy:
 
     @classmethod
     def from_dir(cls, checkpoints: str | Path, mode: str = "rsd", device: str = "auto", trust_remote_code: bool = False,
-                 image_transform: str = "resize", **kwargs) -> "TokenPolicy":
-        """Load a checkpoint folder. `trust_remote_code`: allow the backbone to run code it ships (OpenVLA);
-        `image_transform`: the VLA's image preprocessing (`rvq.backbones.preprocess`), as its heads' data had."""
-        checkpoints = check_checkpoint_dir(checkpoints, mode)
-        extractor = load_feature_source(backbone_source(checkpoints), device, trust_remote_code, image_transform)
-        tokenizer = ActionTokenizer.from_checkpoint(checkpoints / "tokenizer.pt", device=extractor.device)
-        ids = {"tokenizer_identity": tokenizer.identity, "feature_identity": extractor.identity, "device": extractor.device}
-        main = load_main(checkpoints / "main.pt", **ids)
-        draft = load_draft(checkpoints / "draft.pt", **ids) if mode == "rsd" else None
-        return cls(extractor, tokenizer, main, draft, mode=mode, **kwargs)
+                 image_transform: str | None = None, **kwargs) -> "TokenPolicy":
+        """Load a policy folder. `trust_remote_code`: allow the backbone to run code it ships (OpenVLA);
+        `image_transform`: the VLA's image preprocessing (`rvq.backbones.preprocess`), as its heads' data had
+        (None: the bundle's protocol, else resize)."""
+        bundle = load_bundle(checkpoints, mode, device, trust_remote_code, image_transform)
+        return cls(bundle, mode=mode, **kwargs)
 
     def reset(self, instruction: str, task_id: int, trial: int) -> None:
         self.instruction = instruction

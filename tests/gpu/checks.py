@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -93,25 +92,24 @@ def phase2(device: str, out_dir: Path, demos: Path, backbone: str | None = None,
     from rvq.policies import TokenPolicy
 
     ck = out_dir / "checkpoints"
-    ck.mkdir(parents=True, exist_ok=True)
+    tokenizer = str(out_dir / "tok" / "tokenizer.pt")
     _cli(["train-tokenizer", "--demos", str(demos), "--steps", str(steps), "--out-dir", str(out_dir / "tok"),
           "--device", device, "--no-progress"])
-    shutil.copyfile(out_dir / "tok" / "tokenizer.pt", ck / "tokenizer.pt")
-    if backbone is None:
-        _cli(["make-tiny-backbone", "--out-dir", str(ck / "backbone")])
-        backbone = str(ck / "backbone")
-    else:
-        (ck / "backbone.txt").write_text(backbone + "\n")
-    remote = [] if (ck / "backbone").is_dir() else ["--trust-remote-code"]  # OpenVLA ships its own model code
-    _cli(["build-phase2-data", "--demos", str(demos), "--tokenizer", str(ck / "tokenizer.pt"), "--backbone", backbone,
+    tiny = backbone is None
+    if tiny:
+        _cli(["make-tiny-backbone", "--out-dir", str(out_dir / "backbone")])
+        backbone = str(out_dir / "backbone")
+    remote = [] if tiny else ["--trust-remote-code"]  # OpenVLA ships its own model code
+    _cli(["build-phase2-data", "--demos", str(demos), "--tokenizer", tokenizer, "--backbone", backbone,
           "--out", str(out_dir / "phase2.h5"), "--device", device, "--no-progress", *remote])
     reports = {}
     for kind in ("draft", "main"):
-        _cli([f"train-{kind}", "--data", str(out_dir / "phase2.h5"), "--tokenizer", str(ck / "tokenizer.pt"),
+        _cli([f"train-{kind}", "--data", str(out_dir / "phase2.h5"), "--tokenizer", tokenizer,
               "--steps", str(steps), "--out-dir", str(out_dir / kind), "--device", device, "--no-progress"])
-        shutil.copyfile(out_dir / kind / f"{kind}.pt", ck / f"{kind}.pt")
         reports[kind] = json.loads((out_dir / kind / "report.json").read_text())["best"]
-    if (ck / "backbone").is_dir():
+    _cli(["make-bundle", "--tokenizer", tokenizer, "--main", str(out_dir / "main" / "main.pt"),
+          "--draft", str(out_dir / "draft" / "draft.pt"), "--backbone", backbone, "--out", str(ck), *remote])
+    if tiny:
         for kind, best in reports.items():
             l0, chance, majority = best["token_accuracy"][0], best["chance_accuracy"], best["majority_accuracy"][0]
             assert l0 >= criteria.TINY_BACKBONE_L0_ACCURACY_OVER_CHANCE * chance and l0 > majority, (kind, l0, majority)
@@ -129,7 +127,11 @@ def rsd_eval(checkpoints: Path, out_dir: Path, suite: str, tasks: list[int], tri
     `min_success`, the suite's success rate must reach it."""
     from rvq.eval import EvalConfig, build_report, run_eval
 
-    remote = not (checkpoints / "backbone").is_dir()  # a hub/local OpenVLA named by backbone.txt ships its code
+    from rvq.policies.bundle import read_layout
+
+    layout = read_layout(checkpoints, "rsd")  # OpenVLA (a hub id, or a folder whose config names code) ships code
+    remote = layout.feature_kind == "hub" or (
+        layout.feature_kind == "backbone" and "auto_map" in json.loads((Path(layout.feature_source) / "config.json").read_text()))
     path = run_eval(EvalConfig(suite=suite, tasks=tasks, trials=trials, policy="rsd", checkpoints=str(checkpoints),
                                out_dir=str(out_dir), workers=1, trust_remote_code=remote), progress=False)
     summary = build_report([path])["suites"][0]

@@ -19,6 +19,7 @@ from rvq.cli import main
 from rvq.eval import EvalConfig, run_eval
 from rvq.eval.results import read_results
 from rvq.eval.runner import build_policy
+from rvq.hub_format import read_payload, write_payload
 
 SCHEMA = {"suite", "task", "task_name", "instruction", "trial", "policy", "label", "checkpoint_identity", "env", "shard",
           "worker", "success", "steps", "error", "video", "policy_stats", "seconds", "finished_at", "timing"}
@@ -146,15 +147,15 @@ def test_bad_runs_are_refused_before_any_simulator_starts(checkpoints: Path, tmp
     generate(other, seed=1, tokenizer_steps=5)
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    for name in ("draft.pt", "main.pt"):
-        (mixed / name).write_bytes((checkpoints / name).read_bytes())
-    (mixed / "tokenizer.pt").write_bytes((other / "tokenizer.pt").read_bytes())
+    for name in ("draft", "main"):  # a folder of the older layout whose heads name another tokenizer
+        write_payload(mixed / f"{name}.pt", read_payload(checkpoints / name))
+    write_payload(mixed / "tokenizer.pt", read_payload(other / "tokenizer"))
     (mixed / "backbone").symlink_to(checkpoints / "backbone")
     cases = [
         (["--suite", "libero_100"], "unknown suite"),
         (["--tasks", "12"], "has tasks 0..9"),
         (["--policy", "rsd"], "needs --checkpoints"),
-        (["--policy", "rsd", "--checkpoints", str(tmp_path / "missing")], "checkpoint folder not found"),
+        (["--policy", "rsd", "--checkpoints", str(tmp_path / "missing")], "policy folder not found"),
         (["--policy", "rsd", "--checkpoints", str(mixed)], "different tokenizer"),
         (["--policy", "teleop"], "unknown policy"),
         (["--trials", "51"], "trials must be in"),

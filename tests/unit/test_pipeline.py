@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rvq.pipeline import STAGE_FILE, STARTED_FILE, PipelineConfig, run_pipeline
+from rvq.policies import verify_bundle
 
 STAGES = ["collect", "tokenizer", "phase2", "draft", "main", "policy", "departure", "eval_main", "eval_rsd",
           "eval_rsd_grid"]
@@ -27,7 +28,11 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
     report = run_pipeline(cfg, log=logs.append)
     run = Path(cfg.out_dir)
     assert all((run / s / STAGE_FILE).is_file() for s in STAGES)
-    assert {p.name for p in (run / "policy").iterdir()} >= {"tokenizer.pt", "draft.pt", "main.pt", "features.json"}
+    assert {p.name for p in (run / "policy" / "bundle").iterdir()} >= {"config.json", "tokenizer", "draft", "main",
+                                                                      "features.json"}
+    assert verify_bundle(run / "policy" / "bundle", "rsd").protocol == {"suite": "libero_object",
+                                                                         "execute_steps": None,
+                                                                         "temporal_ensemble": None}
     suites = {r["policy"]: r for r in report["episodes"]["suites"]}
     assert set(suites) == {"main", "rsd", "rsd_grid"}
     assert all(r["episodes"] == 2 and r["errors"] == 0 for r in suites.values())
@@ -102,12 +107,13 @@ def test_untrained_control_is_the_trained_folder_with_fresh_heads(tmp_path: Path
     cfg = replace(tiny(tmp_path), policies=["main"], untrained_control=True)
     report = run_pipeline(cfg, log=lambda _: None)
     run = Path(cfg.out_dir)
-    trained, fresh = load_main(run / "policy" / "main.pt"), load_main(run / "policy_untrained" / "main.pt")
+    trained, fresh = load_main(run / "policy" / "bundle" / "main"), load_main(run / "policy_untrained" / "bundle" / "main")
     assert fresh.config == trained.config and fresh.tokenizer_identity == trained.tokenizer_identity
     assert fresh.feature_identity == trained.feature_identity
     assert not torch.equal(fresh.head_weight, trained.head_weight)
-    assert {p.name for p in (run / "policy_untrained").iterdir()} == {"tokenizer.pt", "main.pt", "features.json",
-                                                                     STAGE_FILE, STARTED_FILE}
+    assert {p.name for p in (run / "policy_untrained").iterdir()} == {"bundle", STAGE_FILE, STARTED_FILE}
+    assert verify_bundle(run / "policy_untrained" / "bundle", "main").digests("main")["tokenizer"] == \
+        verify_bundle(run / "policy" / "bundle", "main").digests("main")["tokenizer"]  # the same tokenizer
     assert json.loads((run / "policy_untrained" / STARTED_FILE).read_text())["fingerprint"] == \
         json.loads((run / "policy_untrained" / STAGE_FILE).read_text())["fingerprint"]  # its own, not copied
     assert not (run / "draft").exists() and set(report["heads"]) == {"main"}  # main-only trains no draft
@@ -137,7 +143,8 @@ def test_execute_steps_changes_only_the_learned_policies_eval_fingerprints(tmp_p
     before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
     after = run_pipeline(replace(cfg, execute_steps=4), log=lambda _: None, plan=True)["fingerprints"]
     changed = sorted(name for name in before if before[name] != after[name])
-    assert changed == ["eval_main", "eval_rsd"]  # the expert reference and the training stages are kept
+    # the policy bundle records K in its protocol; the expert reference and the training stages are kept
+    assert changed == ["eval_main", "eval_rsd", "policy"]
 
 
 def test_takeover_rounds_add_stages_after_round_zero_and_evaluate_the_last_policy(tmp_path: Path) -> None:
@@ -202,7 +209,8 @@ def test_temporal_ensemble_changes_only_the_learned_policies_eval_fingerprints(t
     cfg = replace(tiny(tmp_path), env="libero", policies=["main", "rsd"])
     before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
     after = run_pipeline(replace(cfg, temporal_ensemble=True), log=lambda _: None, plan=True)["fingerprints"]
-    assert sorted(name for name in before if before[name] != after[name]) == ["eval_main", "eval_rsd"]
+    # the bundle's protocol records the ensemble
+    assert sorted(name for name in before if before[name] != after[name]) == ["eval_main", "eval_rsd", "policy"]
     mock = replace(tiny(tmp_path), policies=["main"], temporal_ensemble=True)
     report = run_pipeline(mock, log=lambda _: None)
     (row,) = report["episodes"]["suites"]

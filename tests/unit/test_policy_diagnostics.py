@@ -27,7 +27,7 @@ def phase2(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("p2")
     generate(root / "ck", seed=0, tokenizer_steps=10)
     write_mock_env_demos(root / "demos", "libero_object", num_tasks=2, trials=4, steps=30)
-    tokenizer = ActionTokenizer.from_checkpoint(root / "ck" / "tokenizer.pt")
+    tokenizer = ActionTokenizer.from_checkpoint(root / "ck" / "tokenizer")
     return load_phase2_data(build_phase2_data([root / "demos"], tokenizer, mock_state_features("libero_object"),
                                               root / "p2.h5", progress=False))
 

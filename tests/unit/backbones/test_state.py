@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,9 @@ from rvq.backbones.state import FEATURES_FILE, SLOT_DIM, SUITE_OBJECTS, StateFea
 from rvq.envs import MockLiberoEnv
 from rvq.envs.mock_env import mock_state_features
 from rvq.envs.observation import object_poses
-from rvq.models import MainConfig, MainModel, TokenSpace, save_head
-from rvq.policies import TokenPolicy
-from rvq.rfsq import load_tokenizer, tokenizer_identity
+from rvq.models import MainConfig, MainModel, attach_identities
+from rvq.policies import PolicyBundle, TokenPolicy
+from rvq.tokenizer import ActionTokenizer
 
 
 def object_obs(task: int = 0) -> dict:
@@ -94,20 +93,18 @@ def test_object_poses_reads_libero_pairs_only() -> None:
 
 
 def state_policy_folder(tmp_path: Path) -> tuple[Path, Path, MainModel]:
-    """`(state folder, VLA mock folder, main head)`: a main-only policy folder on the mock suite's layout."""
+    """`(state bundle, VLA mock bundle, main head)`: a main-only policy bundle on the mock suite's layout."""
     from mocks.generate_mock_checkpoints import generate
 
     source = tmp_path / "vla"
     generate(source, seed=0, tokenizer_steps=10)
-    folder = tmp_path / "state"
-    folder.mkdir()
-    shutil.copy(source / "tokenizer.pt", folder / "tokenizer.pt")
+    tokenizer = ActionTokenizer.from_checkpoint(source / "tokenizer")
     features = mock_state_features("libero_object")
-    features.save(folder)
-    tokens = TokenSpace.from_tokenizer(load_tokenizer(folder / "tokenizer.pt").config)
     torch.manual_seed(0)
-    head = MainModel(MainConfig(features.feature_dim, tokens, width=32, depth=1, heads=4)).eval()
-    save_head(folder / "main.pt", head, tokenizer_identity(folder / "tokenizer.pt"), features.identity)
+    head = MainModel(MainConfig(features.feature_dim, tokenizer.tokens, width=32, depth=1, heads=4)).eval()
+    attach_identities(head, tokenizer.identity, features.identity)
+    folder = tmp_path / "state"
+    PolicyBundle(tokenizer, head, None, features).save_pretrained(folder)
     return folder, source, head
 
 
@@ -132,13 +129,9 @@ def test_token_policy_loads_a_state_feature_folder_and_acts_in_the_mock_env(tmp_
     obs = env.reset(1)
     policy.reset(env.instruction, 4, 1)
     assert policy.act(obs).shape == (8, 7)
-    save_head(folder / "main.pt", head, tokenizer_identity(folder / "tokenizer.pt"),
-              StateFeatures.for_suite("libero_object").identity)  # recorded for another layout
-    with pytest.raises(ValueError, match="feature"):
-        TokenPolicy.from_dir(folder, mode="main", device="cpu")
-    shutil.copytree(source / "backbone", folder / "backbone")
-    with pytest.raises(ValueError, match="more than one feature source"):
-        TokenPolicy.from_dir(folder, mode="main", device="cpu")
+    attach_identities(head, policy.tokenizer.identity, StateFeatures.for_suite("libero_object").identity)
+    with pytest.raises(ValueError, match="feature"):  # a head recorded for another layout
+        PolicyBundle(policy.tokenizer, head, None, policy.extractor)
 
 
 def test_phase2_rows_from_recorded_state_equal_the_live_features(tmp_path: Path) -> None:
@@ -150,7 +143,7 @@ def test_phase2_rows_from_recorded_state_equal_the_live_features(tmp_path: Path)
     generate(tmp_path / "ck", seed=0, tokenizer_steps=10)
     write_mock_env_demos(tmp_path / "demos", "libero_object", num_tasks=3, trials=2, steps=20)
     features = mock_state_features("libero_object")
-    tokenizer = ActionTokenizer.from_checkpoint(tmp_path / "ck" / "tokenizer.pt")
+    tokenizer = ActionTokenizer.from_checkpoint(tmp_path / "ck" / "tokenizer")
     data = load_phase2_data(build_phase2_data([tmp_path / "demos"], tokenizer, features, tmp_path / "p2.h5",
                                               progress=False))
     assert data.feature_identity == features.identity and data.features.shape == (3 * 2 * 20, features.feature_dim)
@@ -170,7 +163,7 @@ def test_recorded_demos_without_state_observations_are_refused(tmp_path: Path) -
 
     generate(tmp_path / "ck", seed=0, tokenizer_steps=10)
     write_libero_file(tmp_path / "demos" / "a_demo.hdf5", "reach", num_demos=2, steps=20, images=False)
-    tokenizer = ActionTokenizer.from_checkpoint(tmp_path / "ck" / "tokenizer.pt")
+    tokenizer = ActionTokenizer.from_checkpoint(tmp_path / "ck" / "tokenizer")
     with pytest.raises(ValueError, match=r"env_args'\]\['task_id'\]"):
         build_phase2_data([tmp_path / "demos"], tokenizer, mock_state_features("libero_object"), tmp_path / "p2.h5",
                           progress=False)
@@ -211,7 +204,7 @@ def test_phase2_gripper_history_rebuilt_from_demo_actions_equals_the_live_one(tm
     generate(tmp_path / "ck", seed=0, tokenizer_steps=10)
     write_mock_env_demos(tmp_path / "demos", "libero_object", num_tasks=1, trials=2, steps=30)
     features = mock_state_features("libero_object", gripper_phase=True)
-    tokenizer = ActionTokenizer.from_checkpoint(tmp_path / "ck" / "tokenizer.pt")
+    tokenizer = ActionTokenizer.from_checkpoint(tmp_path / "ck" / "tokenizer")
     data = load_phase2_data(build_phase2_data([tmp_path / "demos"], tokenizer, features, tmp_path / "p2.h5",
                                               progress=False))
     env = MockLiberoEnv("libero_object", 0)

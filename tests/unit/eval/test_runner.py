@@ -104,7 +104,8 @@ def test_execute_steps_replans_after_k_actions_and_is_a_result_setting(tmp_path:
     assert len(calls) == 4 and read_results(path)[0]["steps"] == 12  # replanned at steps 0, 3, 6, 9
     with pytest.raises(ValueError, match=r"execute_steps: 3 there, absent now"):
         run_eval(noop(tmp_path, trials=2, max_steps=12, out_dir=str(tmp_path / "k3")), progress=False)
-    with pytest.raises(ValueError, match="execute_steps must be >= 1"):
-        noop(tmp_path, execute_steps=0).validate()
+    with pytest.raises(ValueError, match="execute_steps must be >= 0"):
+        noop(tmp_path, execute_steps=-1).validate()
+    assert noop(tmp_path, execute_steps=0).validate().execute_steps is None  # 0: the whole chunk, said explicitly
     record = run_eval(noop(tmp_path, trials=1, execute_steps=9, out_dir=str(tmp_path / "k9")), progress=False)
     assert "execute_steps 9 exceeds the policy's chunk of 8 actions" in read_results(record)[0]["error"]

@@ -40,7 +40,7 @@ def test_policy_fingerprint_follows_the_files_that_decide_actions(tmp_path: Path
     (folder / "main.pt").write_bytes(b"retrained")
     assert policy_fingerprint(folder) != before
     (folder / "main.pt").unlink()
-    with pytest.raises(FileNotFoundError, match="needs main.pt and tokenizer.pt"):
+    with pytest.raises(FileNotFoundError, match=r"missing \['main.pt'\]"):
         policy_fingerprint(folder)
 
 
@@ -89,7 +89,7 @@ def test_takeover_settings_are_refused_before_any_simulator_starts(tmp_path: Pat
     with pytest.raises(ValueError, match="0 <= low <= high"):
         collect_demos(CollectConfig(takeover_policy=str(folder), random_resets=2, takeover_steps=(50, 10),
                                     out_dir=out))
-    with pytest.raises(FileNotFoundError, match="needs main.pt"):
+    with pytest.raises(FileNotFoundError, match="policy folder not found"):
         collect_demos(CollectConfig(takeover_policy=str(tmp_path / "nowhere"), random_resets=2, out_dir=out))
     assert CollectConfig(takeover_policy=str(folder), random_resets=2).starts() == "takeover"
 

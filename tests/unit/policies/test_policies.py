@@ -1,4 +1,4 @@
-"""Policies: gripper binarization, no-op, replay, and the token policy's identity checks."""
+"""Policies: gripper binarization, no-op, replay, and the token policy (its bundle checks: test_bundle.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from mocks.generate_mock_checkpoints import generate
 from mocks.libero_files import write_mock_env_demos
 from rvq.envs import MockLiberoEnv
-from rvq.models import MainConfig, MainModel, TokenSpace, save_head
-from rvq.policies import NoopPolicy, ReplayPolicy, TokenPolicy, binarize_gripper, check_checkpoint_dir
+from rvq.policies import NoopPolicy, ReplayPolicy, TokenPolicy, binarize_gripper
 from rvq.rsd import greedy_decode
 
 
@@ -95,23 +93,3 @@ def test_token_policy_rsd_equals_main_only_and_gives_raw_chunks(checkpoints: Pat
     features = rsd.extractor([obs["agentview"]], [env.instruction])
     expected = rsd.tokenizer.decode(greedy_decode(rsd.main, features))[0].numpy()
     np.testing.assert_array_equal(chunk[:, :6], expected[:, :6])
-
-
-def test_checkpoint_folders_are_checked(checkpoints: Path, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="missing \\['draft.pt'\\]"):
-        (tmp_path / "partial").mkdir()
-        for name in ("tokenizer.pt", "main.pt"):
-            (tmp_path / "partial" / name).write_bytes((checkpoints / name).read_bytes())
-        check_checkpoint_dir(tmp_path / "partial", "rsd")
-    with pytest.raises(FileNotFoundError, match="no feature source"):
-        check_checkpoint_dir(tmp_path / "partial", "main")
-    torch.manual_seed(3)
-    policy = TokenPolicy.from_dir(checkpoints, mode="main", device="cpu")
-    stranger = MainModel(MainConfig(policy.extractor.feature_dim, TokenSpace(), width=32, depth=1, heads=4))
-    save_head(tmp_path / "main.pt", stranger, "another-tokenizer", policy.extractor.identity)
-    from rvq.models import load_main
-
-    with pytest.raises(ValueError, match="different tokenizer"):
-        TokenPolicy(policy.extractor, policy.tokenizer, load_main(tmp_path / "main.pt"), mode="main")
-    with pytest.raises(ValueError, match="needs a draft"):
-        TokenPolicy(policy.extractor, policy.tokenizer, policy.main, mode="rsd")

@@ -1,0 +1,352 @@
+"""A token policy's bundle: one folder with a manifest and its parts stored hub-style, verified together at load.
+
+    <bundle>/config.json   the manifest (the file the Hugging Face Hub reads at a repo's root):
+        {"format": "rvq.bundle", "version": 1,
+         "parts": {"tokenizer": {"path": "tokenizer", "config_sha256": ...}, "main": {...}, "draft": {...}},
+         "tokenizer_identity": ..., "feature_identity": ...,
+         "feature_source": {"kind": "state", "path": "features.json"} | {"kind": "backbone", "path": "backbone"}
+                           | {"kind": "hub", "id": "openvla/openvla-7b"},
+         "protocol": {...}}
+    <bundle>/tokenizer/, main/, draft/   `rvq.hub_format` parts (config.json + model.safetensors); no draft/ in a
+                                         main-only bundle
+    <bundle>/features.json or backbone/  the feature source, unless the manifest names a hub id
+    <bundle>/README.md     the model card (huggingface_hub)
+
+A part's config.json names the sha256 of its weights, and the manifest names the sha256 of each part's config.json:
+the manifest pins every byte the policy runs, and a part replaced after the manifest was written is refused.
+`protocol` holds the evaluation settings the heads were trained for (for example the chunk's executed steps); `rvq
+eval` takes them where its own options are not given.
+
+A folder written before bundles existed (`tokenizer.pt`, `main.pt`, `draft.pt` beside its feature source, no
+manifest) still loads, read-only, with the same identity checks on what its files say.
+
+`PolicyBundle` is a `huggingface_hub.ModelHubMixin`: `from_pretrained` takes a folder or a hub id, `save_pretrained`
+and `push_to_hub` write or publish the folder above.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import ModelHubMixin
+
+from rvq.backbones import FeatureExtractor
+from rvq.backbones.state import FEATURES_FILE, StateFeatures
+from rvq.checkpoint_io import write_bytes_atomic
+from rvq.hub_format import CONFIG_NAME
+from rvq.models import DraftModel, MainModel, check_pair, load_draft, load_main, save_head
+from rvq.tokenizer import ActionTokenizer
+
+BUNDLE_FORMAT = "rvq.bundle"
+BUNDLE_VERSION = 1
+MANIFEST_NAME = CONFIG_NAME
+PART_NAMES = ("tokenizer", "main", "draft")
+LEGACY_FILES = {"tokenizer": "tokenizer.pt", "main": "main.pt", "draft": "draft.pt"}
+BACKBONE_DIR, BACKBONE_TXT = "backbone", "backbone.txt"
+FEATURE_KINDS = ("state", "backbone", "hub")
+PROTOCOL_KEYS = ("suite", "execute_steps", "temporal_ensemble", "image_transform", "flip_gripper")
+MODES = ("rsd", "main")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def parts_for(mode: str) -> tuple[str, ...]:
+    """The parts a policy of this mode runs: tokenizer and main, and the draft for RSD."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return ("tokenizer", "main", "draft") if mode == "rsd" else ("tokenizer", "main")
+
+
+@dataclass(frozen=True)
+class BundleLayout:
+    """Where a bundle's parts lie and what its manifest promises; for a legacy folder, what its files are.
+
+    `parts`: part name → path (a part folder, or a legacy `.pt` file); `feature_source`: what
+    `rvq.backbones.source.load_feature_source` takes (a path or a hub id)."""
+
+    root: Path
+    parts: dict[str, Path]
+    feature_kind: str
+    feature_source: str
+    manifest: dict[str, Any] | None  # None: a legacy folder
+
+    @property
+    def legacy(self) -> bool:
+        return self.manifest is None
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        return dict(self.manifest["protocol"]) if self.manifest else {}
+
+    @property
+    def reads_state(self) -> bool:
+        """Whether the features come from simulator state (physics only suffices) rather than images."""
+        return self.feature_kind == "state"
+
+    def image_transform(self, requested: str | None = None) -> str:
+        """The VLA image preprocessing to run: `requested`, else the protocol's, else resize."""
+        return requested or self.protocol.get("image_transform") or "resize"
+
+    def digests(self, mode: str) -> dict[str, str]:
+        """What identifies the parts a policy of `mode` runs: the sha256 of each part's config.json (which names its
+        weights' sha256) from the manifest, or of each legacy `.pt` file (the identity evaluations had before)."""
+        if self.manifest is None:
+            return {LEGACY_FILES[name]: _sha256(self.parts[name]) for name in parts_for(mode)}
+        return {name: self.manifest["parts"][name]["config_sha256"] for name in parts_for(mode)}
+
+
+def read_layout(folder: str | os.PathLike, mode: str = "rsd") -> BundleLayout:
+    """A bundle (or legacy) folder → its layout, refusing what `mode` needs but the folder lacks, a manifest that
+    does not match its parts, and a folder holding both forms. Reads the manifest and the parts' config.json only."""
+    root = Path(folder)
+    needed = parts_for(mode)
+    if not root.is_dir():
+        raise FileNotFoundError(f"policy folder not found: {root}")
+    manifest_path = root / MANIFEST_NAME
+    legacy_files = [f for f in LEGACY_FILES.values() if (root / f).exists()]
+    if not manifest_path.is_file():
+        if not legacy_files:
+            raise FileNotFoundError(f"{root}: not a policy folder (no {MANIFEST_NAME} manifest of an rvq bundle, and "
+                                    f"no {LEGACY_FILES['tokenizer']} / {LEGACY_FILES['main']} of an older one)")
+        return _legacy_layout(root, needed)
+    if legacy_files:
+        raise ValueError(f"{root}: holds a bundle manifest and older checkpoint files {legacy_files}; keep one form")
+    manifest = read_manifest(manifest_path)
+    missing = [name for name in needed if name not in manifest["parts"]]
+    if missing:
+        hint = " (a main-only bundle: run it with policy 'main')" if missing == ["draft"] else ""
+        raise FileNotFoundError(f"{root}: the bundle has no {missing} part for policy {mode!r}{hint}")
+    parts = {}
+    for name, entry in manifest["parts"].items():
+        path = _inside(root, entry["path"], f"part {name!r}")
+        config = path / CONFIG_NAME
+        if not config.is_file():
+            raise FileNotFoundError(f"{root}: the manifest's part {name!r} has no {config.relative_to(root)}")
+        if _sha256(config) != entry["config_sha256"]:
+            raise ValueError(f"{root}: part {name!r} is not the one the manifest was written with ({config} changed "
+                             "since); write the bundle again")
+        parts[name] = path
+    source = manifest["feature_source"]
+    if source["kind"] == "hub":
+        return BundleLayout(root, parts, "hub", source["id"], manifest)
+    path = _inside(root, source["path"], "feature source")
+    if not path.exists():
+        raise FileNotFoundError(f"{root}: the manifest's feature source {source['path']!r} is missing")
+    return BundleLayout(root, parts, source["kind"], str(path), manifest)
+
+
+def _inside(root: Path, relative: Any, what: str) -> Path:
+    """A manifest path, refused unless it names something inside the bundle folder."""
+    if not isinstance(relative, str) or not relative or Path(relative).is_absolute() or ".." in Path(relative).parts:
+        raise ValueError(f"{root}: the manifest's {what} path must be relative and inside the bundle, got {relative!r}")
+    return root / relative
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a bundle manifest's entries (format, version, parts, identities, feature source, protocol)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read the bundle manifest {path}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path}: not an rvq policy bundle manifest (format {found!r}, expected {BUNDLE_FORMAT!r})")
+    if data.get("version") != BUNDLE_VERSION:
+        raise ValueError(f"{path}: bundle version {data.get('version')!r}; this rvq reads version {BUNDLE_VERSION}")
+    missing = [k for k in ("parts", "tokenizer_identity", "feature_identity", "feature_source", "protocol")
+               if k not in data]
+    if missing:
+        raise ValueError(f"{path}: the manifest lacks {missing}")
+    parts = data["parts"]
+    if not isinstance(parts, dict) or not {"tokenizer", "main"} <= set(parts) or set(parts) - set(PART_NAMES):
+        raise ValueError(f"{path}: parts must name tokenizer, main and optionally draft, got {parts!r}")
+    for name, entry in parts.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("config_sha256"), str) or "path" not in entry:
+            raise ValueError(f"{path}: part {name!r} must give 'path' and 'config_sha256', got {entry!r}")
+    for key in ("tokenizer_identity", "feature_identity"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise ValueError(f"{path}: {key} must be a non-empty hash string, got {data[key]!r}")
+    source = data["feature_source"]
+    if not isinstance(source, dict) or source.get("kind") not in FEATURE_KINDS:
+        raise ValueError(f"{path}: feature_source must have a kind in {FEATURE_KINDS}, got {source!r}")
+    field = "id" if source["kind"] == "hub" else "path"
+    if not isinstance(source.get(field), str) or not source[field]:
+        raise ValueError(f"{path}: a {source['kind']} feature source needs a non-empty {field!r}, got {source!r}")
+    if not isinstance(data["protocol"], dict) or set(data["protocol"]) - set(PROTOCOL_KEYS):
+        raise ValueError(f"{path}: protocol must be an object with keys among {PROTOCOL_KEYS}, got {data['protocol']!r}")
+    return data
+
+
+def _legacy_layout(root: Path, needed: tuple[str, ...]) -> BundleLayout:
+    missing = [LEGACY_FILES[name] for name in needed if not (root / LEGACY_FILES[name]).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root}: missing {missing} for this policy")
+    sources = [p for p in (root / BACKBONE_DIR, root / BACKBONE_TXT, root / FEATURES_FILE) if p.exists()]
+    if len(sources) > 1:
+        raise ValueError(f"{root}: more than one feature source ({[p.name for p in sources]}); keep one")
+    if not sources:
+        raise FileNotFoundError(f"{root}: no feature source ({BACKBONE_DIR}/ folder, {BACKBONE_TXT} with the VLA's "
+                                f"hub id, or {FEATURES_FILE} with a state-feature layout)")
+    parts = {name: root / file for name, file in LEGACY_FILES.items() if (root / file).is_file()}
+    found = sources[0]
+    if found.name == BACKBONE_TXT:
+        return BundleLayout(root, parts, "hub", found.read_text().strip(), None)
+    kind = "state" if found.name == FEATURES_FILE else "backbone"
+    return BundleLayout(root, parts, kind, str(found), None)
+
+
+def _load_parts(layout: BundleLayout, mode: str, device: str | torch.device
+                ) -> tuple[ActionTokenizer, MainModel, DraftModel | None]:
+    """Read the parts `mode` runs (each file once) and check that they belong together and to the manifest."""
+    tokenizer = ActionTokenizer.from_checkpoint(layout.parts["tokenizer"], device=device)
+    if layout.manifest is not None and tokenizer.identity != layout.manifest["tokenizer_identity"]:
+        raise ValueError(f"{layout.root}: the tokenizer part is not the one the manifest names")
+    main = load_main(layout.parts["main"], tokenizer_identity=tokenizer.identity, device=device)
+    feature_identity = layout.manifest["feature_identity"] if layout.manifest else main.feature_identity
+    if main.feature_identity != feature_identity:
+        raise ValueError(f"{layout.root}: the main head reads other features than the manifest names")
+    draft = None
+    if mode == "rsd":
+        draft = load_draft(layout.parts["draft"], tokenizer_identity=tokenizer.identity,
+                           feature_identity=feature_identity, device=device)
+    return tokenizer, main, draft
+
+
+def verify_bundle(folder: str | os.PathLike, mode: str = "rsd") -> BundleLayout:
+    """Everything `load_bundle` checks that needs no VLA backbone (cheap: for refusing a run before any simulator
+    starts): the layout, every part's hashes, and the identities that tie the parts together (a state-feature layout
+    included). A backbone's own identity is checked when it loads."""
+    layout = read_layout(folder, mode)
+    _, main, _ = _load_parts(layout, mode, "cpu")
+    if layout.reads_state:
+        _check_features(StateFeatures.load(layout.feature_source), main, layout.root)
+    return layout
+
+
+def _check_features(features: FeatureExtractor | StateFeatures, main: MainModel, root: Path) -> None:
+    if features.identity != main.feature_identity:
+        raise ValueError(f"{root}: the heads were trained on features of another source than {features.name!r} "
+                         f"(identity {main.feature_identity[:12]}… in the heads, {features.identity[:12]}… given)")
+
+
+def load_bundle(folder: str | os.PathLike, mode: str = "rsd", device: str = "auto", trust_remote_code: bool = False,
+                image_transform: str | None = None) -> "PolicyBundle":
+    """Load and verify a bundle (or legacy) folder: the parts `mode` runs, on `device`, with its feature source.
+    `trust_remote_code`: let a VLA backbone run code it ships; `image_transform`: the VLA's image preprocessing
+    (None: the bundle's protocol, else resize)."""
+    from rvq.backbones.source import load_feature_source
+
+    layout = read_layout(folder, mode)
+    features = load_feature_source(layout.feature_source, device, trust_remote_code,
+                                   layout.image_transform(image_transform))
+    tokenizer, main, draft = _load_parts(layout, mode, features.device)
+    return PolicyBundle(tokenizer, main, draft, features,
+                        feature_hub_id=layout.feature_source if layout.feature_kind == "hub" else None,
+                        backbone_folder=layout.feature_source if layout.feature_kind == "backbone" else None,
+                        protocol=layout.protocol, layout=layout)
+
+
+class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero", "action-tokenizer", "rfsq"]):
+    """A token policy's parts, checked to belong together: the tokenizer, the main head, the draft (RSD only) and
+    the feature source the heads read, with the protocol settings they were trained for."""
+
+    def __init__(self, tokenizer: ActionTokenizer, main: MainModel, draft: DraftModel | None = None,
+                 features: FeatureExtractor | StateFeatures | None = None, feature_hub_id: str | None = None,
+                 backbone_folder: str | os.PathLike | None = None, protocol: dict[str, Any] | None = None,
+                 layout: BundleLayout | None = None) -> None:
+        """A VLA feature source is saved as `feature_hub_id` (a reference: weights and code stay on the Hub), or as a
+        copy of `backbone_folder` (the folder it was loaded from, its shipped code included), or else written with
+        `save_pretrained`. `layout`: where a loaded bundle came from."""
+        if feature_hub_id is not None and backbone_folder is not None:
+            raise ValueError("give the VLA feature source as a hub id or as a folder, not both")
+        if features is None:
+            raise ValueError("a policy bundle needs its feature source (a FeatureExtractor or StateFeatures)")
+        unknown = sorted(set(protocol or {}) - set(PROTOCOL_KEYS))
+        if unknown:
+            raise ValueError(f"unknown protocol setting(s) {unknown}; known: {PROTOCOL_KEYS}")
+        for name, head in (("main", main), ("draft", draft)):
+            if head is None:
+                continue
+            if not getattr(head, "tokenizer_identity", None) or not getattr(head, "feature_identity", None):
+                raise ValueError(f"the {name} head names no tokenizer or feature identity: load it with "
+                                 "rvq.models.load_main/load_draft, or name them with rvq.models.attach_identities")
+            if head.tokenizer_identity != tokenizer.identity:
+                raise ValueError(f"the {name} head was trained with a different tokenizer "
+                                 f"({head.tokenizer_identity[:12]}…, tokenizer {tokenizer.identity[:12]}…)")
+            if head.feature_dim != features.feature_dim:
+                raise ValueError(f"the {name} head reads {head.feature_dim}-d features, the feature source gives "
+                                 f"{features.feature_dim}")
+            _check_features(features, head, Path(layout.root) if layout else Path("."))
+            if head.config.tokens != tokenizer.tokens:
+                raise ValueError(f"the {name} head predicts codes {head.config.tokens}, the tokenizer makes "
+                                 f"{tokenizer.tokens}")
+        if draft is not None:
+            check_pair(draft, main)
+        self.tokenizer, self.main, self.draft, self.features = tokenizer, main, draft, features
+        self.feature_hub_id, self.protocol, self.layout = feature_hub_id, dict(protocol or {}), layout
+        self.backbone_folder = Path(backbone_folder) if backbone_folder is not None else None
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The policies this bundle can run."""
+        return MODES if self.draft is not None else ("main",)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Any:
+        """Write the bundle into `save_directory`, which must be new or empty (parts of another bundle are never
+        mixed in). `kwargs`: `huggingface_hub.ModelHubMixin.save_pretrained`'s (`push_to_hub`, `repo_id`, ...)."""
+        folder = Path(save_directory)
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise FileExistsError(f"{folder}: a bundle is written into a new or empty folder")
+        return super().save_pretrained(folder, **kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        root = Path(save_directory)
+        self.tokenizer.save(root / "tokenizer")
+        heads = {"main": self.main, **({"draft": self.draft} if self.draft is not None else {})}
+        for name, head in heads.items():
+            save_head(root / name, head, head.tokenizer_identity, head.feature_identity, metrics=getattr(head, "metrics", {}),
+                      feature_info=getattr(head, "feature_info", {}))
+        if isinstance(self.features, StateFeatures):
+            self.features.save(root)
+            source = {"kind": "state", "path": FEATURES_FILE}
+        elif self.feature_hub_id is not None:
+            source = {"kind": "hub", "id": self.feature_hub_id}
+        else:
+            if self.backbone_folder is not None:
+                shutil.copytree(self.backbone_folder, root / BACKBONE_DIR)
+            else:
+                from rvq.backbones import save_backbone
+
+                save_backbone(self.features, root / BACKBONE_DIR)
+            source = {"kind": "backbone", "path": BACKBONE_DIR}
+        manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
+                    "parts": {name: {"path": name, "config_sha256": _sha256(root / name / CONFIG_NAME)}
+                              for name in ("tokenizer", *heads)},
+                    "tokenizer_identity": self.tokenizer.identity, "feature_identity": self.main.feature_identity,
+                    "feature_source": source, "protocol": self.protocol}
+        write_bytes_atomic(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True).encode())
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
+                         force_download: bool, local_files_only: bool, token: str | bool | None,
+                         mode: str = "rsd", device: str = "auto", trust_remote_code: bool = False,
+                         image_transform: str | None = None, **injected: Any) -> "PolicyBundle":
+        # `injected`: the mixin passes manifest entries named like __init__ parameters (`protocol`); the manifest
+        # read by `load_bundle` from the same folder is the one that counts
+        folder = model_id
+        if not os.path.isdir(model_id):
+            from huggingface_hub import snapshot_download
+
+            folder = snapshot_download(repo_id=model_id, revision=revision, cache_dir=cache_dir, token=token,
+                                       force_download=force_download, local_files_only=local_files_only)
+        return load_bundle(folder, mode, device, trust_remote_code, image_transform)
