@@ -38,7 +38,7 @@ def generate(output_dir: str | Path, seed: int = 0, tokenizer_steps: int = 100) 
         train_tokenizer(TrainTokenizerConfig(demos=[str(Path(tmp) / "demos")], out_dir=str(Path(tmp) / "run"),
                                              steps=tokenizer_steps, eval_every=tokenizer_steps, seed=seed,
                                              device="cpu", progress=False))
-        tokenizer = ActionTokenizer.from_checkpoint(Path(tmp) / "run" / "tokenizer.pt")
+        tokenizer = ActionTokenizer.from_checkpoint(Path(tmp) / "run" / "tokenizer")
     extractor = build_backbone("tiny", seed=seed)
     ids = {"tokenizer_identity": tokenizer.identity, "feature_identity": extractor.identity}
     torch.manual_seed(seed + 1)

@@ -76,6 +76,8 @@ def load_train_state(
 
     Refuses a state whose model config, run config (`run_config`, except `RESUME_MAY_CHANGE`) or training
     data (`inputs`) differ from this run's, naming every difference."""
+    if Path(path).is_dir():  # a hub-style checkpoint part (the run's best weights), not a training state
+        raise ValueError(f"{path}: not a {fmt} but a checkpoint folder; resume from the run's last.pt")
     state = read_checkpoint(path, "training state")
     if state.get("format") != fmt:
         raise ValueError(f"{path}: not a {fmt} (format {state.get('format')!r}); resume from the run's last.pt")

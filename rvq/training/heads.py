@@ -219,12 +219,12 @@ def _inputs(train: Phase2Data, val: Phase2Data) -> dict[str, Any]:
 def _save_best(out_dir: Path, model, best_state, data: Phase2Data, best: dict[str, Any], cfg: TrainHeadConfig) -> None:
     copy = build_head(model.config)
     copy.load_state_dict(best_state)
-    save_head(out_dir / f"{cfg.kind}.pt", copy, data.tokenizer_identity, data.feature_identity,
+    save_head(out_dir / cfg.kind, copy, data.tokenizer_identity, data.feature_identity,
               metrics={"val": best, "config": asdict(cfg)}, feature_info=data.feature_info)
 
 
 def train_head(cfg: TrainHeadConfig) -> dict[str, Any]:
-    """The `rvq train-draft` / `rvq train-main` job: Phase 2 files → `{kind}.pt` + `report.json`/`report.md`."""
+    """The `rvq train-draft` / `rvq train-main` job: Phase 2 files → `{kind}/` (a hub-style part) + `report.json`/`report.md`."""
     if not cfg.data:
         raise ValueError("no Phase 2 data files given (build them with `rvq build-phase2-data`)")
     if not cfg.tokenizer:
@@ -249,7 +249,7 @@ def train_head(cfg: TrainHeadConfig) -> dict[str, Any]:
         "parameters": sum(p.numel() for p in model.parameters()),
         "data": {"train_rows": len(train), "val_rows": len(val), "feature_dim": data.feature_dim,
                  "feature_info": data.feature_info},
-        "best": result.best, "checkpoint": str(out_dir / f"{cfg.kind}.pt"),
+        "best": result.best, "checkpoint": str(out_dir / cfg.kind),
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     (out_dir / "report.md").write_text(render_head_report(report))

@@ -126,7 +126,8 @@ def fit_tokenizer(
 ) -> FitResult:
     """Train `model` on `data.train`, evaluating on `data.val`; returns the best (by val MSE) model.
 
-    With `out_dir`, writes `metrics.jsonl`, `tokenizer.pt` (best) and `last.pt` (resumable state).
+    With `out_dir`, writes `metrics.jsonl`, `tokenizer/` (the best, a hub-style part: `config.json` +
+    `model.safetensors`) and `last.pt` (resumable state).
     `stop_at` ends the run early at that step, schedule unchanged (a preempted job; resume later).
     """
     device = resolve_device(cfg.device)
@@ -138,7 +139,7 @@ def fit_tokenizer(
         return masked_mse(recon, x_train[idx], valid_train[idx]).mean()
 
     def save_best(best: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
-        save_tokenizer(out_dir / "tokenizer.pt", _with_state(model, state), action_stats=data.normalizer.to_dict(),
+        save_tokenizer(out_dir / "tokenizer", _with_state(model, state), action_stats=data.normalizer.to_dict(),
                        metrics={"val": best, "config": asdict(cfg)})
 
     loop = train_loop(
@@ -159,7 +160,7 @@ def _with_state(model: ActionRFSQAE, state: dict[str, torch.Tensor]) -> ActionRF
 
 
 def train_tokenizer(cfg: TrainTokenizerConfig) -> dict[str, Any]:
-    """The `rvq train-tokenizer` job: data → training → `tokenizer.pt` + `report.md`/`report.json`."""
+    """The `rvq train-tokenizer` job: data → training → `tokenizer/` + `report.md`/`report.json`."""
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
@@ -167,7 +168,7 @@ def train_tokenizer(cfg: TrainTokenizerConfig) -> dict[str, Any]:
     model = ActionRFSQAE.from_config(cfg.tokenizer_config())
     result = fit_tokenizer(model, data, cfg, out_dir)
     report = {"config": asdict(cfg), "data": data.describe(), "best": result.best, "seconds": result.seconds,
-              "device": str(resolve_device(cfg.device)), "checkpoint": str(out_dir / "tokenizer.pt")}
+              "device": str(resolve_device(cfg.device)), "checkpoint": str(out_dir / "tokenizer")}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     (out_dir / "report.md").write_text(render_report(report))
     return report

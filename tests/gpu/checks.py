@@ -43,7 +43,7 @@ def phase1(device: str, out_dir: Path, steps: int = 3000) -> dict[str, Any]:
     robust, naive = reports["robust"]["best"], reports["naive"]["best"]
     assert robust["mse"] <= criteria.ROBUST_VS_NAIVE_MSE_RATIO * naive["mse"], (robust["mse"], naive["mse"])
     assert robust["num_effective_layers"] == 8, robust["num_effective_layers"]
-    tokenizer = ActionTokenizer.from_checkpoint(out_dir / "robust" / "tokenizer.pt", device=device)
+    tokenizer = ActionTokenizer.from_checkpoint(out_dir / "robust" / "tokenizer", device=device)
     x = torch.rand(256, 8, 7, device=device) * 2 - 1
     with torch.no_grad():
         forward, codes = tokenizer.model(x)
@@ -92,7 +92,7 @@ def phase2(device: str, out_dir: Path, demos: Path, backbone: str | None = None,
     from rvq.policies import TokenPolicy
 
     ck = out_dir / "checkpoints"
-    tokenizer = str(out_dir / "tok" / "tokenizer.pt")
+    tokenizer = str(out_dir / "tok" / "tokenizer")
     _cli(["train-tokenizer", "--demos", str(demos), "--steps", str(steps), "--out-dir", str(out_dir / "tok"),
           "--device", device, "--no-progress"])
     tiny = backbone is None
@@ -107,8 +107,8 @@ def phase2(device: str, out_dir: Path, demos: Path, backbone: str | None = None,
         _cli([f"train-{kind}", "--data", str(out_dir / "phase2.h5"), "--tokenizer", tokenizer,
               "--steps", str(steps), "--out-dir", str(out_dir / kind), "--device", device, "--no-progress"])
         reports[kind] = json.loads((out_dir / kind / "report.json").read_text())["best"]
-    _cli(["make-bundle", "--tokenizer", tokenizer, "--main", str(out_dir / "main" / "main.pt"),
-          "--draft", str(out_dir / "draft" / "draft.pt"), "--backbone", backbone, "--out", str(ck), *remote])
+    _cli(["make-bundle", "--tokenizer", tokenizer, "--main", str(out_dir / "main" / "main"),
+          "--draft", str(out_dir / "draft" / "draft"), "--backbone", backbone, "--out", str(ck), *remote])
     if tiny:
         for kind, best in reports.items():
             l0, chance, majority = best["token_accuracy"][0], best["chance_accuracy"], best["majority_accuracy"][0]

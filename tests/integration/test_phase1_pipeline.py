@@ -24,11 +24,11 @@ def test_train_reload_and_roundtrip_raw_actions(tmp_path: Path, capsys) -> None:
                "--batch-size", "128", "--out-dir", str(out), "--device", "cpu", "--no-progress"])
     assert rc == 0
     assert "held-out MSE" in capsys.readouterr().out
-    assert {p.name for p in out.iterdir()} >= {"tokenizer.pt", "last.pt", "metrics.jsonl", "report.md", "report.json"}
+    assert {p.name for p in out.iterdir()} >= {"tokenizer", "last.pt", "metrics.jsonl", "report.md", "report.json"}
     report = json.loads((out / "report.json").read_text())
     assert report["best"]["num_effective_layers"] == 8
 
-    tokenizer = ActionTokenizer.from_checkpoint(out / "tokenizer.pt")
+    tokenizer = ActionTokenizer.from_checkpoint(out / "tokenizer")
     episodes = read_demos([demos])
     _, val = split_by_episode(episodes, 0.2, seed=0)
     assert {e.name for e in val} == set(report["data"]["val_episodes"])

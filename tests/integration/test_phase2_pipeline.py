@@ -29,7 +29,7 @@ def test_phase2_pipeline(tmp_path: Path, capsys) -> None:
                         image_size=32, images="action")
     _run(["train-tokenizer", "--demos", str(demos), "--steps", "300", "--eval-every", "150", "--out-dir",
           str(tmp_path / "tok"), "--device", "cpu", "--no-progress"])
-    tokenizer_path = tmp_path / "tok" / "tokenizer.pt"
+    tokenizer_path = tmp_path / "tok" / "tokenizer"
     _run(["make-tiny-backbone", "--out-dir", str(tmp_path / "backbone")])
     _run(["build-phase2-data", "--demos", str(demos), "--tokenizer", str(tokenizer_path), "--backbone",
           str(tmp_path / "backbone"), "--out", str(tmp_path / "data.h5"), "--device", "cpu", "--no-progress"])
@@ -43,9 +43,9 @@ def test_phase2_pipeline(tmp_path: Path, capsys) -> None:
     _run(["train-main", *common, "--out-dir", str(tmp_path / "main")])
     capsys.readouterr()
 
-    draft = load_draft(tmp_path / "draft" / "draft.pt", tokenizer_identity=tokenizer.identity,
+    draft = load_draft(tmp_path / "draft" / "draft", tokenizer_identity=tokenizer.identity,
                        feature_identity=extractor.identity)
-    main_model = load_main(tmp_path / "main" / "main.pt", tokenizer_identity=tokenizer.identity,
+    main_model = load_main(tmp_path / "main" / "main", tokenizer_identity=tokenizer.identity,
                            feature_identity=extractor.identity)
     assert draft.feature_dim == main_model.feature_dim == extractor.feature_dim
     for kind in ("draft", "main"):
@@ -65,10 +65,10 @@ def test_phase2_pipeline(tmp_path: Path, capsys) -> None:
     # A head is refused with another tokenizer, and training on data labelled by another tokenizer fails.
     _run(["train-tokenizer", "--demos", str(demos), "--steps", "20", "--eval-every", "20", "--seed", "1",
           "--out-dir", str(tmp_path / "tok2"), "--device", "cpu", "--no-progress"])
-    other = ActionTokenizer.from_checkpoint(tmp_path / "tok2" / "tokenizer.pt")
+    other = ActionTokenizer.from_checkpoint(tmp_path / "tok2" / "tokenizer")
     with pytest.raises(ValueError, match="different tokenizer"):
-        load_main(tmp_path / "main" / "main.pt", tokenizer_identity=other.identity)
-    rc = main(["train-main", "--data", str(tmp_path / "data.h5"), "--tokenizer", str(tmp_path / "tok2" / "tokenizer.pt"),
+        load_main(tmp_path / "main" / "main", tokenizer_identity=other.identity)
+    rc = main(["train-main", "--data", str(tmp_path / "data.h5"), "--tokenizer", str(tmp_path / "tok2" / "tokenizer"),
                "--steps", "1", "--out-dir", str(tmp_path / "bad"), "--device", "cpu", "--no-progress"])
     assert rc == 2
     assert "not the tokenizer that labelled the data" in capsys.readouterr().err

@@ -39,7 +39,7 @@ def test_fit_reduces_validation_error_and_logs(tmp_path: Path, demo_dir: Path) -
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [50, 100, 150]
     assert {"mse", "mse_raw", "mse_per_dim", "residual_std", "code_perplexity", "bits_per_chunk"} <= set(lines[0]["val"])
-    saved = load_tokenizer(tmp_path / "run" / "tokenizer.pt")
+    saved = load_tokenizer(tmp_path / "run" / "tokenizer")
     assert saved.metrics["val"]["mse"] == result.best["mse"] == min(r["val"]["mse"] for r in lines)
     assert saved.action_stats["kind"] == "q99_guarded"
 
@@ -68,7 +68,7 @@ def test_resume_refuses_other_files(tmp_path: Path, demo_dir: Path) -> None:
     data = prepare_tokenizer_data([str(demo_dir)], 8, 0.2, 0)
     fit_tokenizer(ActionRFSQAE(), data, _cfg(demo_dir, steps=20), tmp_path / "a")
     with pytest.raises(ValueError, match="not a rvq.tokenizer-train-state"):
-        fit_tokenizer(ActionRFSQAE(), data, _cfg(demo_dir, resume=str(tmp_path / "a" / "tokenizer.pt")))
+        fit_tokenizer(ActionRFSQAE(), data, _cfg(demo_dir, resume=str(tmp_path / "a" / "tokenizer")))
     with pytest.raises(ValueError, match="model config differs"):
         fit_tokenizer(ActionRFSQAE(num_layers=4), data, _cfg(demo_dir, resume=str(tmp_path / "a" / "last.pt")))
     # A state written before the optimizer had two parameter groups (version 1) cannot continue under this one.
