@@ -17,35 +17,45 @@ import torch
 from rvq.data.normalize import ActionNormalizer
 from rvq.device import resolve_device
 from rvq.models.config import TokenSpace
-from rvq.rfsq import ActionRFSQAE, TokenizerConfig, load_tokenizer, save_tokenizer
+from rvq.rfsq import ActionRFSQAE, TokenizerConfig, save_tokenizer, tokenizer_identity
+from rvq.rfsq.checkpoint import read_tokenizer
 from rvq.validation import INTEGER_DTYPE_KINDS
 
 
 class ActionTokenizer:
-    """Wraps a decodable `ActionRFSQAE` with the action normalization it was trained with."""
+    """Wraps a decodable `ActionRFSQAE` with the action normalization it was trained with; owns its identity (the
+    hash heads record) and its metrics."""
 
-    def __init__(self, model: ActionRFSQAE, normalizer: ActionNormalizer) -> None:
+    def __init__(self, model: ActionRFSQAE, normalizer: ActionNormalizer, metrics: dict[str, Any] | None = None,
+                 identity: str | None = None) -> None:
+        """`identity`: the file's, when loaded (None: computed from the model and the normalizer, as saving would)."""
         if normalizer.action_dim != model.action_dim:
             raise ValueError(
                 f"normalizer has {normalizer.action_dim} dims, tokenizer expects {model.action_dim}"
             )
         self.model = model.eval()
         self.normalizer = normalizer
+        self.metrics = dict(metrics or {})
+        self._identity = identity
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "ActionTokenizer":
         """Load a tokenizer checkpoint with its action statistics; `device` may be "auto"."""
-        model = load_tokenizer(path, device=resolve_device(str(device)))
-        if model.action_stats is None:
+        checkpoint = read_tokenizer(path, device=resolve_device(str(device)))
+        if checkpoint.action_stats is None:
             raise ValueError(
                 f"{path}: tokenizer checkpoint has no action statistics; it cannot map raw actions "
                 "(train it with `rvq train-tokenizer`, which stores them)"
             )
-        return cls(model, ActionNormalizer.from_dict(model.action_stats))
+        return cls(checkpoint.model, ActionNormalizer.from_dict(checkpoint.action_stats), checkpoint.metrics,
+                   checkpoint.identity)
 
     @property
     def identity(self) -> str:
-        return self.model.identity
+        """Content hash of config, weights and action statistics (`rvq.rfsq.tokenizer_identity`)."""
+        if self._identity is None:
+            self._identity = tokenizer_identity(self.model, self.normalizer.to_dict())
+        return self._identity
 
     @property
     def config(self) -> TokenizerConfig:
@@ -62,8 +72,8 @@ class ActionTokenizer:
         return self.model.config.quantizer
 
     def save(self, path: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:
-        """Write the tokenizer checkpoint (config, weights, action statistics, `metrics`)."""
-        return save_tokenizer(path, self.model, self.normalizer.to_dict(), metrics)
+        """Write the tokenizer checkpoint (config, weights, action statistics, `metrics` or its own)."""
+        return save_tokenizer(path, self.model, self.normalizer.to_dict(), self.metrics if metrics is None else metrics)
 
     @property
     def device(self) -> torch.device:

@@ -1,7 +1,8 @@
 """Residual finite scalar quantization of action chunks (Phase 1's tokenizer)."""
 
 from rvq.rfsq.autoencoder import ActionRFSQAE, build_quantizer
-from rvq.rfsq.checkpoint import TOKENIZER_FORMAT, TOKENIZER_VERSION, load_tokenizer, save_tokenizer, tokenizer_identity
+from rvq.rfsq.checkpoint import (TOKENIZER_FORMAT, TOKENIZER_VERSION, TokenizerCheckpoint, load_tokenizer, read_tokenizer,
+                                 save_tokenizer, tokenizer_identity)
 from rvq.rfsq.config import QUANTIZERS, TokenizerConfig
 from rvq.rfsq.layernorm import LayerNormRFSQ
 from rvq.rfsq.naive import NaiveRFSQ
@@ -18,9 +19,11 @@ __all__ = [
     "RobustRFSQ",
     "TOKENIZER_FORMAT",
     "TOKENIZER_VERSION",
+    "TokenizerCheckpoint",
     "TokenizerConfig",
     "build_quantizer",
     "load_tokenizer",
+    "read_tokenizer",
     "save_tokenizer",
     "tokenizer_identity",
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,22 +57,21 @@ def save_tokenizer(
     metrics: dict[str, Any] | None = None,
 ) -> Path:
     """Write a tokenizer checkpoint: a hub-style folder, or a single file where `path` ends in `.pt` (the format
-    older rvq read). `action_stats`: `ActionNormalizer.to_dict()` (or the model's own)."""
-    if action_stats is None:
-        action_stats = getattr(model, "action_stats", None)
-    if metrics is None:
-        metrics = getattr(model, "metrics", None)
+    older rvq read). `action_stats`: `ActionNormalizer.to_dict()` (None: a model without statistics, which
+    `ActionTokenizer` refuses to load)."""
     payload = tokenizer_payload(model, action_stats, metrics)
     return write_payload(path, payload)
 
 
-def tokenizer_identity(source: str | os.PathLike | dict[str, Any] | ActionRFSQAE) -> str:
-    """Content hash (hex) of a tokenizer: config, weights and action statistics.
+def tokenizer_identity(source: str | os.PathLike | dict[str, Any] | ActionRFSQAE,
+                       action_stats: dict[str, Any] | None = None) -> str:
+    """Content hash (hex) of a tokenizer: config, weights and action statistics (`action_stats`, for a model given
+    in memory; a file or payload holds its own).
 
     Phase 2 heads record it, so a head is never paired with a tokenizer it was not trained on.
     """
     if isinstance(source, ActionRFSQAE):
-        payload = tokenizer_payload(source, getattr(source, "action_stats", None))
+        payload = tokenizer_payload(source, action_stats)
     elif isinstance(source, dict):
         payload = source
     else:
@@ -185,18 +185,27 @@ def _check_expected(config: TokenizerConfig, expected: TokenizerConfig | dict[st
         raise ValueError(f"{source}: tokenizer config mismatch: " + "; ".join(diffs))
 
 
-def load_tokenizer(
+@dataclass(frozen=True)
+class TokenizerCheckpoint:
+    """A tokenizer file, read and checked: the model (eval mode), its action statistics (None when the file has
+    none), its metrics, and its identity (`tokenizer_identity` of the file's payload)."""
+
+    model: ActionRFSQAE
+    action_stats: dict[str, Any] | None
+    metrics: dict[str, Any]
+    identity: str
+
+
+def read_tokenizer(
     path: str | os.PathLike,
     expected_config: TokenizerConfig | dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
     quantizer: str | None = None,
-) -> ActionRFSQAE:
-    """Load a tokenizer (rvq or seed format) in eval mode.
+) -> TokenizerCheckpoint:
+    """Read a tokenizer (rvq or seed format).
 
     `quantizer` names the quantizer of a seed-format file whose own config cannot tell (see `seed_quantizer`);
     rvq-format files record theirs, and a different `quantizer` is refused.
-
-    The returned model carries `.action_stats` (dict or None), `.metrics` and `.identity`.
     `expected_config` (a config or a partial dict) refuses a file whose config differs, naming each field.
     """
     source = str(path)
@@ -222,7 +231,16 @@ def load_tokenizer(
     optional = (QUANTIZER_BUFFERS,) if "seed_format" in payload and config.quantizer != "robust" else ()
     check_state_dict(state_dict, model.state_dict(), source, optional=optional)
     model.load_state_dict(state_dict, strict=not optional)
-    model.action_stats = payload.get("action_stats")
-    model.metrics = payload.get("metrics") or {}
-    model.identity = content_hash(payload["config"], payload["state_dict"], payload.get("action_stats"))
-    return model.to(device).eval()
+    return TokenizerCheckpoint(model.to(device).eval(), payload.get("action_stats"), payload.get("metrics") or {},
+                               content_hash(payload["config"], payload["state_dict"], payload.get("action_stats")))
+
+
+def load_tokenizer(
+    path: str | os.PathLike,
+    expected_config: TokenizerConfig | dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    quantizer: str | None = None,
+) -> ActionRFSQAE:
+    """The model of a tokenizer file, in eval mode (`read_tokenizer` for its statistics, metrics and identity;
+    `rvq.tokenizer.ActionTokenizer.from_checkpoint` for raw actions in and out)."""
+    return read_tokenizer(path, expected_config, device, quantizer).model

@@ -10,7 +10,7 @@ import torch
 
 from rvq.hub_format import CONFIG_NAME, WEIGHTS_NAME, read_part, read_payload, write_part
 from rvq.models import DraftConfig, DraftModel, MainConfig, MainModel, TokenSpace, load_draft, load_main, save_head
-from rvq.rfsq import ActionRFSQAE, load_tokenizer, save_tokenizer, tokenizer_identity
+from rvq.rfsq import ActionRFSQAE, read_tokenizer, save_tokenizer, tokenizer_identity
 
 TOKENS = TokenSpace(chunk_size=2, hidden_dim=3, num_layers=4, num_levels=5)
 
@@ -72,10 +72,10 @@ def test_tokenizer_folder_and_pt_file_load_as_the_same_tokenizer(tmp_path: Path)
     save_tokenizer(tmp_path / "tokenizer", model, action_stats=stats)
     assert (tmp_path / "tokenizer" / WEIGHTS_NAME).is_file()
     assert tokenizer_identity(tmp_path / "tokenizer") == tokenizer_identity(tmp_path / "tokenizer.pt")
-    from_folder, from_file = load_tokenizer(tmp_path / "tokenizer"), load_tokenizer(tmp_path / "tokenizer.pt")
+    from_folder, from_file = read_tokenizer(tmp_path / "tokenizer"), read_tokenizer(tmp_path / "tokenizer.pt")
     assert from_folder.identity == from_file.identity and from_folder.action_stats == stats
     x = torch.rand(2, 8, 7) * 2 - 1
-    assert torch.equal(from_folder.encode(x), from_file.encode(x))
+    assert torch.equal(from_folder.model.encode(x), from_file.model.encode(x))
 
 
 def test_head_folders_keep_their_identity_checks(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def test_save_and_load_give_the_same_tokenizer(tmp_path: Path) -> None:
     path = tokenizer.save(tmp_path / "tokenizer.pt", metrics={"val": {"mse": 1.0}})
     loaded = ActionTokenizer.from_checkpoint(path)
     assert loaded.normalizer.to_dict() == tokenizer.normalizer.to_dict()
-    assert loaded.model.metrics == {"val": {"mse": 1.0}}
+    assert loaded.metrics == {"val": {"mse": 1.0}} and loaded.identity == tokenizer.identity
     raw = torch.rand(3, 8, 7) * 2 - 1
     assert torch.equal(loaded.encode(raw), tokenizer.encode(raw))
     torch.testing.assert_close(loaded.roundtrip(raw), tokenizer.roundtrip(raw))

@@ -22,9 +22,8 @@ from rvq.tokenizer import ActionTokenizer
 def _tokenizer(seed: int = 0) -> ActionTokenizer:
     torch.manual_seed(seed)
     model = ActionRFSQAE.from_config(TokenizerConfig(hidden_dim=4, num_layers=3, chunk_size=4))
-    model.identity = f"tokenizer-{seed}"
     normalizer = ActionNormalizer.fit(np.random.default_rng(seed).uniform(-1, 1, (100, 7)))
-    return ActionTokenizer(model, normalizer)
+    return ActionTokenizer(model, normalizer, identity=f"tokenizer-{seed}")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rvq.rfsq import ActionRFSQAE, TokenizerConfig, load_tokenizer, save_tokenizer, tokenizer_identity
+from rvq.rfsq import ActionRFSQAE, TokenizerConfig, load_tokenizer, read_tokenizer, save_tokenizer, tokenizer_identity
 from tests.unit.rfsq.helpers import calibrated, smooth_actions
 
 
@@ -28,15 +28,17 @@ def test_save_load_roundtrip_and_byte_stable(tmp_path: Path) -> None:
     model = calibrated("robust", data)
     stats = {"kind": "bounds_q99", "low": [-1.0] * 7, "high": [1.0] * 7, "mask": [True] * 6 + [False]}
     first = save_tokenizer(tmp_path / "a.pt", model, action_stats=stats, metrics={"val_mse": 0.1})
-    loaded = load_tokenizer(first)
-    assert not loaded.training
-    assert loaded.action_stats == stats and loaded.metrics == {"val_mse": 0.1}
-    second = save_tokenizer(tmp_path / "b" / "other-name.pt", loaded)
+    checkpoint = read_tokenizer(first)
+    loaded = checkpoint.model
+    assert not loaded.training and not hasattr(loaded, "action_stats")  # the file's entries are not module attributes
+    assert checkpoint.action_stats == stats and checkpoint.metrics == {"val_mse": 0.1}
+    second = save_tokenizer(tmp_path / "b" / "other-name.pt", loaded, checkpoint.action_stats, checkpoint.metrics)
     assert digest(first) == digest(second)
     with torch.no_grad():
         assert torch.equal(loaded.encode(data), model.encode(data))
         assert torch.equal(loaded(data)[0], model(data)[0])
-    assert tokenizer_identity(first) == tokenizer_identity(second) == loaded.identity
+    assert tokenizer_identity(first) == tokenizer_identity(second) == checkpoint.identity
+    assert tokenizer_identity(loaded, stats) == checkpoint.identity  # in memory, with its statistics
 
 
 def test_identity_changes_with_weights_or_stats(tmp_path: Path) -> None:

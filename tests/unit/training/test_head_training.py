@@ -20,8 +20,7 @@ from rvq.training.heads import TrainHeadConfig, build_head, evaluate_head, fit_h
 def _tokenizer() -> ActionTokenizer:
     torch.manual_seed(0)
     model = ActionRFSQAE.from_config(TokenizerConfig(hidden_dim=3, num_layers=4, num_levels=5, chunk_size=2))
-    model.identity = "tok"
-    return ActionTokenizer(model, ActionNormalizer.fit(np.random.default_rng(0).uniform(-1, 1, (50, 7))))
+    return ActionTokenizer(model, ActionNormalizer.fit(np.random.default_rng(0).uniform(-1, 1, (50, 7))), identity="tok")
 
 
 def _synthetic(n: int = 240, feature_dim: int = 16, seed: int = 0) -> Phase2Data:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mocks.libero_files import write_libero_folder
-from rvq.rfsq import ActionRFSQAE, load_tokenizer
+from rvq.rfsq import ActionRFSQAE, read_tokenizer
 from rvq.training.tokenizer import TrainTokenizerConfig, fit_tokenizer, prepare_tokenizer_data
 
 
@@ -39,7 +39,7 @@ def test_fit_reduces_validation_error_and_logs(tmp_path: Path, demo_dir: Path) -
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [50, 100, 150]
     assert {"mse", "mse_raw", "mse_per_dim", "residual_std", "code_perplexity", "bits_per_chunk"} <= set(lines[0]["val"])
-    saved = load_tokenizer(tmp_path / "run" / "tokenizer")
+    saved = read_tokenizer(tmp_path / "run" / "tokenizer")
     assert saved.metrics["val"]["mse"] == result.best["mse"] == min(r["val"]["mse"] for r in lines)
     assert saved.action_stats["kind"] == "q99_guarded"
 
