@@ -1,5 +1,8 @@
 """`rvq` command line: Phase 1 (`train-tokenizer`, `compare-tokenizers`), Phase 2 (`make-tiny-backbone`,
-`build-phase2-data`, `train-draft`, `train-main`)."""
+`build-phase2-data`, `train-draft`, `train-main`), policies (`make-bundle`), evaluation and the pipeline.
+
+The training commands take their options from their config dataclasses (`rvq.config_cli`: tyro, defaults in
+`--help`, `--config FILE`); the others are still declared here with argparse."""
 
 from __future__ import annotations
 
@@ -7,10 +10,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from dataclasses import fields
 
 from rvq.eval.temporal_ensemble import DEFAULT_ENSEMBLE_DECAY
 from rvq.expert.scripted import GRASP_HOLDS
+from rvq.config_cli import parse_config
 from rvq.rsd.decode import DEFAULT_TAU
 from rvq.training.tokenizer import TrainTokenizerConfig
 
@@ -18,30 +21,8 @@ HELP = {
     "grasp_hold": "how the scripted expert's grasp ends: timer (a fixed 12 steps; every table before the seventh "
                   "study pass) or contact (the first step after both finger pads have held the object two steps in a "
                   "row)",
-    "compand_tails": "log-compress normalized actions beyond ±1 before the encoder, expand after the decoder "
-                     "(default off; docs/RESULTS.md, issue 14)",
-    "layer0_quantile": "robust: calibrate layer 0 on the latent's q / 1-q quantiles instead of min/max (default 0)",
-    "log_to": "also log each evaluation to tensorboard (<out-dir>/tensorboard) or wandb (WANDB_MODE=offline works "
-              "offline); needs pip install \"rvq[log]\" (default none)",
-    "wandb_project": "wandb project name (default rvq)",
-    "quantizer": "robust (default), naive or layernorm",
-    "demos": "HDF5 demo files or folders of them (LIBERO: one file per task); default: robosuite's bundled demos",
     "out_dir": "output folder",
-    "resume": "resume from a run's last.pt",
     "device": "auto, cpu, cuda, cuda:N",
-    "data": "Phase 2 data files (from `rvq build-phase2-data`)",
-    "tokenizer": "the tokenizer checkpoint that labelled the Phase 2 data",
-    "depth": "draft: MLP layers (default 2); main: transformer blocks (default 4)",
-    "linear_skip": "drop the linear paths beside the encoder/decoder MLPs (the seed's exact architecture)",
-    "quantize_dropout": "fraction of training chunks reconstructed from a random prefix of k < L layers "
-                        "(default 0.35; 0 turns it off)",
-    "prefix_encoder_grad": "weight of the straight-through gradient truncated chunks send to the encoder "
-                           "(default 1; 0: they train the decoder only, a lower full-depth floor, coarser prefixes)",
-    "prefix_weighting": "how a dropped chunk's prefix length k is drawn: uniform in 1..L-1 (default) or inverse "
-                        "(P(k) ~ 1/k: short prefixes trained more often)",
-    "prefix_conditioned": "tell the decoder how many layers it decodes (a learned embedding per prefix length)",
-    "normalization": "q99_guarded (default: 1st/99th percentiles to [-1, 1], rarer values kept up to the "
-                     "training extremes), bounds_q99 (OpenVLA's, clips beyond the percentiles) or bounds_minmax",
     "image_transform": "VLA images: resize (rotate + Lanczos, OpenVLA) or oft (+ JPEG round trip and the 90%% centre "
                        "crop OFT-trained models expect); part of the features' identity, so use the same value for "
                        "build-phase2-data and eval",
@@ -50,67 +31,49 @@ HELP = {
 }
 
 
-_LIST_FIELDS = ("demos", "data")
-_TYPES = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float, "str | None": str}
+def _train_tokenizer_config(command: str, argv: list[str]) -> TrainTokenizerConfig:
+    return parse_config(TrainTokenizerConfig, argv, f"rvq {command}",
+                        defaults={"out_dir": "runs/compare" if command == "compare-tokenizers" else "runs/tokenizer"})
 
 
-def _add_options(parser: argparse.ArgumentParser, cls, out_dir: str, skip: tuple[str, ...] = ()) -> None:
-    """One `--flag` per field of the dataclass `cls`."""
-    for f in fields(cls):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.name in _LIST_FIELDS:
-            parser.add_argument(flag, nargs="+", default=[], help=HELP.get(f.name))
-        elif f.name == "progress":
-            parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-        elif str(f.type) == "bool":
-            if f.default:
-                parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
-                                    help=HELP.get(f.name, f"turn off {f.name} (default on)"))
-            else:
-                parser.add_argument(flag, action="store_true", help=HELP.get(f.name, "default off"))
-        elif f.name == "out_dir":
-            parser.add_argument(flag, default=out_dir, help=HELP["out_dir"])
-        else:
-            kind = _TYPES.get(str(f.type), str)
-            parser.add_argument(flag, type=kind, default=f.default, help=HELP.get(f.name, f"default {f.default}"))
-
-
-def _add_train_options(parser: argparse.ArgumentParser, out_dir: str) -> None:
-    _add_options(parser, TrainTokenizerConfig, out_dir)
-
-
-def _config(args: argparse.Namespace) -> TrainTokenizerConfig:
-    return TrainTokenizerConfig(**{f.name: getattr(args, f.name) for f in fields(TrainTokenizerConfig)})
-
-
-def cmd_train_tokenizer(args: argparse.Namespace) -> int:
+def cmd_train_tokenizer(argv: list[str]) -> int:
     from rvq.training.tokenizer import train_tokenizer
 
-    report = train_tokenizer(_config(args))
-    print((Path(args.out_dir) / "report.md").read_text())
+    cfg = _train_tokenizer_config("train-tokenizer", argv)
+    report = train_tokenizer(cfg)
+    print((Path(cfg.out_dir) / "report.md").read_text())
     print(json.dumps({"checkpoint": report["checkpoint"], "val_mse": report["best"]["mse"]}))
     return 0
 
 
-def cmd_compare_tokenizers(args: argparse.Namespace) -> int:
+def cmd_compare_tokenizers(argv: list[str]) -> int:
     from rvq.compare import compare_tokenizers
 
-    compare_tokenizers(_config(args), args.out_dir)
-    print((Path(args.out_dir) / "comparison.md").read_text())
+    cfg = _train_tokenizer_config("compare-tokenizers", argv)
+    compare_tokenizers(cfg, cfg.out_dir)
+    print((Path(cfg.out_dir) / "comparison.md").read_text())
     return 0
 
 
-def cmd_train_head(args: argparse.Namespace) -> int:
+def _train_head(kind: str, argv: list[str]) -> int:
     from rvq.training.heads import TrainHeadConfig, train_head
 
-    values = {f.name: getattr(args, f.name) for f in fields(TrainHeadConfig) if f.name != "kind"}
-    report = train_head(TrainHeadConfig(kind=args.kind, **values))
-    print((Path(args.out_dir) / "report.md").read_text())
+    cfg = parse_config(TrainHeadConfig, argv, f"rvq train-{kind}", fixed={"kind": kind},
+                       defaults={"out_dir": f"runs/{kind}"})
+    report = train_head(cfg)
+    print((Path(cfg.out_dir) / "report.md").read_text())
     print(json.dumps({"checkpoint": report["checkpoint"], "val_loss": report["best"]["loss"],
                       "mean_token_accuracy": report["best"]["mean_token_accuracy"]}))
     return 0
+
+
+# commands whose options are their config dataclass (rvq.config_cli: tyro, `--config FILE`); argv after the name
+CONFIG_COMMANDS = {
+    "train-tokenizer": cmd_train_tokenizer,
+    "compare-tokenizers": cmd_compare_tokenizers,
+    "train-draft": lambda argv: _train_head("draft", argv),
+    "train-main": lambda argv: _train_head("main", argv),
+}
 
 
 def cmd_make_tiny_backbone(args: argparse.Namespace) -> int:
@@ -249,12 +212,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rvq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train-tokenizer", help="train an RFSQ action tokenizer (default: robust, embedded demos)")
-    _add_train_options(train, "runs/tokenizer")
-    train.set_defaults(func=cmd_train_tokenizer)
-    compare = sub.add_parser("compare-tokenizers", help="naive / LayerNorm / robust RFSQ, ResidualFSQ, bins, DCT")
-    _add_train_options(compare, "runs/compare")
-    compare.set_defaults(func=cmd_compare_tokenizers)
+    # listed here for `rvq --help`; `main` hands their arguments to their config dataclass (CONFIG_COMMANDS)
+    sub.add_parser("train-tokenizer", help="train an RFSQ action tokenizer (default: robust, embedded demos)")
+    sub.add_parser("compare-tokenizers", help="naive / LayerNorm / robust RFSQ, ResidualFSQ, bins, DCT")
 
     tiny = sub.add_parser("make-tiny-backbone", help="save a randomly initialized tiny LLaVA backbone (tests, demos)")
     tiny.add_argument("--out-dir", default="runs/tiny-backbone", help=HELP["out_dir"])
@@ -400,23 +360,24 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="runs/eval-report", help="output folder")
     rep.set_defaults(func=cmd_eval_report)
 
-    from rvq.training.heads import TrainHeadConfig
-
     for kind in ("draft", "main"):
-        head = sub.add_parser(f"train-{kind}", help=f"train the {kind} token predictor on Phase 2 data")
-        _add_options(head, TrainHeadConfig, f"runs/{kind}", skip=("kind",))
-        head.set_defaults(func=cmd_train_head, kind=kind)
+        sub.add_parser(f"train-{kind}", help=f"train the {kind} token predictor on Phase 2 data")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from rvq.rfsq.residual import NotDecodableError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in CONFIG_COMMANDS:
+        command, run = argv[0], lambda: CONFIG_COMMANDS[argv[0]](argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
+        command, run = args.command, lambda: args.func(args)
     try:
-        return args.func(args)
+        return run()
     except (ValueError, OSError, KeyError, ModuleNotFoundError, NotDecodableError) as exc:
-        print(f"rvq {args.command}: error: {exc}", file=sys.stderr)
+        print(f"rvq {command}: error: {exc}", file=sys.stderr)
         return 2
 
 

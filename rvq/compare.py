@@ -19,6 +19,7 @@ import torch
 from rvq.baselines.binning import UniformBinning
 from rvq.baselines.dct import DCTTokenizer
 from rvq.baselines.residual_fsq import ResidualFSQAE
+from rvq.config_cli import save_run_config
 from rvq.rfsq import ActionRFSQAE
 from rvq.training.common import seed_everything
 from rvq.training.tokenizer import TrainTokenizerConfig, TokenizerData, fit_tokenizer, prepare_tokenizer_data
@@ -89,7 +90,7 @@ def compare_tokenizers(cfg: TrainTokenizerConfig, out_dir: str | Path) -> dict[s
         raise ValueError("compare-tokenizers does not log to TensorBoard or wandb (its record is comparison.json); "
                          "drop --log-to, or train one tokenizer with `rvq train-tokenizer --log-to ...`")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    save_run_config(replace(cfg, out_dir=str(out_dir)), out_dir)
     data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
     per_layer_bits = cfg.chunk_size * cfg.hidden_dim * math.log2(cfg.num_levels)
     trained: dict[str, dict[str, Any]] = {}

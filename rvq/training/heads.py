@@ -16,7 +16,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from tyro.conf import Suppress
 
+from rvq.config_cli import save_run_config
 from rvq.data.feature_store import LazyFeatures
 from rvq.data.phase2 import Phase2Data, load_phase2_data
 from rvq.device import resolve_device
@@ -32,32 +34,33 @@ KINDS = ("draft", "main")
 
 @dataclass
 class TrainHeadConfig:
-    """A draft or main training run. `data`: Phase 2 files; `tokenizer`: the checkpoint that labelled them."""
+    """A draft or main training run (`rvq train-draft`, `rvq train-main`; `--config FILE` gives defaults)."""
 
-    kind: str = "main"
-    data: list[str] = field(default_factory=list)
-    tokenizer: str = ""
-    out_dir: str = "runs/head"
+    kind: Suppress[str] = "main"  # set by the command (train-draft / train-main), not a flag
+    data: list[str] = field(default_factory=list)  # Phase 2 data files (from `rvq build-phase2-data`)
+    tokenizer: str = ""  # the tokenizer checkpoint that labelled the Phase 2 data
+    out_dir: str = "runs/head"  # output folder
     steps: int = 2000
     batch_size: int = 128
     lr: float = 3e-4
-    weight_decay: float = 0.01
+    weight_decay: float = 0.01  # AdamW decay on weight matrices only (rvq.training.optim)
     warmup_steps: int = 100
     grad_clip: float = 1.0
     eval_every: int = 200
     seed: int = 0
-    device: str = "auto"
-    val_fraction: float = 0.2
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    val_fraction: float = 0.2  # held-out episodes
     width: int = 512
-    depth: int | None = None  # draft: 2 MLP layers, main: 4 transformer blocks
-    heads: int = 8
+    depth: int | None = None  # draft: MLP layers (None: 2); main: transformer blocks (None: 4)
+    heads: int = 8  # main: attention heads
     dropout: float = 0.1
-    num_draft_layers: int = 3
-    standardize_features: bool = False  # standardize inputs with the training rows' statistics (docs/RESULTS.md:
-    # better held-out accuracy everywhere, 62% vs 40% success on the 10-task study with lr 1e-3, but 2-3/10 vs 10/10
-    # on a single task with 20 demos; off by default until it is understood)
-    resume: str | None = None
-    progress: bool = True
+    num_draft_layers: int = 3  # draft: the coarse layers it predicts
+    # standardize inputs with the training rows' statistics (docs/RESULTS.md: better held-out accuracy everywhere,
+    # 62% vs 40% success on the 10-task study with lr 1e-3, but 2-3/10 vs 10/10 on a single task with 20 demos;
+    # off by default until it is understood)
+    standardize_features: bool = False
+    resume: str | None = None  # resume from a run's last.pt
+    progress: bool = True  # show the progress bar
     log_to: str = "none"  # also log each evaluation to "tensorboard" or "wandb" (rvq.training.loggers)
     wandb_project: str = "rvq"
 
@@ -239,7 +242,7 @@ def train_head(cfg: TrainHeadConfig) -> dict[str, Any]:
         )
     train, val = data.split_by_episode(cfg.val_fraction, cfg.seed)
     out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    save_run_config(cfg, out_dir)
     seed_everything(cfg.seed)
     model = build_head(cfg.model_config(data.feature_dim, tokenizer.tokens))
     result = fit_head(model, train, val, tokenizer, cfg, out_dir)

@@ -1,0 +1,81 @@
+"""The training commands' options come from their config dataclasses: flags, `--config` files, saved run configs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from rvq.cli import main
+from rvq.config_cli import RUN_CONFIG, parse_config, save_run_config, split_config_flag
+from rvq.rfsq import TokenizerConfig
+from rvq.training.heads import TrainHeadConfig
+from rvq.training.tokenizer import TrainTokenizerConfig
+
+
+def test_flags_keep_rvqs_spelling_and_a_config_file_gives_defaults_that_flags_override(tmp_path: Path) -> None:
+    cfg = parse_config(TrainTokenizerConfig, ["--hidden-dim", "8", "--no-linear-skip", "--demos", "a", "b"], "rvq t")
+    assert (cfg.hidden_dim, cfg.linear_skip, cfg.demos) == (8, False, ["a", "b"])
+    (tmp_path / "c.toml").write_text('steps = 123\nquantizer = "naive"\ndemos = ["x"]\n')
+    cfg = parse_config(TrainTokenizerConfig, ["--config", str(tmp_path / "c.toml"), "--steps", "7"], "rvq t")
+    assert (cfg.steps, cfg.quantizer, cfg.demos) == (7, "naive", ["x"])  # the flag wins over the file
+    (tmp_path / "bad.toml").write_text("stepz = 3\n")
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['stepz'\]"):
+        parse_config(TrainTokenizerConfig, [f"--config={tmp_path / 'bad.toml'}"], "rvq t")
+    with pytest.raises(ValueError, match="given twice"):
+        split_config_flag(["--config", "a", "--config", "b"])
+    with pytest.raises(SystemExit):  # an unknown flag: the library's usage error
+        parse_config(TrainTokenizerConfig, ["--hidden-dims", "8"], "rvq t")
+
+
+def test_the_command_sets_what_is_not_a_flag(tmp_path: Path) -> None:
+    cfg = parse_config(TrainHeadConfig, [], "rvq train-draft", fixed={"kind": "draft"}, defaults={"out_dir": "runs/d"})
+    assert cfg.kind == "draft" and cfg.out_dir == "runs/d"
+    with pytest.raises(SystemExit):
+        parse_config(TrainHeadConfig, ["--kind", "main"], "rvq train-draft", fixed={"kind": "draft"})
+    (tmp_path / "c.json").write_text(json.dumps({"kind": "main"}))
+    with pytest.raises(ValueError, match="kind is 'main' there, but `rvq train-draft` sets 'draft'"):
+        parse_config(TrainHeadConfig, ["--config", str(tmp_path / "c.json")], "rvq train-draft", fixed={"kind": "draft"})
+
+
+def test_no_tokenizer_field_is_dropped_on_the_way_to_the_model() -> None:
+    settable = {f.name for f in dataclasses.fields(TokenizerConfig)} - {"action_dim"}  # the demos give action_dim
+    assert settable <= {f.name for f in dataclasses.fields(TrainTokenizerConfig)}
+    cfg = parse_config(TrainTokenizerConfig, ["--grid-std-range", "1.5", "--calibration-momentum", "0.2",
+                                              "--range-margin", "1.3"], "rvq t")
+    model = cfg.tokenizer_config()
+    assert (model.grid_std_range, model.calibration_momentum, model.range_margin) == (1.5, 0.2, 1.3)
+    for name in settable:  # every field reaches the model config with the value the run was given
+        assert getattr(model, name) == getattr(cfg, name), name
+
+
+def test_a_run_saves_its_resolved_config_which_reproduces_it_as_a_config_file(tmp_path: Path) -> None:
+    cfg = parse_config(TrainTokenizerConfig, ["--steps", "9", "--demos", "d1", "--out-dir", str(tmp_path)], "rvq t")
+    path = save_run_config(cfg, tmp_path)
+    assert path.name == RUN_CONFIG and json.loads(path.read_text())["steps"] == 9
+    assert parse_config(TrainTokenizerConfig, ["--config", str(path)], "rvq t") == cfg
+
+
+def test_help_shows_defaults_and_field_comments(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-tokenizer", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--quantize-dropout" in text and "default: 0.35" in text and "--no-linear-skip" in text
+    assert "q99_guarded" in text and "runs/tokenizer" in text
+
+
+def test_train_tokenizer_writes_its_run_config_and_refuses_a_bad_file_by_name(tmp_path: Path, capsys) -> None:
+    from mocks.libero_files import write_libero_file
+
+    write_libero_file(tmp_path / "demos" / "task_demo.hdf5", "reach", num_demos=4, steps=40, seed=0, images=False)
+    out = tmp_path / "run"
+    argv = ["train-tokenizer", "--demos", str(tmp_path / "demos"), "--steps", "4", "--eval-every", "4",
+            "--num-layers", "3", "--no-progress", "--device", "cpu", "--out-dir", str(out)]
+    assert main(argv) == 0
+    saved = json.loads((out / RUN_CONFIG).read_text())
+    assert saved["num_layers"] == 3 and saved["steps"] == 4 and saved["out_dir"] == str(out)
+    assert main(["train-tokenizer", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml: not a readable TOML or JSON file" in capsys.readouterr().err
