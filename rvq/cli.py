@@ -67,13 +67,6 @@ def _train_head(kind: str, argv: list[str]) -> int:
     return 0
 
 
-# commands whose options are their config dataclass (rvq.config_cli: tyro, `--config FILE`); argv after the name
-CONFIG_COMMANDS = {
-    "train-tokenizer": cmd_train_tokenizer,
-    "compare-tokenizers": cmd_compare_tokenizers,
-    "train-draft": lambda argv: _train_head("draft", argv),
-    "train-main": lambda argv: _train_head("main", argv),
-}
 
 
 def cmd_make_tiny_backbone(args: argparse.Namespace) -> int:
@@ -193,20 +186,27 @@ def _step_range(text: str) -> tuple[int, int]:
     return low, high
 
 
-def cmd_pipeline(args: argparse.Namespace) -> int:
+def cmd_pipeline(argv: list[str]) -> int:
     from rvq.pipeline import PipelineConfig, run_pipeline
 
-    overrides = {"out_dir": args.out, "env": args.env}
-    if args.config:
-        cfg = PipelineConfig.from_file(args.config, **overrides)
-    else:
-        cfg = PipelineConfig(**{k: v for k, v in overrides.items() if v is not None})
-    if args.plan:
+    plan = "--plan" in argv  # a way of running, not a setting of the run
+    cfg = parse_config(PipelineConfig, [a for a in argv if a != "--plan"], "rvq pipeline")
+    if plan:
         run_pipeline(cfg, plan=True)
         return 0
     run_pipeline(cfg)
     print((Path(cfg.out_dir) / "report.md").read_text())
     return 0
+
+
+# commands whose options are their config dataclass (rvq.config_cli: tyro, `--config FILE`); argv after the name
+CONFIG_COMMANDS = {
+    "train-tokenizer": cmd_train_tokenizer,
+    "compare-tokenizers": cmd_compare_tokenizers,
+    "train-draft": lambda argv: _train_head("draft", argv),
+    "train-main": lambda argv: _train_head("main", argv),
+    "pipeline": cmd_pipeline,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,13 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help=HELP["grasp_hold"] + "; recorded in the files (default timer)")
     col.set_defaults(func=cmd_collect_demos)
 
-    pipe = sub.add_parser("pipeline", help="collect → tokenizer → Phase 2 → draft/main → eval → report, one run folder")
-    pipe.add_argument("--config", default=None, help="TOML or JSON file of pipeline settings (rvq.pipeline.PipelineConfig)")
-    pipe.add_argument("--out", default=None, help="run folder (overrides the config's out_dir; rerun to resume)")
-    pipe.add_argument("--env", default=None, help="libero (default) or mock")
-    pipe.add_argument("--plan", action="store_true",
-                      help="only say which stages a run would skip, run or redo (nothing runs or is deleted)")
-    pipe.set_defaults(func=cmd_pipeline)
+    sub.add_parser("pipeline", help="collect → tokenizer → Phase 2 → draft/main → eval → report, one run folder "
+                                     "(options: the fields of rvq.pipeline.PipelineConfig, --config FILE.toml, --plan)")
 
     rep = sub.add_parser("eval-report", help="merge eval result files (shards) into success rates with 95%% CIs")
     rep.add_argument("results", nargs="+", help="results*.jsonl files or eval output folders")

@@ -13,20 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
+
+from tyro.conf import arg
 
 from rvq.envs.suites import check_suite, check_tasks
 from rvq.expert.scripted import check_grasp_hold, expert_identity
 from rvq.rsd.decode import DEFAULT_TAU
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # the same parser, published as tomli before it joined the standard library
-    import tomli as tomllib
 
 STAGE_FILE = "stage.json"
 STARTED_FILE = "stage_started.json"  # written when a stage starts: an interrupted stage with the same inputs resumes
@@ -76,7 +72,7 @@ class PipelineConfig:
     workers: int = 2
     device: str = "cpu"  # training and policy inference (the simulator runs on CPU); "auto" takes CUDA if present
     seed: int = 0
-    out_dir: str = "runs/pipeline"
+    out_dir: Annotated[str, arg(aliases=("--out",))] = "runs/pipeline"  # the run folder (rerun to resume)
 
     def __post_init__(self) -> None:
         check_suite(self.suite)
@@ -114,16 +110,9 @@ class PipelineConfig:
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "PipelineConfig":
         """A TOML or JSON file of `PipelineConfig` fields (unknown keys are refused), then `overrides`."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (OSError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{path}: not a readable pipeline config ({exc})") from exc
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown pipeline setting(s) {unknown}; known: {sorted(known)}")
+        from rvq.config_cli import read_config_file
+
+        data = read_config_file(path, cls)
         return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
 
 

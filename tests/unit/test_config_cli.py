@@ -79,3 +79,20 @@ def test_train_tokenizer_writes_its_run_config_and_refuses_a_bad_file_by_name(tm
     assert saved["num_layers"] == 3 and saved["steps"] == 4 and saved["out_dir"] == str(out)
     assert main(["train-tokenizer", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml: not a readable TOML or JSON file" in capsys.readouterr().err
+
+
+def test_pipeline_takes_its_config_file_and_any_field_as_a_flag(tmp_path: Path, capsys) -> None:
+    study = Path(__file__).parents[2] / "configs" / "study" / "libero_object_robust.toml"
+    out = tmp_path / "run"
+    assert main(["pipeline", "--config", str(study), "--out", str(out), "--tasks", "0", "1", "--plan"]) == 0
+    text = capsys.readouterr().out
+    assert "[collect] not done yet: would run" in text and not out.exists()  # --plan touches nothing
+    from rvq.pipeline import PipelineConfig
+
+    cfg = parse_config(PipelineConfig, ["--config", str(study), "--out-dir", str(out), "--head-steps", "7"], "p")
+    assert (cfg.head_steps, cfg.demos_per_task, cfg.tasks, cfg.out_dir) == (7, 50, list(range(10)), str(out))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:  # the library reports a setting the config refuses, with its reason
+        main(["pipeline", "--env", "mock", "--execute-steps", "-1", "--plan"])
+    assert exit_info.value.code == 2
+    assert "execute_steps must be >= 0" in " ".join(capsys.readouterr().err.split())
