@@ -1,6 +1,6 @@
 """Mock checkpoints for the Phase 3 pipeline, built from the real classes and saved through the real policy bundle.
 
-    python mocks/generate_mock_checkpoints.py --output-dir DIR [--seed S]
+    python mocks/generate_mock_checkpoints.py --out-dir DIR [--seed S]
 
 writes a policy bundle (`rvq.policies.bundle`) into DIR: the manifest `config.json`, `tokenizer/` (a robust RFSQ
 tokenizer trained briefly by `rvq.training.train_tokenizer` on synthetic LIBERO-layout demo files, with BOUNDS_Q99
@@ -52,7 +52,7 @@ def generate(output_dir: str | Path, seed: int = 0, tokenizer_steps: int = 100) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--out-dir", "--output-dir", dest="output_dir", required=True)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     print(json.dumps(generate(args.output_dir, args.seed)))

@@ -209,19 +209,29 @@ CONFIG_COMMANDS = {
 }
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in --help, unless it is unset (None), an off switch, or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rvq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    defaults_shown = {"formatter_class": DefaultsHelpFormatter}
     # listed here for `rvq --help`; `main` hands their arguments to their config dataclass (CONFIG_COMMANDS)
     sub.add_parser("train-tokenizer", help="train an RFSQ action tokenizer (default: robust, embedded demos)")
     sub.add_parser("compare-tokenizers", help="naive / LayerNorm / robust RFSQ, ResidualFSQ, bins, DCT")
 
-    tiny = sub.add_parser("make-tiny-backbone", help="save a randomly initialized tiny LLaVA backbone (tests, demos)")
+    tiny = sub.add_parser("make-tiny-backbone", **defaults_shown, help="save a randomly initialized tiny LLaVA backbone (tests, demos)")
     tiny.add_argument("--out-dir", default="runs/tiny-backbone", help=HELP["out_dir"])
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_make_tiny_backbone)
 
-    build = sub.add_parser("build-phase2-data", help="demos → cached features (VLA or state) + token labels (HDF5)")
+    build = sub.add_parser("build-phase2-data", **defaults_shown, help="demos → cached features (VLA or state) + token labels (HDF5)")
     build.add_argument("--demos", nargs="+", required=True, help="LIBERO-layout HDF5 files or folders (one task per file)")
     build.add_argument("--tokenizer", required=True, help="Phase 1 tokenizer checkpoint (labels the actions)")
     build.add_argument("--backbone", required=True,
@@ -238,14 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--image-transform", default="resize", choices=("resize", "oft"), help=HELP["image_transform"])
     build.set_defaults(func=cmd_build_phase2_data)
 
-    make = sub.add_parser("make-bundle", help="tokenizer + heads + feature source → a policy bundle (what eval runs)")
+    make = sub.add_parser("make-bundle", **defaults_shown, help="tokenizer + heads + feature source → a policy bundle (what eval runs)")
     make.add_argument("--tokenizer", required=True, help="Phase 1 tokenizer checkpoint")
     make.add_argument("--main", required=True, help="main head checkpoint (rvq train-main)")
     make.add_argument("--draft", default=None, help="draft head checkpoint (rvq train-draft); without it: main-only")
     make.add_argument("--backbone", required=True,
                       help="the heads' feature source, as given to build-phase2-data: a VLA hub id (recorded, not "
                            "copied) or local folder (copied in), state:SUITE[+gripper][+goal], or a features.json")
-    make.add_argument("--out", required=True, help="the bundle folder (new or empty)")
+    make.add_argument("--out-dir", "--out", dest="out", required=True, help="the bundle folder (new or empty)")
     make.add_argument("--suite", default=None, help="protocol: the suite the heads were trained for")
     make.add_argument("--execute-steps", type=int, default=None, metavar="K",
                       help="protocol: actions of each chunk executed before acting again (default: the whole chunk)")
@@ -255,12 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
     make.set_defaults(func=cmd_make_bundle)
 
-    setup = sub.add_parser("setup-libero", help="write LIBERO's config.yaml and link its assets (non-interactive)")
+    setup = sub.add_parser("setup-libero", **defaults_shown, help="write LIBERO's config.yaml and link its assets (non-interactive)")
     setup.add_argument("--config-dir", default=None, help="default: $LIBERO_CONFIG_PATH or ~/.cache/rvq/libero")
     setup.add_argument("--install", action="store_true", help="first pip-install hf-libero without its training deps")
     setup.set_defaults(func=cmd_setup_libero)
 
-    ev = sub.add_parser("eval", help="evaluate a policy on a LIBERO suite (OpenVLA/OFT protocol)")
+    ev = sub.add_parser("eval", **defaults_shown, help="evaluate a policy on a LIBERO suite (OpenVLA/OFT protocol)")
     ev.add_argument("--suite", default="libero_spatial", help="libero_spatial, libero_object, libero_goal, libero_10, libero_90")
     ev.add_argument("--tasks", default=None, help="task ids, e.g. 0,3,5 or 0-4 (default: all)")
     ev.add_argument("--trials", type=int, default=50, help="trials per task: trial i starts from initial state i")
@@ -268,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoints", default=None, help="a policy bundle folder (rvq.policies.PolicyBundle; the older tokenizer.pt/draft.pt/main.pt "
                          "layout also loads)")
     ev.add_argument("--demos", default=None, help="replay: folder of LIBERO demo files, one per task")
-    ev.add_argument("--out", default="runs/eval", help="output folder (rerun to resume)")
+    ev.add_argument("--out-dir", "--out", dest="out", default="runs/eval", help="output folder (rerun to resume)")
     ev.add_argument("--workers", type=int, default=1, help="simulator workers (processes here, or Ray actors)")
     ev.add_argument("--executor", default="auto", choices=("auto", "inline", "process", "ray"),
                     help="where episodes run: auto = inline for 1 worker, else local processes; ray needs rvq[ray]")
@@ -289,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto", help=HELP["device"])
     ev.add_argument("--relaxed", action="store_true", help="relaxed (lossy) RSD acceptance instead of exact")
     ev.add_argument("--tau", type=float, default=DEFAULT_TAU,
-                    help=f"relaxed RSD: accept a draft layer when this fraction of its tokens agree (default {DEFAULT_TAU})")
+                    help="relaxed RSD: accept a draft layer when this fraction of its tokens agree")
     ev.add_argument("--max-grid-distance", type=int, default=None,
                     help="relaxed RSD: also accept a layer whose tokens are all within this many grid steps")
     ev.add_argument("--flip-gripper", action="store_true", help="OpenVLA-family gripper: [0, 1] with 1 = open, split at 0.5 and inverted (as OFT)")
@@ -305,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--roundtrip-tokenizer", default=None,
                     help="expert only: execute its actions after a round trip through this tokenizer checkpoint")
     ev.add_argument("--grasp-hold", default="timer", choices=GRASP_HOLDS,
-                    help=HELP["grasp_hold"] + " (default timer)")
+                    help=HELP["grasp_hold"])
     ev.add_argument("--no-render", dest="render", action="store_false",
                     help="physics only, no cameras (expert/replay/noop and state-feature policies: same success predicate, ~10x faster)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
@@ -315,11 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help=HELP["image_transform"] + " (default: the bundle's protocol, else resize)")
     ev.set_defaults(func=cmd_eval)
 
-    col = sub.add_parser("collect-demos", help="scripted expert → LIBERO-layout HDF5 demos (one file per task)")
+    col = sub.add_parser("collect-demos", **defaults_shown, help="scripted expert → LIBERO-layout HDF5 demos (one file per task)")
     col.add_argument("--suite", default="libero_spatial")
     col.add_argument("--tasks", default=None, help="task ids, e.g. 0,3 or 0-4 (default: all)")
     col.add_argument("--trials", type=int, default=50, help="episodes per task, from initial states 0..N-1")
-    col.add_argument("--out", default="runs/demos", help="output folder (rerun to resume)")
+    col.add_argument("--out-dir", "--out", dest="out", default="runs/demos", help="output folder (rerun to resume)")
     col.add_argument("--workers", type=int, default=1)
     col.add_argument("--resolution", type=int, default=128, help="camera resolution of the recorded images")
     col.add_argument("--keep-failures", action="store_true", help="also keep unsuccessful episodes")
@@ -336,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--format", default="hdf5", choices=("hdf5", "lerobot"),
                      help="lerobot: also write the demos as a LeRobot dataset in OUT/lerobot (the HDF5 files stay "
                           "the resumable store); needs pip install \"rvq[lerobot]\" (default hdf5)")
-    col.add_argument("--lerobot-version", default="v3.0", choices=("v3.0", "v2.1"), help="LeRobot layout (default v3.0)")
+    col.add_argument("--lerobot-version", default="v3.0", choices=("v3.0", "v2.1"), help="LeRobot layout")
     col.add_argument("--takeover-policy", default="", metavar="DIR",
                      help="takeover demos (DAgger-style): this policy folder's main head acts from each randomized "
                           "reset, then the expert takes over and finishes; only the expert's part is recorded "
@@ -344,15 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--takeover-steps", default="20-160", metavar="LO-HI",
                      help="with --takeover-policy: the takeover step is drawn per episode from LO..HI (default 20-160)")
     col.add_argument("--grasp-hold", default="timer", choices=GRASP_HOLDS,
-                     help=HELP["grasp_hold"] + "; recorded in the files (default timer)")
+                     help=HELP["grasp_hold"] + "; recorded in the files")
     col.set_defaults(func=cmd_collect_demos)
 
     sub.add_parser("pipeline", help="collect → tokenizer → Phase 2 → draft/main → eval → report, one run folder "
                                      "(options: the fields of rvq.pipeline.PipelineConfig, --config FILE.toml, --plan)")
 
-    rep = sub.add_parser("eval-report", help="merge eval result files (shards) into success rates with 95%% CIs")
+    rep = sub.add_parser("eval-report", **defaults_shown, help="merge eval result files (shards) into success rates with 95%% CIs")
     rep.add_argument("results", nargs="+", help="results*.jsonl files or eval output folders")
-    rep.add_argument("--out", default="runs/eval-report", help="output folder")
+    rep.add_argument("--out-dir", "--out", dest="out", default="runs/eval-report", help="output folder")
     rep.set_defaults(func=cmd_eval_report)
 
     for kind in ("draft", "main"):

@@ -96,3 +96,16 @@ def test_pipeline_takes_its_config_file_and_any_field_as_a_flag(tmp_path: Path, 
         main(["pipeline", "--env", "mock", "--execute-steps", "-1", "--plan"])
     assert exit_info.value.code == 2
     assert "execute_steps must be >= 0" in " ".join(capsys.readouterr().err.split())
+
+
+def test_output_folders_have_one_spelling_and_the_old_ones_still_parse() -> None:
+    from rvq.cli import build_parser
+
+    parser = build_parser()
+    for command in (["eval"], ["collect-demos"], ["eval-report", "r.jsonl"], ["make-bundle", "--tokenizer", "t",
+                                                                               "--main", "m", "--backbone", "b"]):
+        assert parser.parse_args([*command, "--out-dir", "x"]).out == "x"
+        assert parser.parse_args([*command, "--out", "y"]).out == "y"
+    help_text = " ".join(parser._subparsers._group_actions[0].choices["eval"].format_help().split())
+    assert "(default: runs/eval)" in help_text and "(default: 3600.0)" in help_text  # defaults shown
+    assert "(default: None)" not in help_text  # unset options say what unset means instead
