@@ -105,7 +105,7 @@ def cmd_make_bundle(args: argparse.Namespace) -> int:
     main = load_main(args.main, **ids)
     draft = load_draft(args.draft, **ids) if args.draft else None
     protocol = {"suite": args.suite, "execute_steps": args.execute_steps or None,
-                "temporal_ensemble": args.temporal_ensemble,
+                "temporal_ensemble": args.temporal_ensemble, "flip_gripper": args.flip_gripper or None,
                 **({} if is_state else {"image_transform": args.image_transform})}
     # a VLA named by hub id stays a reference (its weights and code come from the Hub); a local folder is copied in
     local = Path(args.backbone).is_dir()
@@ -262,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--temporal-ensemble", type=float, default=None, metavar="M",
                       help="protocol: act every step with the chunks ensembled, decay M")
     make.add_argument("--image-transform", default="resize", choices=("resize", "oft"), help=HELP["image_transform"])
+    make.add_argument("--flip-gripper", action="store_true",
+                      help="protocol: the heads emit the OpenVLA-family gripper ([0, 1], 1 = open; eval flips it)")
     make.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
     make.set_defaults(func=cmd_make_bundle)
 
@@ -302,7 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="relaxed RSD: accept a draft layer when this fraction of its tokens agree")
     ev.add_argument("--max-grid-distance", type=int, default=None,
                     help="relaxed RSD: also accept a layer whose tokens are all within this many grid steps")
-    ev.add_argument("--flip-gripper", action="store_true", help="OpenVLA-family gripper: [0, 1] with 1 = open, split at 0.5 and inverted (as OFT)")
+    ev.add_argument("--flip-gripper", action="store_const", const=True, default=None,
+                    help="OpenVLA-family gripper: [0, 1] with 1 = open, split at 0.5 and inverted (as OFT); default: "
+                         "the bundle's protocol, else off")
     ev.add_argument("--max-steps", type=int, default=None, help="override the suite's max steps (smoke tests)")
     ev.add_argument("--execute-steps", type=int, default=None, metavar="K",
                     help="execute the first K actions of each chunk, then act again (receding horizon; 0: the whole chunk; "

@@ -40,7 +40,7 @@ class EvalConfig:
     exact: bool = True
     tau: float = DEFAULT_TAU  # relaxed RSD: accept a draft layer when this fraction of its tokens agree with main's
     max_grid_distance: int | None = None  # relaxed RSD: ... or when every token is within this many grid steps
-    flip_gripper: bool = False
+    flip_gripper: bool | None = None  # OpenVLA-family gripper output; None: the bundle's protocol, else False
     max_steps: int | None = None  # None: the suite's protocol value
     # actions of each chunk executed before the policy acts again (0: all). With neither this nor temporal_ensemble
     # given, a token policy takes its bundle's protocol (whole chunks if it names none)
@@ -164,10 +164,12 @@ class EvalConfig:
 
     def _policy_layout(self) -> BundleLayout | None:
         """A token policy's bundle, verified (None for other policies); fills the options left unset from the
-        bundle's protocol: the chunk's executed steps (or temporal ensemble) and the image transform."""
+        bundle's protocol: the chunk's executed steps (or temporal ensemble), the image transform, the gripper flip."""
         if self.policy not in ("rsd", "main"):
             if self.image_transform is None:
                 self.image_transform = "resize"
+            if self.flip_gripper is None:
+                self.flip_gripper = False
             return None
         if not self.checkpoints:
             raise ValueError(f"policy {self.policy!r} needs --checkpoints")
@@ -177,6 +179,8 @@ class EvalConfig:
             self.execute_steps = protocol.get("execute_steps")
             self.temporal_ensemble = protocol.get("temporal_ensemble")
         self.image_transform = layout.image_transform(self.image_transform)
+        if self.flip_gripper is None:
+            self.flip_gripper = bool(protocol.get("flip_gripper", False))
         return layout
 
     @property

@@ -31,12 +31,12 @@ class TokenPolicy:
         bundle: PolicyBundle,
         mode: str = "rsd",
         exact: bool = True,
-        flip_gripper: bool = False,
+        flip_gripper: bool | None = None,
         tau: float = DEFAULT_TAU,
         max_grid_distance: int | None = None,
     ) -> None:
-        """`bundle`: the verified parts; `tau`, `max_grid_distance`: relaxed RSD's acceptance rules
-        (`speculative_decode`), unused when exact."""
+        """`bundle`: the verified parts; `flip_gripper`: None takes the bundle's protocol (off if it names none);
+        `tau`, `max_grid_distance`: relaxed RSD's acceptance rules (`speculative_decode`), unused when exact."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode not in bundle.modes:
@@ -44,6 +44,8 @@ class TokenPolicy:
         self.bundle = bundle
         self.extractor, self.tokenizer, self.main = bundle.features, bundle.tokenizer, bundle.main
         self.draft = bundle.draft if mode == "rsd" else None
+        if flip_gripper is None:
+            flip_gripper = bool(bundle.protocol.get("flip_gripper", False))
         self.mode, self.exact, self.flip_gripper = mode, exact, flip_gripper
         self.tau, self.max_grid_distance = tau, max_grid_distance
         self.name = mode

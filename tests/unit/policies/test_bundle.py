@@ -232,16 +232,19 @@ def test_eval_takes_unset_options_from_the_bundle_protocol(bundle_dir: Path, tmp
 
     bundle = load_bundle(bundle_dir, "rsd", device="cpu")
     PolicyBundle(bundle.tokenizer, bundle.main, bundle.draft, bundle.features,
-                 protocol={"execute_steps": 4}).save_pretrained(tmp_path / "k4")
+                 protocol={"execute_steps": 4, "flip_gripper": True}).save_pretrained(tmp_path / "k4")
     common = dict(suite="libero_object", tasks=[0], trials=1, policy="rsd", env="mock", device="cpu",
                   checkpoints=str(tmp_path / "k4"))
-    assert EvalConfig(**common).validate().execute_steps == 4
+    resolved = EvalConfig(**common).validate()
+    assert resolved.execute_steps == 4 and resolved.flip_gripper is True
+    assert resolved.result_settings()["flip_gripper"] is True  # results record what ran, not "unset"
+    assert EvalConfig(**common, flip_gripper=False).validate().flip_gripper is False
     assert EvalConfig(**common, execute_steps=2).validate().execute_steps == 2
     assert EvalConfig(**common, execute_steps=0).validate().execute_steps is None  # 0: whole chunks, explicitly
     whole = EvalConfig(**common, temporal_ensemble=0.01).validate()
     assert whole.execute_steps is None and whole.temporal_ensemble == 0.01
     plain = EvalConfig(**{**common, "checkpoints": str(bundle_dir)}).validate()
-    assert plain.execute_steps is None and plain.image_transform == "resize"
+    assert plain.execute_steps is None and plain.image_transform == "resize" and plain.flip_gripper is False
 
 
 def test_make_bundle_assembles_trained_parts_and_refuses_a_foreign_feature_source(bundle_dir: Path, tmp_path: Path,
