@@ -375,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rvq.eval.results import RunInUse
     from rvq.rfsq.residual import NotDecodableError
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -385,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         command, run = args.command, lambda: args.func(args)
     try:
         return run()
-    except (ValueError, OSError, KeyError, ModuleNotFoundError, NotDecodableError) as exc:
+    except (ValueError, OSError, KeyError, ModuleNotFoundError, NotDecodableError, RunInUse) as exc:
         print(f"rvq {command}: error: {exc}", file=sys.stderr)
         return 2
 

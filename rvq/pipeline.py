@@ -192,9 +192,18 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
     """Run (or resume) every stage of `cfg`; returns the report (also `<run>/report.md` and `report.json`).
     `plan`: only log which stages a run would skip, run or redo (nothing is run, written or deleted)."""
     run = Run(cfg, log, plan)
-    if not plan:
-        run.root.mkdir(parents=True, exist_ok=True)
+    if plan:  # reads only: a plan may be made while another process runs the folder
+        return _run_stages(run, cfg)
+    from rvq.eval.results import RunLock
+
+    run.root.mkdir(parents=True, exist_ok=True)
+    with RunLock(run.root, "pipeline run", lock_path=run.root / ".pipeline.lock"):  # one writer per run folder
         (run.root / "pipeline_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        return _run_stages(run, cfg)
+
+
+def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
+    plan = run.plan
     expert_settings = expert_identity(cfg.expert_grasp_hold)  # a setting of every stage the scripted expert acts in
     if cfg.demos_dir:  # the files themselves are the input: renamed, added or rewritten files redo what follows
         demos = run.stage("collect", {"demos_dir": _demo_files(cfg.demos_dir)}, [],

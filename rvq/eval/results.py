@@ -92,13 +92,18 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
+class RunInUse(RuntimeError):
+    """Another process is writing the same run (its results file, or its pipeline folder)."""
+
+
 class RunLock:
     """An exclusive lock on a results file for the life of the run writing it (`.<name>.lock` beside it): a second
-    run on the same file is refused. Shards of one job array write different files and do not block each other."""
+    run on the same file is refused. Shards of one job array write different files and do not block each other.
+    `what` names the kind of run in the refusal; `lock_path` puts the lock elsewhere (a pipeline: in its folder)."""
 
-    def __init__(self, results: Path) -> None:
-        self.results = results
-        self.path = results.with_name(f".{results.name}.lock")
+    def __init__(self, results: Path, what: str = "evaluation", lock_path: Path | None = None) -> None:
+        self.results, self.what = results, what
+        self.path = lock_path or results.with_name(f".{results.name}.lock")
         self.handle: IO[str] | None = None
 
     def __enter__(self) -> "RunLock":
@@ -109,8 +114,8 @@ class RunLock:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise RuntimeError(f"{self.results} is in use by another evaluation ({holder}); wait for it to "
-                               f"finish or choose another --out") from None
+            raise RunInUse(f"{self.results} is in use by another {self.what} ({holder}); wait for it to finish or "
+                           "choose another --out-dir") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}")

@@ -216,3 +216,19 @@ def test_temporal_ensemble_changes_only_the_learned_policies_eval_fingerprints(t
     (row,) = report["episodes"]["suites"]
     assert row["episodes"] == 2 and row["errors"] == 0
     assert json.loads((Path(mock.out_dir) / "eval_main" / "eval_config.json").read_text())["temporal_ensemble"] == 0.01
+
+
+def test_a_second_writer_of_a_run_folder_is_refused_and_a_plan_is_not(tmp_path: Path, capsys) -> None:
+    from rvq.cli import main
+    from rvq.eval.results import RunInUse, RunLock
+
+    cfg = tiny(tmp_path)
+    run = Path(cfg.out_dir)
+    run.mkdir(parents=True)
+    with RunLock(run, "pipeline run", lock_path=run / ".pipeline.lock"):  # another process running the folder
+        with pytest.raises(RunInUse, match=r"in use by another pipeline run \(pid \d+\)"):
+            run_pipeline(cfg, log=lambda _: None)
+        assert run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]  # planning only reads
+        assert main(["pipeline", "--env", "mock", "--out-dir", str(run), "--tasks", "0"]) == 2
+        assert "in use by another pipeline run" in capsys.readouterr().err
+    assert not (run / "collect").exists()  # nothing was run while the folder was held
