@@ -239,6 +239,13 @@ def _check_features(features: FeatureExtractor | StateFeatures, main: MainModel,
                          f"(identity {main.feature_identity[:12]}… in the heads, {features.identity[:12]}… given)")
 
 
+def _looks_local(source: str) -> bool:
+    """Whether `source` names a local path rather than a hub id `org/name`."""
+    path = Path(source)
+    return (path.is_absolute() or source.startswith((".", "~")) or source.count("/") != 1
+            or path.parts[0] in {p.name for p in Path.cwd().iterdir() if p.is_dir()})
+
+
 def load_bundle(folder: str | os.PathLike, mode: str = "rsd", device: str = "auto", trust_remote_code: bool = False,
                 image_transform: str | None = None) -> "PolicyBundle":
     """Load and verify a bundle (or legacy) folder: the parts `mode` runs, on `device`, with its feature source.
@@ -335,6 +342,16 @@ class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero"
                     "tokenizer_identity": self.tokenizer.identity, "feature_identity": self.main.feature_identity,
                     "feature_source": source, "protocol": self.protocol}
         write_bytes_atomic(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True).encode())
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> "PolicyBundle":
+        """A bundle from a folder or a hub id (`org/name`; `revision=`, `token=`, `cache_dir=` as huggingface_hub
+        takes them), loaded for `mode=` ("rsd" or "main") on `device=`. A missing local folder is refused here rather
+        than looked up on the Hub."""
+        source = str(pretrained_model_name_or_path)
+        if not os.path.isdir(source) and _looks_local(source):
+            raise FileNotFoundError(f"policy folder not found: {source} (a hub id looks like org/name)")
+        return super().from_pretrained(source, **kwargs)
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,

@@ -222,6 +222,8 @@ def test_from_pretrained_takes_a_hub_id_and_push_to_hub_uploads_a_loadable_bundl
     bundle = load_bundle(bundle_dir, "rsd", device="cpu")
     bundle.push_to_hub("lab/rvq-policy")
     assert calls[0]["upload"] == "lab/rvq-policy" and (hub / "lab/rvq-policy" / "config.json").is_file()
+    with pytest.raises(FileNotFoundError, match="policy folder not found"):  # a local path is not looked up online
+        PolicyBundle.from_pretrained(tmp_path / "nowhere", mode="rsd", device="cpu")
     loaded = PolicyBundle.from_pretrained("lab/rvq-policy", revision="v1", mode="rsd", device="cpu")
     assert calls[-1] == {"snapshot": "lab/rvq-policy", "revision": "v1"}
     assert loaded.layout.digests("rsd") == read_layout(bundle_dir, "rsd").digests("rsd")
