@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mocks.libero_files import write_libero_file  # noqa: E402
 from rvq.backbones import build_backbone  # noqa: E402
-from rvq.models import DraftConfig, DraftModel, MainConfig, MainModel, attach_identities  # noqa: E402
+from rvq.models import DraftConfig, DraftModel, HeadCheckpoint, MainConfig, MainModel  # noqa: E402
 from rvq.policies.bundle import PolicyBundle  # noqa: E402
 from rvq.tokenizer import ActionTokenizer  # noqa: E402
 from rvq.training.tokenizer import TrainTokenizerConfig, train_tokenizer  # noqa: E402
@@ -44,9 +44,8 @@ def generate(output_dir: str | Path, seed: int = 0, tokenizer_steps: int = 100) 
     torch.manual_seed(seed + 1)
     draft = DraftModel(DraftConfig(extractor.feature_dim, tokenizer.tokens, width=64)).eval()
     main = MainModel(MainConfig(extractor.feature_dim, tokenizer.tokens, width=64, depth=2, heads=4)).eval()
-    for head in (draft, main):
-        attach_identities(head, **ids, metrics={"mock": True})
-    PolicyBundle(tokenizer, main, draft, extractor).save_pretrained(out)
+    PolicyBundle(tokenizer, HeadCheckpoint(main, **ids, metrics={"mock": True}),
+                 HeadCheckpoint(draft, **ids, metrics={"mock": True}), extractor).save_pretrained(out)
     return {**ids, "output_dir": str(out)}
 
 

@@ -94,7 +94,7 @@ def cmd_build_phase2_data(args: argparse.Namespace) -> int:
 def cmd_make_bundle(args: argparse.Namespace) -> int:
     from rvq.backbones.source import load_feature_source
     from rvq.backbones.state import StateFeatures
-    from rvq.models import load_draft, load_main
+    from rvq.models import read_draft, read_main
     from rvq.policies import PolicyBundle
     from rvq.tokenizer import ActionTokenizer
 
@@ -102,8 +102,8 @@ def cmd_make_bundle(args: argparse.Namespace) -> int:
     is_state = isinstance(features, StateFeatures)
     tokenizer = ActionTokenizer.from_checkpoint(args.tokenizer)
     ids = {"tokenizer_identity": tokenizer.identity, "feature_identity": features.identity}
-    main = load_main(args.main, **ids)
-    draft = load_draft(args.draft, **ids) if args.draft else None
+    main = read_main(args.main, **ids)
+    draft = read_draft(args.draft, **ids) if args.draft else None
     protocol = {"suite": args.suite, "execute_steps": args.execute_steps or None,
                 "temporal_ensemble": args.temporal_ensemble, "flip_gripper": args.flip_gripper or None,
                 **({} if is_state else {"image_transform": args.image_transform})}

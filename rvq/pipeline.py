@@ -400,12 +400,12 @@ def _write_bundle(folder: Path, bundle) -> dict[str, Any]:
 def _assemble(cfg: PipelineConfig, folder: Path, tokenizer: str, heads: dict[str, dict[str, Any]],
               features) -> dict[str, Any]:
     """The policy bundle of the run's tokenizer, heads and feature source (verified as it is made)."""
-    from rvq.models import load_draft, load_main
+    from rvq.models import read_draft, read_main
     from rvq.policies.bundle import PolicyBundle
     from rvq.tokenizer import ActionTokenizer
 
-    main = load_main(heads["main"]["checkpoint"])
-    draft = load_draft(heads["draft"]["checkpoint"]) if "draft" in heads else None
+    main = read_main(heads["main"]["checkpoint"])
+    draft = read_draft(heads["draft"]["checkpoint"]) if "draft" in heads else None
     bundle = PolicyBundle(ActionTokenizer.from_checkpoint(tokenizer), main, draft, features, protocol=_protocol(cfg))
     return _write_bundle(folder, bundle)
 
@@ -415,14 +415,14 @@ def _assemble_untrained(folder: Path, trained: str, seed: int) -> dict[str, Any]
     identities: what the learned policy would do had training taught it nothing."""
     import torch
 
-    from rvq.models import MainModel, attach_identities
+    from rvq.models import HeadCheckpoint, MainModel
     from rvq.policies.bundle import PolicyBundle, load_bundle
 
     trained_bundle = load_bundle(trained, "main", device="cpu")
-    old = trained_bundle.main
+    old = trained_bundle.heads["main"]
     torch.manual_seed(seed)
-    main = attach_identities(MainModel(old.config).eval(), old.tokenizer_identity, old.feature_identity,
-                             old.feature_info, {"untrained": True})
+    main = HeadCheckpoint(MainModel(old.model.config).eval(), old.tokenizer_identity, old.feature_identity,
+                          old.feature_info, {"untrained": True})
     return _write_bundle(folder, PolicyBundle(trained_bundle.tokenizer, main, None, trained_bundle.features,
                                               protocol=trained_bundle.protocol))
 

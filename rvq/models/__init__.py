@@ -1,6 +1,6 @@
 """Phase 2 token predictors: a draft for the coarse RFSQ layers and a layer-causal main model."""
 
-from rvq.models.checkpoint import attach_identities, check_pair, load_draft, load_main, save_head
+from rvq.models.checkpoint import HeadCheckpoint, check_pair, load_draft, load_main, read_draft, read_main, save_head
 from rvq.models.config import DraftConfig, MainConfig, TokenSpace
 from rvq.models.draft import DraftModel
 from rvq.models.main import MainModel
@@ -10,10 +10,12 @@ __all__ = [
     "DraftModel",
     "MainConfig",
     "MainModel",
+    "HeadCheckpoint",
     "TokenSpace",
-    "attach_identities",
     "check_pair",
     "load_draft",
     "load_main",
+    "read_draft",
+    "read_main",
     "save_head",
 ]

@@ -16,11 +16,11 @@ Loading with `tokenizer_identity` / `feature_identity` refuses a head trained fo
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from rvq.checkpoint_io import check_finite_state_dict, check_state_dict
 from rvq.hub_format import read_payload, write_payload
@@ -35,7 +35,7 @@ FORMATS: dict[str, tuple[type, type]] = {
 }
 
 
-def _format_of(model: nn.Module) -> str:
+def _format_of(model: torch.nn.Module) -> str:
     for name, (_, model_cls) in FORMATS.items():
         if isinstance(model, model_cls):
             return name
@@ -74,7 +74,7 @@ def _load(
     tokenizer_identity: str | None,
     feature_identity: str | None,
     device: str | torch.device,
-) -> nn.Module:
+) -> "HeadCheckpoint":
     source = str(path)
     payload = read_payload(path, f"{expected_format} checkpoint")
     fmt = payload.get("format")
@@ -109,22 +109,46 @@ def _load(
     check_state_dict(payload["state_dict"], model.state_dict(), source)
     model.load_state_dict(payload["state_dict"], assign=True)
     model = model.float()  # as before the meta-device load: heads compute in float32 whatever dtype they were saved in
-    attach_identities(model, payload["tokenizer_identity"], payload["feature_identity"],
-                      payload.get("feature_info") or {}, payload.get("metrics") or {})
-    return model.to(device).eval()
+    return HeadCheckpoint(model.to(device).eval(), payload["tokenizer_identity"], payload["feature_identity"],
+                          payload.get("feature_info") or {}, payload.get("metrics") or {})
 
 
-def attach_identities(model: DraftModel | MainModel, tokenizer_identity: str, feature_identity: str,
-                      feature_info: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None
-                      ) -> DraftModel | MainModel:
-    """Name what a head was trained for: the tokenizer whose codes it predicts and the features it reads (what
-    `load_draft` / `load_main` set from the file; a policy bundle refuses a head without them)."""
-    for name, value in (("tokenizer_identity", tokenizer_identity), ("feature_identity", feature_identity)):
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{name} must be a non-empty hash string, got {value!r}")
-    model.tokenizer_identity, model.feature_identity = tokenizer_identity, feature_identity
-    model.feature_info, model.metrics = dict(feature_info or {}), dict(metrics or {})
-    return model
+@dataclass(frozen=True)
+class HeadCheckpoint:
+    """A draft or main head with what it was trained for: the tokenizer whose codes it predicts and the features it
+    reads (hashes), what those features were (`feature_info`, for messages) and its metrics."""
+
+    model: DraftModel | MainModel
+    tokenizer_identity: str
+    feature_identity: str
+    feature_info: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _format_of(self.model)
+        for name in ("tokenizer_identity", "feature_identity"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty hash string, got {value!r}")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write it (`save_head`): a hub-style folder, or one file where `path` ends in `.pt`."""
+        return save_head(path, self.model, self.tokenizer_identity, self.feature_identity, self.metrics,
+                         self.feature_info)
+
+
+def read_draft(path: str | os.PathLike, tokenizer_identity: str | None = None, feature_identity: str | None = None,
+               device: str | torch.device = "cpu") -> HeadCheckpoint:
+    """Read a draft checkpoint (model in eval mode, identities, metrics); refuses a tokenizer or feature identity
+    other than the given one."""
+    return _load(path, "rvq.draft", tokenizer_identity, feature_identity, device)
+
+
+def read_main(path: str | os.PathLike, tokenizer_identity: str | None = None, feature_identity: str | None = None,
+              device: str | torch.device = "cpu") -> HeadCheckpoint:
+    """Read a main checkpoint (model in eval mode, identities, metrics); refuses a tokenizer or feature identity
+    other than the given one."""
+    return _load(path, "rvq.main", tokenizer_identity, feature_identity, device)
 
 
 def load_draft(
@@ -133,8 +157,9 @@ def load_draft(
     feature_identity: str | None = None,
     device: str | torch.device = "cpu",
 ) -> DraftModel:
-    """Load a draft model in eval mode; refuses a tokenizer or feature identity other than the given one."""
-    return _load(path, "rvq.draft", tokenizer_identity, feature_identity, device)
+    """The draft model of a checkpoint, in eval mode (`read_draft` for its identities and metrics); refuses a
+    tokenizer or feature identity other than the given one."""
+    return read_draft(path, tokenizer_identity, feature_identity, device).model
 
 
 def load_main(
@@ -143,17 +168,24 @@ def load_main(
     feature_identity: str | None = None,
     device: str | torch.device = "cpu",
 ) -> MainModel:
-    """Load a main model in eval mode; refuses a tokenizer or feature identity other than the given one."""
-    return _load(path, "rvq.main", tokenizer_identity, feature_identity, device)
+    """The main model of a checkpoint, in eval mode (`read_main` for its identities and metrics); refuses a
+    tokenizer or feature identity other than the given one."""
+    return read_main(path, tokenizer_identity, feature_identity, device).model
 
 
-def check_pair(draft: DraftModel, main: MainModel) -> None:
-    """Raise unless draft and main predict the same token space from the same features."""
-    if draft.config.tokens != main.config.tokens:
-        raise ValueError(f"draft and main predict different token spaces: {draft.config.tokens} vs {main.config.tokens}")
-    if draft.feature_dim != main.feature_dim:
-        raise ValueError(f"draft reads {draft.feature_dim}-d features, main reads {main.feature_dim}-d")
-    for name in ("tokenizer_identity", "feature_identity"):
-        a, b = getattr(draft, name, None), getattr(main, name, None)
-        if a is not None and b is not None and a != b:
-            raise ValueError(f"draft and main were trained with different {name.split('_')[0]}s ({a[:12]}… vs {b[:12]}…)")
+def check_pair(draft: DraftModel | HeadCheckpoint, main: MainModel | HeadCheckpoint) -> None:
+    """Raise unless draft and main predict the same token space from the same features; given as checkpoints
+    (`read_draft` / `read_main`), they must also name the same tokenizer and feature identities."""
+    if isinstance(draft, HeadCheckpoint) and isinstance(main, HeadCheckpoint):
+        for name in ("tokenizer_identity", "feature_identity"):
+            a, b = getattr(draft, name), getattr(main, name)
+            if a != b:
+                raise ValueError(f"draft and main were trained with different {name.split('_')[0]}s "
+                                 f"({a[:12]}… vs {b[:12]}…)")
+    draft_model = draft.model if isinstance(draft, HeadCheckpoint) else draft
+    main_model = main.model if isinstance(main, HeadCheckpoint) else main
+    if draft_model.config.tokens != main_model.config.tokens:
+        raise ValueError(f"draft and main predict different token spaces: {draft_model.config.tokens} vs "
+                         f"{main_model.config.tokens}")
+    if draft_model.feature_dim != main_model.feature_dim:
+        raise ValueError(f"draft reads {draft_model.feature_dim}-d features, main reads {main_model.feature_dim}-d")

@@ -41,7 +41,7 @@ from rvq.backbones import FeatureExtractor
 from rvq.backbones.state import FEATURES_FILE, StateFeatures
 from rvq.checkpoint_io import write_bytes_atomic
 from rvq.hub_format import CONFIG_NAME
-from rvq.models import DraftModel, MainModel, check_pair, load_draft, load_main, save_head
+from rvq.models import DraftModel, HeadCheckpoint, MainModel, check_pair, read_draft, read_main
 from rvq.tokenizer import ActionTokenizer
 
 BUNDLE_FORMAT = "rvq.bundle"
@@ -206,18 +206,18 @@ def _legacy_layout(root: Path, needed: tuple[str, ...]) -> BundleLayout:
 
 
 def _load_parts(layout: BundleLayout, mode: str, device: str | torch.device
-                ) -> tuple[ActionTokenizer, MainModel, DraftModel | None]:
+                ) -> tuple[ActionTokenizer, HeadCheckpoint, HeadCheckpoint | None]:
     """Read the parts `mode` runs (each file once) and check that they belong together and to the manifest."""
     tokenizer = ActionTokenizer.from_checkpoint(layout.parts["tokenizer"], device=device)
     if layout.manifest is not None and tokenizer.identity != layout.manifest["tokenizer_identity"]:
         raise ValueError(f"{layout.root}: the tokenizer part is not the one the manifest names")
-    main = load_main(layout.parts["main"], tokenizer_identity=tokenizer.identity, device=device)
+    main = read_main(layout.parts["main"], tokenizer_identity=tokenizer.identity, device=device)
     feature_identity = layout.manifest["feature_identity"] if layout.manifest else main.feature_identity
     if main.feature_identity != feature_identity:
         raise ValueError(f"{layout.root}: the main head reads other features than the manifest names")
     draft = None
     if mode == "rsd":
-        draft = load_draft(layout.parts["draft"], tokenizer_identity=tokenizer.identity,
+        draft = read_draft(layout.parts["draft"], tokenizer_identity=tokenizer.identity,
                            feature_identity=feature_identity, device=device)
     return tokenizer, main, draft
 
@@ -233,7 +233,7 @@ def verify_bundle(folder: str | os.PathLike, mode: str = "rsd") -> BundleLayout:
     return layout
 
 
-def _check_features(features: FeatureExtractor | StateFeatures, main: MainModel, root: Path) -> None:
+def _check_features(features: FeatureExtractor | StateFeatures, main: HeadCheckpoint, root: Path) -> None:
     if features.identity != main.feature_identity:
         raise ValueError(f"{root}: the heads were trained on features of another source than {features.name!r} "
                          f"(identity {main.feature_identity[:12]}… in the heads, {features.identity[:12]}… given)")
@@ -265,15 +265,18 @@ def load_bundle(folder: str | os.PathLike, mode: str = "rsd", device: str = "aut
 
 class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero", "action-tokenizer", "rfsq"]):
     """A token policy's parts, checked to belong together: the tokenizer, the main head, the draft (RSD only) and
-    the feature source the heads read, with the protocol settings they were trained for."""
+    the feature source the heads read, with the protocol settings they were trained for. `main` and `draft` are the
+    models; `heads` holds them with their identities and metrics (`rvq.models.HeadCheckpoint`)."""
 
-    def __init__(self, tokenizer: ActionTokenizer, main: MainModel, draft: DraftModel | None = None,
+    def __init__(self, tokenizer: ActionTokenizer, main: HeadCheckpoint, draft: HeadCheckpoint | None = None,
                  features: FeatureExtractor | StateFeatures | None = None, feature_hub_id: str | None = None,
                  backbone_folder: str | os.PathLike | None = None, protocol: dict[str, Any] | None = None,
                  layout: BundleLayout | None = None) -> None:
-        """A VLA feature source is saved as `feature_hub_id` (a reference: weights and code stay on the Hub), or as a
-        copy of `backbone_folder` (the folder it was loaded from, its shipped code included), or else written with
-        `save_pretrained`. `layout`: where a loaded bundle came from."""
+        """`main`, `draft`: heads as `read_main` / `read_draft` return them (or `HeadCheckpoint(model, tokenizer
+        identity, feature identity)` for heads in memory). A VLA feature source is saved as `feature_hub_id` (a
+        reference: weights and code stay on the Hub), or as a copy of `backbone_folder` (the folder it was loaded
+        from, its shipped code included), or else written with `save_pretrained`. `layout`: where a loaded bundle
+        came from."""
         if feature_hub_id is not None and backbone_folder is not None:
             raise ValueError("give the VLA feature source as a hub id or as a folder, not both")
         if features is None:
@@ -281,25 +284,27 @@ class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero"
         unknown = sorted(set(protocol or {}) - set(PROTOCOL_KEYS))
         if unknown:
             raise ValueError(f"unknown protocol setting(s) {unknown}; known: {PROTOCOL_KEYS}")
-        for name, head in (("main", main), ("draft", draft)):
-            if head is None:
-                continue
-            if not getattr(head, "tokenizer_identity", None) or not getattr(head, "feature_identity", None):
-                raise ValueError(f"the {name} head names no tokenizer or feature identity: load it with "
-                                 "rvq.models.load_main/load_draft, or name them with rvq.models.attach_identities")
+        heads = {"main": main, **({"draft": draft} if draft is not None else {})}
+        for name, head in heads.items():
+            if not isinstance(head, HeadCheckpoint):
+                raise TypeError(f"the {name} head must be a HeadCheckpoint (rvq.models.read_{name}, or "
+                                f"HeadCheckpoint(model, tokenizer_identity, feature_identity)), got {type(head).__name__}")
+            if not isinstance(head.model, DraftModel if name == "draft" else MainModel):
+                raise TypeError(f"the {name} head holds a {type(head.model).__name__}")
             if head.tokenizer_identity != tokenizer.identity:
                 raise ValueError(f"the {name} head was trained with a different tokenizer "
                                  f"({head.tokenizer_identity[:12]}…, tokenizer {tokenizer.identity[:12]}…)")
-            if head.feature_dim != features.feature_dim:
-                raise ValueError(f"the {name} head reads {head.feature_dim}-d features, the feature source gives "
-                                 f"{features.feature_dim}")
+            if head.model.feature_dim != features.feature_dim:
+                raise ValueError(f"the {name} head reads {head.model.feature_dim}-d features, the feature source "
+                                 f"gives {features.feature_dim}")
             _check_features(features, head, Path(layout.root) if layout else Path("."))
-            if head.config.tokens != tokenizer.tokens:
-                raise ValueError(f"the {name} head predicts codes {head.config.tokens}, the tokenizer makes "
+            if head.model.config.tokens != tokenizer.tokens:
+                raise ValueError(f"the {name} head predicts codes {head.model.config.tokens}, the tokenizer makes "
                                  f"{tokenizer.tokens}")
         if draft is not None:
             check_pair(draft, main)
-        self.tokenizer, self.main, self.draft, self.features = tokenizer, main, draft, features
+        self.tokenizer, self.heads, self.features = tokenizer, heads, features
+        self.main, self.draft = main.model, (draft.model if draft is not None else None)
         self.feature_hub_id, self.protocol, self.layout = feature_hub_id, dict(protocol or {}), layout
         self.backbone_folder = Path(backbone_folder) if backbone_folder is not None else None
 
@@ -319,10 +324,8 @@ class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero"
     def _save_pretrained(self, save_directory: Path) -> None:
         root = Path(save_directory)
         self.tokenizer.save(root / "tokenizer")
-        heads = {"main": self.main, **({"draft": self.draft} if self.draft is not None else {})}
-        for name, head in heads.items():
-            save_head(root / name, head, head.tokenizer_identity, head.feature_identity, metrics=getattr(head, "metrics", {}),
-                      feature_info=getattr(head, "feature_info", {}))
+        for name, head in self.heads.items():
+            head.save(root / name)
         if isinstance(self.features, StateFeatures):
             self.features.save(root)
             source = {"kind": "state", "path": FEATURES_FILE}
@@ -338,8 +341,9 @@ class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero"
             source = {"kind": "backbone", "path": BACKBONE_DIR}
         manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
                     "parts": {name: {"path": name, "config_sha256": _sha256(root / name / CONFIG_NAME)}
-                              for name in ("tokenizer", *heads)},
-                    "tokenizer_identity": self.tokenizer.identity, "feature_identity": self.main.feature_identity,
+                              for name in ("tokenizer", *self.heads)},
+                    "tokenizer_identity": self.tokenizer.identity,
+                    "feature_identity": self.heads["main"].feature_identity,
                     "feature_source": source, "protocol": self.protocol}
         write_bytes_atomic(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True).encode())
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rvq.hub_format import CONFIG_NAME, WEIGHTS_NAME, read_part, read_payload, write_part
-from rvq.models import DraftConfig, DraftModel, MainConfig, MainModel, TokenSpace, load_draft, load_main, save_head
+from rvq.models import DraftConfig, DraftModel, MainConfig, MainModel, TokenSpace, load_draft, load_main, read_main, save_head
 from rvq.rfsq import ActionRFSQAE, read_tokenizer, save_tokenizer, tokenizer_identity
 
 TOKENS = TokenSpace(chunk_size=2, hidden_dim=3, num_layers=4, num_levels=5)
@@ -84,8 +84,9 @@ def test_head_folders_keep_their_identity_checks(tmp_path: Path) -> None:
     draft = DraftModel(DraftConfig(10, TOKENS, width=16)).eval()
     save_head(tmp_path / "main", main, "tok", "feat", metrics={"loss": 1.0})
     save_head(tmp_path / "draft", draft, "tok", "feat")
-    loaded = load_main(tmp_path / "main", tokenizer_identity="tok", feature_identity="feat")
-    assert loaded.metrics == {"loss": 1.0} and loaded.config == main.config
+    checkpoint = read_main(tmp_path / "main", tokenizer_identity="tok", feature_identity="feat")
+    loaded = checkpoint.model
+    assert checkpoint.metrics == {"loss": 1.0} and loaded.config == main.config
     for key, value in main.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     with pytest.raises(ValueError, match="different tokenizer"):

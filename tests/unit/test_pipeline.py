@@ -102,15 +102,15 @@ def test_interrupted_stage_runs_again_and_configs_are_checked(tmp_path: Path) ->
 def test_untrained_control_is_the_trained_folder_with_fresh_heads(tmp_path: Path) -> None:
     import torch
 
-    from rvq.models import load_main
+    from rvq.models import read_main
 
     cfg = replace(tiny(tmp_path), policies=["main"], untrained_control=True)
     report = run_pipeline(cfg, log=lambda _: None)
     run = Path(cfg.out_dir)
-    trained, fresh = load_main(run / "policy" / "bundle" / "main"), load_main(run / "policy_untrained" / "bundle" / "main")
-    assert fresh.config == trained.config and fresh.tokenizer_identity == trained.tokenizer_identity
-    assert fresh.feature_identity == trained.feature_identity
-    assert not torch.equal(fresh.head_weight, trained.head_weight)
+    trained, fresh = read_main(run / "policy" / "bundle" / "main"), read_main(run / "policy_untrained" / "bundle" / "main")
+    assert fresh.model.config == trained.model.config and fresh.tokenizer_identity == trained.tokenizer_identity
+    assert fresh.feature_identity == trained.feature_identity and fresh.metrics == {"untrained": True}
+    assert not torch.equal(fresh.model.head_weight, trained.model.head_weight)
     assert {p.name for p in (run / "policy_untrained").iterdir()} == {"bundle", STAGE_FILE, STARTED_FILE}
     assert verify_bundle(run / "policy_untrained" / "bundle", "main").digests("main")["tokenizer"] == \
         verify_bundle(run / "policy" / "bundle", "main").digests("main")["tokenizer"]  # the same tokenizer

@@ -12,7 +12,7 @@ from rvq.backbones.state import FEATURES_FILE, SLOT_DIM, SUITE_OBJECTS, StateFea
 from rvq.envs import MockLiberoEnv
 from rvq.envs.mock_env import mock_state_features
 from rvq.envs.observation import object_poses
-from rvq.models import MainConfig, MainModel, attach_identities
+from rvq.models import HeadCheckpoint, MainConfig, MainModel
 from rvq.policies import PolicyBundle, TokenPolicy
 from rvq.tokenizer import ActionTokenizer
 
@@ -102,9 +102,9 @@ def state_policy_folder(tmp_path: Path) -> tuple[Path, Path, MainModel]:
     features = mock_state_features("libero_object")
     torch.manual_seed(0)
     head = MainModel(MainConfig(features.feature_dim, tokenizer.tokens, width=32, depth=1, heads=4)).eval()
-    attach_identities(head, tokenizer.identity, features.identity)
     folder = tmp_path / "state"
-    PolicyBundle(tokenizer, head, None, features).save_pretrained(folder)
+    PolicyBundle(tokenizer, HeadCheckpoint(head, tokenizer.identity, features.identity), None,
+                 features).save_pretrained(folder)
     return folder, source, head
 
 
@@ -129,9 +129,9 @@ def test_token_policy_loads_a_state_feature_folder_and_acts_in_the_mock_env(tmp_
     obs = env.reset(1)
     policy.reset(env.instruction, 4, 1)
     assert policy.act(obs).shape == (8, 7)
-    attach_identities(head, policy.tokenizer.identity, StateFeatures.for_suite("libero_object").identity)
+    recorded_elsewhere = HeadCheckpoint(head, policy.tokenizer.identity, StateFeatures.for_suite("libero_object").identity)
     with pytest.raises(ValueError, match="feature"):  # a head recorded for another layout
-        PolicyBundle(policy.tokenizer, head, None, policy.extractor)
+        PolicyBundle(policy.tokenizer, recorded_elsewhere, None, policy.extractor)
 
 
 def test_phase2_rows_from_recorded_state_equal_the_live_features(tmp_path: Path) -> None:

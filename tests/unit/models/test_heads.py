@@ -10,7 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rvq.models import DraftConfig, MainConfig, TokenSpace, check_pair, load_draft, load_main, save_head
+from rvq.models import (DraftConfig, MainConfig, TokenSpace, check_pair, load_draft, load_main, read_draft, read_main,
+                        save_head)
 from tests.unit.models.helpers import SMALL_TOKENS, small_draft, small_main
 
 
@@ -71,10 +72,12 @@ def test_checkpoints_round_trip_with_identities(tmp_path: Path) -> None:
     draft, main = small_draft(), small_main()
     save_head(tmp_path / "draft.pt", draft, "tok-a", "feat-a", metrics={"acc": 0.5})
     save_head(tmp_path / "main.pt", main, "tok-a", "feat-a")
-    loaded_draft = load_draft(tmp_path / "draft.pt", tokenizer_identity="tok-a")
+    draft_checkpoint = read_draft(tmp_path / "draft.pt", tokenizer_identity="tok-a")
+    loaded_draft = draft_checkpoint.model
     loaded_main = load_main(tmp_path / "main.pt", feature_identity="feat-a")
     assert not loaded_main.training and loaded_main.feature_dim == 12
-    assert loaded_draft.metrics == {"acc": 0.5} and loaded_draft.tokenizer_identity == "tok-a"
+    assert draft_checkpoint.metrics == {"acc": 0.5} and draft_checkpoint.tokenizer_identity == "tok-a"
+    assert not hasattr(loaded_draft, "tokenizer_identity")  # the file's entries are not module attributes
     features, codes = torch.randn(2, 12), torch.randint(0, 4, (2, 6, 5))
     assert torch.equal(loaded_main(features, codes), main(features, codes))
     assert torch.equal(loaded_draft(features), draft(features))
@@ -99,7 +102,7 @@ def test_pairs_for_different_tokenizers_or_sizes_are_refused(tmp_path: Path) -> 
     save_head(tmp_path / "draft.pt", small_draft(), "tok-a", "feat-a")
     save_head(tmp_path / "main.pt", small_main(), "tok-b", "feat-a")
     with pytest.raises(ValueError, match="different tokenizers"):
-        check_pair(load_draft(tmp_path / "draft.pt"), load_main(tmp_path / "main.pt"))
+        check_pair(read_draft(tmp_path / "draft.pt"), read_main(tmp_path / "main.pt"))
     with pytest.raises(ValueError, match="different token spaces"):
         check_pair(small_draft(tokens=TokenSpace(2, 3, 6, 4)), small_main())
     with pytest.raises(ValueError, match="reads 10-d features"):

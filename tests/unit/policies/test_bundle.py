@@ -14,7 +14,7 @@ from mocks.generate_mock_checkpoints import generate
 from rvq.envs import MockLiberoEnv
 from rvq.envs.mock_env import mock_state_features
 from rvq.hub_format import read_payload, write_payload
-from rvq.models import MainConfig, MainModel, attach_identities
+from rvq.models import HeadCheckpoint, MainConfig, MainModel
 from rvq.policies import PolicyBundle, TokenPolicy, load_bundle, verify_bundle
 from rvq.policies.bundle import read_layout
 
@@ -152,21 +152,22 @@ def test_parts_that_do_not_belong_together_are_refused(bundle_dir: Path) -> None
     bundle = load_bundle(bundle_dir, "rsd", device="cpu")
     torch.manual_seed(3)
     stranger = MainModel(bundle.main.config).eval()
-    with pytest.raises(ValueError, match="names no tokenizer or feature identity"):
+    with pytest.raises(TypeError, match="must be a HeadCheckpoint"):  # a bare model names nothing it was trained for
         PolicyBundle(bundle.tokenizer, stranger, None, bundle.features)
-    attach_identities(stranger, "another-tokenizer", bundle.features.identity)
+    with pytest.raises(ValueError, match="non-empty hash"):
+        HeadCheckpoint(stranger, "", bundle.features.identity)
     with pytest.raises(ValueError, match="different tokenizer"):
-        PolicyBundle(bundle.tokenizer, stranger, None, bundle.features)
-    attach_identities(stranger, bundle.tokenizer.identity, bundle.features.identity)
-    PolicyBundle(bundle.tokenizer, stranger, None, bundle.features)  # named for this tokenizer and features: taken
+        PolicyBundle(bundle.tokenizer, HeadCheckpoint(stranger, "another-tokenizer", bundle.features.identity), None,
+                     bundle.features)
+    named = HeadCheckpoint(stranger, bundle.tokenizer.identity, bundle.features.identity)
+    PolicyBundle(bundle.tokenizer, named, None, bundle.features)  # named for this tokenizer and features: taken
+    with pytest.raises(TypeError, match="the draft head holds a MainModel"):
+        PolicyBundle(bundle.tokenizer, named, named, bundle.features)
     state = mock_state_features("libero_object")
     with pytest.raises(ValueError, match=r"-d features, the feature source gives"):
-        PolicyBundle(bundle.tokenizer, stranger, None, state)
-    other = MainModel(MainConfig(bundle.features.feature_dim, bundle.main.config.tokens, width=32, depth=1,
-                                 heads=4)).eval()
-    attach_identities(other, bundle.tokenizer.identity, bundle.features.identity)
+        PolicyBundle(bundle.tokenizer, named, None, state)
     with pytest.raises(ValueError, match="unknown protocol setting"):
-        PolicyBundle(bundle.tokenizer, other, None, bundle.features, protocol={"speed": 2})
+        PolicyBundle(bundle.tokenizer, named, None, bundle.features, protocol={"speed": 2})
 
 
 def test_a_state_feature_bundle_names_its_layout(bundle_dir: Path, tmp_path: Path) -> None:
@@ -174,9 +175,8 @@ def test_a_state_feature_bundle_names_its_layout(bundle_dir: Path, tmp_path: Pat
     features = mock_state_features("libero_object")
     torch.manual_seed(0)
     head = MainModel(MainConfig(features.feature_dim, tokenizer.tokens, width=32, depth=1, heads=4)).eval()
-    attach_identities(head, tokenizer.identity, features.identity)
-    PolicyBundle(tokenizer, head, None, features, protocol={"suite": "libero_object", "execute_steps": 4}
-                 ).save_pretrained(tmp_path / "state")
+    PolicyBundle(tokenizer, HeadCheckpoint(head, tokenizer.identity, features.identity), None, features,
+                 protocol={"suite": "libero_object", "execute_steps": 4}).save_pretrained(tmp_path / "state")
     layout = verify_bundle(tmp_path / "state", "main")
     assert layout.reads_state and layout.protocol == {"suite": "libero_object", "execute_steps": 4}
     layout_file = tmp_path / "state" / "features.json"
@@ -233,7 +233,7 @@ def test_eval_takes_unset_options_from_the_bundle_protocol(bundle_dir: Path, tmp
     from rvq.eval import EvalConfig
 
     bundle = load_bundle(bundle_dir, "rsd", device="cpu")
-    PolicyBundle(bundle.tokenizer, bundle.main, bundle.draft, bundle.features,
+    PolicyBundle(bundle.tokenizer, bundle.heads["main"], bundle.heads["draft"], bundle.features,
                  protocol={"execute_steps": 4, "flip_gripper": True}).save_pretrained(tmp_path / "k4")
     common = dict(suite="libero_object", tasks=[0], trials=1, policy="rsd", env="mock", device="cpu",
                   checkpoints=str(tmp_path / "k4"))
