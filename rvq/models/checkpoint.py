@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,18 @@ FORMATS: dict[str, tuple[type, type]] = {
     "rvq.draft": (DraftConfig, DraftModel),
     "rvq.main": (MainConfig, MainModel),
 }
+
+
+IDENTITY_KEYS = ("tokenizer_identity", "feature_identity")
+
+
+def check_identities(entries: Mapping[str, Any], where: str = "") -> None:
+    """Raise unless `entries` names both identities a head is trained for as non-empty hash strings (`where`
+    prefixes the message: the file or manifest they came from)."""
+    for name in IDENTITY_KEYS:
+        value = entries.get(name)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{where}{name} must be a non-empty hash string, got {value!r}")
 
 
 def _format_of(model: torch.nn.Module) -> str:
@@ -52,9 +65,7 @@ def save_head(
 ) -> Path:
     """Write a draft or main checkpoint with the identities it was trained with: a hub-style folder, or a single
     file where `path` ends in `.pt` (the format older rvq read)."""
-    for name, value in (("tokenizer_identity", tokenizer_identity), ("feature_identity", feature_identity)):
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{name} must be a non-empty hash string, got {value!r}")
+    check_identities({"tokenizer_identity": tokenizer_identity, "feature_identity": feature_identity})
     payload = {
         "format": _format_of(model),
         "version": HEAD_VERSION,
@@ -85,9 +96,7 @@ def _load(
     missing = [k for k in ("config", "state_dict", "tokenizer_identity", "feature_identity") if k not in payload]
     if missing:
         raise ValueError(f"{source}: missing key(s) {missing}")
-    for name in ("tokenizer_identity", "feature_identity"):
-        if not isinstance(payload[name], str) or not payload[name]:
-            raise ValueError(f"{source}: {name} must be a non-empty hash string, got {payload[name]!r}")
+    check_identities(payload, f"{source}: ")
     if not isinstance(payload["state_dict"], dict):
         raise ValueError(f"{source}: state_dict is a {type(payload['state_dict']).__name__}, expected a dict")
     check_finite_state_dict(payload["state_dict"], source)
@@ -126,10 +135,7 @@ class HeadCheckpoint:
 
     def __post_init__(self) -> None:
         _format_of(self.model)
-        for name in ("tokenizer_identity", "feature_identity"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{name} must be a non-empty hash string, got {value!r}")
+        check_identities({name: getattr(self, name) for name in IDENTITY_KEYS})
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write it (`save_head`): a hub-style folder, or one file where `path` ends in `.pt`."""

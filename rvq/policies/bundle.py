@@ -42,6 +42,7 @@ from rvq.backbones.state import FEATURES_FILE, StateFeatures
 from rvq.checkpoint_io import write_bytes_atomic
 from rvq.hub_format import CONFIG_NAME
 from rvq.models import DraftModel, HeadCheckpoint, MainModel, check_pair, read_draft, read_main
+from rvq.models.checkpoint import check_identities
 from rvq.tokenizer import ActionTokenizer
 
 BUNDLE_FORMAT = "rvq.bundle"
@@ -57,6 +58,14 @@ MODES = ("rsd", "main")
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def from_protocol(protocol: dict[str, Any], key: str, requested: Any, fallback: Any) -> Any:
+    """An evaluation setting: `requested` when given (not None), else the bundle protocol's value, else `fallback`."""
+    if requested is not None:
+        return requested
+    value = protocol.get(key)
+    return fallback if value is None else value
 
 
 def parts_for(mode: str) -> tuple[str, ...]:
@@ -94,7 +103,7 @@ class BundleLayout:
 
     def image_transform(self, requested: str | None = None) -> str:
         """The VLA image preprocessing to run: `requested`, else the protocol's, else resize."""
-        return requested or self.protocol.get("image_transform") or "resize"
+        return from_protocol(self.protocol, "image_transform", requested, "resize")
 
     def digests(self, mode: str) -> dict[str, str]:
         """What identifies the parts a policy of `mode` runs: the sha256 of each part's config.json (which names its
@@ -173,9 +182,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     for name, entry in parts.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("config_sha256"), str) or "path" not in entry:
             raise ValueError(f"{path}: part {name!r} must give 'path' and 'config_sha256', got {entry!r}")
-    for key in ("tokenizer_identity", "feature_identity"):
-        if not isinstance(data[key], str) or not data[key]:
-            raise ValueError(f"{path}: {key} must be a non-empty hash string, got {data[key]!r}")
+    check_identities(data, f"{path}: ")
     source = data["feature_source"]
     if not isinstance(source, dict) or source.get("kind") not in FEATURE_KINDS:
         raise ValueError(f"{path}: feature_source must have a kind in {FEATURE_KINDS}, got {source!r}")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from rvq.policies.base import binarize_gripper
-from rvq.policies.bundle import MODES, PolicyBundle, load_bundle, verify_bundle
+from rvq.policies.bundle import MODES, PolicyBundle, from_protocol, load_bundle, verify_bundle
 from rvq.rsd import DEFAULT_TAU, RSDSummary, greedy_decode, speculative_decode
 
 
@@ -44,9 +44,8 @@ class TokenPolicy:
         self.bundle = bundle
         self.extractor, self.tokenizer, self.main = bundle.features, bundle.tokenizer, bundle.main
         self.draft = bundle.draft if mode == "rsd" else None
-        if flip_gripper is None:
-            flip_gripper = bool(bundle.protocol.get("flip_gripper", False))
-        self.mode, self.exact, self.flip_gripper = mode, exact, flip_gripper
+        self.mode, self.exact = mode, exact
+        self.flip_gripper = from_protocol(bundle.protocol, "flip_gripper", flip_gripper, False)
         self.tau, self.max_grid_distance = tau, max_grid_distance
         self.name = mode
         self.instruction = ""
