@@ -123,24 +123,26 @@ def test_head_decode_latency_side_by_side(benchmark, device: str) -> None:
 
 
 def policy_step(device: torch.device, size: str, repeats: int = 10) -> dict[str, float]:
-    """Median ms of one policy step's parts: features, RSD decode (100% and 0% acceptance), main-only
-    decode, tokenizer decode (untrained tokenizer: its cost does not depend on the weights)."""
+    """Median ms of one policy step's parts: features (LIBERO's observation steps included), RSD decode (100% and
+    0% acceptance), main-only decode, tokenizer decode (untrained tokenizer: its cost does not depend on the
+    weights)."""
     from rvq.backbones import build_backbone
+    from rvq.processors import observation_features
     from rvq.data import ActionNormalizer
     from rvq.rfsq import ActionRFSQAE
     from rvq.tokenizer import ActionTokenizer
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    extractor = build_backbone(size, device=device, dtype=dtype)
+    extractor = observation_features(build_backbone(size, device=device, dtype=dtype))
     sizes = SIZES[device.type]
     torch.manual_seed(0)
     tokens = TokenSpace()
     main = MainModel(MainConfig(extractor.feature_dim, tokens, sizes.main_width, sizes.main_depth, 8, 0.0)).to(device).eval()
     draft = DraftModel(DraftConfig(extractor.feature_dim, tokens, 3, sizes.draft_width, 2, 0.0)).to(device).eval()
     tokenizer = ActionTokenizer(ActionRFSQAE().to(device), ActionNormalizer.fit(np.random.default_rng(0).uniform(-1, 1, (64, 7))))
-    image = np.random.default_rng(0).integers(0, 256, (1, 256, 256, 3), dtype=np.uint8)
-    instruction = ["put the black bowl on the plate"]
-    features = extractor(image, instruction)
+    image = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    observations = [{"agentview": image, "instruction": "put the black bowl on the plate"}]
+    features = extractor.features(observations)
     greedy_codes = greedy_decode(main, features)
     scripted = ScriptedDraft(draft)
     parts: dict[str, list[float]] = {"features": [], "rsd_100": [], "rsd_0": [], "main_only": [], "tokenizer": []}
@@ -154,7 +156,7 @@ def policy_step(device: torch.device, size: str, repeats: int = 10) -> dict[str,
                 parts[name].append((time.perf_counter() - start) * 1e3)
             return result
 
-        features = timed("features", extractor, image, instruction)
+        features = timed("features", extractor.features, observations)
         scripted.set_codes(greedy_codes)
         codes, _ = timed("rsd_100", speculative_decode, scripted, main, features)
         scripted.set_codes(forced_proposal(greedy_codes, torch.tensor([False]), 7))

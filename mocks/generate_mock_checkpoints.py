@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mocks.libero_files import write_libero_file  # noqa: E402
 from rvq.backbones import build_backbone  # noqa: E402
+from rvq.processors import observation_features  # noqa: E402
 from rvq.models import DraftConfig, DraftModel, HeadCheckpoint, MainConfig, MainModel  # noqa: E402
 from rvq.policies.bundle import PolicyBundle  # noqa: E402
 from rvq.tokenizer import ActionTokenizer  # noqa: E402
@@ -39,7 +40,7 @@ def generate(output_dir: str | Path, seed: int = 0, tokenizer_steps: int = 100) 
                                              steps=tokenizer_steps, eval_every=tokenizer_steps, seed=seed,
                                              device="cpu", progress=False))
         tokenizer = ActionTokenizer.from_checkpoint(Path(tmp) / "run" / "tokenizer")
-    extractor = build_backbone("tiny", seed=seed)
+    extractor = observation_features(build_backbone("tiny", seed=seed))  # with LIBERO's observation steps
     ids = {"tokenizer_identity": tokenizer.identity, "feature_identity": extractor.identity}
     torch.manual_seed(seed + 1)
     draft = DraftModel(DraftConfig(extractor.feature_dim, tokenizer.tokens, width=64)).eval()

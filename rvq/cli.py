@@ -96,23 +96,24 @@ def cmd_make_bundle(args: argparse.Namespace) -> int:
     from rvq.backbones.state import StateFeatures
     from rvq.models import read_draft, read_main
     from rvq.policies import PolicyBundle
+    from rvq.processors import libero_action_steps
     from rvq.tokenizer import ActionTokenizer
 
     features = load_feature_source(args.backbone, "cpu", args.trust_remote_code, args.image_transform)
-    is_state = isinstance(features, StateFeatures)
+    is_state = isinstance(features.source, StateFeatures)
     tokenizer = ActionTokenizer.from_checkpoint(args.tokenizer)
     ids = {"tokenizer_identity": tokenizer.identity, "feature_identity": features.identity}
     main = read_main(args.main, **ids)
     draft = read_draft(args.draft, **ids) if args.draft else None
     protocol = {"suite": args.suite, "execute_steps": args.execute_steps or None,
-                "temporal_ensemble": args.temporal_ensemble, "flip_gripper": args.flip_gripper or None,
-                **({} if is_state else {"image_transform": args.image_transform})}
+                "temporal_ensemble": args.temporal_ensemble}
     # a VLA named by hub id stays a reference (its weights and code come from the Hub); a local folder is copied in
     local = Path(args.backbone).is_dir()
     bundle = PolicyBundle(tokenizer, main, draft, features,
                           feature_hub_id=None if is_state or local else args.backbone,
                           backbone_folder=args.backbone if local and not is_state else None,
-                          protocol={k: v for k, v in protocol.items() if v is not None})
+                          protocol={k: v for k, v in protocol.items() if v is not None},
+                          action_steps=libero_action_steps(args.flip_gripper))
     bundle.save_pretrained(args.out)
     print(json.dumps({"bundle": args.out, "modes": list(bundle.modes), **ids}))
     return 0
@@ -263,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="protocol: act every step with the chunks ensembled, decay M")
     make.add_argument("--image-transform", default="resize", choices=("resize", "oft"), help=HELP["image_transform"])
     make.add_argument("--flip-gripper", action="store_true",
-                      help="protocol: the heads emit the OpenVLA-family gripper ([0, 1], 1 = open; eval flips it)")
+                      help="the heads emit the OpenVLA-family gripper ([0, 1], 1 = open): the bundle's gripper step "
+                           "flips it")
     make.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
     make.set_defaults(func=cmd_make_bundle)
 

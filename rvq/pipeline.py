@@ -424,7 +424,7 @@ def _assemble_untrained(folder: Path, trained: str, seed: int) -> dict[str, Any]
     main = HeadCheckpoint(MainModel(old.model.config).eval(), old.tokenizer_identity, old.feature_identity,
                           old.feature_info, {"untrained": True})
     return _write_bundle(folder, PolicyBundle(trained_bundle.tokenizer, main, None, trained_bundle.features,
-                                              protocol=trained_bundle.protocol))
+                                              protocol=trained_bundle.protocol, action_steps=trained_bundle.actions))
 
 
 def _departure(cfg: PipelineConfig, rows: list[str], data: str, folder: str) -> dict[str, Any]:

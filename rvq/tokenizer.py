@@ -85,14 +85,19 @@ class ActionTokenizer:
         return self.model.encode(self.normalizer.normalize(raw_actions).to(self.device))
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes `[B, C, H, k]` (tensor or integer NumPy array) → raw actions `[B, C, A]` (on CPU)."""
+    def decode_normalized(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """codes `[B, C, H, k]` (tensor or integer NumPy array) → normalized actions `[B, C, A]` (on CPU): what a
+        policy's action steps (`rvq.processors.Unnormalize`, ...) take."""
         if isinstance(codes, np.ndarray):
             if codes.dtype.kind not in INTEGER_DTYPE_KINDS:
                 raise ValueError(f"codes must be integers, got a NumPy array of dtype {codes.dtype}")
             codes = torch.from_numpy(codes.astype(np.int64))
-        normalized = self.model.decode_from_indices(codes.to(self.device)).cpu()
-        return self.normalizer.unnormalize(normalized)
+        return self.model.decode_from_indices(codes.to(self.device)).cpu()
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """codes `[B, C, H, k]` (tensor or integer NumPy array) → raw actions `[B, C, A]` (on CPU)."""
+        return self.normalizer.unnormalize(self.decode_normalized(codes))
 
     @torch.no_grad()
     def roundtrip(self, raw_actions: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """`FeatureExtractor`: observation image + instruction → VLA feature vector `[B, D]`.
 
 The feature is the language model's last-layer hidden state (after the final norm) at the last
-prompt token. Two model families are supported through the same preprocessing:
+prompt token. The images are read as given: turning LIBERO's renders and resizing them are observation steps
+(`rvq.processors.observation`) that run before, declared by a policy's bundle. Two model families are supported
+through the same prompt:
 
 - LLaVA-style `transformers` models (`LlavaForConditionalGeneration`; the tiny backbone): the image
   token is prepended to the prompt and the base model's `last_hidden_state` is read.
@@ -25,8 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from rvq.backbones.preprocess import (IMAGE_TRANSFORMS, POLICY_IMAGE_SIZE, PROMPT_TEMPLATE, openvla_prompt,
-                                      prepare_image)
+from PIL import Image
+
+from rvq.backbones.preprocess import PROMPT_TEMPLATE, check_image, openvla_prompt
 from rvq.device import resolve_device
 
 OPENVLA_EMPTY_TOKEN = 29871
@@ -68,24 +71,11 @@ def weight_fingerprint(model: torch.nn.Module, values_per_tensor: int = 64) -> s
 class FeatureExtractor:
     """Maps `(images [B, H, W, 3] uint8, instructions [B])` → features `[B, D]` (float32, on `device`)."""
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        processor: Any,
-        name: str,
-        rotate_180: bool = True,
-        image_size: int = POLICY_IMAGE_SIZE,
-        image_transform: str = "resize",
-    ) -> None:
-        if image_transform not in IMAGE_TRANSFORMS:
-            raise ValueError(f"unknown image transform {image_transform!r}; choose one of {IMAGE_TRANSFORMS}")
-        self.image_transform = image_transform
+    def __init__(self, model: torch.nn.Module, processor: Any, name: str) -> None:
         self.model = model.eval()
         self.processor = processor
         self.name = name
         self.family = _family(model)
-        self.rotate_180 = rotate_180
-        self.image_size = image_size
         text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.feature_dim = int(text_config.hidden_size)
         self._identity: str | None = None
@@ -97,8 +87,6 @@ class FeatureExtractor:
         device: str | torch.device = "auto",
         dtype: torch.dtype | None = None,
         trust_remote_code: bool = False,
-        rotate_180: bool = True,
-        image_transform: str = "resize",
     ) -> "FeatureExtractor":
         """Load processor and model from a hub id or a local folder (bf16 on GPU, fp32 on CPU by default).
 
@@ -129,8 +117,7 @@ class FeatureExtractor:
         else:
             model_cls = getattr(transformers, "AutoModelForVision2Seq", None) or transformers.AutoModelForImageTextToText
         model = model_cls.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
-        return cls(model.to(device), processor, name=os.path.basename(source.rstrip("/")) or source, rotate_180=rotate_180,
-                   image_transform=image_transform)
+        return cls(model.to(device), processor, name=os.path.basename(source.rstrip("/")) or source)
 
     @property
     def device(self) -> torch.device:
@@ -141,7 +128,7 @@ class FeatureExtractor:
         return next(self.model.parameters()).dtype
 
     def describe(self) -> dict[str, Any]:
-        """What determines the features: model class, config, weights and preprocessing."""
+        """What determines the features from given images: model class, config, weights and prompt."""
         config = _strip_volatile(json.loads(self.model.config.to_json_string(use_diff=False)))
         return {
             "name": self.name,
@@ -151,12 +138,7 @@ class FeatureExtractor:
             "feature_dim": self.feature_dim,
             "config": config,
             "weights": weight_fingerprint(self.model),
-            "preprocess": {
-                "rotate_180": self.rotate_180,
-                "image_size": self.image_size,
-                "prompt": PROMPT_TEMPLATE,
-                **({"image_transform": self.image_transform} if self.image_transform != "resize" else {}),
-            },
+            "preprocess": {"prompt": PROMPT_TEMPLATE},
         }
 
     @property
@@ -176,7 +158,7 @@ class FeatureExtractor:
             raise ValueError(f"got {len(images)} images but {len(instructions)} instructions")
         if len(images) == 0:
             raise ValueError("empty batch")
-        pil = [prepare_image(img, self.rotate_180, self.image_size, self.image_transform) for img in images]
+        pil = [Image.fromarray(np.ascontiguousarray(check_image(img))) for img in images]
         prompts = [openvla_prompt(text) for text in instructions]
         if self.family == "llava":
             prompts = [self.processor.image_token + p for p in prompts]
@@ -198,8 +180,8 @@ class FeatureExtractor:
         return features
 
     def features(self, observations: Sequence[dict[str, Any]]) -> torch.Tensor:
-        """Observations (the env contract: "agentview" image, "instruction") → `[B, D]`; the call every
-        feature source shares (`rvq.backbones.state.StateFeatures` reads the state instead)."""
+        """Observations (the env contract: "agentview" image, "instruction"), after their observation steps →
+        `[B, D]`; the call every feature source shares (`rvq.backbones.state.StateFeatures` reads the state)."""
         return self([obs["agentview"] for obs in observations], [obs["instruction"] for obs in observations])
 
     def _llava_hidden(self, input_ids, attention_mask, pixel_values) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,15 +8,15 @@ from pathlib import Path
 
 from rvq.backbones.extractor import FeatureExtractor
 from rvq.backbones.state import FEATURES_FILE, StateFeatures
+from rvq.processors import ObservationFeatures, Pipeline, default_observation_steps
 
 STATE_PREFIX = "state:"
 STATE_OPTIONS = {"gripper": "gripper_phase", "goal": "goal_slots"}  # `state:<suite>+<option>` → `for_suite` flag
 
 
-def load_feature_source(source: str, device: str = "auto", trust_remote_code: bool = False,
-                        image_transform: str = "resize") -> FeatureExtractor | StateFeatures:
-    """`state:<suite>` or a `features.json` → `StateFeatures`; anything else → `FeatureExtractor.from_pretrained`
-    (`image_transform`: `rvq.backbones.preprocess.IMAGE_TRANSFORMS`; state features have no images)."""
+def load_source(source: str, device: str = "auto", trust_remote_code: bool = False) -> FeatureExtractor | StateFeatures:
+    """`state:<suite>` or a `features.json` → `StateFeatures`; anything else → `FeatureExtractor.from_pretrained`.
+    The bare source: it reads observations as they are given (no observation steps)."""
     if source.startswith(STATE_PREFIX):
         suite, *options = source[len(STATE_PREFIX):].split("+")
         unknown = [o for o in options if o not in STATE_OPTIONS]
@@ -28,5 +28,15 @@ def load_feature_source(source: str, device: str = "auto", trust_remote_code: bo
         if not Path(source).is_file():
             raise FileNotFoundError(f"state-feature layout not found: {source}")
         return StateFeatures.load(source)
-    return FeatureExtractor.from_pretrained(source, device=device, trust_remote_code=trust_remote_code,
-                                            image_transform=image_transform)
+    return FeatureExtractor.from_pretrained(source, device=device, trust_remote_code=trust_remote_code)
+
+
+def load_feature_source(source: str, device: str = "auto", trust_remote_code: bool = False,
+                        image_transform: str = "resize", steps: Pipeline | None = None) -> ObservationFeatures:
+    """The source as heads read it: `steps` (default: LIBERO's 180° turn and resize by `image_transform`,
+    `rvq.backbones.preprocess.IMAGE_TRANSFORMS`, for a VLA; none for state features, which read no images) →
+    the source (`load_source`)."""
+    bare = load_source(source, device, trust_remote_code)
+    if isinstance(bare, StateFeatures) and image_transform != "resize":
+        raise ValueError(f"{source}: state features read no images; image transform {image_transform!r} applies to VLAs")
+    return ObservationFeatures(bare, default_observation_steps(bare, image_transform) if steps is None else steps)

@@ -17,7 +17,7 @@ Each LeRobot task is one rvq task (task ids in `task_index` order), each episode
 (`source` = the dataset folder, `demo` = `episode_{index:06d}`), split by episode like HDF5 demos.
 
 Orientation: LIBERO's LeRobot datasets store upright frames (OpenVLA's RLDS conversion turned the simulator's renders
-by 180°), while rvq's demo files and feature extractor work on the renders as they come (the extractor turns them).
+by 180°), while rvq's demo files and policies work on the renders as they come (a policy's observation steps turn them).
 `read_lerobot_frames` therefore turns LeRobot frames by 180° back, and `write_lerobot_dataset` turns rvq's renders
 upright, so one preprocessing path serves both formats.
 

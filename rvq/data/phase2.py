@@ -25,13 +25,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rvq.backbones.state import StateFeatures
-
 from rvq.data.chunks import chunk_episode
 from rvq.data.episodes import Episode, read_demos, read_obs
 from rvq.data.feature_store import Features, LazyFeatures, feature_chunks, feature_memory_budget
 from rvq.data.hdf5 import read_hdf5
 from rvq.data.state_obs import read_state_observations
+from rvq.processors import observation_features
 
 PHASE2_FORMAT = "rvq.phase2-data"
 PHASE2_VERSION = 1
@@ -109,9 +108,11 @@ def build_phase2_data(
 ) -> Path:
     """Read demos (files or folders; one task per file), extract features, label with codes, write HDF5.
 
-    `tokenizer`: `rvq.tokenizer.ActionTokenizer`; `extractor`: `rvq.backbones.FeatureExtractor` (images) or
-    `rvq.backbones.state.StateFeatures` (recorded state and object poses).
+    `tokenizer`: `rvq.tokenizer.ActionTokenizer`; `extractor`: an `rvq.processors.ObservationFeatures` (observation
+    steps → feature source; what a policy bundle runs), or a bare `rvq.backbones.FeatureExtractor` (images, given
+    LIBERO's observation steps) or `rvq.backbones.state.StateFeatures` (recorded state and object poses).
     """
+    extractor = observation_features(extractor)
     config = tokenizer.config
     episodes = read_demos(list(demo_paths), action_dim=config.action_dim, split_arms=False)
     instructions: dict[int, str] = {ep.task_id: ep.instruction for ep in episodes}
@@ -135,7 +136,7 @@ def build_phase2_data(
                 ep_codes = tokenizer.encode(torch.from_numpy(chunks.astype(np.float32))).cpu().to(torch.uint8).numpy()
                 n = len(ep)
                 start = row
-                observations = _episode_observations(ep, image_key, isinstance(extractor, StateFeatures))
+                observations = _episode_observations(ep, image_key, not extractor.reads_images)
                 for begin in range(0, n, batch_size):
                     batch = observations[begin : begin + batch_size]
                     feats[row : row + len(batch)] = extractor.features(batch).cpu().numpy()
@@ -153,7 +154,7 @@ def build_phase2_data(
             f.attrs["tokenizer_identity"] = tokenizer.identity
             f.attrs["feature_identity"] = extractor.identity
             described = extractor.describe()
-            keys = ("name", "class", "family", "feature_dim", "preprocess", "kind", "objects")
+            keys = ("name", "class", "family", "feature_dim", "preprocess", "observation_steps", "kind", "objects")
             f.attrs["feature_info"] = json.dumps({k: described[k] for k in keys if k in described})
             f.attrs["instructions"] = json.dumps([instructions[t] for t in sorted(instructions)])
             f.attrs["sources"] = json.dumps([sources[t] for t in sorted(sources)])

@@ -55,7 +55,7 @@ LIBERO = BenchmarkSpec(
     trials_per_task=suites.TRIALS_PER_TASK, wait_steps=suites.NUM_WAIT_STEPS,
     noop_action=tuple(float(x) for x in suites.NOOP_ACTION), env_seed=suites.ENV_SEED,
     resolution=suites.RESOLUTION, action_dim=suites.ACTION_DIM,
-    observation_transform="rotate 180 degrees, resize to 224 (rvq.backbones.preprocess)",
+    observation_transform="rotate 180 degrees, resize to 224 (rvq.processors.libero_observation_steps)",
 )
 
 

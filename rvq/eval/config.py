@@ -11,7 +11,7 @@ from typing import Any
 from rvq.envs import ENV_KINDS
 from rvq.envs.suites import ENV_SEED, MAX_STEPS, TRIALS_PER_TASK, check_suite, check_tasks
 from rvq.policies import POLICIES
-from rvq.policies.bundle import BundleLayout, from_protocol, read_layout, verify_bundle
+from rvq.policies.bundle import BundleLayout, read_layout, verify_bundle
 from rvq.rsd.decode import DEFAULT_TAU
 
 
@@ -164,18 +164,20 @@ class EvalConfig:
 
     def _policy_layout(self) -> BundleLayout | None:
         """A token policy's bundle, verified (None for other policies); fills the options left unset from the
-        bundle's protocol: the chunk's executed steps (or temporal ensemble), the image transform, the gripper flip."""
-        layout, protocol = None, {}
-        if self.policy in ("rsd", "main"):
-            if not self.checkpoints:
-                raise ValueError(f"policy {self.policy!r} needs --checkpoints")
-            layout = verify_bundle(self.checkpoints, self.policy)
-            protocol = layout.protocol
-            if self.execute_steps is None and self.temporal_ensemble is None:
-                self.execute_steps = protocol.get("execute_steps")
-                self.temporal_ensemble = protocol.get("temporal_ensemble")
-        self.image_transform = from_protocol(protocol, "image_transform", self.image_transform, "resize")
-        self.flip_gripper = from_protocol(protocol, "flip_gripper", self.flip_gripper, False)
+        bundle: the chunk's executed steps (or temporal ensemble) from its protocol, the image transform and the
+        gripper flip from its declared steps."""
+        if self.policy not in ("rsd", "main"):
+            self.image_transform = self.image_transform or "resize"
+            self.flip_gripper = bool(self.flip_gripper)
+            return None
+        if not self.checkpoints:
+            raise ValueError(f"policy {self.policy!r} needs --checkpoints")
+        layout = verify_bundle(self.checkpoints, self.policy)
+        if self.execute_steps is None and self.temporal_ensemble is None:
+            self.execute_steps = layout.protocol.get("execute_steps")
+            self.temporal_ensemble = layout.protocol.get("temporal_ensemble")
+        self.image_transform = layout.image_transform(self.image_transform)
+        self.flip_gripper = layout.flip_gripper(self.flip_gripper)
         return layout
 
     @property

@@ -1,11 +1,13 @@
 """A token policy's bundle: one folder with a manifest and its parts stored hub-style, verified together at load.
 
     <bundle>/config.json   the manifest (the file the Hugging Face Hub reads at a repo's root):
-        {"format": "rvq.bundle", "version": 1,
+        {"format": "rvq.bundle", "version": 2,
          "parts": {"tokenizer": {"path": "tokenizer", "config_sha256": ...}, "main": {...}, "draft": {...}},
          "tokenizer_identity": ..., "feature_identity": ...,
          "feature_source": {"kind": "state", "path": "features.json"} | {"kind": "backbone", "path": "backbone"}
                            | {"kind": "hub", "id": "openvla/openvla-7b"},
+         "processors": {"observation": [{"type": "rotate_180", ...}, {"type": "resize_image", ...}],
+                        "action": [{"type": "unnormalize"}, {"type": "binarize_gripper", "flip": false}]},
          "protocol": {...}}
     <bundle>/tokenizer/, main/, draft/   `rvq.hub_format` parts (config.json + model.safetensors); no draft/ in a
                                          main-only bundle
@@ -14,11 +16,15 @@
 
 A part's config.json names the sha256 of its weights, and the manifest names the sha256 of each part's config.json:
 the manifest pins every byte the policy runs, and a part replaced after the manifest was written is refused.
-`protocol` holds the evaluation settings the heads were trained for (for example the chunk's executed steps); `rvq
-eval` takes them where its own options are not given.
+The policy the bundle declares is observation steps → feature source → heads → tokenizer → action steps
+(`rvq.processors`): `processors` lists the steps, the feature identity covers the observation steps, and the action
+steps' `unnormalize` is bound to the tokenizer part's statistics. `protocol` holds the evaluation settings the heads
+were trained for (for example the chunk's executed steps); `rvq eval` takes them where its own options are not
+given.
 
-A folder written before bundles existed (`tokenizer.pt`, `main.pt`, `draft.pt` beside its feature source, no
-manifest) still loads, read-only, with the same identity checks on what its files say.
+A version-1 manifest (before processors were declared: its protocol named `image_transform` and `flip_gripper`)
+and a folder written before bundles existed (`tokenizer.pt`, `main.pt`, `draft.pt` beside its feature source, no
+manifest) still load, read-only, with the steps those settings meant and the same identity checks.
 
 `PolicyBundle` is a `huggingface_hub.ModelHubMixin`: `from_pretrained` takes a folder or a hub id, `save_pretrained`
 and `push_to_hub` write or publish the folder above.
@@ -43,29 +49,26 @@ from rvq.checkpoint_io import write_bytes_atomic
 from rvq.hub_format import CONFIG_NAME
 from rvq.models import DraftModel, HeadCheckpoint, MainModel, check_pair, read_draft, read_main
 from rvq.models.checkpoint import check_identities
+from rvq.processors import (ObservationFeatures, Pipeline, Unnormalize, gripper_flip, image_method,
+                            libero_action_steps, libero_observation_steps, observation_features)
 from rvq.tokenizer import ActionTokenizer
 
 BUNDLE_FORMAT = "rvq.bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+READ_VERSIONS = (1, 2)
 MANIFEST_NAME = CONFIG_NAME
 PART_NAMES = ("tokenizer", "main", "draft")
 LEGACY_FILES = {"tokenizer": "tokenizer.pt", "main": "main.pt", "draft": "draft.pt"}
 BACKBONE_DIR, BACKBONE_TXT = "backbone", "backbone.txt"
 FEATURE_KINDS = ("state", "backbone", "hub")
-PROTOCOL_KEYS = ("suite", "execute_steps", "temporal_ensemble", "image_transform", "flip_gripper")
+PROTOCOL_KEYS = ("suite", "execute_steps", "temporal_ensemble")
+V1_PROTOCOL_KEYS = (*PROTOCOL_KEYS, "image_transform", "flip_gripper")  # version 1 declared the steps by these
+PROCESSOR_KINDS = ("observation", "action")
 MODES = ("rsd", "main")
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def from_protocol(protocol: dict[str, Any], key: str, requested: Any, fallback: Any) -> Any:
-    """An evaluation setting: `requested` when given (not None), else the bundle protocol's value, else `fallback`."""
-    if requested is not None:
-        return requested
-    value = protocol.get(key)
-    return fallback if value is None else value
 
 
 def parts_for(mode: str) -> tuple[str, ...]:
@@ -94,23 +97,58 @@ class BundleLayout:
 
     @property
     def protocol(self) -> dict[str, Any]:
-        return dict(self.manifest["protocol"]) if self.manifest else {}
+        """The evaluation settings (`PROTOCOL_KEYS`; a version-1 manifest's step settings are in `processors`)."""
+        return {k: v for k, v in self.manifest["protocol"].items() if k in PROTOCOL_KEYS} if self.manifest else {}
 
     @property
     def reads_state(self) -> bool:
         """Whether the features come from simulator state (physics only suffices) rather than images."""
         return self.feature_kind == "state"
 
+    @property
+    def declared(self) -> bool:
+        """Whether the folder declares its steps (a manifest); a legacy folder's are LIBERO's defaults."""
+        return self.manifest is not None
+
+    def processors(self, image_transform: str | None = None) -> dict[str, Pipeline]:
+        """The observation and action steps: the manifest's, a version-1 manifest's protocol settings as steps, or
+        LIBERO's defaults for a legacy folder (resized by `image_transform`, default resize). Asking another image
+        transform than the bundle declares is refused: its heads were trained on the declared one's features."""
+        manifest = self.manifest or {}
+        if "processors" in manifest:
+            steps = {kind: Pipeline.from_config(manifest["processors"][kind], f"{self.root}: processors.{kind}")
+                     for kind in PROCESSOR_KINDS}
+        else:
+            v1 = manifest.get("protocol", {})
+            method = v1.get("image_transform") or ("resize" if manifest else image_transform or "resize")
+            observation = Pipeline() if self.reads_state else libero_observation_steps(method)
+            steps = {"observation": observation, "action": libero_action_steps(bool(v1.get("flip_gripper")))}
+        declared = image_method(steps["observation"])
+        if image_transform is not None and declared is not None and image_transform != declared:
+            raise ValueError(f"{self.root}: the bundle's heads read images prepared by {declared!r}; image transform "
+                             f"{image_transform!r} would give them other features")
+        return steps
+
     def image_transform(self, requested: str | None = None) -> str:
-        """The VLA image preprocessing to run: `requested`, else the protocol's, else resize."""
-        return from_protocol(self.protocol, "image_transform", requested, "resize")
+        """The VLA image preprocessing that runs: the declared one (a requested other one is refused), else
+        `requested`, else resize."""
+        return image_method(self.processors(requested)["observation"]) or requested or "resize"
+
+    def flip_gripper(self, requested: bool | None = None) -> bool:
+        """Whether the gripper is flipped: `requested` when given (it replaces the bundle's step), else the bundle's."""
+        return gripper_flip(self.processors()["action"]) if requested is None else requested
 
     def digests(self, mode: str) -> dict[str, str]:
         """What identifies the parts a policy of `mode` runs: the sha256 of each part's config.json (which names its
-        weights' sha256) from the manifest, or of each legacy `.pt` file (the identity evaluations had before)."""
+        weights' sha256) from the manifest, and of its declared steps, or of each legacy `.pt` file (the identity
+        evaluations had before)."""
         if self.manifest is None:
             return {LEGACY_FILES[name]: _sha256(self.parts[name]) for name in parts_for(mode)}
-        return {name: self.manifest["parts"][name]["config_sha256"] for name in parts_for(mode)}
+        digests = {name: self.manifest["parts"][name]["config_sha256"] for name in parts_for(mode)}
+        if "processors" in self.manifest:  # absent from version 1, whose evaluations keep their identity
+            blob = json.dumps(self.manifest["processors"], sort_keys=True).encode()
+            digests["processors"] = hashlib.sha256(blob).hexdigest()
+        return digests
 
 
 def read_layout(folder: str | os.PathLike, mode: str = "rsd") -> BundleLayout:
@@ -170,10 +208,10 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path}: not an rvq policy bundle manifest (format {found!r}, expected {BUNDLE_FORMAT!r})")
-    if data.get("version") != BUNDLE_VERSION:
-        raise ValueError(f"{path}: bundle version {data.get('version')!r}; this rvq reads version {BUNDLE_VERSION}")
-    missing = [k for k in ("parts", "tokenizer_identity", "feature_identity", "feature_source", "protocol")
-               if k not in data]
+    if data.get("version") not in READ_VERSIONS:
+        raise ValueError(f"{path}: bundle version {data.get('version')!r}; this rvq reads versions {READ_VERSIONS}")
+    required = ("parts", "tokenizer_identity", "feature_identity", "feature_source", "protocol")
+    missing = [k for k in (*required, *(("processors",) if data["version"] >= 2 else ())) if k not in data]
     if missing:
         raise ValueError(f"{path}: the manifest lacks {missing}")
     parts = data["parts"]
@@ -189,9 +227,26 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     field = "id" if source["kind"] == "hub" else "path"
     if not isinstance(source.get(field), str) or not source[field]:
         raise ValueError(f"{path}: a {source['kind']} feature source needs a non-empty {field!r}, got {source!r}")
-    if not isinstance(data["protocol"], dict) or set(data["protocol"]) - set(PROTOCOL_KEYS):
-        raise ValueError(f"{path}: protocol must be an object with keys among {PROTOCOL_KEYS}, got {data['protocol']!r}")
+    keys = PROTOCOL_KEYS if data["version"] >= 2 else V1_PROTOCOL_KEYS
+    if not isinstance(data["protocol"], dict) or set(data["protocol"]) - set(keys):
+        raise ValueError(f"{path}: protocol must be an object with keys among {keys}, got {data['protocol']!r}")
+    if "processors" in data:
+        processors = data["processors"]
+        if not isinstance(processors, dict) or set(processors) != set(PROCESSOR_KINDS):
+            raise ValueError(f"{path}: processors must name {PROCESSOR_KINDS} step lists, got {processors!r}")
+        for kind in PROCESSOR_KINDS:
+            steps = Pipeline.from_config(processors[kind], f"{path}: processors.{kind}")
+            if kind == "action":
+                check_action_steps(steps, f"{path}: ")
     return data
+
+
+def check_action_steps(steps: Pipeline, where: str = "") -> Pipeline:
+    """Refuse action steps without exactly one `unnormalize` (the tokenizer decodes to normalized actions)."""
+    if len(steps.find(Unnormalize)) != 1:
+        raise ValueError(f"{where}a token policy's action steps need exactly one 'unnormalize' (its tokenizer decodes "
+                         f"normalized actions), got {steps.to_config()}")
+    return steps
 
 
 def _legacy_layout(root: Path, needed: tuple[str, ...]) -> BundleLayout:
@@ -235,12 +290,14 @@ def verify_bundle(folder: str | os.PathLike, mode: str = "rsd") -> BundleLayout:
     included). A backbone's own identity is checked when it loads."""
     layout = read_layout(folder, mode)
     _, main, _ = _load_parts(layout, mode, "cpu")
+    steps = layout.processors()
     if layout.reads_state:
-        _check_features(StateFeatures.load(layout.feature_source), main, layout.root)
+        _check_features(ObservationFeatures(StateFeatures.load(layout.feature_source), steps["observation"]), main,
+                        layout.root)
     return layout
 
 
-def _check_features(features: FeatureExtractor | StateFeatures, main: HeadCheckpoint, root: Path) -> None:
+def _check_features(features: ObservationFeatures, main: HeadCheckpoint, root: Path) -> None:
     if features.identity != main.feature_identity:
         raise ValueError(f"{root}: the heads were trained on features of another source than {features.name!r} "
                          f"(identity {main.feature_identity[:12]}… in the heads, {features.identity[:12]}… given)")
@@ -261,36 +318,44 @@ def load_bundle(folder: str | os.PathLike, mode: str = "rsd", device: str = "aut
     from rvq.backbones.source import load_feature_source
 
     layout = read_layout(folder, mode)
-    features = load_feature_source(layout.feature_source, device, trust_remote_code,
-                                   layout.image_transform(image_transform))
+    steps = layout.processors(image_transform)
+    features = load_feature_source(layout.feature_source, device, trust_remote_code, steps=steps["observation"])
     tokenizer, main, draft = _load_parts(layout, mode, features.device)
     return PolicyBundle(tokenizer, main, draft, features,
                         feature_hub_id=layout.feature_source if layout.feature_kind == "hub" else None,
                         backbone_folder=layout.feature_source if layout.feature_kind == "backbone" else None,
-                        protocol=layout.protocol, layout=layout)
+                        protocol=layout.protocol, action_steps=steps["action"], layout=layout)
 
 
 class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero", "action-tokenizer", "rfsq"]):
-    """A token policy's parts, checked to belong together: the tokenizer, the main head, the draft (RSD only) and
-    the feature source the heads read, with the protocol settings they were trained for. `main` and `draft` are the
-    models; `heads` holds them with their identities and metrics (`rvq.models.HeadCheckpoint`)."""
+    """A token policy's parts, checked to belong together: the observation steps and feature source the heads read
+    (`features`, an `rvq.processors.ObservationFeatures`), the main head, the draft (RSD only), the tokenizer and the
+    action steps (`actions`), with the protocol settings they were trained for. `main` and `draft` are the models;
+    `heads` holds them with their identities and metrics (`rvq.models.HeadCheckpoint`)."""
 
     def __init__(self, tokenizer: ActionTokenizer, main: HeadCheckpoint, draft: HeadCheckpoint | None = None,
-                 features: FeatureExtractor | StateFeatures | None = None, feature_hub_id: str | None = None,
-                 backbone_folder: str | os.PathLike | None = None, protocol: dict[str, Any] | None = None,
+                 features: ObservationFeatures | FeatureExtractor | StateFeatures | None = None,
+                 feature_hub_id: str | None = None, backbone_folder: str | os.PathLike | None = None,
+                 protocol: dict[str, Any] | None = None, action_steps: Pipeline | None = None,
                  layout: BundleLayout | None = None) -> None:
         """`main`, `draft`: heads as `read_main` / `read_draft` return them (or `HeadCheckpoint(model, tokenizer
-        identity, feature identity)` for heads in memory). A VLA feature source is saved as `feature_hub_id` (a
-        reference: weights and code stay on the Hub), or as a copy of `backbone_folder` (the folder it was loaded
-        from, its shipped code included), or else written with `save_pretrained`. `layout`: where a loaded bundle
-        came from."""
+        identity, feature identity)` for heads in memory). `features`: a bare source gets LIBERO's observation steps
+        (`rvq.processors.observation_features`). A VLA feature source is saved as `feature_hub_id` (a reference:
+        weights and code stay on the Hub), or as a copy of `backbone_folder` (the folder it was loaded from, its
+        shipped code included), or else written with `save_pretrained`. `action_steps`: default LIBERO's
+        (`rvq.processors.libero_action_steps`); their `unnormalize` is bound to the tokenizer's statistics.
+        `layout`: where a loaded bundle came from."""
         if feature_hub_id is not None and backbone_folder is not None:
             raise ValueError("give the VLA feature source as a hub id or as a folder, not both")
         if features is None:
             raise ValueError("a policy bundle needs its feature source (a FeatureExtractor or StateFeatures)")
+        features = observation_features(features)
         unknown = sorted(set(protocol or {}) - set(PROTOCOL_KEYS))
         if unknown:
-            raise ValueError(f"unknown protocol setting(s) {unknown}; known: {PROTOCOL_KEYS}")
+            hint = (" (image transform and gripper flip are steps now: the features' observation steps and "
+                    "action_steps)" if set(unknown) & {"image_transform", "flip_gripper"} else "")
+            raise ValueError(f"unknown protocol setting(s) {unknown}; known: {PROTOCOL_KEYS}{hint}")
+        actions = check_action_steps(libero_action_steps() if action_steps is None else action_steps)
         heads = {"main": main, **({"draft": draft} if draft is not None else {})}
         for name, head in heads.items():
             if not isinstance(head, HeadCheckpoint):
@@ -311,6 +376,7 @@ class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero"
         if draft is not None:
             check_pair(draft, main)
         self.tokenizer, self.heads, self.features = tokenizer, heads, features
+        self.actions = actions.replace(Unnormalize, normalizer=tokenizer.normalizer)
         self.main, self.draft = main.model, (draft.model if draft is not None else None)
         self.feature_hub_id, self.protocol, self.layout = feature_hub_id, dict(protocol or {}), layout
         self.backbone_folder = Path(backbone_folder) if backbone_folder is not None else None
@@ -319,6 +385,11 @@ class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero"
     def modes(self) -> tuple[str, ...]:
         """The policies this bundle can run."""
         return MODES if self.draft is not None else ("main",)
+
+    @property
+    def processors(self) -> dict[str, Pipeline]:
+        """The steps around the model: observation (before the feature source) and action (after the tokenizer)."""
+        return {"observation": self.features.steps, "action": self.actions}
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Any:
         """Write the bundle into `save_directory`, which must be new or empty (parts of another bundle are never
@@ -333,8 +404,8 @@ class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero"
         self.tokenizer.save(root / "tokenizer")
         for name, head in self.heads.items():
             head.save(root / name)
-        if isinstance(self.features, StateFeatures):
-            self.features.save(root)
+        if isinstance(self.features.source, StateFeatures):
+            self.features.source.save(root)
             source = {"kind": "state", "path": FEATURES_FILE}
         elif self.feature_hub_id is not None:
             source = {"kind": "hub", "id": self.feature_hub_id}
@@ -344,14 +415,15 @@ class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero"
             else:
                 from rvq.backbones import save_backbone
 
-                save_backbone(self.features, root / BACKBONE_DIR)
+                save_backbone(self.features.source, root / BACKBONE_DIR)
             source = {"kind": "backbone", "path": BACKBONE_DIR}
         manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
                     "parts": {name: {"path": name, "config_sha256": _sha256(root / name / CONFIG_NAME)}
                               for name in ("tokenizer", *self.heads)},
                     "tokenizer_identity": self.tokenizer.identity,
                     "feature_identity": self.heads["main"].feature_identity,
-                    "feature_source": source, "protocol": self.protocol}
+                    "feature_source": source, "protocol": self.protocol,
+                    "processors": {kind: steps.to_config() for kind, steps in self.processors.items()}}
         write_bytes_atomic(root / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True).encode())
 
     @classmethod

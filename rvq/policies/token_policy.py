@@ -1,8 +1,9 @@
-"""The token policies: feature extractor → draft + main (RSD) or main only → tokenizer decode → raw chunk.
+"""The token policies: observation steps → feature source → draft + main (RSD) or main only → tokenizer decode →
+action steps (unnormalize, gripper) → raw chunk.
 
-A policy runs a `PolicyBundle` (`rvq.policies.bundle`): a folder with a manifest, the tokenizer and heads stored
-hub-style and the feature source, verified together once when it loads (an older folder of `tokenizer.pt`,
-`main.pt`, `draft.pt` still loads, read-only).
+A policy runs a `PolicyBundle` (`rvq.policies.bundle`): a folder with a manifest declaring the steps, the tokenizer
+and heads stored hub-style and the feature source, verified together once when it loads (an older folder of
+`tokenizer.pt`, `main.pt`, `draft.pt` still loads, read-only).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rvq.policies.base import binarize_gripper
-from rvq.policies.bundle import MODES, PolicyBundle, from_protocol, load_bundle, verify_bundle
+from rvq.policies.bundle import MODES, PolicyBundle, load_bundle, verify_bundle
+from rvq.processors import BinarizeGripper, gripper_flip
 from rvq.rsd import DEFAULT_TAU, RSDSummary, greedy_decode, speculative_decode
 
 
@@ -35,17 +36,23 @@ class TokenPolicy:
         tau: float = DEFAULT_TAU,
         max_grid_distance: int | None = None,
     ) -> None:
-        """`bundle`: the verified parts; `flip_gripper`: None takes the bundle's protocol (off if it names none);
-        `tau`, `max_grid_distance`: relaxed RSD's acceptance rules (`speculative_decode`), unused when exact."""
+        """`bundle`: the verified parts and steps; `flip_gripper`: None keeps the bundle's gripper step, a value
+        replaces its setting; `tau`, `max_grid_distance`: relaxed RSD's acceptance rules (`speculative_decode`),
+        unused when exact."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode not in bundle.modes:
             raise ValueError(f"policy {mode!r} needs a draft head; this bundle has main only")
         self.bundle = bundle
-        self.extractor, self.tokenizer, self.main = bundle.features, bundle.tokenizer, bundle.main
+        self.features, self.tokenizer, self.main = bundle.features, bundle.tokenizer, bundle.main
         self.draft = bundle.draft if mode == "rsd" else None
         self.mode, self.exact = mode, exact
-        self.flip_gripper = from_protocol(bundle.protocol, "flip_gripper", flip_gripper, False)
+        self.actions = bundle.actions
+        if flip_gripper is not None:
+            if not self.actions.find(BinarizeGripper):
+                raise ValueError("flip_gripper: the bundle's action steps do not binarize the gripper")
+            self.actions = self.actions.replace(BinarizeGripper, flip=flip_gripper)
+        self.flip_gripper = gripper_flip(self.actions)
         self.tau, self.max_grid_distance = tau, max_grid_distance
         self.name = mode
         self.instruction = ""
@@ -79,7 +86,7 @@ class TokenPolicy:
         rows = [{"instruction": text, **obs} for obs, text in zip(observations, instructions)]
         rows += [rows[0]] * ((pad_to or len(rows)) - len(rows))
         start = time.perf_counter()
-        features = self.extractor.features(rows)
+        features = self.features.features(rows)
         feature_ms = (time.perf_counter() - start) * 1e3
         stats = None
         if self.mode == "rsd":
@@ -87,9 +94,9 @@ class TokenPolicy:
                                               max_grid_distance=self.max_grid_distance)
         else:
             codes = greedy_decode(self.main, features)
-        chunks = self.tokenizer.decode(codes).numpy()
+        chunks = np.asarray(self.actions(self.tokenizer.decode_normalized(codes)), dtype=np.float64)  # [B, C, A]
         step_ms = (time.perf_counter() - start) * 1e3
-        return [(binarize_gripper(chunks[i], self.flip_gripper),
+        return [(chunks[i],
                  {"ms": step_ms, "feature_ms": feature_ms, "rsd": stats.row(i) if stats is not None else None,
                   "batch": len(observations)})
                 for i in range(len(observations))]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mocks.libero_files import write_libero_folder
-from rvq.backbones import FeatureExtractor
+from rvq.backbones.source import load_feature_source
 from rvq.cli import main
 from rvq.data.phase2 import load_phase2_data
 from rvq.models import load_draft, load_main
@@ -35,7 +35,7 @@ def test_phase2_pipeline(tmp_path: Path, capsys) -> None:
           str(tmp_path / "backbone"), "--out", str(tmp_path / "data.h5"), "--device", "cpu", "--no-progress"])
     data = load_phase2_data(tmp_path / "data.h5")
     tokenizer = ActionTokenizer.from_checkpoint(tokenizer_path)
-    extractor = FeatureExtractor.from_pretrained(tmp_path / "backbone", device="cpu")
+    extractor = load_feature_source(str(tmp_path / "backbone"), device="cpu")  # with LIBERO's observation steps
     assert data.tokenizer_identity == tokenizer.identity and data.feature_identity == extractor.identity
     common = ["--data", str(tmp_path / "data.h5"), "--tokenizer", str(tokenizer_path), "--steps", "200",
               "--eval-every", "100", "--batch-size", "64", "--width", "128", "--device", "cpu", "--no-progress"]

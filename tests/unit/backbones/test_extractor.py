@@ -1,4 +1,4 @@
-"""FeatureExtractor: preprocessing, the LLaVA route against the library's own forward, the Prismatic
+"""FeatureExtractor: the prompt, the LLaVA route against the library's own forward, the Prismatic
 (OpenVLA/OFT) route on a tiny model of the same interface, identities, and failures that raise."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rvq.backbones import FeatureExtractor, build_backbone, count_parameters, openvla_prompt, prepare_image, save_backbone
+from rvq.backbones import FeatureExtractor, build_backbone, count_parameters, openvla_prompt, save_backbone
 from rvq.backbones.extractor import OPENVLA_EMPTY_TOKEN, append_token_if_missing
 from rvq.backbones.tiny import backbone_processor
 
@@ -25,19 +25,22 @@ def _images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
-def test_prompt_and_image_preprocessing() -> None:
+def test_prompt_and_image_checks(tiny: FeatureExtractor) -> None:
     assert openvla_prompt("  Pick up the Bowl ") == "In: What action should the robot take to pick up the bowl?\nOut:"
-    image = np.zeros((256, 256, 3), dtype=np.uint8)
-    image[0, 0] = 255  # top-left marker moves to bottom-right after the 180° rotation
-    out = np.asarray(prepare_image(image, size=256))
-    assert out.shape == (256, 256, 3) and out[-1, -1, 0] == 255 and out[0, 0, 0] == 0
-    assert prepare_image(image).size == (224, 224)
-    with pytest.raises(ValueError, match="uint8"):
-        prepare_image(image.astype(np.float32))
-    with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
-        prepare_image(image[..., 0])
     with pytest.raises(ValueError, match="instruction"):
         openvla_prompt("  ")
+    with pytest.raises(ValueError, match="uint8"):
+        tiny(_images(1).astype(np.float32), ["go"])
+    with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
+        tiny(_images(1)[..., 0], ["go"])
+
+
+def test_the_extractor_reads_images_as_given(tiny: FeatureExtractor) -> None:
+    """Turning LIBERO's renders is an observation step now (rvq.processors), not the extractor's: it sees the image
+    it is given, and its identity names no image preparation."""
+    image = _images(1, 224)
+    assert not torch.allclose(tiny(image, ["go"]), tiny(np.ascontiguousarray(image[:, ::-1, ::-1]), ["go"]))
+    assert tiny.describe()["preprocess"] == {"prompt": tiny.describe()["preprocess"]["prompt"]}
 
 
 def test_llava_route_equals_library_forward_at_last_prompt_token(tiny: FeatureExtractor) -> None:
@@ -167,19 +170,3 @@ def test_append_token_if_missing_respects_right_padding() -> None:
 def test_unknown_model_family_is_refused() -> None:
     with pytest.raises(TypeError, match="neither a Prismatic"):
         FeatureExtractor(nn.Linear(2, 2), processor=None, name="x")
-
-
-def test_oft_image_transform_crops_the_centre_and_changes_the_identity(tiny: FeatureExtractor) -> None:
-    # A 256-px render, grey with a dark frame 4 px wide: inside the 2.6% margin per side that OFT's crop removes.
-    image = np.full((256, 256, 3), 128, dtype=np.uint8)
-    image[:4], image[-4:], image[:, :4], image[:, -4:] = 0, 0, 0, 0
-    plain = np.asarray(prepare_image(image, size=224)).astype(int)
-    oft = np.asarray(prepare_image(image, size=224, transform="oft")).astype(int)
-    assert oft.shape == (224, 224, 3)
-    assert plain[:2].max() < 20 and oft[:3].min() > 100  # the frame is cropped away
-    assert abs(oft[112, 112] - 128).max() <= 3  # the centre survives the JPEG round trip within a few levels
-    with pytest.raises(ValueError, match="unknown image transform"):
-        prepare_image(image, transform="center")
-    cropped = FeatureExtractor(tiny.model, tiny.processor, "tiny", image_transform="oft")
-    assert cropped.identity != tiny.identity  # heads trained on one are refused with the other
-    assert not torch.equal(cropped(_images(1, 256), ["go"]), tiny(_images(1, 256), ["go"]))

@@ -124,14 +124,14 @@ def test_state_policies_run_physics_only_and_vla_policies_do_not(tmp_path: Path)
 def test_token_policy_loads_a_state_feature_folder_and_acts_in_the_mock_env(tmp_path: Path) -> None:
     folder, source, head = state_policy_folder(tmp_path)
     policy = TokenPolicy.from_dir(folder, mode="main", device="cpu")
-    assert isinstance(policy.extractor, StateFeatures)
+    assert isinstance(policy.features.source, StateFeatures) and len(policy.features.steps) == 0
     env = MockLiberoEnv("libero_object", 4)
     obs = env.reset(1)
     policy.reset(env.instruction, 4, 1)
     assert policy.act(obs).shape == (8, 7)
     recorded_elsewhere = HeadCheckpoint(head, policy.tokenizer.identity, StateFeatures.for_suite("libero_object").identity)
     with pytest.raises(ValueError, match="feature"):  # a head recorded for another layout
-        PolicyBundle(policy.tokenizer, recorded_elsewhere, None, policy.extractor)
+        PolicyBundle(policy.tokenizer, recorded_elsewhere, None, policy.features)
 
 
 def test_phase2_rows_from_recorded_state_equal_the_live_features(tmp_path: Path) -> None:
@@ -171,10 +171,10 @@ def test_recorded_demos_without_state_observations_are_refused(tmp_path: Path) -
 
 
 def test_gripper_phase_layout_appends_the_history_and_leaves_the_plain_identity_alone(tmp_path: Path) -> None:
-    from rvq.backbones.source import load_feature_source
+    from rvq.backbones.source import load_source
     from rvq.backbones.state import GRIPPER_HELD_SCALE
 
-    plain, gripper = StateFeatures.for_suite("libero_spatial"), load_feature_source("state:libero_spatial+gripper")
+    plain, gripper = StateFeatures.for_suite("libero_spatial"), load_source("state:libero_spatial+gripper")
     # heads trained before the option name this identity (libero_spatial's fourth-pass policy, docs/RESULTS.md)
     assert plain.identity == "9db3681bad35893936bca1acc11e8982221d1da94e730972b6da0508bae0e3fb"
     assert gripper.gripper_phase and gripper.feature_dim == plain.feature_dim + 2
@@ -219,11 +219,11 @@ def test_phase2_gripper_history_rebuilt_from_demo_actions_equals_the_live_one(tm
 
 
 def test_goal_slots_copy_the_objects_of_interest_into_fixed_places(tmp_path: Path) -> None:
-    from rvq.backbones.source import load_feature_source
+    from rvq.backbones.source import load_source
     from rvq.backbones.state import GOAL_OBJECTS, GOAL_SLOT_DIM
 
     plain = StateFeatures.for_suite("libero_object")
-    goal = load_feature_source("state:libero_object+goal")
+    goal = load_source("state:libero_object+goal")
     assert goal.goals == GOAL_OBJECTS["libero_object"] and goal.goal_dim == 2 * GOAL_SLOT_DIM + 3
     assert goal.feature_dim == plain.feature_dim + goal.goal_dim and goal.identity != plain.identity
     assert StateFeatures.load(goal.save(tmp_path)).identity == goal.identity
@@ -236,8 +236,8 @@ def test_goal_slots_copy_the_objects_of_interest_into_fixed_places(tmp_path: Pat
         expected = [*target[:3], *(target[:3] - eef), *target[3:], *basket[:3], *(basket[:3] - eef), *basket[3:],
                     *(basket[:3] - target[:3])]
         np.testing.assert_allclose(vector[plain.feature_dim:], expected, rtol=1e-6, atol=1e-7)
-    both = load_feature_source("state:libero_object+goal+gripper")
-    assert both.identity == load_feature_source("state:libero_object+gripper+goal").identity
+    both = load_source("state:libero_object+goal+gripper")
+    assert both.identity == load_source("state:libero_object+gripper+goal").identity
     assert both.feature_dim == plain.feature_dim + 2 + goal.goal_dim
 
 
@@ -245,10 +245,10 @@ def test_goal_slots_copy_the_objects_of_interest_into_fixed_places(tmp_path: Pat
                                            ("state:libero_object+goal+goal", "each at most once"),
                                            ("state:libero_goal+goal", "no state-feature layout")])
 def test_unknown_state_options_are_refused(source: str, match: str) -> None:
-    from rvq.backbones.source import load_feature_source
+    from rvq.backbones.source import load_source
 
     with pytest.raises(ValueError, match=match):
-        load_feature_source(source)
+        load_source(source)
 
 
 def test_goal_layouts_that_cannot_hold_are_refused() -> None:

@@ -11,10 +11,12 @@ import torch
 
 from mocks.libero_files import write_libero_folder
 from rvq.backbones import build_backbone
+from rvq.backbones.preprocess import resize_image
 from rvq.data import ActionNormalizer, read_demos
 from rvq.data.chunks import chunk_episode
 from rvq.data.episodes import read_obs
 from rvq.data.phase2 import build_phase2_data, load_phase2_data
+from rvq.processors import observation_features
 from rvq.rfsq import ActionRFSQAE, TokenizerConfig
 from rvq.tokenizer import ActionTokenizer
 
@@ -53,15 +55,21 @@ def test_rows_align_features_and_codes_with_the_chunk_starting_at_each_step(buil
     np.testing.assert_allclose(data.actions[rows].numpy(), chunks)
     images = read_obs(episode, "agentview_rgb")
     t = 3
-    expected = extractor(images[t : t + 1], [episode.instruction])
+    # the rows hold what a policy computes: LIBERO's observation steps (turn 180°, resize), then the extractor
+    turned = resize_image(np.ascontiguousarray(images[t, ::-1, ::-1]), 224)
+    expected = extractor(turned[None], [episode.instruction])
     torch.testing.assert_close(data.features[rows[t]][None], expected, atol=1e-5, rtol=1e-5)
+    as_policy = observation_features(extractor).features([{"agentview": images[t], "instruction": episode.instruction}])
+    torch.testing.assert_close(as_policy, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_identities_recorded_and_mixing_refused(built, tmp_path: Path) -> None:
     root, path = built
     with h5py.File(path, "r") as f:
         assert f.attrs["tokenizer_identity"] == "tokenizer-0"
-        assert f.attrs["feature_identity"] == build_backbone("tiny").identity
+        assert f.attrs["feature_identity"] == observation_features(build_backbone("tiny")).identity
+        assert f.attrs["feature_identity"] != build_backbone("tiny").identity  # the steps are part of the identity
+        assert "observation_steps" in f.attrs["feature_info"]
     other = build_phase2_data([root / "demos"], _tokenizer(seed=1), build_backbone("tiny"), tmp_path / "other.h5",
                               progress=False)
     with pytest.raises(ValueError, match="different tokenizers cannot be mixed"):

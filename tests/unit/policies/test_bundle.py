@@ -17,6 +17,8 @@ from rvq.hub_format import read_payload, write_payload
 from rvq.models import HeadCheckpoint, MainConfig, MainModel
 from rvq.policies import PolicyBundle, TokenPolicy, load_bundle, verify_bundle
 from rvq.policies.bundle import read_layout
+from rvq.processors import BinarizeGripper, libero_action_steps, libero_observation_steps
+from rvq.rsd import greedy_decode
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +236,7 @@ def test_eval_takes_unset_options_from_the_bundle_protocol(bundle_dir: Path, tmp
 
     bundle = load_bundle(bundle_dir, "rsd", device="cpu")
     PolicyBundle(bundle.tokenizer, bundle.heads["main"], bundle.heads["draft"], bundle.features,
-                 protocol={"execute_steps": 4, "flip_gripper": True}).save_pretrained(tmp_path / "k4")
+                 protocol={"execute_steps": 4}, action_steps=libero_action_steps(True)).save_pretrained(tmp_path / "k4")
     common = dict(suite="libero_object", tasks=[0], trials=1, policy="rsd", env="mock", device="cpu",
                   checkpoints=str(tmp_path / "k4"))
     resolved = EvalConfig(**common).validate()
@@ -259,10 +261,84 @@ def test_make_bundle_assembles_trained_parts_and_refuses_a_foreign_feature_sourc
     assert main([*argv, "--out", str(tmp_path / "made")]) == 0
     made = verify_bundle(tmp_path / "made", "rsd")
     assert made.digests("rsd") == read_layout(bundle_dir, "rsd").digests("rsd")  # the same parts
-    assert made.protocol == {"suite": "libero_object", "execute_steps": 4, "image_transform": "resize"}
+    assert made.protocol == {"suite": "libero_object", "execute_steps": 4}
+    assert made.processors()["observation"] == libero_observation_steps("resize")
     np.testing.assert_array_equal(_chunk(tmp_path / "made"), _chunk(bundle_dir))
     capsys.readouterr()
     state = ["--backbone", "state:libero_object", "--out", str(tmp_path / "state")]
     assert main([*argv[:-6], *state]) == 2  # heads trained on the tiny VLA's features, not on state features
     assert "different feature extractor" in capsys.readouterr().err
     assert not (tmp_path / "state").exists()
+
+
+def _rewrite_manifest(folder: Path, change) -> Path:
+    path = folder / "config.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+    return folder
+
+
+def test_the_manifest_declares_the_steps_around_the_model(bundle_dir: Path) -> None:
+    manifest = json.loads((bundle_dir / "config.json").read_text())
+    assert manifest["version"] == 2
+    assert manifest["processors"] == {"observation": libero_observation_steps().to_config(),
+                                      "action": libero_action_steps().to_config()}
+    bundle = load_bundle(bundle_dir, "rsd", device="cpu")
+    assert bundle.processors["observation"] == libero_observation_steps()
+    assert bundle.actions.steps[0].normalizer is bundle.tokenizer.normalizer  # bound to the tokenizer's statistics
+    flipped = TokenPolicy(bundle, "rsd", flip_gripper=True)  # an explicit setting replaces the declared one
+    assert flipped.actions.find(BinarizeGripper)[0].flip and not TokenPolicy(bundle, "rsd").flip_gripper
+    env = MockLiberoEnv("libero_object", 2)
+    obs = env.reset(0)
+    plain, turned = TokenPolicy(bundle, "main").act(obs), flipped.act(obs)
+    np.testing.assert_array_equal(plain[:, :6], turned[:, :6])
+    raw = bundle.tokenizer.decode(greedy_decode(bundle.main, bundle.features.features([obs])))[0, :, 6].numpy()
+    np.testing.assert_array_equal(plain[:, 6], np.where(raw > 0, 1.0, -1.0))
+    np.testing.assert_array_equal(turned[:, 6], np.where(raw > 0.5, -1.0, 1.0))  # OpenVLA's gripper: 1 = open
+
+
+def test_a_version_1_manifest_loads_with_the_steps_its_protocol_meant(bundle_dir: Path, tmp_path: Path) -> None:
+    def to_v1(manifest: dict) -> None:
+        manifest["version"] = 1
+        del manifest["processors"]
+        manifest["protocol"] = {"execute_steps": 4, "image_transform": "resize", "flip_gripper": True}
+
+    v1 = _rewrite_manifest(_copy(bundle_dir, tmp_path / "v1"), to_v1)
+    layout = verify_bundle(v1, "rsd")
+    assert layout.protocol == {"execute_steps": 4} and layout.flip_gripper() is True
+    assert layout.processors() == {"observation": libero_observation_steps(), "action": libero_action_steps(True)}
+    assert "processors" not in layout.digests("rsd")  # version-1 evaluations keep their policy identity
+    assert "processors" in read_layout(bundle_dir, "rsd").digests("rsd")
+    assert TokenPolicy.from_dir(v1, "main", device="cpu").flip_gripper is True
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda m: m["processors"]["observation"].append({"type": "sharpen"}), "unknown type 'sharpen'"),
+    (lambda m: m["processors"]["action"].pop(0), "exactly one 'unnormalize'"),
+    (lambda m: m["processors"].pop("action"), "processors must name"),
+    (lambda m: m.pop("processors"), r"lacks \['processors'\]"),
+    (lambda m: m["protocol"].update(flip_gripper=True), "protocol must be an object with keys among"),
+])
+def test_bad_step_declarations_are_refused(bundle_dir: Path, tmp_path: Path, change, match: str) -> None:
+    folder = _rewrite_manifest(_copy(bundle_dir, tmp_path / "bad"), change)
+    with pytest.raises(ValueError, match=match):
+        verify_bundle(folder, "rsd")
+
+
+def test_other_observation_steps_than_the_heads_were_trained_on_are_refused(bundle_dir: Path, tmp_path: Path) -> None:
+    from rvq.eval import EvalConfig
+
+    with pytest.raises(ValueError, match="read images prepared by 'resize'; image transform 'oft'"):
+        load_bundle(bundle_dir, "rsd", device="cpu", image_transform="oft")
+    with pytest.raises(ValueError, match="prepared by 'resize'"):
+        EvalConfig(suite="libero_object", tasks=[0], trials=1, policy="rsd", env="mock", checkpoints=str(bundle_dir),
+                   image_transform="oft").validate()
+
+    def unturned(manifest: dict) -> None:  # a manifest edited to skip the 180° turn
+        manifest["processors"]["observation"] = manifest["processors"]["observation"][1:]
+
+    folder = _rewrite_manifest(_copy(bundle_dir, tmp_path / "unturned"), unturned)
+    assert read_layout(folder).digests("rsd")["processors"] != read_layout(bundle_dir).digests("rsd")["processors"]
+    with pytest.raises(ValueError, match="trained on features of another source"):  # the identity covers the steps
+        load_bundle(folder, "rsd", device="cpu")

@@ -11,6 +11,7 @@ import pytest
 from mocks.generate_mock_checkpoints import generate
 from mocks.libero_files import write_mock_env_demos
 from rvq.envs import MockLiberoEnv
+from rvq.backbones.preprocess import resize_image
 from rvq.policies import NoopPolicy, ReplayPolicy, TokenPolicy, binarize_gripper
 from rvq.rsd import greedy_decode
 
@@ -90,6 +91,8 @@ def test_token_policy_rsd_equals_main_only_and_gives_raw_chunks(checkpoints: Pat
     assert set(np.unique(chunk[:, 6])) <= {-1.0, 1.0}
     stats = rsd.episode_stats()
     assert stats["chunks"] == 1 and stats["rsd"]["chunks"] == 1 and "rsd" not in main_only.episode_stats()
-    features = rsd.extractor([obs["agentview"]], [env.instruction])
+    # the declared steps (turn, resize) then the bare extractor: what the extractor itself did before
+    turned = resize_image(np.ascontiguousarray(obs["agentview"][::-1, ::-1]), 224)
+    features = rsd.features.source([turned], [env.instruction])
     expected = rsd.tokenizer.decode(greedy_decode(rsd.main, features))[0].numpy()
     np.testing.assert_array_equal(chunk[:, :6], expected[:, :6])
