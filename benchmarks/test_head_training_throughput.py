@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 
+from rvq.config_cli import config_from
 from rvq.device import available_devices
 from rvq.models import TokenSpace
 from rvq.training.optim import configure_optimizer
@@ -19,7 +20,7 @@ DEVICES = available_devices()
 
 def samples_per_second(kind: str, device: torch.device, batch: int = 128, steps: int = 10) -> float:
     torch.manual_seed(0)
-    model = build_head(TrainHeadConfig(kind=kind).model_config(FEATURE_DIM, TokenSpace())).to(device).train()
+    model = build_head(config_from(TrainHeadConfig, kind=kind).model_config(FEATURE_DIM, TokenSpace())).to(device).train()
     optimizer, _ = configure_optimizer(model, 3e-4, 0.01, 100, 0)
     features = torch.randn(batch, FEATURE_DIM, device=device)
     codes = torch.randint(0, 7, (batch, 8, 16, 8), device=device)

@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mocks.libero_files import write_libero_file  # noqa: E402
+from rvq.config_cli import config_from  # noqa: E402
 from rvq.backbones import build_backbone  # noqa: E402
 from rvq.processors import observation_features  # noqa: E402
 from rvq.models import DraftConfig, DraftModel, HeadCheckpoint, MainConfig, MainModel  # noqa: E402
@@ -36,7 +37,7 @@ def generate(output_dir: str | Path, seed: int = 0, tokenizer_steps: int = 100) 
         for i, instruction in enumerate(["reach the target", "move to the left"]):
             write_libero_file(Path(tmp) / "demos" / f"task{i}_demo.hdf5", instruction, num_demos=6, steps=80,
                               seed=2 * seed + i, images=False)
-        train_tokenizer(TrainTokenizerConfig(demos=[str(Path(tmp) / "demos")], out_dir=str(Path(tmp) / "run"),
+        train_tokenizer(config_from(TrainTokenizerConfig, demos=[str(Path(tmp) / "demos")], out_dir=str(Path(tmp) / "run"),
                                              steps=tokenizer_steps, eval_every=tokenizer_steps, seed=seed,
                                              device="cpu", progress=False))
         tokenizer = ActionTokenizer.from_checkpoint(Path(tmp) / "run" / "tokenizer")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +72,15 @@ def _method_config(method: str, cfg: TrainTokenizerConfig) -> TrainTokenizerConf
     """The training config of one compared method: same data, schedule and sizes; `robust_seed_arch` is the
     seed's exact autoencoder (no linear paths, no prefix training) with the robust quantizer."""
     if method == "residual_fsq":
-        return replace(cfg, quantizer="naive")
+        return replace(cfg, model=replace(cfg.model, quantizer="naive"))
     if method == "robust_seed_arch":
-        return replace(cfg, quantizer="robust", linear_skip=False, prefix_conditioned=False, quantize_dropout=0.0,
-                       mlp_dim=64)
-    return replace(cfg, quantizer=method)
+        return replace(cfg, model=replace(cfg.model, quantizer="robust", linear_skip=False, prefix_conditioned=False,
+                                          quantize_dropout=0.0, mlp_dim=64))
+    return replace(cfg, model=replace(cfg.model, quantizer=method))
 
 
 def _build(method: str, cfg: TrainTokenizerConfig) -> ActionRFSQAE:
-    config = _method_config(method, cfg).tokenizer_config()
+    config = _method_config(method, cfg).model
     return ResidualFSQAE(config) if method == "residual_fsq" else ActionRFSQAE.from_config(config)
 
 
@@ -91,8 +91,9 @@ def compare_tokenizers(cfg: TrainTokenizerConfig, out_dir: str | Path) -> dict[s
                          "drop --log-to, or train one tokenizer with `rvq train-tokenizer --log-to ...`")
     out_dir = Path(out_dir)
     save_run_config(replace(cfg, out_dir=str(out_dir)), out_dir)
-    data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
-    per_layer_bits = cfg.chunk_size * cfg.hidden_dim * math.log2(cfg.num_levels)
+    model = cfg.model
+    data = prepare_tokenizer_data(cfg.demos, model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
+    per_layer_bits = model.chunk_size * model.hidden_dim * math.log2(model.num_levels)
     trained: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     for method in RFSQ_METHODS:
@@ -103,9 +104,9 @@ def compare_tokenizers(cfg: TrainTokenizerConfig, out_dir: str | Path) -> dict[s
         trained[method]["train_seconds"] = result.seconds
         note = {"naive": "dead layers", "layernorm": "forward pass only: NOT decodable from codes",
                 "robust": "calibrated per-layer normalization, prefix training, linear paths",
-                "residual_fsq": "its own quantize_dropout" if cfg.quantize_dropout > 0 else "no quantize_dropout",
+                "residual_fsq": "its own quantize_dropout" if model.quantize_dropout > 0 else "no quantize_dropout",
                 "robust_seed_arch": "seed's MLPs, no prefix training"}[method]
-        rows.append({"method": f"{LABELS[method]} ({cfg.num_layers} layers)", "family": method,
+        rows.append({"method": f"{LABELS[method]} ({model.num_layers} layers)", "family": method,
                      "bits_per_chunk": best["bits_per_chunk"], "mse": best["mse"], "mse_raw": best["mse_raw"],
                      "effective_layers": best["num_effective_layers"], "note": note})
         if method == "layernorm":
@@ -116,7 +117,7 @@ def compare_tokenizers(cfg: TrainTokenizerConfig, out_dir: str | Path) -> dict[s
     curves = {m: [(per_layer_bits * (k + 1), v) for k, v in enumerate(trained[m]["mse_by_layers"])]
               for m in CURVE_METHODS}
     ratio = [r / f for (_, r), (_, f) in zip(curves["robust"], curves["residual_fsq"])]
-    report = {"config": {k: v for k, v in vars(cfg).items()}, "data": data.describe(), "rows": rows,
+    report = {"config": asdict(cfg), "data": data.describe(), "rows": rows,
               "trained": trained, "curves": curves, "robust_over_residual_fsq_by_layers": ratio,
               "robust_vs_naive_reduction": 1 - trained["robust"]["mse"] / trained["naive"]["mse"]}
     (out_dir / "comparison.json").write_text(json.dumps(report, indent=2, default=float))

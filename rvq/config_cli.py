@@ -7,6 +7,11 @@ jsonargparse load config files themselves, but spell flags `--hidden_dim` and bo
 would break every recorded command. tyro has no file loader, so `--config FILE` is read here: a TOML file (as the
 pipeline's configs) or a JSON one (such as a run's own `run_config.json`) of the dataclass's fields, whose values
 stand as the defaults that flags then override. Unknown keys are refused, never dropped.
+
+Nested configs (a training run's `model` and `optim` groups) are dotted flags (`--optim.lr 1e-3`) and TOML tables
+(`[optim]`). Every leaf name is unique within a config, so the flat spelling of earlier commands and files
+(`--lr 1e-3`, `--no-linear-skip`, `lr = 1e-3`) still means the one field it can mean (`flat_to_dotted`, `nest`);
+`config_from(cls, lr=1e-3, ...)` builds a config from such flat or nested values in Python.
 """
 
 from __future__ import annotations
@@ -41,8 +46,87 @@ def split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
     return path, rest
 
 
+def _is_group(field_type: Any) -> bool:
+    return isinstance(field_type, type) and dataclasses.is_dataclass(field_type)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    import typing
+
+    hints = typing.get_type_hints(cls, include_extras=False)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def leaf_paths(cls: type) -> dict[str, tuple[str, ...]]:
+    """Each leaf field's name → its path through the nested groups (`{"lr": ("optim", "lr"), "seed": ("seed",)}`);
+    refuses a config whose leaf names repeat (the flat spelling would be ambiguous)."""
+    paths: dict[str, tuple[str, ...]] = {}
+    for name, field_type in _field_types(cls).items():
+        found = {leaf: (name, *path) for leaf, path in leaf_paths(field_type).items()} if _is_group(field_type) \
+            else {name: (name,)}
+        for leaf, path in found.items():
+            if leaf in paths:
+                raise TypeError(f"{cls.__name__}: field name {leaf!r} appears at {paths[leaf]} and {path}")
+            paths[leaf] = path
+    return paths
+
+
+def nest(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """Flat (leaf names) or nested values → nested values of `cls`; unknown keys are refused."""
+    groups = {name for name, t in _field_types(cls).items() if _is_group(t)}
+    paths, nested = leaf_paths(cls), {}
+    for key, value in values.items():
+        if key in groups and dataclasses.is_dataclass(value):  # a whole group given as its config object
+            nested[key] = value
+        elif key in groups and isinstance(value, dict):
+            nested.setdefault(key, {}).update(nest(_field_types(cls)[key], value, f"{where}{key}."))
+        elif key in paths:
+            *head, leaf = paths[key]
+            target = nested
+            for group in head:
+                target = target.setdefault(group, {})
+            target[leaf] = value
+        else:
+            raise ValueError(f"unknown setting(s) {[where + key]} for {cls.__name__}; known: "
+                             f"{sorted({*paths, *groups})}")
+    return nested
+
+
+def build(cls: type[T], values: dict[str, Any], base: T | None = None) -> T:
+    """A `cls` from nested values, each group starting from `base`'s (default: the class's defaults), so a group's
+    own defaults in `cls` (the tokenizer's learning rate, not the heads') are kept where a value is not given."""
+    base = cls() if base is None else base
+    changes = {}
+    for name, value in values.items():
+        group = getattr(base, name)
+        nested = dataclasses.is_dataclass(group) and isinstance(value, dict)
+        changes[name] = build(type(group), value, group) if nested else value
+    return dataclasses.replace(base, **changes)
+
+
+def config_from(cls: type[T], **values: Any) -> T:
+    """`cls` from flat or nested keyword values: `config_from(TrainHeadConfig, lr=1e-3, width=64)`."""
+    return build(cls, nest(cls, values))
+
+
+def flat_to_dotted(argv: list[str], cls: type) -> list[str]:
+    """Flags in the flat spelling of earlier commands (`--lr`, `--no-linear-skip`) → their dotted names."""
+    flags = {}
+    for leaf, path in leaf_paths(cls).items():
+        if len(path) > 1:
+            groups, flag = ".".join(path[:-1]).replace("_", "-"), leaf.replace("_", "-")
+            flags[f"--{flag}"] = f"--{groups}.{flag}"
+            flags[f"--no-{flag}"] = f"--{groups}.no-{flag}"  # a boolean's off switch
+    out = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        out.append(flags.get(name, name) + eq + value)
+    return out
+
+
 def read_config_file(path: str | Path, cls: type) -> dict[str, Any]:
-    """A TOML or JSON file of `cls`'s fields → a dict; refuses unknown keys, naming them and the known ones."""
+    """A TOML or JSON file of `cls`'s fields (flat or in tables) → nested values; refuses unknown keys, naming them
+    and the known ones."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -51,11 +135,10 @@ def read_config_file(path: str | Path, cls: type) -> dict[str, Any]:
         raise ValueError(f"--config {path}: not a readable TOML or JSON file ({exc})") from exc
     if not isinstance(data, dict):
         raise ValueError(f"--config {path}: expected a table of settings, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"--config {path}: unknown setting(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
-    return data
+    try:
+        return nest(cls, data)
+    except ValueError as exc:
+        raise ValueError(f"--config {path}: {exc}") from exc
 
 
 def parse_config(cls: type[T], argv: list[str], prog: str, fixed: dict[str, Any] | None = None,
@@ -66,12 +149,12 @@ def parse_config(cls: type[T], argv: list[str], prog: str, fixed: dict[str, Any]
     import tyro
 
     path, rest = split_config_flag(argv)
-    values = {**(defaults or {}), **(read_config_file(path, cls) if path else {})}
+    from_file = read_config_file(path, cls) if path else {}
     for name, value in (fixed or {}).items():
-        if name in values and values[name] != value:
-            raise ValueError(f"--config {path}: {name} is {values[name]!r} there, but `{prog}` sets {value!r}")
-        values[name] = value
-    return tyro.cli(cls, args=rest, prog=prog, default=cls(**values), description=cls.__doc__)
+        if name in from_file and from_file[name] != value:
+            raise ValueError(f"--config {path}: {name} is {from_file[name]!r} there, but `{prog}` sets {value!r}")
+    values = build(cls, from_file, build(cls, nest(cls, {**(defaults or {}), **(fixed or {})})))
+    return tyro.cli(cls, args=flat_to_dotted(rest, cls), prog=prog, default=values, description=cls.__doc__)
 
 
 def save_run_config(cfg: Any, out_dir: str | Path) -> Path:

@@ -341,11 +341,12 @@ def _takeover(cfg: PipelineConfig, folder: Path, policy: str, log: Callable[[str
 
 
 def _tokenizer(cfg: PipelineConfig, folder: Path, demos: str) -> dict[str, Any]:
+    from rvq.config_cli import config_from
     from rvq.training.tokenizer import TrainTokenizerConfig, train_tokenizer
 
-    report = train_tokenizer(TrainTokenizerConfig(quantizer=cfg.quantizer, demos=[demos], out_dir=str(folder),
-                                                  steps=cfg.tokenizer_steps, seed=cfg.seed, device=cfg.device,
-                                                  progress=False, resume=_resume_from(folder)))
+    report = train_tokenizer(config_from(TrainTokenizerConfig, quantizer=cfg.quantizer, demos=[demos],
+                                         out_dir=str(folder), steps=cfg.tokenizer_steps, seed=cfg.seed,
+                                         device=cfg.device, progress=False, resume=_resume_from(folder)))
     best = report["best"]
     return {"checkpoint": report["checkpoint"], "val_mse": best["mse"], "mse_by_layers": best.get("mse_by_layers")}
 
@@ -367,9 +368,10 @@ def _resume_from(folder: Path) -> str | None:
 
 
 def _head(cfg: PipelineConfig, kind: str, folder: Path, data: str, tokenizer: str) -> dict[str, Any]:
+    from rvq.config_cli import config_from
     from rvq.training.heads import TrainHeadConfig, train_head
 
-    report = train_head(TrainHeadConfig(kind=kind, data=[data], tokenizer=tokenizer, out_dir=str(folder),
+    report = train_head(config_from(TrainHeadConfig, kind=kind, data=[data], tokenizer=tokenizer, out_dir=str(folder),
                                         steps=cfg.head_steps, batch_size=cfg.batch_size, width=cfg.head_width,
                                         lr=cfg.head_lr, standardize_features=cfg.standardize_features,
                                         depth=cfg.main_depth if kind == "main" else None, heads=4,

@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import sys
 import types
-from dataclasses import replace
 
 import torch
 from torch import nn
 
+from rvq.config_cli import config_from
 from rvq.rfsq import ActionRFSQAE
 from rvq.training.common import seed_everything
 from rvq.training.tokenizer import TrainTokenizerConfig, fit_tokenizer, prepare_tokenizer_data
@@ -82,10 +82,10 @@ def apply_patches(model: ActionRFSQAE, patch: list[str]) -> None:
 
 def probe(run: dict) -> dict:
     patch = run.pop("patch", [])
-    cfg = replace(TrainTokenizerConfig(device="cpu", progress=False), **run)
-    data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
+    cfg = config_from(TrainTokenizerConfig, device="cpu", progress=False, **run)
+    data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
     seed_everything(cfg.seed)
-    model = ActionRFSQAE.from_config(cfg.tokenizer_config())
+    model = ActionRFSQAE.from_config(cfg.model)
     apply_patches(model, patch)
     result = fit_tokenizer(model, data, cfg)
     model = result.model.eval()

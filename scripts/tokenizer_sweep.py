@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 
 import torch
 
+from rvq.config_cli import config_from
 from rvq.rfsq import ActionRFSQAE
 from rvq.training.common import seed_everything
 from rvq.training.tokenizer import TrainTokenizerConfig, fit_tokenizer, prepare_tokenizer_data
@@ -24,10 +24,10 @@ from rvq.training.tokenizer_eval import evaluate_tokenizer
 def sweep(runs: list[dict]) -> None:
     torch.set_num_threads(2)
     for run in runs:
-        cfg = replace(TrainTokenizerConfig(device="cpu", progress=False, normalization="bounds_q99"), **run)
-        data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
+        cfg = config_from(TrainTokenizerConfig, device="cpu", progress=False, normalization="bounds_q99", **run)
+        data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
         seed_everything(cfg.seed)
-        result = fit_tokenizer(ActionRFSQAE.from_config(cfg.tokenizer_config()), data, cfg)
+        result = fit_tokenizer(ActionRFSQAE.from_config(cfg.model), data, cfg)
         train = evaluate_tokenizer(result.model, data.train, data.normalizer)
         best = result.best
         short = lambda values: [float(f"{v:.3e}") for v in values]  # noqa: E731

@@ -28,8 +28,24 @@ from rvq.rsd.decode import greedy_decode
 from rvq.tokenizer import ActionTokenizer
 from rvq.training.common import fingerprint, seed_everything
 from rvq.training.loop import train_loop
+from rvq.training.optim import OptimConfig
 
 KINDS = ("draft", "main")
+
+
+@dataclass
+class HeadModelConfig:
+    """The draft or main head's shape (`--model.width`, or `width` in a `[model]` table; `--width` still works)."""
+
+    width: int = 512
+    depth: int | None = None  # draft: MLP layers (None: 2); main: transformer blocks (None: 4)
+    heads: int = 8  # main: attention heads
+    dropout: float = 0.1
+    num_draft_layers: int = 3  # draft: the coarse layers it predicts
+    # standardize inputs with the training rows' statistics (docs/RESULTS.md: better held-out accuracy everywhere,
+    # 62% vs 40% success on the 10-task study with lr 1e-3, but 2-3/10 vs 10/10 on a single task with 20 demos;
+    # off by default until it is understood)
+    standardize_features: bool = False
 
 
 @dataclass
@@ -40,40 +56,26 @@ class TrainHeadConfig:
     data: list[str] = field(default_factory=list)  # Phase 2 data files (from `rvq build-phase2-data`)
     tokenizer: str = ""  # the tokenizer checkpoint that labelled the Phase 2 data
     out_dir: str = "runs/head"  # output folder
-    steps: int = 2000
-    batch_size: int = 128
-    lr: float = 3e-4
-    weight_decay: float = 0.01  # AdamW decay on weight matrices only (rvq.training.optim)
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    eval_every: int = 200
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     val_fraction: float = 0.2  # held-out episodes
-    width: int = 512
-    depth: int | None = None  # draft: MLP layers (None: 2); main: transformer blocks (None: 4)
-    heads: int = 8  # main: attention heads
-    dropout: float = 0.1
-    num_draft_layers: int = 3  # draft: the coarse layers it predicts
-    # standardize inputs with the training rows' statistics (docs/RESULTS.md: better held-out accuracy everywhere,
-    # 62% vs 40% success on the 10-task study with lr 1e-3, but 2-3/10 vs 10/10 on a single task with 20 demos;
-    # off by default until it is understood)
-    standardize_features: bool = False
     resume: str | None = None  # resume from a run's last.pt
     progress: bool = True  # show the progress bar
     log_to: str = "none"  # also log each evaluation to "tensorboard" or "wandb" (rvq.training.loggers)
     wandb_project: str = "rvq"
+    model: HeadModelConfig = field(default_factory=HeadModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
 
     def model_config(self, feature_dim: int, tokens: TokenSpace) -> DraftConfig | MainConfig:
+        m = self.model
         if self.kind == "draft":
-            return DraftConfig(feature_dim, tokens, self.num_draft_layers, self.width, self.depth or 2, self.dropout,
-                               self.standardize_features)
-        return MainConfig(feature_dim, tokens, self.width, self.depth or 4, self.heads, self.dropout,
-                          self.standardize_features)
+            return DraftConfig(feature_dim, tokens, m.num_draft_layers, m.width, m.depth or 2, m.dropout,
+                               m.standardize_features)
+        return MainConfig(feature_dim, tokens, m.width, m.depth or 4, m.heads, m.dropout, m.standardize_features)
 
 
 def build_head(config: DraftConfig | MainConfig) -> DraftModel | MainModel:

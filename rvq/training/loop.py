@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -20,7 +20,18 @@ from tqdm.auto import tqdm
 
 from rvq.training.common import append_jsonl, load_train_state, save_train_state, seed_everything
 from rvq.training.loggers import make_logger, scalar_metrics
-from rvq.training.optim import configure_optimizer
+from rvq.training.optim import OptimConfig, configure_optimizer
+
+
+class LoopConfig(Protocol):
+    """What the loop reads from a run's config (`TrainTokenizerConfig`, `TrainHeadConfig`)."""
+
+    optim: OptimConfig
+    seed: int
+    resume: str | None
+    progress: bool
+    log_to: str
+    wandb_project: str
 
 
 @dataclass
@@ -35,7 +46,7 @@ class LoopResult:
 
 def train_loop(
     model: torch.nn.Module,
-    cfg: Any,
+    cfg: LoopConfig,
     device: torch.device,
     num_rows: int,
     batch_loss: Callable[[torch.Tensor], torch.Tensor],
@@ -51,13 +62,14 @@ def train_loop(
     inputs: dict[str, Any] | None = None,
 ) -> LoopResult:
     """Train `model` with `batch_loss(row indices on device)`; keep the weights with the lowest
-    `evaluate()[metric]`. `cfg` carries steps, batch_size, lr, weight_decay, warmup_steps, grad_clip,
-    eval_every, seed, resume, progress and log_to / wandb_project (optional TensorBoard or wandb). With `out_dir`: `save_best(best, state)` on improvement,
+    `evaluate()[metric]`. `cfg`: the optimization (`cfg.optim`), seed, resume, progress and log_to / wandb_project
+    (optional TensorBoard or wandb). With `out_dir`: `save_best(best, state)` on improvement,
     `metrics.jsonl` and `last.pt` after every evaluation. `inputs` describes the training data (names and a
     content hash); resuming refuses a run whose config or inputs differ from the saved state's."""
     generator = seed_everything(cfg.seed)
     model.to(device)
-    optimizer, scheduler = configure_optimizer(model, cfg.lr, cfg.weight_decay, cfg.steps, cfg.warmup_steps)
+    optim = cfg.optim
+    optimizer, scheduler = configure_optimizer(model, optim.lr, optim.weight_decay, optim.steps, optim.warmup_steps)
     step, best, history = 0, {metric: float("inf")}, []
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if cfg.resume:
@@ -71,21 +83,21 @@ def train_loop(
     logger = make_logger(cfg.log_to, out_dir, desc, asdict(cfg), cfg.wandb_project)
     try:
         start, running, samples = time.perf_counter(), [], 0
-        bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=desc)
-        while step < min(cfg.steps, stop_at or cfg.steps):
+        bar = tqdm(total=optim.steps, initial=step, disable=not cfg.progress, desc=desc)
+        while step < min(optim.steps, stop_at or optim.steps):
             model.train()
-            idx = torch.randint(0, num_rows, (cfg.batch_size,), generator=generator).to(device)
+            idx = torch.randint(0, num_rows, (optim.batch_size,), generator=generator).to(device)
             loss = batch_loss(idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
-            samples += cfg.batch_size
+            samples += optim.batch_size
             running.append(loss.detach().item())
             bar.update(1)
-            if step % cfg.eval_every == 0 or step == cfg.steps:
+            if step % optim.eval_every == 0 or step == optim.steps:
                 metrics = evaluate()
                 record = {"step": step, train_key: float(np.mean(running)), "lr": scheduler.get_last_lr()[0],
                           "val": metrics}

@@ -9,9 +9,23 @@ convention), which is where embeddings stored as matrices are declared.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+
+@dataclass
+class OptimConfig:
+    """The optimization of a training run (`--optim.lr`, or `lr` in a `[optim]` table; `--lr` still works)."""
+
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 3e-4
+    weight_decay: float = 0.01  # AdamW decay on weight matrices only (rvq.training.optim)
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    eval_every: int = 200  # steps between evaluations on the held-out episodes
 
 
 def no_weight_decay_names(model: torch.nn.Module) -> set[str]:

@@ -7,7 +7,7 @@ Masked reconstruction MSE (padding excluded), evaluated on held-out episodes, th
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from rvq.device import resolve_device
 from rvq.rfsq import ActionRFSQAE, TokenizerConfig, save_tokenizer
 from rvq.training.common import fingerprint, seed_everything
 from rvq.training.loop import train_loop
+from rvq.training.optim import OptimConfig
 from rvq.training.tokenizer_eval import evaluate_tokenizer, masked_mse
 
 TRAIN_STATE_FORMAT = "rvq.tokenizer-train-state"
@@ -27,43 +28,16 @@ TRAIN_STATE_FORMAT = "rvq.tokenizer-train-state"
 
 @dataclass
 class TrainTokenizerConfig:
-    """Everything a tokenizer training run depends on (`rvq train-tokenizer`; `--config FILE` gives defaults)."""
+    """Everything a tokenizer training run depends on (`rvq train-tokenizer`; `--config FILE` gives defaults).
+    `model` is the tokenizer's own config (`rvq.rfsq.TokenizerConfig`: `--model.hidden-dim`, or `--hidden-dim`)."""
 
-    quantizer: str = "robust"  # robust, naive or layernorm
     # HDF5 demo files, folders of them (LIBERO: one file per task) or LeRobot dataset folders; empty: robosuite's
     # bundled demos
     demos: list[str] = field(default_factory=list)
     out_dir: str = "runs/tokenizer"  # output folder
-    steps: int = 10000
-    batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 1e-4  # AdamW decay on weight matrices only (rvq.training.optim)
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    eval_every: int = 500
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     val_fraction: float = 0.2  # held-out episodes
-    # the model (rvq.rfsq.TokenizerConfig; every field of it but action_dim, which the demos give)
-    hidden_dim: int = 16
-    num_layers: int = 8
-    num_levels: int = 7
-    chunk_size: int = 8
-    mlp_dim: int = 256
-    grid_std_range: float | None = None  # robust: grid half-range in residual stds (None: sqrt(3)(n-1)/n)
-    calibration_momentum: float = 0.05  # robust: EMA weight with which the calibrated ranges follow each batch
-    range_margin: float = 1.1  # robust: layer 0 covers the calibrated latent range widened by this factor
-    # fraction of training chunks reconstructed from a random prefix of k < L layers (0 turns it off)
-    quantize_dropout: float = 0.35
-    linear_skip: bool = True  # linear paths beside the encoder/decoder MLPs (off: the seed's exact architecture)
-    # weight of the straight-through gradient truncated chunks send to the encoder (0: they train the decoder only,
-    # a lower full-depth floor, coarser prefixes)
-    prefix_encoder_grad: float = 1.0
-    prefix_conditioned: bool = False  # tell the decoder how many layers it decodes (a learned embedding per k)
-    # how a dropped chunk's prefix length k is drawn: uniform in 1..L-1, or inverse (P(k) ~ 1/k)
-    prefix_weighting: str = "uniform"
-    compand_tails: bool = False  # log-compress normalized actions beyond ±1 before the encoder, expand after
-    layer0_quantile: float = 0.0  # robust: calibrate layer 0 on the latent's q / 1-q quantiles instead of min/max
     # q99_guarded: 1st/99th percentiles to [-1, 1], rarer values kept up to the training extremes; bounds_q99
     # (OpenVLA's, clips beyond the percentiles) or bounds_minmax
     normalization: str = "q99_guarded"
@@ -71,11 +45,9 @@ class TrainTokenizerConfig:
     progress: bool = True  # show the progress bar
     log_to: str = "none"  # also log each evaluation to "tensorboard" or "wandb" (rvq.training.loggers)
     wandb_project: str = "rvq"
-
-    def tokenizer_config(self) -> TokenizerConfig:
-        """The model config: every `TokenizerConfig` field this config has (all but `action_dim`)."""
-        names = {f.name for f in fields(TokenizerConfig)} & {f.name for f in fields(self)}
-        return TokenizerConfig(**{name: getattr(self, name) for name in names})
+    model: TokenizerConfig = field(default_factory=TokenizerConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        steps=10000, batch_size=256, lr=2e-3, weight_decay=1e-4, warmup_steps=100, grad_clip=1.0, eval_every=500))
 
 
 @dataclass
@@ -171,9 +143,9 @@ def train_tokenizer(cfg: TrainTokenizerConfig) -> dict[str, Any]:
     """The `rvq train-tokenizer` job: data → training → `tokenizer/` + `report.md`/`report.json`."""
     out_dir = Path(cfg.out_dir)
     save_run_config(cfg, out_dir)
-    data = prepare_tokenizer_data(cfg.demos, cfg.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
+    data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
     seed_everything(cfg.seed)  # the initial weights depend on the seed too
-    model = ActionRFSQAE.from_config(cfg.tokenizer_config())
+    model = ActionRFSQAE.from_config(cfg.model)
     result = fit_tokenizer(model, data, cfg, out_dir)
     report = {"config": asdict(cfg), "data": data.describe(), "best": result.best, "seconds": result.seconds,
               "device": str(resolve_device(cfg.device)), "checkpoint": str(out_dir / "tokenizer")}
@@ -196,7 +168,7 @@ def render_report(report: dict[str, Any]) -> str:
     """Short markdown summary of a tokenizer run."""
     best, data = report["best"], report["data"]
     lines = [
-        f"# Tokenizer run: {report['config']['quantizer']} RFSQ",
+        f"# Tokenizer run: {report['config']['model']['quantizer']} RFSQ",
         "",
         f"- checkpoint: `{report['checkpoint']}` (best at step {best['step']}, device {report['device']}, "
         f"{report['seconds']:.1f} s)",

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from rvq.config_cli import config_from
 from rvq import criteria
 
 
@@ -37,7 +38,7 @@ def phase1(device: str, out_dir: Path, steps: int = 3000) -> dict[str, Any]:
 
     reports = {}
     for quantizer in ("robust", "naive"):
-        cfg = TrainTokenizerConfig(quantizer=quantizer, demos=phase1_demos(), out_dir=str(out_dir / quantizer),
+        cfg = config_from(TrainTokenizerConfig, quantizer=quantizer, demos=phase1_demos(), out_dir=str(out_dir / quantizer),
                                    steps=steps, device=device, progress=False)
         reports[quantizer] = train_tokenizer(cfg)
     robust, naive = reports["robust"]["best"], reports["naive"]["best"]

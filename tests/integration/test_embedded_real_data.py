@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from rvq.config_cli import config_from
 from rvq.rfsq import ActionRFSQAE
 from rvq.training.common import seed_everything
 from rvq.training.tokenizer import TrainTokenizerConfig, fit_tokenizer, prepare_tokenizer_data
@@ -15,8 +16,8 @@ ACCEPTANCE_REDUCTION = 0.30  # seed documents: "> 30% improvement"
 
 @pytest.fixture(scope="module")
 def results() -> dict:
-    cfg = TrainTokenizerConfig(steps=800, eval_every=400, progress=False, device="cpu")
-    data = prepare_tokenizer_data([], cfg.chunk_size, cfg.val_fraction, cfg.seed)
+    cfg = config_from(TrainTokenizerConfig, steps=800, eval_every=400, progress=False, device="cpu")
+    data = prepare_tokenizer_data([], cfg.model.chunk_size, cfg.val_fraction, cfg.seed)
     out = {}
     for quantizer in ("naive", "robust"):
         seed_everything(cfg.seed)

@@ -6,17 +6,18 @@ import json
 from pathlib import Path
 
 from mocks.libero_files import write_libero_folder
+from rvq.config_cli import config_from
 from rvq.compare import CURVE_METHODS, LABELS, compare_tokenizers, comparison_title
 from rvq.training.tokenizer import TrainTokenizerConfig
 
 
 def test_comparison_trains_every_method_and_writes_k_prefix_curves(tmp_path: Path) -> None:
     write_libero_folder(tmp_path / "demos", ["reach", "push"], num_demos=4, steps=30, images=False)
-    cfg = TrainTokenizerConfig(demos=[str(tmp_path / "demos")], steps=6, eval_every=6, batch_size=32, device="cpu",
+    cfg = config_from(TrainTokenizerConfig, demos=[str(tmp_path / "demos")], steps=6, eval_every=6, batch_size=32, device="cpu",
                                progress=False)
     report = compare_tokenizers(cfg, tmp_path / "out")
     assert set(report["curves"]) == set(CURVE_METHODS)
-    assert all(len(curve) == cfg.num_layers for curve in report["curves"].values())
+    assert all(len(curve) == cfg.model.num_layers for curve in report["curves"].values())
     bits = [b for b, _ in report["curves"]["robust"]]
     assert bits == sorted(bits) and bits[-1] == 8 * bits[0]
     families = {row["family"] for row in report["rows"]}
@@ -49,4 +50,4 @@ def test_logging_is_refused_rather_than_ignored(tmp_path) -> None:
     from rvq.training.tokenizer import TrainTokenizerConfig
 
     with pytest.raises(ValueError, match="does not log to TensorBoard or wandb"):
-        compare_tokenizers(TrainTokenizerConfig(log_to="tensorboard"), tmp_path)
+        compare_tokenizers(config_from(TrainTokenizerConfig, log_to="tensorboard"), tmp_path)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rvq.cli import main
-from rvq.config_cli import RUN_CONFIG, parse_config, save_run_config, split_config_flag
+from rvq.config_cli import RUN_CONFIG, config_from, leaf_paths, parse_config, save_run_config, split_config_flag
 from rvq.rfsq import TokenizerConfig
 from rvq.training.heads import TrainHeadConfig
 from rvq.training.tokenizer import TrainTokenizerConfig
@@ -17,10 +17,10 @@ from rvq.training.tokenizer import TrainTokenizerConfig
 
 def test_flags_keep_rvqs_spelling_and_a_config_file_gives_defaults_that_flags_override(tmp_path: Path) -> None:
     cfg = parse_config(TrainTokenizerConfig, ["--hidden-dim", "8", "--no-linear-skip", "--demos", "a", "b"], "rvq t")
-    assert (cfg.hidden_dim, cfg.linear_skip, cfg.demos) == (8, False, ["a", "b"])
-    (tmp_path / "c.toml").write_text('steps = 123\nquantizer = "naive"\ndemos = ["x"]\n')
+    assert (cfg.model.hidden_dim, cfg.model.linear_skip, cfg.demos) == (8, False, ["a", "b"])
+    (tmp_path / "c.toml").write_text('steps = 123\nquantizer = "naive"\ndemos = ["x"]\n')  # flat, as files were
     cfg = parse_config(TrainTokenizerConfig, ["--config", str(tmp_path / "c.toml"), "--steps", "7"], "rvq t")
-    assert (cfg.steps, cfg.quantizer, cfg.demos) == (7, "naive", ["x"])  # the flag wins over the file
+    assert (cfg.optim.steps, cfg.model.quantizer, cfg.demos) == (7, "naive", ["x"])  # the flag wins over the file
     (tmp_path / "bad.toml").write_text("stepz = 3\n")
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['stepz'\]"):
         parse_config(TrainTokenizerConfig, [f"--config={tmp_path / 'bad.toml'}"], "rvq t")
@@ -40,22 +40,42 @@ def test_the_command_sets_what_is_not_a_flag(tmp_path: Path) -> None:
         parse_config(TrainHeadConfig, ["--config", str(tmp_path / "c.json")], "rvq train-draft", fixed={"kind": "draft"})
 
 
+def test_nested_groups_take_dotted_flags_tables_and_the_flat_spelling(tmp_path: Path) -> None:
+    dotted = parse_config(TrainHeadConfig, ["--optim.lr", "1e-3", "--model.width", "64",
+                                            "--model.standardize-features"], "rvq train-main")
+    flat = parse_config(TrainHeadConfig, ["--lr", "1e-3", "--width", "64", "--standardize-features"], "rvq train-main")
+    assert dotted == flat and (flat.optim.lr, flat.model.width, flat.model.standardize_features) == (1e-3, 64, True)
+    (tmp_path / "c.toml").write_text('seed = 3\n[optim]\nsteps = 50\n[model]\ndepth = 2\n')
+    cfg = parse_config(TrainHeadConfig, ["--config", str(tmp_path / "c.toml"), "--model.depth", "1"], "rvq train-main")
+    assert (cfg.seed, cfg.optim.steps, cfg.model.depth) == (3, 50, 1)
+    assert cfg.optim.lr == TrainHeadConfig().optim.lr  # the rest of a group keeps its defaults
+    # a group's defaults are its run's: the tokenizer trains with its own learning rate, not the heads'
+    assert TrainTokenizerConfig().optim.lr == 2e-3 and config_from(TrainTokenizerConfig, steps=5).optim.lr == 2e-3
+    (tmp_path / "bad.toml").write_text("[optim]\nlrr = 1\n")
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['optim.lrr'\]"):
+        parse_config(TrainHeadConfig, ["--config", str(tmp_path / "bad.toml")], "rvq train-main")
+    for cls in (TrainHeadConfig, TrainTokenizerConfig):  # one meaning per flat name
+        assert len(leaf_paths(cls)) == len(set(leaf_paths(cls)))
+
+
 def test_no_tokenizer_field_is_dropped_on_the_way_to_the_model() -> None:
-    settable = {f.name for f in dataclasses.fields(TokenizerConfig)} - {"action_dim"}  # the demos give action_dim
-    assert settable <= {f.name for f in dataclasses.fields(TrainTokenizerConfig)}
+    settable = {f.name for f in dataclasses.fields(TokenizerConfig)}
     cfg = parse_config(TrainTokenizerConfig, ["--grid-std-range", "1.5", "--calibration-momentum", "0.2",
                                               "--range-margin", "1.3"], "rvq t")
-    model = cfg.tokenizer_config()
+    model = cfg.model  # the run's model group is the tokenizer's own config: nothing to copy, nothing to drop
+    assert isinstance(model, TokenizerConfig)
     assert (model.grid_std_range, model.calibration_momentum, model.range_margin) == (1.5, 0.2, 1.3)
-    for name in settable:  # every field reaches the model config with the value the run was given
-        assert getattr(model, name) == getattr(cfg, name), name
+    assert settable <= set(leaf_paths(TrainTokenizerConfig))  # every field has a flag
 
 
 def test_a_run_saves_its_resolved_config_which_reproduces_it_as_a_config_file(tmp_path: Path) -> None:
     cfg = parse_config(TrainTokenizerConfig, ["--steps", "9", "--demos", "d1", "--out-dir", str(tmp_path)], "rvq t")
     path = save_run_config(cfg, tmp_path)
-    assert path.name == RUN_CONFIG and json.loads(path.read_text())["steps"] == 9
+    assert path.name == RUN_CONFIG and json.loads(path.read_text())["optim"]["steps"] == 9
     assert parse_config(TrainTokenizerConfig, ["--config", str(path)], "rvq t") == cfg
+    flat = tmp_path / "flat.json"  # a run config saved before the groups existed still reproduces its run
+    flat.write_text(json.dumps({"steps": 9, "demos": ["d1"], "out_dir": str(tmp_path), "hidden_dim": 16}))
+    assert parse_config(TrainTokenizerConfig, ["--config", str(flat)], "rvq t") == cfg
 
 
 def test_help_shows_defaults_and_field_comments(capsys) -> None:
@@ -63,7 +83,7 @@ def test_help_shows_defaults_and_field_comments(capsys) -> None:
         main(["train-tokenizer", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert "--quantize-dropout" in text and "default: 0.35" in text and "--no-linear-skip" in text
+    assert "--model.quantize-dropout" in text and "default: 0.35" in text and "--model.no-linear-skip" in text
     assert "q99_guarded" in text and "runs/tokenizer" in text
 
 
@@ -76,7 +96,7 @@ def test_train_tokenizer_writes_its_run_config_and_refuses_a_bad_file_by_name(tm
             "--num-layers", "3", "--no-progress", "--device", "cpu", "--out-dir", str(out)]
     assert main(argv) == 0
     saved = json.loads((out / RUN_CONFIG).read_text())
-    assert saved["num_layers"] == 3 and saved["steps"] == 4 and saved["out_dir"] == str(out)
+    assert saved["model"]["num_layers"] == 3 and saved["optim"]["steps"] == 4 and saved["out_dir"] == str(out)
     assert main(["train-tokenizer", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml: not a readable TOML or JSON file" in capsys.readouterr().err
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from mocks.libero_files import write_libero_file
+from rvq.config_cli import config_from
 from rvq.cli import build_parser, main
 from rvq.data import ActionNormalizer, read_demos
 from rvq.models import TokenSpace, load_main, save_head
@@ -111,8 +112,8 @@ def resume_with_other_demos(tmp: Path) -> None:
     for name, seed in (("a", 0), ("b", 1)):
         write_libero_file(tmp / name / "task_demo.hdf5", "reach", num_demos=4, steps=30, seed=seed, images=False)
     base = dict(out_dir=str(tmp / "run"), steps=4, eval_every=2, batch_size=16, device="cpu", progress=False)
-    train_tokenizer(TrainTokenizerConfig(demos=[str(tmp / "a")], **base))
-    train_tokenizer(TrainTokenizerConfig(demos=[str(tmp / "b")], resume=str(tmp / "run" / "last.pt"), **base))
+    train_tokenizer(config_from(TrainTokenizerConfig, demos=[str(tmp / "a")], **base))
+    train_tokenizer(config_from(TrainTokenizerConfig, demos=[str(tmp / "b")], resume=str(tmp / "run" / "last.pt"), **base))
 
 
 def remote_code_backbone(tmp: Path) -> None:
@@ -266,8 +267,8 @@ def test_resume_with_the_same_data_is_accepted(tmp_path: Path) -> None:
     write_libero_file(tmp_path / "a" / "task_demo.hdf5", "reach", num_demos=4, steps=30, images=False)
     base = dict(demos=[str(tmp_path / "a")], out_dir=str(tmp_path / "run"), eval_every=2, batch_size=16,
                 device="cpu", progress=False, steps=4)
-    train_tokenizer(TrainTokenizerConfig(**base))
-    report = train_tokenizer(TrainTokenizerConfig(**base, resume=str(tmp_path / "run" / "last.pt")))
+    train_tokenizer(config_from(TrainTokenizerConfig, **base))
+    report = train_tokenizer(config_from(TrainTokenizerConfig, **base, resume=str(tmp_path / "run" / "last.pt")))
     assert report["best"]["step"] in (2, 4)
 
 

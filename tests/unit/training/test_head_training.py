@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rvq.config_cli import config_from
 from rvq.data.phase2 import Phase2Data
 from rvq.rfsq import ActionRFSQAE, TokenizerConfig
 from rvq.data import ActionNormalizer
@@ -40,7 +41,7 @@ def _synthetic(n: int = 240, feature_dim: int = 16, seed: int = 0) -> Phase2Data
 def _cfg(kind: str, **kw) -> TrainHeadConfig:
     base = dict(kind=kind, steps=60, batch_size=32, lr=3e-3, warmup_steps=5, eval_every=30, width=32, depth=1,
                 heads=4, dropout=0.0, device="cpu", progress=False)
-    return TrainHeadConfig(**{**base, **kw})
+    return config_from(TrainHeadConfig, **{**base, **kw})
 
 
 def test_main_loss_does_not_depend_on_the_target_layer_inputs() -> None:
@@ -117,4 +118,4 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
 
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="kind must be one of"):
-        TrainHeadConfig(kind="medium")
+        config_from(TrainHeadConfig, kind="medium")

@@ -71,7 +71,7 @@ def test_wandb_gets_the_config_and_each_evaluation(tmp_path: Path, monkeypatch) 
     result = _fit(tmp_path, log_to="wandb", wandb_project="rvq-test")
     (_, init_kwargs), *logs, finish = calls
     assert init_kwargs["project"] == "rvq-test" and init_kwargs["dir"] == str(tmp_path)
-    assert init_kwargs["config"]["log_to"] == "wandb" and init_kwargs["config"]["steps"] == 20
+    assert init_kwargs["config"]["log_to"] == "wandb" and init_kwargs["config"]["optim"]["steps"] == 20
     assert [c[1] for c in logs] == [10, 20] and finish == ("finish",)
     assert logs[-1][2]["val/loss"] == pytest.approx(result.history[-1]["val"]["loss"])
 

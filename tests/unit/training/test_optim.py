@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from rvq.config_cli import config_from
 from rvq.models.config import TokenSpace
 from rvq.rfsq.autoencoder import ActionRFSQAE
 from rvq.training.heads import TrainHeadConfig, build_head
@@ -10,7 +11,7 @@ from rvq.training.optim import configure_optimizer, no_weight_decay_names, weigh
 
 
 def _main_head() -> torch.nn.Module:
-    return build_head(TrainHeadConfig(kind="main", width=32, depth=1, heads=2).model_config(10, TokenSpace()))
+    return build_head(config_from(TrainHeadConfig, kind="main", width=32, depth=1, heads=2).model_config(10, TokenSpace()))
 
 
 def _groups(model: torch.nn.Module) -> tuple[set[str], set[str]]:

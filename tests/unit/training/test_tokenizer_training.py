@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mocks.libero_files import write_libero_folder
+from rvq.config_cli import config_from
 from rvq.rfsq import ActionRFSQAE, read_tokenizer
 from rvq.training.tokenizer import TrainTokenizerConfig, fit_tokenizer, prepare_tokenizer_data
 
@@ -24,17 +25,17 @@ def _cfg(demo_dir: Path, **kw) -> TrainTokenizerConfig:
     base = dict(demos=[str(demo_dir)], steps=60, batch_size=64, eval_every=20, warmup_steps=5, progress=False,
                 device="cpu")
     base.update(kw)
-    return TrainTokenizerConfig(**base)
+    return config_from(TrainTokenizerConfig, **base)
 
 
 def test_fit_reduces_validation_error_and_logs(tmp_path: Path, demo_dir: Path) -> None:
     cfg = _cfg(demo_dir, steps=150, eval_every=50)
     data = prepare_tokenizer_data(cfg.demos, 8, 0.2, 0)
-    untrained = ActionRFSQAE.from_config(cfg.tokenizer_config())
+    untrained = ActionRFSQAE.from_config(cfg.model)
     from rvq.training.tokenizer_eval import evaluate_tokenizer
 
     before = evaluate_tokenizer(untrained, data.val, data.normalizer)["mse"]
-    result = fit_tokenizer(ActionRFSQAE.from_config(cfg.tokenizer_config()), data, cfg, tmp_path / "run")
+    result = fit_tokenizer(ActionRFSQAE.from_config(cfg.model), data, cfg, tmp_path / "run")
     assert result.best["mse"] < before / 3
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [50, 100, 150]
