@@ -14,7 +14,6 @@ from pathlib import Path
 from rvq.eval.temporal_ensemble import DEFAULT_ENSEMBLE_DECAY
 from rvq.expert.scripted import GRASP_HOLDS
 from rvq.config_cli import parse_config
-from rvq.rsd.decode import DEFAULT_TAU
 from rvq.training.tokenizer import TrainTokenizerConfig
 
 HELP = {
@@ -119,26 +118,48 @@ def cmd_make_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from rvq.envs import parse_tasks
-    from rvq.eval import EvalConfig, parse_shard, run_eval, write_report
+EVAL_RENAMED = {"--out": "--out-dir", "--grasp-hold": "--expert-grasp-hold", "--relaxed": "--no-exact"}
 
-    cfg = EvalConfig(
-        suite=args.suite, tasks=parse_tasks(args.tasks, args.suite), trials=args.trials, policy=args.policy, checkpoints=args.checkpoints,
-        demos=args.demos, out_dir=args.out, workers=args.workers, shard=parse_shard(args.shard), videos=args.videos,
-        env=args.env, device=args.device, exact=not args.relaxed, flip_gripper=args.flip_gripper,
-        tau=args.tau, max_grid_distance=args.max_grid_distance,
-        max_steps=args.max_steps, execute_steps=args.execute_steps, temporal_ensemble=args.temporal_ensemble,
-        render=args.render,
-        roundtrip_tokenizer=args.roundtrip_tokenizer, expert_grasp_hold=args.grasp_hold,
-        trust_remote_code=args.trust_remote_code, label=args.label, executor=args.executor,
-        ray_address=args.ray_address, episode_timeout=args.episode_timeout or None,
-        max_worker_deaths=args.max_worker_deaths, image_transform=args.image_transform, policy_service=args.policy_service,
-        service_max_batch=args.service_max_batch, service_max_wait_ms=args.service_max_wait_ms,
-    )
-    path = run_eval(cfg, progress=args.progress)
-    report = write_report([path], args.out)
-    print((Path(args.out) / "eval_report.md").read_text())
+
+def eval_flags(argv: list[str]) -> list[str]:
+    """`rvq eval`'s flag syntax from before it was parsed from `EvalConfig`, in the config CLI's spelling: task ranges
+    (`--tasks 0-4`, `0,3,5`, `all`), `--shard i/n`, `--episode-timeout 0` (none), a bare `--temporal-ensemble`
+    (ACT's decay), a bare `--flip-gripper`, and the names `--relaxed`, `--grasp-hold`, `--out`. Everything else passes
+    through."""
+    from rvq.envs.suites import expand_task_spec
+
+    out, i = [], 0
+    while i < len(argv):
+        name, eq, inline = argv[i].partition("=")
+        name = EVAL_RENAMED.get(name, name)
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        value = inline if eq else following
+        has_value = value is not None and (bool(eq) or not value.startswith("--"))
+        used = 1 + (has_value and not eq)
+        if name == "--tasks" and has_value and ("-" in value or "," in value or value == "all"):
+            tasks = expand_task_spec(value)
+            out += ["--tasks", *map(str, tasks)] if tasks else []
+        elif name == "--shard" and has_value and "/" in value:
+            out += ["--shard", *value.split("/", 1)]
+        elif name == "--episode-timeout" and has_value and value in ("0", "0.0"):
+            out += [name, "None"]  # 0: no timeout
+        elif name in ("--temporal-ensemble", "--flip-gripper") and not has_value:
+            out += [name, str(DEFAULT_ENSEMBLE_DECAY) if name == "--temporal-ensemble" else "True"]
+        else:
+            out.append(name + eq + inline)
+            used = 1
+        i += used
+    return out
+
+
+def cmd_eval(argv: list[str]) -> int:
+    from rvq.eval import EvalConfig, run_eval, write_report
+
+    cfg = parse_config(EvalConfig, eval_flags(argv), "rvq eval")
+    out = cfg.out_dir
+    path = run_eval(cfg, progress=cfg.progress)
+    report = write_report([path], out)
+    print((Path(out) / "eval_report.md").read_text())
     print(json.dumps({"results": str(path), "suites": report["suites"]}, default=float))
     errors = sum(row["errors"] for row in report["suites"])
     if errors:
@@ -207,6 +228,7 @@ CONFIG_COMMANDS = {
     "train-draft": lambda argv: _train_head("draft", argv),
     "train-main": lambda argv: _train_head("main", argv),
     "pipeline": cmd_pipeline,
+    "eval": cmd_eval,
 }
 
 
@@ -274,62 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--install", action="store_true", help="first pip-install hf-libero without its training deps")
     setup.set_defaults(func=cmd_setup_libero)
 
-    ev = sub.add_parser("eval", **defaults_shown, help="evaluate a policy on a LIBERO suite (OpenVLA/OFT protocol)")
-    ev.add_argument("--suite", default="libero_spatial", help="libero_spatial, libero_object, libero_goal, libero_10, libero_90")
-    ev.add_argument("--tasks", default=None, help="task ids, e.g. 0,3,5 or 0-4 (default: all)")
-    ev.add_argument("--trials", type=int, default=50, help="trials per task: trial i starts from initial state i")
-    ev.add_argument("--policy", default="rsd", help="rsd, main, replay, noop, expert")
-    ev.add_argument("--checkpoints", default=None, help="a policy bundle folder (rvq.policies.PolicyBundle; the older tokenizer.pt/draft.pt/main.pt "
-                         "layout also loads)")
-    ev.add_argument("--demos", default=None, help="replay: folder of LIBERO demo files, one per task")
-    ev.add_argument("--out-dir", "--out", dest="out", default="runs/eval", help="output folder (rerun to resume)")
-    ev.add_argument("--workers", type=int, default=1, help="simulator workers (processes here, or Ray actors)")
-    ev.add_argument("--executor", default="auto", choices=("auto", "inline", "process", "ray"),
-                    help="where episodes run: auto = inline for 1 worker, else local processes; ray needs rvq[ray]")
-    ev.add_argument("--ray-address", default=None, help="ray: join this cluster (auto or host:port); default: a local one")
-    ev.add_argument("--episode-timeout", type=float, default=3600.0,
-                    help="seconds of wall clock per episode before it is stopped and recorded as an error (0: none)")
-    ev.add_argument("--max-worker-deaths", type=int, default=2,
-                    help="an episode that kills this many workers is recorded as an error (the run goes on)")
-    ev.add_argument("--policy-service", default="auto", choices=("auto", "on", "off"),
-                    help="one process holds the rsd/main policy and batches the workers' requests "
-                         "(auto: on with process workers)")
-    ev.add_argument("--service-max-batch", type=int, default=None, help="policy service: largest batch (default: workers)")
-    ev.add_argument("--service-max-wait-ms", type=float, default=5.0,
-                    help="policy service: how long to wait for more requests before running a batch")
-    ev.add_argument("--shard", default="0/1", help="i/n: this job's share of the episodes")
-    ev.add_argument("--videos", type=int, default=0, help="MP4s of the first K trials of each task")
-    ev.add_argument("--env", default="libero", help="libero (the simulator) or mock")
-    ev.add_argument("--device", default="auto", help=HELP["device"])
-    ev.add_argument("--relaxed", action="store_true", help="relaxed (lossy) RSD acceptance instead of exact")
-    ev.add_argument("--tau", type=float, default=DEFAULT_TAU,
-                    help="relaxed RSD: accept a draft layer when this fraction of its tokens agree")
-    ev.add_argument("--max-grid-distance", type=int, default=None,
-                    help="relaxed RSD: also accept a layer whose tokens are all within this many grid steps")
-    ev.add_argument("--flip-gripper", action="store_const", const=True, default=None,
-                    help="OpenVLA-family gripper: [0, 1] with 1 = open, split at 0.5 and inverted (as OFT); default: "
-                         "the bundle's protocol, else off")
-    ev.add_argument("--max-steps", type=int, default=None, help="override the suite's max steps (smoke tests)")
-    ev.add_argument("--execute-steps", type=int, default=None, metavar="K",
-                    help="execute the first K actions of each chunk, then act again (receding horizon; 0: the whole chunk; "
-                         "default: the policy bundle's protocol, else the whole chunk)")
-    ev.add_argument("--temporal-ensemble", type=float, default=None, metavar="M", nargs="?",
-                    const=DEFAULT_ENSEMBLE_DECAY,
-                    help="act on every step and execute the weighted mean of every chunk's prediction for it, the "
-                         "oldest weighted most, w_i = exp(-M i) (ACT's temporal ensembling; M defaults to ACT's 0.01)"
-                         "; the gripper's mean is split at 0")
-    ev.add_argument("--roundtrip-tokenizer", default=None,
-                    help="expert only: execute its actions after a round trip through this tokenizer checkpoint")
-    ev.add_argument("--grasp-hold", default="timer", choices=GRASP_HOLDS,
-                    help=HELP["grasp_hold"])
-    ev.add_argument("--no-render", dest="render", action="store_false",
-                    help="physics only, no cameras (expert/replay/noop and state-feature policies: same success predicate, ~10x faster)")
-    ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-    ev.add_argument("--label", default=None, help="row name in reports (default: the policy), e.g. rsd-naive")
-    ev.add_argument("--trust-remote-code", action="store_true", help=HELP["trust_remote_code"])
-    ev.add_argument("--image-transform", default=None, choices=("resize", "oft"),
-                    help=HELP["image_transform"] + " (default: the bundle's protocol, else resize)")
-    ev.set_defaults(func=cmd_eval)
+    sub.add_parser("eval", help="evaluate a policy on a LIBERO suite (OpenVLA/OFT protocol; options: the fields of "
+                                 "rvq.eval.EvalConfig, --config FILE)")
 
     col = sub.add_parser("collect-demos", **defaults_shown, help="scripted expert → LIBERO-layout HDF5 demos (one file per task)")
     col.add_argument("--suite", default="libero_spatial")

@@ -31,11 +31,10 @@ def check_tasks(tasks: list[int], suite: str) -> list[int]:
     return sorted(set(tasks))
 
 
-def parse_tasks(spec: str | None, suite: str) -> list[int]:
-    """`"0,3,5"` or `"0-4"` (or None / "all": all) → task ids, checked against the suite's task count."""
-    check_suite(suite)
+def expand_task_spec(spec: str | None) -> list[int]:
+    """`"0,3,5"` or `"0-4"` → task ids; None, "" or "all" → [] (all of the suite's). Not checked against a suite."""
     if spec is None or spec == "" or spec == "all":
-        return check_tasks([], suite)
+        return []
     tasks: list[int] = []
     for part in spec.split(","):
         part = part.strip()
@@ -49,4 +48,10 @@ def parse_tasks(spec: str | None, suite: str) -> list[int]:
                 tasks.append(int(part))
         except ValueError as exc:
             raise ValueError(f"cannot parse task list {spec!r}: use e.g. 0,3,5 or 0-4 ({exc})") from exc
-    return check_tasks(tasks, suite)
+    return tasks
+
+
+def parse_tasks(spec: str | None, suite: str) -> list[int]:
+    """`"0,3,5"` or `"0-4"` (or None / "all": all) → task ids, checked against the suite's task count."""
+    check_suite(suite)
+    return check_tasks(expand_task_spec(spec), suite)

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tyro.conf import Suppress
+
 from rvq.envs import ENV_KINDS
 from rvq.envs.suites import ENV_SEED, MAX_STEPS, TRIALS_PER_TASK, check_suite, check_tasks
 from rvq.policies import POLICIES
@@ -17,42 +19,54 @@ from rvq.rsd.decode import DEFAULT_TAU
 
 @dataclass
 class EvalConfig:
-    suite: str = "libero_spatial"
-    tasks: list[int] = field(default_factory=list)  # empty: all tasks of the suite
-    trials: int = TRIALS_PER_TASK
-    policy: str = "rsd"
-    checkpoints: str | None = None  # rsd / main: a policy bundle folder (rvq.policies.bundle)
-    demos: str | None = None  # replay: LIBERO folder, one file per task
-    out_dir: str = "runs/eval"
-    workers: int = 1
-    executor: str = "auto"  # inline | process | ray; auto: inline for 1 worker, else local processes
+    """An evaluation run (`rvq eval`; `--config FILE` gives defaults): a policy on a LIBERO suite, OpenVLA/OFT
+    protocol. Task lists also take ranges (`--tasks 0-4`, `0,3,5`), `--shard i/n` its share."""
+
+    suite: str = "libero_spatial"  # libero_spatial, libero_object, libero_goal, libero_10, libero_90
+    tasks: list[int] = field(default_factory=list)  # task ids, e.g. 0 3 5, 0,3,5 or 0-4 (empty: all of the suite)
+    trials: int = TRIALS_PER_TASK  # trials per task: trial i starts from initial state i
+    policy: str = "rsd"  # rsd, main (main-only greedy), replay, noop, expert
+    # rsd / main: a policy bundle folder (rvq.policies.bundle; the older tokenizer.pt/draft.pt/main.pt layout loads)
+    checkpoints: str | None = None
+    demos: str | None = None  # replay: folder of LIBERO demo files, one per task
+    out_dir: str = "runs/eval"  # output folder (rerun to resume)
+    workers: int = 1  # simulator workers (local processes, or Ray actors)
+    executor: str = "auto"  # inline | process | ray (rvq[ray]); auto: inline for 1 worker, else local processes
     ray_address: str | None = None  # ray: join this cluster ("auto" or host:port); None starts a local instance
-    episode_timeout: float | None = 3600.0  # seconds of wall clock per episode; past it the episode is an error
-    max_worker_deaths: int = 2  # an episode that killed this many workers is recorded as an error
+    # seconds of wall clock per episode; past it the episode is stopped and recorded as an error (None, or 0 as
+    # a flag: none)
+    episode_timeout: float | None = 3600.0
+    max_worker_deaths: int = 2  # an episode that killed this many workers is recorded as an error (the run goes on)
     mock_step_latency_ms: float = 0.0  # mock env: sleep per step (stands in for a slow simulator in benchmarks)
-    policy_service: str = "auto"  # on | off | auto (on for rsd/main with process workers): one policy for all workers
-    service_max_batch: int | None = None  # requests batched together (default: the number of workers)
-    service_max_wait_ms: float = 5.0  # how long the service waits for more requests before running a batch
-    shard: tuple[int, int] = (0, 1)
-    videos: int = 0  # videos of the first K trials of each task
-    env: str = "libero"
-    device: str = "auto"
-    exact: bool = True
+    # on | off | auto (on for rsd/main with process workers): one process holds the policy and batches the requests
+    policy_service: str = "auto"
+    service_max_batch: int | None = None  # policy service: largest batch (None: the number of workers)
+    service_max_wait_ms: float = 5.0  # policy service: how long to wait for more requests before running a batch
+    shard: tuple[int, int] = (0, 1)  # i n (or i/n): this job's share of the episodes
+    videos: int = 0  # MP4s of the first K trials of each task
+    env: str = "libero"  # libero (the simulator) or mock
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    exact: bool = True  # exact RSD (--no-exact, or --relaxed: relaxed, lossy acceptance)
     tau: float = DEFAULT_TAU  # relaxed RSD: accept a draft layer when this fraction of its tokens agree with main's
     max_grid_distance: int | None = None  # relaxed RSD: ... or when every token is within this many grid steps
-    flip_gripper: bool | None = None  # OpenVLA-family gripper output; None: the bundle's protocol, else False
-    max_steps: int | None = None  # None: the suite's protocol value
+    # OpenVLA-family gripper: [0, 1] with 1 = open, split at 0.5 and inverted (as OFT); None: the bundle's step
+    flip_gripper: bool | None = None
+    max_steps: int | None = None  # None: the suite's protocol value (smaller for smoke tests)
     # actions of each chunk executed before the policy acts again (0: all). With neither this nor temporal_ensemble
     # given, a token policy takes its bundle's protocol (whole chunks if it names none)
     execute_steps: int | None = None
-    temporal_ensemble: float | None = None  # act every step, execute the chunks' weighted mean (ACT; the decay m)
-    render: bool = True  # False: physics only (no images), for policies that do not look (expert, replay)
-    roundtrip_tokenizer: str | None = None  # expert: pass its actions through this tokenizer (closed-loop study)
-    expert_grasp_hold: str = "timer"  # expert: how its grasp ends (rvq.expert.scripted.GRASP_HOLDS)
+    # act every step, execute the chunks' weighted mean w_i = exp(-M i) (ACT's temporal ensembling; a bare
+    # --temporal-ensemble takes ACT's 0.01); the gripper's mean is split at 0
+    temporal_ensemble: float | None = None
+    render: bool = True  # False: physics only, no cameras (expert/replay/noop and state-feature policies, ~10x faster)
+    roundtrip_tokenizer: str | None = None  # expert: execute its actions after a round trip through this tokenizer
+    expert_grasp_hold: str = "timer"  # expert: how its grasp ends (rvq.expert.scripted.GRASP_HOLDS); --grasp-hold
     trust_remote_code: bool = False  # let the backbone run code it ships (OpenVLA/OFT); off by default
-    image_transform: str | None = None  # VLA images: resize | oft (rvq.backbones.preprocess); None: the bundle's, else resize
-    label: str | None = None  # the row name in reports (default: the policy); tells apart runs of one policy kind
-    identity: str | None = field(default=None, init=False)  # set by run_eval: `policy_identity` of this run
+    # VLA images: resize | oft (rvq.backbones.preprocess); None: the bundle's declared steps, else resize
+    image_transform: str | None = None
+    label: str | None = None  # the row name in reports (default: the policy), e.g. rsd-naive
+    progress: bool = True  # show the progress bar (not a result setting)
+    identity: Suppress[str | None] = field(default=None, init=False)  # set by run_eval: `policy_identity` of this run
 
     @property
     def executor_kind(self) -> str:

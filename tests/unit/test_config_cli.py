@@ -122,10 +122,32 @@ def test_output_folders_have_one_spelling_and_the_old_ones_still_parse() -> None
     from rvq.cli import build_parser
 
     parser = build_parser()
-    for command in (["eval"], ["collect-demos"], ["eval-report", "r.jsonl"], ["make-bundle", "--tokenizer", "t",
+    for command in (["collect-demos"], ["eval-report", "r.jsonl"], ["make-bundle", "--tokenizer", "t",
                                                                                "--main", "m", "--backbone", "b"]):
         assert parser.parse_args([*command, "--out-dir", "x"]).out == "x"
         assert parser.parse_args([*command, "--out", "y"]).out == "y"
-    help_text = " ".join(parser._subparsers._group_actions[0].choices["eval"].format_help().split())
-    assert "(default: runs/eval)" in help_text and "(default: 3600.0)" in help_text  # defaults shown
+    help_text = " ".join(parser._subparsers._group_actions[0].choices["collect-demos"].format_help().split())
+    assert "(default: runs/demos)" in help_text and "(default: 50)" in help_text  # defaults shown
     assert "(default: None)" not in help_text  # unset options say what unset means instead
+
+
+def test_eval_reads_its_config_and_keeps_its_recorded_flag_syntax(tmp_path: Path, capsys) -> None:
+    from rvq.cli import eval_flags
+    from rvq.eval import EvalConfig
+
+    recorded = ["--suite", "libero_object", "--tasks", "0-2,5", "--trials", "3", "--policy", "rsd", "--relaxed",
+                "--shard", "1/4", "--temporal-ensemble", "--flip-gripper", "--grasp-hold", "contact",
+                "--out", str(tmp_path / "e"), "--no-render", "--no-progress", "--episode-timeout", "0"]
+    cfg = parse_config(EvalConfig, eval_flags(recorded), "rvq eval")
+    assert (cfg.suite, cfg.tasks, cfg.trials, cfg.exact, cfg.shard) == ("libero_object", [0, 1, 2, 5], 3, False, (1, 4))
+    assert (cfg.temporal_ensemble, cfg.flip_gripper, cfg.expert_grasp_hold) == (0.01, True, "contact")
+    assert (cfg.out_dir, cfg.render, cfg.progress, cfg.episode_timeout) == (str(tmp_path / "e"), False, False, None)
+    assert eval_flags(["--tasks", "all", "--temporal-ensemble", "0.2", "--tasks=3"]) == \
+        ["--temporal-ensemble", "0.2", "--tasks=3"]
+    (tmp_path / "eval.toml").write_text('suite = "libero_object"\ntasks = [1, 2]\nexact = false\ntau = 0.6\n')
+    cfg = parse_config(EvalConfig, ["--config", str(tmp_path / "eval.toml"), "--tau", "0.8"], "rvq eval")
+    assert (cfg.suite, cfg.tasks, cfg.exact, cfg.tau) == ("libero_object", [1, 2], False, 0.8)
+    with pytest.raises(ValueError, match="cannot parse task list"):
+        eval_flags(["--tasks", "3-x"])
+    with pytest.raises(SystemExit):  # not a setting of an evaluation
+        parse_config(EvalConfig, ["--identity", "x"], "rvq eval")
