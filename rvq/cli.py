@@ -12,19 +12,15 @@ import sys
 from pathlib import Path
 
 from rvq.eval.temporal_ensemble import DEFAULT_ENSEMBLE_DECAY
-from rvq.expert.scripted import GRASP_HOLDS
 from rvq.config_cli import parse_config
 from rvq.training.tokenizer import TrainTokenizerConfig
 
 HELP = {
-    "grasp_hold": "how the scripted expert's grasp ends: timer (a fixed 12 steps; every table before the seventh "
-                  "study pass) or contact (the first step after both finger pads have held the object two steps in a "
-                  "row)",
     "out_dir": "output folder",
     "device": "auto, cpu, cuda, cuda:N",
-    "image_transform": "VLA images: resize (rotate + Lanczos, OpenVLA) or oft (+ JPEG round trip and the 90%% centre "
-                       "crop OFT-trained models expect); part of the features' identity, so use the same value for "
-                       "build-phase2-data and eval",
+    "image_transform": "VLA images, after the 180° turn: resize (Lanczos, OpenVLA) or oft (+ JPEG round trip and the "
+                       "90%% centre crop OFT-trained models expect); an observation step, part of the features' "
+                       "identity, so use the same value for build-phase2-data and make-bundle",
     "trust_remote_code": "run Python code shipped in the backbone folder or hub repo (OpenVLA/OFT need it); "
                          "off by default: a backbone that asks for it is refused",
 }
@@ -118,20 +114,18 @@ def cmd_make_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-EVAL_RENAMED = {"--out": "--out-dir", "--grasp-hold": "--expert-grasp-hold", "--relaxed": "--no-exact"}
-
-
-def eval_flags(argv: list[str]) -> list[str]:
-    """`rvq eval`'s flag syntax from before it was parsed from `EvalConfig`, in the config CLI's spelling: task ranges
-    (`--tasks 0-4`, `0,3,5`, `all`), `--shard i/n`, `--episode-timeout 0` (none), a bare `--temporal-ensemble`
-    (ACT's decay), a bare `--flip-gripper`, and the names `--relaxed`, `--grasp-hold`, `--out`. Everything else passes
-    through."""
+def recorded_flags(argv: list[str], renamed: dict[str, str], pairs: dict[str, str], bare: dict[str, str],
+                   zero_is_none: tuple[str, ...] = ()) -> list[str]:
+    """Flags in the syntax commands had before they were parsed from their config dataclass, in the config CLI's
+    spelling: `--tasks` ranges (`0-4`, `0,3,5`, `all`) as a list; `renamed` flags under their field's name; `pairs`
+    (flag → separator) given as one word (`--shard 1/4`) as two; `bare` flags given without a value (flag → the value
+    they meant); `zero_is_none` flags given 0 as None (`--episode-timeout 0`: no timeout). The rest passes through."""
     from rvq.envs.suites import expand_task_spec
 
     out, i = [], 0
     while i < len(argv):
         name, eq, inline = argv[i].partition("=")
-        name = EVAL_RENAMED.get(name, name)
+        name = renamed.get(name, name)
         following = argv[i + 1] if i + 1 < len(argv) else None
         value = inline if eq else following
         has_value = value is not None and (bool(eq) or not value.startswith("--"))
@@ -139,17 +133,30 @@ def eval_flags(argv: list[str]) -> list[str]:
         if name == "--tasks" and has_value and ("-" in value or "," in value or value == "all"):
             tasks = expand_task_spec(value)
             out += ["--tasks", *map(str, tasks)] if tasks else []
-        elif name == "--shard" and has_value and "/" in value:
-            out += ["--shard", *value.split("/", 1)]
-        elif name == "--episode-timeout" and has_value and value in ("0", "0.0"):
-            out += [name, "None"]  # 0: no timeout
-        elif name in ("--temporal-ensemble", "--flip-gripper") and not has_value:
-            out += [name, str(DEFAULT_ENSEMBLE_DECAY) if name == "--temporal-ensemble" else "True"]
+        elif name in pairs and has_value and pairs[name] in value:
+            out += [name, *value.split(pairs[name], 1)]
+        elif name in zero_is_none and has_value and value in ("0", "0.0"):
+            out += [name, "None"]
+        elif name in bare and not has_value:
+            out += [name, bare[name]]
         else:
             out.append(name + eq + inline)
             used = 1
         i += used
     return out
+
+
+def eval_flags(argv: list[str]) -> list[str]:
+    """`rvq eval`'s recorded syntax (`recorded_flags`): task ranges, `--shard i/n`, `--episode-timeout 0`, a bare
+    `--temporal-ensemble` (ACT's decay) or `--flip-gripper`, and `--relaxed`, `--grasp-hold`, `--out`."""
+    return recorded_flags(argv, {"--out": "--out-dir", "--grasp-hold": "--expert-grasp-hold", "--relaxed": "--no-exact"},
+                          pairs={"--shard": "/"}, bare={"--temporal-ensemble": str(DEFAULT_ENSEMBLE_DECAY),
+                                                        "--flip-gripper": "True"}, zero_is_none=("--episode-timeout",))
+
+
+def collect_flags(argv: list[str]) -> list[str]:
+    """`rvq collect-demos`' recorded syntax (`recorded_flags`): task ranges, `--takeover-steps LO-HI`, `--out`."""
+    return recorded_flags(argv, {"--out": "--out-dir"}, pairs={"--takeover-steps": "-"}, bare={})
 
 
 def cmd_eval(argv: list[str]) -> int:
@@ -185,27 +192,12 @@ def cmd_setup_libero(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_collect_demos(args: argparse.Namespace) -> int:
-    from rvq.envs import parse_tasks
+def cmd_collect_demos(argv: list[str]) -> int:
     from rvq.expert.collect import CollectConfig, collect_demos
 
-    tasks = parse_tasks(args.tasks, args.suite)
-    summaries = collect_demos(CollectConfig(args.suite, tasks, args.trials, args.out, args.workers, args.resolution,
-                                            args.keep_failures, args.images, args.random_resets, args.max_attempts,
-                                            args.action_noise, args.format, args.lerobot_version,
-                                            args.takeover_policy, _step_range(args.takeover_steps), args.grasp_hold))
-    for s in summaries:
-        print(json.dumps(s))
+    for summary in collect_demos(parse_config(CollectConfig, collect_flags(argv), "rvq collect-demos")):
+        print(json.dumps(summary))
     return 0
-
-
-def _step_range(text: str) -> tuple[int, int]:
-    """"LO-HI" → (LO, HI)."""
-    try:
-        low, high = (int(part) for part in text.split("-"))
-    except ValueError as exc:
-        raise SystemExit(f"error: --takeover-steps must be LO-HI (two integers), got {text!r}") from exc
-    return low, high
 
 
 def cmd_pipeline(argv: list[str]) -> int:
@@ -229,6 +221,7 @@ CONFIG_COMMANDS = {
     "train-main": lambda argv: _train_head("main", argv),
     "pipeline": cmd_pipeline,
     "eval": cmd_eval,
+    "collect-demos": cmd_collect_demos,
 }
 
 
@@ -299,37 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("eval", help="evaluate a policy on a LIBERO suite (OpenVLA/OFT protocol; options: the fields of "
                                  "rvq.eval.EvalConfig, --config FILE)")
 
-    col = sub.add_parser("collect-demos", **defaults_shown, help="scripted expert → LIBERO-layout HDF5 demos (one file per task)")
-    col.add_argument("--suite", default="libero_spatial")
-    col.add_argument("--tasks", default=None, help="task ids, e.g. 0,3 or 0-4 (default: all)")
-    col.add_argument("--trials", type=int, default=50, help="episodes per task, from initial states 0..N-1")
-    col.add_argument("--out-dir", "--out", dest="out", default="runs/demos", help="output folder (rerun to resume)")
-    col.add_argument("--workers", type=int, default=1)
-    col.add_argument("--resolution", type=int, default=128, help="camera resolution of the recorded images")
-    col.add_argument("--keep-failures", action="store_true", help="also keep unsuccessful episodes")
-    col.add_argument("--no-images", dest="images", action="store_false",
-                     help="physics only: actions, states, proprioception and object poses, no images (fast)")
-    col.add_argument("--random-resets", type=int, default=0, metavar="N",
-                     help="keep N successes per task from LIBERO's randomized resets (seeded, recorded) instead of "
-                          "the fixed evaluation initial states: training data with no leakage into evaluation")
-    col.add_argument("--max-attempts", type=int, default=0,
-                     help="with --random-resets: episodes per task at most (default 3N + 10)")
-    col.add_argument("--action-noise", type=float, default=0.0,
-                     help="DART: std of Gaussian noise on the executed translation actions (x, y, z); the recorded "
-                          "actions stay the expert's, which corrects the drift (default 0)")
-    col.add_argument("--format", default="hdf5", choices=("hdf5", "lerobot"),
-                     help="lerobot: also write the demos as a LeRobot dataset in OUT/lerobot (the HDF5 files stay "
-                          "the resumable store); needs pip install \"rvq[lerobot]\" (default hdf5)")
-    col.add_argument("--lerobot-version", default="v3.0", choices=("v3.0", "v2.1"), help="LeRobot layout")
-    col.add_argument("--takeover-policy", default="", metavar="DIR",
-                     help="takeover demos (DAgger-style): this policy folder's main head acts from each randomized "
-                          "reset, then the expert takes over and finishes; only the expert's part is recorded "
-                          "(needs --random-resets)")
-    col.add_argument("--takeover-steps", default="20-160", metavar="LO-HI",
-                     help="with --takeover-policy: the takeover step is drawn per episode from LO..HI (default 20-160)")
-    col.add_argument("--grasp-hold", default="timer", choices=GRASP_HOLDS,
-                     help=HELP["grasp_hold"] + "; recorded in the files")
-    col.set_defaults(func=cmd_collect_demos)
+    sub.add_parser("collect-demos", help="scripted expert → LIBERO-layout HDF5 demos, one file per task (options: the "
+                                          "fields of rvq.expert.collect.CollectConfig, --config FILE)")
 
     sub.add_parser("pipeline", help="collect → tokenizer → Phase 2 → draft/main → eval → report, one run folder "
                                      "(options: the fields of rvq.pipeline.PipelineConfig, --config FILE.toml, --plan)")

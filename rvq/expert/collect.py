@@ -42,23 +42,37 @@ from rvq.expert.takeover import draw_takeover_step, policy_fingerprint, takeover
 
 @dataclass
 class CollectConfig:
+    """A demo collection run (`rvq collect-demos`; `--config FILE` gives defaults): the scripted expert on a LIBERO
+    suite, one LIBERO-layout HDF5 file per task (rerun to resume). Task lists also take ranges (`--tasks 0-4`)."""
+
     suite: str = "libero_spatial"
-    tasks: list[int] = field(default_factory=list)
-    trials: int = 50
-    out_dir: str = "runs/demos"
+    tasks: list[int] = field(default_factory=list)  # task ids, e.g. 0 3, 0,3 or 0-4 (empty: all of the suite)
+    trials: int = 50  # episodes per task, from the fixed initial states 0..N-1
+    out_dir: str = "runs/demos"  # output folder (rerun to resume)
     workers: int = 1
-    resolution: int = 128  # LIBERO's datasets are 128×128
-    keep_failures: bool = False
-    images: bool = True  # False: no cameras (physics only, ~10x faster); files then hold no image observations
-    random_resets: int = 0  # > 0: keep this many successes from randomized resets (not the fixed initial states)
-    max_attempts: int = 0  # randomized resets: give up after this many episodes (0: 3 * random_resets + 10)
-    action_noise: float = 0.0  # DART: std of Gaussian noise added to the executed arm actions (labels stay clean)
-    format: str = "hdf5"  # "lerobot": also write the kept demos as a LeRobot dataset in <out_dir>/lerobot
-    lerobot_version: str = "v3.0"  # LeRobot layout: "v3.0" or "v2.1"
-    # takeover demos (rvq.expert.takeover): this policy folder acts first, the expert finishes; needs random_resets
+    resolution: int = 128  # camera resolution of the recorded images (LIBERO's datasets are 128×128)
+    keep_failures: bool = False  # also keep unsuccessful episodes
+    # False (--no-images): physics only, no cameras (~10x faster); the files then hold actions, states,
+    # proprioception and object poses, no images
+    images: bool = True
+    # N > 0: keep N successes per task from LIBERO's randomized resets (seeded, recorded) instead of the fixed
+    # evaluation initial states: training data with no leakage into evaluation
+    random_resets: int = 0
+    max_attempts: int = 0  # randomized resets: episodes per task at most (0: 3 N + 10)
+    # DART: std of Gaussian noise on the executed translation actions (x, y, z); the recorded actions stay the
+    # expert's, which corrects the drift
+    action_noise: float = 0.0
+    # lerobot: also write the demos as a LeRobot dataset in <out_dir>/lerobot (the HDF5 files stay the resumable
+    # store); needs pip install "rvq[lerobot]"
+    format: str = "hdf5"
+    lerobot_version: str = "v3.0"  # LeRobot layout: v3.0 or v2.1
+    # takeover demos (DAgger-style, rvq.expert.takeover): this policy folder's main head acts from each randomized
+    # reset, then the expert takes over and finishes; only the expert's part is recorded (needs random_resets)
     takeover_policy: str = ""
-    takeover_steps: tuple[int, int] = (20, 160)  # the takeover step is drawn per episode from this range (inclusive)
-    grasp_hold: str = "timer"  # how the expert's grasp ends (rvq.expert.scripted.GRASP_HOLDS), recorded in the files
+    takeover_steps: tuple[int, int] = (20, 160)  # LO HI (or LO-HI): the takeover step is drawn per episode from it
+    # how the expert's grasp ends: timer (a fixed 12 steps; every table before the seventh study pass) or contact
+    # (the first step after both finger pads have held the object two steps in a row); recorded in the files
+    grasp_hold: str = "timer"
 
     def starts(self) -> str:
         """What the episodes start from, as recorded in the files."""

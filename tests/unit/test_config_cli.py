@@ -122,13 +122,18 @@ def test_output_folders_have_one_spelling_and_the_old_ones_still_parse() -> None
     from rvq.cli import build_parser
 
     parser = build_parser()
-    for command in (["collect-demos"], ["eval-report", "r.jsonl"], ["make-bundle", "--tokenizer", "t",
+    for command in (["eval-report", "r.jsonl"], ["make-bundle", "--tokenizer", "t",
                                                                                "--main", "m", "--backbone", "b"]):
         assert parser.parse_args([*command, "--out-dir", "x"]).out == "x"
         assert parser.parse_args([*command, "--out", "y"]).out == "y"
-    help_text = " ".join(parser._subparsers._group_actions[0].choices["collect-demos"].format_help().split())
-    assert "(default: runs/demos)" in help_text and "(default: 50)" in help_text  # defaults shown
+    help_text = " ".join(parser._subparsers._group_actions[0].choices["make-bundle"].format_help().split())
+    assert "(default: resize)" in help_text  # defaults shown
     assert "(default: None)" not in help_text  # unset options say what unset means instead
+    from rvq.cli import collect_flags
+    from rvq.expert.collect import CollectConfig
+
+    cfg = parse_config(CollectConfig, collect_flags(["--tasks", "0-2", "--out", "d", "--no-images"]), "c")
+    assert (cfg.tasks, cfg.out_dir, cfg.images) == ([0, 1, 2], "d", False)
 
 
 def test_eval_reads_its_config_and_keeps_its_recorded_flag_syntax(tmp_path: Path, capsys) -> None:
