@@ -35,6 +35,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from rvq.config_cli import save_run_config
 from rvq.envs.suites import ENV_SEED, check_tasks
 from rvq.expert.scripted import EXPERT_REVISION, check_grasp_hold
 from rvq.expert.takeover import draw_takeover_step, policy_fingerprint, takeover_episode
@@ -310,6 +311,7 @@ def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
     if not cfg.random_resets and not 1 <= cfg.trials <= 50:
         raise ValueError(f"trials must be in [1, 50] (one per fixed initial state), got {cfg.trials}")
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    save_run_config(cfg, cfg.out_dir)  # what this run was given (a valid --config file); the demo files record theirs
     if cfg.workers <= 1:
         summaries = [collect_task(cfg, t) for t in tasks]
     else:

@@ -56,6 +56,8 @@ def test_collect_resume_and_replay(tmp_path: Path, capsys) -> None:
         assert demo["obs/agentview_rgb"].shape == (steps, 64, 64, 3)
     (episode,) = read_demos([out])
     assert episode.actions.shape == (steps, 7) and read_obs(episode, "eye_in_hand_rgb").dtype == "uint8"
+    run_config = json.loads((out / "run_config.json").read_text())  # the resolved config, beside the demo files
+    assert (run_config["tasks"], run_config["resolution"], run_config["out_dir"]) == ([0], 64, str(out))
     capsys.readouterr()
     assert main(argv) == 0  # complete file: skipped
     assert '"skipped": true' in capsys.readouterr().out
