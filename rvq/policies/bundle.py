@@ -327,7 +327,15 @@ def load_bundle(folder: str | os.PathLike, mode: str = "rsd", device: str = "aut
                         protocol=layout.protocol, action_steps=steps["action"], layout=layout)
 
 
-class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero", "action-tokenizer", "rfsq"]):
+CARD_TEMPLATE = "---\n{{ card_data }}\n---\n\n{{ body }}\n"
+
+
+def _steps_text(steps: Pipeline) -> str:
+    return " → ".join(f"`{entry.pop('type')}`" + (f" {entry}" if entry else "") for entry in steps.to_config()) or "none"
+
+
+class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero", "action-tokenizer", "rfsq"],
+                   model_card_template=CARD_TEMPLATE):
     """A token policy's parts, checked to belong together: the observation steps and feature source the heads read
     (`features`, an `rvq.processors.ObservationFeatures`), the main head, the draft (RSD only), the tokenizer and the
     action steps (`actions`), with the protocol settings they were trained for. `main` and `draft` are the models;
@@ -390,6 +398,42 @@ class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero"
     def processors(self) -> dict[str, Pipeline]:
         """The steps around the model: observation (before the feature source) and action (after the tokenizer)."""
         return {"observation": self.features.steps, "action": self.actions}
+
+    def card_body(self) -> str:
+        """The model card's text: what the parts are, the steps around them, the held-out metrics, how to run it."""
+        config = self.tokenizer.config
+        source = self.features.source
+        lines = [f"# rvq token policy{' for ' + self.protocol['suite'] if self.protocol.get('suite') else ''}", "",
+                 "A policy bundle of rvq: observation steps → feature source → draft and "
+                 "main token heads (residual speculative decoding) → RFSQ action tokenizer → action steps.", "",
+                 "| part | what |", "|---|---|",
+                 f"| tokenizer | {config.quantizer} RFSQ: {config.num_layers} layers × {config.num_levels} levels, "
+                 f"{config.hidden_dim} latent dimensions per step, chunks of {config.chunk_size} (identity "
+                 f"`{self.tokenizer.identity[:12]}`) |"]
+        for name, head in self.heads.items():
+            val = (head.metrics or {}).get("val") or {}
+            accuracy = val.get("mean_token_accuracy")
+            lines.append(f"| {name} head | {type(head.model).__name__}, {sum(p.numel() for p in head.model.parameters()):,}"
+                         " parameters" + (f"; held-out mean token accuracy {accuracy:.3f}" if accuracy is not None
+                                          else "") + " |")
+        if self.draft is None:
+            lines.append("| draft head | none: main-only (greedy) decoding |")
+        kind = "state features" if isinstance(source, StateFeatures) else "VLA"
+        lines += [f"| features | {kind} `{self.features.name}`, {self.features.feature_dim}-d (identity "
+                  f"`{self.features.identity[:12]}`) |",
+                  f"| observation steps | {_steps_text(self.features.steps)} |",
+                  f"| action steps | {_steps_text(self.actions)} |",
+                  f"| protocol | {self.protocol or 'none recorded'} |", "",
+                  "The manifest (`config.json`) pins each part's hash; the parts' identities are checked together "
+                  "when the bundle loads.", "", "```python", "from rvq.policies import PolicyBundle, TokenPolicy", "",
+                  'bundle = PolicyBundle.from_pretrained("<this repo or folder>", mode="rsd")',
+                  'policy = TokenPolicy(bundle, "rsd")  # act(observation) → [C, 7] raw actions', "```", "",
+                  "`rvq eval --checkpoints <folder> --suite <suite> --policy rsd` evaluates it on LIBERO."]
+        return "\n".join(lines)
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
+        """The mixin's card (tags, library) with `card_body` as its text."""
+        return super().generate_model_card(*args, body=self.card_body(), **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Any:
         """Write the bundle into `save_directory`, which must be new or empty (parts of another bundle are never

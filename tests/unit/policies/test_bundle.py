@@ -54,7 +54,9 @@ def test_manifest_pins_every_part_and_the_bundle_round_trips(bundle_dir: Path, t
     manifest = json.loads((bundle_dir / "config.json").read_text())
     assert manifest["format"] == "rvq.bundle" and set(manifest["parts"]) == {"tokenizer", "main", "draft"}
     assert manifest["feature_source"] == {"kind": "backbone", "path": "backbone"}
-    assert (bundle_dir / "README.md").is_file()  # the model card the Hub shows
+    card = (bundle_dir / "README.md").read_text()  # the model card the Hub shows: what this policy is
+    assert "library_name: rvq" in card and f"identity `{manifest['tokenizer_identity'][:12]}`" in card
+    assert "| draft head | DraftModel" in card and "`rotate_180`" in card and "`binarize_gripper`" in card
     for name in ("tokenizer", "main", "draft"):
         assert {p.name for p in (bundle_dir / name).iterdir()} == {"config.json", "model.safetensors"}
     bundle = PolicyBundle.from_pretrained(bundle_dir, mode="rsd", device="cpu")
