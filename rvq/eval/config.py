@@ -241,11 +241,3 @@ def policy_identity(cfg: EvalConfig) -> str:
 
         parts.update(expert_identity(cfg.expert_grasp_hold))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    try:
-        index, count = (int(x) for x in text.split("/"))
-    except ValueError as exc:
-        raise ValueError(f"shard must look like i/n (e.g. 0/4), got {text!r}") from exc
-    return index, count

@@ -105,11 +105,6 @@ class BundleLayout:
         """Whether the features come from simulator state (physics only suffices) rather than images."""
         return self.feature_kind == "state"
 
-    @property
-    def declared(self) -> bool:
-        """Whether the folder declares its steps (a manifest); a legacy folder's are LIBERO's defaults."""
-        return self.manifest is not None
-
     def processors(self, image_transform: str | None = None) -> dict[str, Pipeline]:
         """The observation and action steps: the manifest's, a version-1 manifest's protocol settings as steps, or
         LIBERO's defaults for a legacy folder (resized by `image_transform`, default resize). Asking another image
@@ -290,10 +285,9 @@ def verify_bundle(folder: str | os.PathLike, mode: str = "rsd") -> BundleLayout:
     included). A backbone's own identity is checked when it loads."""
     layout = read_layout(folder, mode)
     _, main, _ = _load_parts(layout, mode, "cpu")
-    steps = layout.processors()
     if layout.reads_state:
-        _check_features(ObservationFeatures(StateFeatures.load(layout.feature_source), steps["observation"]), main,
-                        layout.root)
+        steps = layout.processors()["observation"]
+        _check_features(ObservationFeatures(StateFeatures.load(layout.feature_source), steps), main, layout.root)
     return layout
 
 

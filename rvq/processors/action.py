@@ -6,13 +6,12 @@ and float64 NumPy after `BinarizeGripper`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
 from rvq.data.normalize import ActionNormalizer
-from rvq.processors.pipeline import Pipeline, register_step, step_config
+from rvq.processors.pipeline import DataclassStep, Pipeline, register_step
 
 GRIPPER = -1  # index of the gripper dimension
 
@@ -36,7 +35,7 @@ def binarize_gripper(chunk: np.ndarray, flip_sign: bool = False) -> np.ndarray:
 
 @register_step("unnormalize")
 @dataclass(frozen=True)
-class Unnormalize:
+class Unnormalize(DataclassStep):
     """Normalized actions `[..., A]` (torch) → raw env units, with the action statistics of the tokenizer the
     heads were trained with (bound at load: a bundle's statistics live in its tokenizer part)."""
 
@@ -47,13 +46,10 @@ class Unnormalize:
             raise RuntimeError("unnormalize: no action statistics bound (a bundle binds its tokenizer's)")
         return self.normalizer.unnormalize(actions)
 
-    def config(self) -> dict[str, Any]:
-        return step_config(self)
-
 
 @register_step("binarize_gripper")
 @dataclass(frozen=True)
-class BinarizeGripper:
+class BinarizeGripper(DataclassStep):
     """The gripper dimension to ±1 (`binarize_gripper`); `flip`: OpenVLA-family outputs (1 = open)."""
 
     flip: bool = False
@@ -65,9 +61,6 @@ class BinarizeGripper:
     def __call__(self, chunks: torch.Tensor | np.ndarray) -> np.ndarray:
         chunks = chunks.numpy() if isinstance(chunks, torch.Tensor) else chunks
         return binarize_gripper(chunks, self.flip)
-
-    def config(self) -> dict[str, Any]:
-        return step_config(self)
 
 
 def libero_action_steps(flip_gripper: bool = False) -> Pipeline:

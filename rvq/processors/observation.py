@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from rvq.backbones.preprocess import IMAGE_TRANSFORMS, POLICY_IMAGE_SIZE, check_image, resize_image
-from rvq.processors.pipeline import Pipeline, register_step, step_config
+from rvq.processors.pipeline import DataclassStep, Pipeline, register_step
 
 IMAGE_KEYS = ("agentview",)
 
@@ -27,7 +27,7 @@ def _images(obs: dict[str, Any], keys: tuple[str, ...], step: str) -> dict[str, 
 
 @register_step("rotate_180")
 @dataclass(frozen=True)
-class RotateImage180:
+class RotateImage180(DataclassStep):
     """Turn the images under `keys` by 180° (LIBERO renders upside down)."""
 
     keys: tuple[str, ...] = IMAGE_KEYS
@@ -36,13 +36,10 @@ class RotateImage180:
         turned = {k: np.ascontiguousarray(image[::-1, ::-1]) for k, image in _images(obs, self.keys, "rotate_180").items()}
         return {**obs, **turned}
 
-    def config(self) -> dict[str, Any]:
-        return step_config(self)
-
 
 @register_step("resize_image")
 @dataclass(frozen=True)
-class ResizeImage:
+class ResizeImage(DataclassStep):
     """Resize the images under `keys` to `[size, size, 3]` by `method` (`rvq.backbones.preprocess`: resize, oft)."""
 
     size: int = POLICY_IMAGE_SIZE
@@ -58,9 +55,6 @@ class ResizeImage:
     def __call__(self, obs: dict[str, Any]) -> dict[str, Any]:
         images = _images(obs, self.keys, "resize_image")
         return {**obs, **{k: resize_image(image, self.size, self.method) for k, image in images.items()}}
-
-    def config(self) -> dict[str, Any]:
-        return step_config(self)
 
 
 def libero_observation_steps(image_transform: str = "resize") -> Pipeline:

@@ -44,6 +44,13 @@ def step_config(step: Any) -> dict[str, Any]:
             for f in dataclasses.fields(step) if not f.metadata.get("bound")}
 
 
+class DataclassStep:
+    """Base of the steps that are dataclasses: their declaration is their fields (`step_config`)."""
+
+    def config(self) -> dict[str, Any]:
+        return step_config(self)
+
+
 class Pipeline:
     """Steps run in order: `pipeline(value)` is `steps[-1](...steps[0](value))`; an empty pipeline returns its input."""
 
