@@ -9,9 +9,12 @@ pipeline's configs) or a JSON one (such as a run's own `run_config.json`) of the
 stand as the defaults that flags then override. Unknown keys are refused, never dropped.
 
 Nested configs (a training run's `model` and `optim` groups) are dotted flags (`--optim.lr 1e-3`) and TOML tables
-(`[optim]`). Every leaf name is unique within a config, so the flat spelling of earlier commands and files
-(`--lr 1e-3`, `--no-linear-skip`, `lr = 1e-3`) still means the one field it can mean (`flat_to_dotted`, `nest`);
-`config_from(cls, lr=1e-3, ...)` builds a config from such flat or nested values in Python.
+(`[optim]`). A leaf name that is unique within a config also works on its own, so the flat spelling of earlier
+commands and files (`--lr 1e-3`, `--no-linear-skip`, `lr = 1e-3`) still means the one field it can mean
+(`flat_to_dotted`, `nest`); a config whose groups renamed earlier flat fields declares them in `FLAT_NAMES`
+(`{"head_steps": "heads.steps"}`), and a leaf name two groups share (`steps`) has only its dotted spelling.
+`config_from(cls, lr=1e-3, ...)` builds a config from such flat or nested values in Python, `updated(cfg, ...)` a
+changed copy.
 """
 
 from __future__ import annotations
@@ -57,24 +60,42 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def leaf_paths(cls: type) -> dict[str, tuple[str, ...]]:
-    """Each leaf field's name → its path through the nested groups (`{"lr": ("optim", "lr"), "seed": ("seed",)}`);
-    refuses a config whose leaf names repeat (the flat spelling would be ambiguous)."""
-    paths: dict[str, tuple[str, ...]] = {}
+def _leaves(cls: type) -> list[tuple[str, tuple[str, ...]]]:
+    """Every leaf field as (name, path through the nested groups)."""
+    out = []
     for name, field_type in _field_types(cls).items():
-        found = {leaf: (name, *path) for leaf, path in leaf_paths(field_type).items()} if _is_group(field_type) \
-            else {name: (name,)}
-        for leaf, path in found.items():
-            if leaf in paths:
-                raise TypeError(f"{cls.__name__}: field name {leaf!r} appears at {paths[leaf]} and {path}")
-            paths[leaf] = path
+        out += [(leaf, (name, *path)) for leaf, path in _leaves(field_type)] if _is_group(field_type) \
+            else [(name, (name,))]
+    return out
+
+
+def ambiguous_leaves(cls: type) -> dict[str, list[str]]:
+    """Leaf names that more than one group uses → their dotted paths (these have no flat spelling)."""
+    paths: dict[str, list[str]] = {}
+    for leaf, path in _leaves(cls):
+        paths.setdefault(leaf, []).append(".".join(path))
+    return {leaf: found for leaf, found in paths.items() if len(found) > 1}
+
+
+def leaf_paths(cls: type) -> dict[str, tuple[str, ...]]:
+    """Each flat name → its field's path through the nested groups (`{"lr": ("optim", "lr"), "seed": ("seed",)}`):
+    the leaf names that only one field has, and the class's `FLAT_NAMES` (earlier flat names of renamed fields)."""
+    ambiguous = ambiguous_leaves(cls)
+    paths = {leaf: path for leaf, path in _leaves(cls) if leaf not in ambiguous}
+    known = {path for _, path in _leaves(cls)}
+    for flat, dotted in getattr(cls, "FLAT_NAMES", {}).items():
+        path = tuple(dotted.split("."))
+        if path not in known or paths.get(flat, path) != path:
+            raise TypeError(f"{cls.__name__}.FLAT_NAMES: {flat!r} -> {dotted!r} is not a field, or {flat!r} is one")
+        paths[flat] = path
     return paths
 
 
 def nest(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """Flat (leaf names) or nested values → nested values of `cls`; unknown keys are refused."""
+    """Flat (leaf names) or nested values → nested values of `cls`; unknown keys are refused, and so is a leaf name
+    that more than one group has."""
     groups = {name for name, t in _field_types(cls).items() if _is_group(t)}
-    paths, nested = leaf_paths(cls), {}
+    paths, ambiguous, nested = leaf_paths(cls), ambiguous_leaves(cls), {}
     for key, value in values.items():
         if key in groups and dataclasses.is_dataclass(value):  # a whole group given as its config object
             nested[key] = value
@@ -86,6 +107,9 @@ def nest(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any]:
             for group in head:
                 target = target.setdefault(group, {})
             target[leaf] = value
+        elif key in ambiguous:
+            raise ValueError(f"setting {where + key!r} of {cls.__name__} is ambiguous: give it as one of "
+                             f"{[where + path for path in ambiguous[key]]}")
         else:
             raise ValueError(f"unknown setting(s) {[where + key]} for {cls.__name__}; known: "
                              f"{sorted({*paths, *groups})}")
@@ -95,7 +119,8 @@ def nest(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any]:
 def build(cls: type[T], values: dict[str, Any], base: T | None = None) -> T:
     """A `cls` from nested values, each group starting from `base`'s (default: the class's defaults), so a group's
     own defaults in `cls` (the tokenizer's learning rate, not the heads') are kept where a value is not given."""
-    base = cls() if base is None else base
+    if base is None:  # the class's defaults; fields without one (a command's inputs) must be among `values`
+        base = cls(**{name: values[name] for name in required_fields(cls) if name in values})
     changes = {}
     for name, value in values.items():
         group = getattr(base, name)
@@ -109,14 +134,20 @@ def config_from(cls: type[T], **values: Any) -> T:
     return build(cls, nest(cls, values))
 
 
+def updated(cfg: T, **values: Any) -> T:
+    """A copy of `cfg` with flat or nested values changed: `updated(cfg, head_steps=5)` (`dataclasses.replace` for
+    nested configs)."""
+    return build(type(cfg), nest(type(cfg), values), cfg)
+
+
 def flat_to_dotted(argv: list[str], cls: type) -> list[str]:
     """Flags in the flat spelling of earlier commands (`--lr`, `--no-linear-skip`) → their dotted names."""
     flags = {}
-    for leaf, path in leaf_paths(cls).items():
+    for flat, path in leaf_paths(cls).items():
         if len(path) > 1:
-            groups, flag = ".".join(path[:-1]).replace("_", "-"), leaf.replace("_", "-")
-            flags[f"--{flag}"] = f"--{groups}.{flag}"
-            flags[f"--no-{flag}"] = f"--{groups}.no-{flag}"  # a boolean's off switch
+            groups, flag, leaf = ".".join(path[:-1]).replace("_", "-"), flat.replace("_", "-"), path[-1].replace("_", "-")
+            flags[f"--{flag}"] = f"--{groups}.{leaf}"
+            flags[f"--no-{flag}"] = f"--{groups}.no-{leaf}"  # a boolean's off switch
     out = []
     for arg in argv:
         name, eq, value = arg.partition("=")
@@ -153,8 +184,17 @@ def parse_config(cls: type[T], argv: list[str], prog: str, fixed: dict[str, Any]
     for name, value in (fixed or {}).items():
         if name in from_file and from_file[name] != value:
             raise ValueError(f"--config {path}: {name} is {from_file[name]!r} there, but `{prog}` sets {value!r}")
-    values = build(cls, from_file, build(cls, nest(cls, {**(defaults or {}), **(fixed or {})})))
+    given = nest(cls, {**(defaults or {}), **(fixed or {})})
+    # a field without a default (an input the command cannot guess) stays a required flag unless the file gives it
+    required = {name: from_file.get(name, given.get(name, tyro.MISSING)) for name in required_fields(cls)}
+    values = build(cls, from_file, build(cls, given, cls(**required)))
     return tyro.cli(cls, args=flat_to_dotted(rest, cls), prog=prog, default=values, description=cls.__doc__)
+
+
+def required_fields(cls: type) -> list[str]:
+    """The top-level fields of `cls` without a default: a command's inputs, required flags."""
+    return [f.name for f in dataclasses.fields(cls) if f.init and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING]
 
 
 def save_run_config(cfg: Any, out_dir: str | Path) -> Path:

@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, ClassVar
 
 from tyro.conf import arg
 
@@ -36,84 +36,137 @@ POLICIES = tuple(ROWS)
 UNTRAINED = "main_untrained"
 
 
-@dataclass
-class PipelineConfig:
-    """Everything a pipeline run depends on. `env`: "libero" (the real simulator) or "mock"."""
+def _at_least_one(cfg: Any, group: str, *names: str) -> None:
+    """Refuse a count below 1, naming it with its `group` (a dotted prefix such as "heads.")."""
+    for name in names:
+        if int(getattr(cfg, name)) < 1:
+            raise ValueError(f"{group}{name} must be >= 1, got {getattr(cfg, name)}")
 
-    suite: str = "libero_object"
-    tasks: list[int] = field(default_factory=lambda: [0, 1, 2])
-    env: str = "libero"
+
+@dataclass
+class PipelineDataConfig:
+    """The demonstrations the heads learn from (collected by the scripted expert in LIBERO, or `demos_dir`), and
+    the state features read from them."""
+
     demos_per_task: int = 20  # libero: successes kept from randomized resets; mock: demos per task
     demo_action_noise: float = 0.0  # DART noise on the expert's executed actions while collecting (rvq.expert.collect)
-    expert_grasp_hold: str = "timer"  # how the expert's grasp ends, in its demos and reference rows (GRASP_HOLDS)
     demos_dir: str = ""  # train on this folder of demo files (e.g. another run's collect/demos) instead of collecting
     # DAgger-style rounds (rvq.expert.takeover): the round's policy acts from randomized resets, the expert takes over
     # and finishes; the heads are trained again on every demo so far. 0: none
     takeover_rounds: int = 0
-    takeover_demos_per_task: int = 30
+    takeover_demos_per_task: int = 30  # demos kept per task in each takeover round
     takeover_steps: list[int] = field(default_factory=lambda: [20, 160])  # the takeover step is drawn from this range
-    quantizer: str = "robust"
-    tokenizer_steps: int = 3000
-    head_steps: int = 1500
-    head_width: int = 256
-    head_lr: float = 3e-4  # the study configs use 1e-3 with standardized features (docs/RESULTS.md)
-    standardize_features: bool = False  # heads standardize their inputs (rvq.models.standardize); see TrainHeadConfig
     gripper_phase: bool = False  # state features also read the gripper history (rvq.backbones.state, `+gripper`)
     goal_slots: bool = False  # state features also carry the task's objects of interest in fixed slots (`+goal`)
-    main_depth: int = 2
+
+    def __post_init__(self) -> None:
+        _at_least_one(self, "data.", "demos_per_task", "takeover_demos_per_task")
+        if not 0.0 <= self.demo_action_noise <= 1.0:
+            raise ValueError(f"demo_action_noise must be in [0, 1], got {self.demo_action_noise}")
+        if self.takeover_rounds < 0:
+            raise ValueError(f"takeover_rounds must be >= 0, got {self.takeover_rounds}")
+        if len(self.takeover_steps) != 2 or not 0 <= self.takeover_steps[0] <= self.takeover_steps[1]:
+            raise ValueError(f"takeover_steps must be [low, high] with 0 <= low <= high, got {self.takeover_steps}")
+
+
+@dataclass
+class PipelineTokenizerConfig:
+    """The action tokenizer (`rvq train-tokenizer`'s defaults for everything not set here)."""
+
+    quantizer: str = "robust"  # robust or naive RFSQ
+    steps: int = 3000  # training steps
+
+    def __post_init__(self) -> None:
+        _at_least_one(self, "tokenizer.", "steps")
+
+
+@dataclass
+class PipelineHeadsConfig:
+    """The draft and main token predictors (`rvq train-draft` / `train-main`'s defaults for everything else)."""
+
+    steps: int = 1500  # training steps of each head
+    width: int = 256  # hidden width of both heads
+    lr: float = 3e-4  # the study configs use 1e-3 with standardized features (docs/RESULTS.md)
+    standardize_features: bool = False  # heads standardize their inputs (rvq.models.standardize); see TrainHeadConfig
+    main_depth: int = 2  # the main head's transformer layers
     batch_size: int = 128
-    eval_trials: int = 10  # trial i from the suite's fixed initial state i (never seen in training on libero)
+
+    def __post_init__(self) -> None:
+        _at_least_one(self, "heads.", "steps", "width", "main_depth", "batch_size")
+        if not self.lr > 0:
+            raise ValueError(f"heads.lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class PipelineEvalConfig:
+    """The report's rows and how they are evaluated (physics only)."""
+
+    trials: int = 10  # trial i from the suite's fixed initial state i (never seen in training on libero)
     execute_steps: int = 0  # learned policies execute this many actions of each chunk, then act again (0: all)
     temporal_ensemble: bool = False  # learned policies act every step, chunks ensembled (ACT, decay 0.01; rvq.eval)
-    policies: list[str] = field(default_factory=lambda: ["main", "rsd"])
+    policies: list[str] = field(default_factory=lambda: ["main", "rsd"])  # learned rows: main, rsd, rsd_relaxed, rsd_grid
     expert_reference: bool = True  # libero: also evaluate the scripted expert on the same trials
     roundtrip_reference: bool = False  # libero: and the expert with its actions through the run's tokenizer
     untrained_control: bool = False  # also evaluate main-only with the heads at initialization (the negative control)
-    workers: int = 2
+
+    def __post_init__(self) -> None:
+        _at_least_one(self, "eval.", "trials")
+        if self.execute_steps < 0:
+            raise ValueError(f"execute_steps must be >= 0 (0: the whole chunk), got {self.execute_steps}")
+        if self.temporal_ensemble and self.execute_steps:
+            raise ValueError("temporal_ensemble acts on every step; it does not combine with execute_steps")
+        unknown = sorted(set(self.policies) - set(POLICIES))
+        if unknown or not self.policies:
+            raise ValueError(f"policies must be a non-empty subset of {POLICIES}, got {self.policies}")
+
+
+@dataclass
+class PipelineConfig:
+    """Everything a pipeline run depends on, in groups: `data`, `tokenizer`, `heads`, `eval` (dotted flags such as
+    `--heads.lr`, TOML tables such as `[heads]`). `env`: "libero" (the real simulator) or "mock"."""
+
+    # the flat names of the settings before they were grouped: still accepted as flags and in config files
+    FLAT_NAMES: ClassVar[dict[str, str]] = {"tokenizer_steps": "tokenizer.steps", "head_steps": "heads.steps",
+                                            "head_width": "heads.width", "head_lr": "heads.lr",
+                                            "eval_trials": "eval.trials"}
+
+    suite: str = "libero_object"  # libero_spatial, libero_object, libero_goal, libero_10 or libero_90
+    tasks: list[int] = field(default_factory=lambda: [0, 1, 2])  # the suite's task indices
+    env: str = "libero"  # libero (the real simulator) or mock
+    expert_grasp_hold: str = "timer"  # how the expert's grasp ends, in its demos and reference rows (GRASP_HOLDS)
+    workers: int = 2  # simulator processes for collection and evaluation
     device: str = "cpu"  # training and policy inference (the simulator runs on CPU); "auto" takes CUDA if present
-    seed: int = 0
+    seed: int = 0  # training seeds and the heads' validation split (collection seeds each reset by task and attempt)
     out_dir: Annotated[str, arg(aliases=("--out",))] = "runs/pipeline"  # the run folder (rerun to resume)
+    data: PipelineDataConfig = field(default_factory=PipelineDataConfig)
+    tokenizer: PipelineTokenizerConfig = field(default_factory=PipelineTokenizerConfig)
+    heads: PipelineHeadsConfig = field(default_factory=PipelineHeadsConfig)
+    eval: PipelineEvalConfig = field(default_factory=PipelineEvalConfig)
 
     def __post_init__(self) -> None:
         check_suite(self.suite)
         self.tasks = check_tasks(list(self.tasks), self.suite)
         if self.env not in ("libero", "mock"):
             raise ValueError(f"env must be 'libero' or 'mock', got {self.env!r}")
-        unknown = sorted(set(self.policies) - set(POLICIES))
-        if not self.head_lr > 0:
-            raise ValueError(f"head_lr must be > 0, got {self.head_lr}")
-        if not 0.0 <= self.demo_action_noise <= 1.0:
-            raise ValueError(f"demo_action_noise must be in [0, 1], got {self.demo_action_noise}")
-        if self.demo_action_noise and (self.env == "mock" or self.demos_dir):
+        _at_least_one(self, "", "workers")
+        collects = self.env == "libero" and not self.data.demos_dir  # the scripted expert collects the demos
+        if self.data.demo_action_noise and not collects:
             raise ValueError("demo_action_noise applies to demos the scripted expert collects in LIBERO; the mock env "
                              "and demos_dir do not collect with it")
-        if check_grasp_hold(self.expert_grasp_hold, "expert_grasp_hold") != "timer" and (self.env == "mock" or self.demos_dir):
+        if check_grasp_hold(self.expert_grasp_hold, "expert_grasp_hold") != "timer" and not collects:
             raise ValueError("expert_grasp_hold applies to demos the scripted expert collects in LIBERO; the mock env "
                              "and demos_dir do not collect with it")
-        if self.takeover_rounds < 0:
-            raise ValueError(f"takeover_rounds must be >= 0, got {self.takeover_rounds}")
-        if self.takeover_rounds and self.env == "mock":
+        if self.data.takeover_rounds and self.env == "mock":
             raise ValueError("takeover rounds need the scripted expert in LIBERO (env = 'libero')")
-        if len(self.takeover_steps) != 2 or not 0 <= self.takeover_steps[0] <= self.takeover_steps[1]:
-            raise ValueError(f"takeover_steps must be [low, high] with 0 <= low <= high, got {self.takeover_steps}")
-        if self.execute_steps < 0:
-            raise ValueError(f"execute_steps must be >= 0 (0: the whole chunk), got {self.execute_steps}")
-        if self.temporal_ensemble and self.execute_steps:
-            raise ValueError("temporal_ensemble acts on every step; it does not combine with execute_steps")
-        if unknown or not self.policies:
-            raise ValueError(f"policies must be a non-empty subset of {POLICIES}, got {self.policies}")
-        for name in ("demos_per_task", "tokenizer_steps", "head_steps", "head_width", "main_depth", "batch_size",
-                     "eval_trials", "workers", "takeover_demos_per_task"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "PipelineConfig":
-        """A TOML or JSON file of `PipelineConfig` fields (unknown keys are refused), then `overrides`."""
-        from rvq.config_cli import read_config_file
+        """A TOML or JSON file of `PipelineConfig` settings, in tables or flat (unknown keys are refused), then
+        `overrides` (flat or nested; None: not given)."""
+        from rvq.config_cli import build, nest, read_config_file
 
-        data = read_config_file(path, cls)
-        return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+        given = nest(cls, {k: v for k, v in overrides.items() if v is not None})
+        return build(cls, given, build(cls, read_config_file(path, cls)))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -184,8 +237,8 @@ def feature_source(cfg: PipelineConfig):
     from rvq.envs.mock_env import mock_state_features
 
     if cfg.env == "mock":
-        return mock_state_features(cfg.suite, cfg.gripper_phase, cfg.goal_slots)
-    return StateFeatures.for_suite(cfg.suite, gripper_phase=cfg.gripper_phase, goal_slots=cfg.goal_slots)
+        return mock_state_features(cfg.suite, cfg.data.gripper_phase, cfg.data.goal_slots)
+    return StateFeatures.for_suite(cfg.suite, gripper_phase=cfg.data.gripper_phase, goal_slots=cfg.data.goal_slots)
 
 
 def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: bool = False) -> dict[str, Any]:
@@ -205,26 +258,28 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
 def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
     plan = run.plan
     expert_settings = expert_identity(cfg.expert_grasp_hold)  # a setting of every stage the scripted expert acts in
-    if cfg.demos_dir:  # the files themselves are the input: renamed, added or rewritten files redo what follows
-        demos = run.stage("collect", {"demos_dir": _demo_files(cfg.demos_dir)}, [],
-                          lambda folder: {"demos": str(Path(cfg.demos_dir).resolve()), "summaries": []})
+    if cfg.data.demos_dir:  # the files themselves are the input: renamed, added or rewritten files redo what follows
+        demos = run.stage("collect", {"demos_dir": _demo_files(cfg.data.demos_dir)}, [],
+                          lambda folder: {"demos": str(Path(cfg.data.demos_dir).resolve()), "summaries": []})
     else:  # no seed here: collection seeds each randomized reset by (task, attempt), whatever the run's seed
-        demos = run.stage("collect", {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "demos_per_task")}
-                          | ({"demo_action_noise": cfg.demo_action_noise} if cfg.demo_action_noise else {})
+        # the settings' flat names, as before the groups: run folders made then keep their fingerprints
+        demos = run.stage("collect", {"suite": cfg.suite, "tasks": cfg.tasks, "env": cfg.env,
+                                      "demos_per_task": cfg.data.demos_per_task}
+                          | ({"demo_action_noise": cfg.data.demo_action_noise} if cfg.data.demo_action_noise else {})
                           | (expert_settings if cfg.env == "libero" else {}),  # the mock's demos are not the expert's
                           [], lambda folder: _collect(cfg, folder))
-    tokenizer = run.stage("tokenizer", {"quantizer": cfg.quantizer, "steps": cfg.tokenizer_steps, "seed": cfg.seed,
-                                        "device": cfg.device},
+    tokenizer = run.stage("tokenizer", {"quantizer": cfg.tokenizer.quantizer, "steps": cfg.tokenizer.steps,
+                                        "seed": cfg.seed, "device": cfg.device},
                           ["collect"], lambda folder: _tokenizer(cfg, folder, demos["demos"]))
     features = feature_source(cfg)
     demo_folders, demo_stages = [demos.get("demos")], ["collect"]  # .get: empty in plan mode
     policy_stage, policy = "", {}  # the previous round's policy (set by round 0 before any takeover round)
-    for round_ in range(cfg.takeover_rounds + 1):
+    for round_ in range(cfg.data.takeover_rounds + 1):
         # round 0 trains on the collected demos; round r > 0 first collects takeover demos with round r-1's policy
         suffix = f"_r{round_}" if round_ else ""
         if round_:
-            settings = {"suite": cfg.suite, "tasks": cfg.tasks, "per_task": cfg.takeover_demos_per_task,
-                        "steps": list(cfg.takeover_steps), **expert_settings}
+            settings = {"suite": cfg.suite, "tasks": cfg.tasks, "per_task": cfg.data.takeover_demos_per_task,
+                        "steps": list(cfg.data.takeover_steps), **expert_settings}
             takeover = run.stage(f"takeover{suffix}", settings, [policy_stage],
                                  lambda folder, source=policy.get("folder"): _takeover(cfg, folder, source, run.log))
             demo_folders, demo_stages = [*demo_folders, takeover.get("demos")], [*demo_stages, f"takeover{suffix}"]
@@ -237,22 +292,23 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
         policy = run.stage(policy_stage, {k: v for k, v in _protocol(cfg).items() if k != "suite" and v is not None},
                            ["tokenizer", *(f"{kind}{suffix}" for kind in heads)],
                            lambda folder, heads=heads: _assemble(cfg, folder, tokenizer["checkpoint"], heads, features))
-    relaxed = [name for name in cfg.policies if name in RELAXED_RULES]
+    relaxed = [name for name in cfg.eval.policies if name in RELAXED_RULES]
     if relaxed:
         run.stage("departure", {"rows": relaxed}, [policy_stage, phase2_stage],
                   lambda folder: _departure(cfg, relaxed, phase2["data"], policy["folder"]))
     # row name -> (policy kind, the stage whose folder holds its checkpoints / round-trip tokenizer)
-    rows = {name: (ROWS[name], policy_stage) for name in cfg.policies}
-    if cfg.untrained_control:
+    rows = {name: (ROWS[name], policy_stage) for name in cfg.eval.policies}
+    if cfg.eval.untrained_control:
         run.stage("policy_untrained", {"seed": cfg.seed}, [policy_stage],
                   lambda folder: _assemble_untrained(folder, policy["folder"], cfg.seed))
         rows[UNTRAINED] = ("main", "policy_untrained")
-    if cfg.env == "libero" and cfg.expert_reference:
+    if cfg.env == "libero" and cfg.eval.expert_reference:
         rows["expert"] = ("expert", None)
-    if cfg.env == "libero" and cfg.roundtrip_reference:
+    if cfg.env == "libero" and cfg.eval.roundtrip_reference:
         rows["expert_roundtrip"] = ("expert", "tokenizer")
     evals = {}
-    eval_settings = {k: getattr(cfg, k) for k in ("suite", "tasks", "env", "eval_trials", "device")}
+    eval_settings = {"suite": cfg.suite, "tasks": cfg.tasks, "env": cfg.env, "eval_trials": cfg.eval.trials,
+                     "device": cfg.device}
     for name, (kind, source) in rows.items():
         # options are recorded only when set: runs made before an option existed are not redone
         steps, decay = _execute_steps(cfg, kind), _ensemble_decay(cfg, kind)
@@ -270,9 +326,11 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
 def _heads(run: Run, cfg: PipelineConfig, suffix: str, phase2_stage: str, data: str | None,
            tokenizer: str | None) -> dict[str, dict[str, Any]]:
     """Train (or reuse) the heads the chosen policies need on `data`; stages `<kind><suffix>`."""
-    settings = {k: getattr(cfg, k) for k in ("head_steps", "head_width", "head_lr", "standardize_features",
-                                             "batch_size", "seed", "device")}
-    return {kind: run.stage(f"{kind}{suffix}", {**settings, **({"depth": cfg.main_depth} if kind == "main" else {})},
+    h = cfg.heads  # the settings' flat names, as before the groups: run folders made then keep their fingerprints
+    settings = {"head_steps": h.steps, "head_width": h.width, "head_lr": h.lr,
+                "standardize_features": h.standardize_features, "batch_size": h.batch_size, "seed": cfg.seed,
+                "device": cfg.device}
+    return {kind: run.stage(f"{kind}{suffix}", {**settings, **({"depth": h.main_depth} if kind == "main" else {})},
                             [phase2_stage, "tokenizer"],
                             lambda folder, kind=kind: _head(cfg, kind, folder, data, tokenizer))
             for kind in _head_kinds(cfg)}
@@ -280,20 +338,20 @@ def _heads(run: Run, cfg: PipelineConfig, suffix: str, phase2_stage: str, data: 
 
 def _head_kinds(cfg: PipelineConfig) -> list[str]:
     """The heads the chosen policies need: main always, the draft for RSD."""
-    return (["draft"] if any(ROWS[name] == "rsd" for name in cfg.policies) else []) + ["main"]
+    return (["draft"] if any(ROWS[name] == "rsd" for name in cfg.eval.policies) else []) + ["main"]
 
 
 def _ensemble_decay(cfg: PipelineConfig, kind: str) -> float | None:
     """The temporal ensemble's decay for a row of this policy kind (None: off; the expert acts every step anyway)."""
     from rvq.eval.temporal_ensemble import DEFAULT_ENSEMBLE_DECAY
 
-    return DEFAULT_ENSEMBLE_DECAY if cfg.temporal_ensemble and kind != "expert" else None
+    return DEFAULT_ENSEMBLE_DECAY if cfg.eval.temporal_ensemble and kind != "expert" else None
 
 
 def _execute_steps(cfg: PipelineConfig, kind: str) -> int | None:
     """Actions executed per chunk for a row of this policy kind: the learned policies' K, None for the whole chunk
     (the expert reference always runs whole chunks)."""
-    return (cfg.execute_steps or None) if kind != "expert" else None
+    return (cfg.eval.execute_steps or None) if kind != "expert" else None
 
 
 def _demo_files(folder: str) -> dict[str, Any]:
@@ -310,14 +368,15 @@ def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:
 
     out = folder / "demos"
     if cfg.env == "mock":
-        collect_mock_demos(cfg.suite, cfg.tasks, cfg.demos_per_task, out)
+        collect_mock_demos(cfg.suite, cfg.tasks, cfg.data.demos_per_task, out)
         return {"demos": str(out), "summaries": []}
+    wanted = cfg.data.demos_per_task
     summaries = collect_demos(CollectConfig(cfg.suite, cfg.tasks, out_dir=str(out), workers=cfg.workers, images=False,
-                                            random_resets=cfg.demos_per_task, action_noise=cfg.demo_action_noise,
+                                            random_resets=wanted, action_noise=cfg.data.demo_action_noise,
                                             grasp_hold=cfg.expert_grasp_hold))
-    short = [t["task"] for t in summaries if t.get("kept", cfg.demos_per_task) < cfg.demos_per_task]
+    short = [t["task"] for t in summaries if t.get("kept", wanted) < wanted]
     if short:
-        raise RuntimeError(f"the expert kept fewer than {cfg.demos_per_task} demos for task(s) {short}: {summaries}")
+        raise RuntimeError(f"the expert kept fewer than {wanted} demos for task(s) {short}: {summaries}")
     return {"demos": str(out), "summaries": summaries}
 
 
@@ -326,15 +385,13 @@ def _takeover(cfg: PipelineConfig, folder: Path, policy: str, log: Callable[[str
     episodes before the takeover (those have no expert part): the summaries say how many, the log names them."""
     from rvq.expert.collect import CollectConfig, collect_demos
 
-    out = folder / "demos"
+    out, wanted, (low, high) = folder / "demos", cfg.data.takeover_demos_per_task, cfg.data.takeover_steps
     summaries = collect_demos(CollectConfig(cfg.suite, cfg.tasks, out_dir=str(out), workers=cfg.workers, images=False,
-                                            random_resets=cfg.takeover_demos_per_task, takeover_policy=policy,
-                                            takeover_steps=(cfg.takeover_steps[0], cfg.takeover_steps[1]),
+                                            random_resets=wanted, takeover_policy=policy, takeover_steps=(low, high),
                                             grasp_hold=cfg.expert_grasp_hold))
-    short = {t["task"]: t.get("kept", 0) for t in summaries if t.get("kept", cfg.takeover_demos_per_task)
-             < cfg.takeover_demos_per_task}
+    short = {t["task"]: t.get("kept", 0) for t in summaries if t.get("kept", wanted) < wanted}
     if short:
-        log(f"[{folder.name}] kept fewer than {cfg.takeover_demos_per_task} takeover demos (task: kept): {short}")
+        log(f"[{folder.name}] kept fewer than {wanted} takeover demos (task: kept): {short}")
     if not any(t.get("file") for t in summaries):
         raise RuntimeError(f"no takeover demo was kept for any task: {summaries}")
     return {"demos": str(out), "summaries": summaries}
@@ -344,8 +401,8 @@ def _tokenizer(cfg: PipelineConfig, folder: Path, demos: str) -> dict[str, Any]:
     from rvq.config_cli import config_from
     from rvq.training.tokenizer import TrainTokenizerConfig, train_tokenizer
 
-    report = train_tokenizer(config_from(TrainTokenizerConfig, quantizer=cfg.quantizer, demos=[demos],
-                                         out_dir=str(folder), steps=cfg.tokenizer_steps, seed=cfg.seed,
+    report = train_tokenizer(config_from(TrainTokenizerConfig, quantizer=cfg.tokenizer.quantizer, demos=[demos],
+                                         out_dir=str(folder), steps=cfg.tokenizer.steps, seed=cfg.seed,
                                          device=cfg.device, progress=False, resume=_resume_from(folder)))
     best = report["best"]
     return {"checkpoint": report["checkpoint"], "val_mse": best["mse"], "mse_by_layers": best.get("mse_by_layers")}
@@ -372,11 +429,11 @@ def _head(cfg: PipelineConfig, kind: str, folder: Path, data: str, tokenizer: st
     from rvq.training.heads import TrainHeadConfig, train_head
 
     report = train_head(config_from(TrainHeadConfig, kind=kind, data=[data], tokenizer=tokenizer, out_dir=str(folder),
-                                        steps=cfg.head_steps, batch_size=cfg.batch_size, width=cfg.head_width,
-                                        lr=cfg.head_lr, standardize_features=cfg.standardize_features,
-                                        depth=cfg.main_depth if kind == "main" else None, heads=4,
+                                        steps=cfg.heads.steps, batch_size=cfg.heads.batch_size, width=cfg.heads.width,
+                                        lr=cfg.heads.lr, standardize_features=cfg.heads.standardize_features,
+                                        depth=cfg.heads.main_depth if kind == "main" else None, heads=4,
                                         seed=cfg.seed, device=cfg.device, progress=False,
-                                        eval_every=max(1, cfg.head_steps // 5), resume=_resume_from(folder)))
+                                        eval_every=max(1, cfg.heads.steps // 5), resume=_resume_from(folder)))
     best = report["best"]
     keep = ("loss", "mean_token_accuracy", "token_accuracy", "chance_accuracy", "majority_accuracy",
             "layer_exact_match", "action_mse_raw", "tokenizer_mse_raw")
@@ -464,7 +521,7 @@ def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict
     (`checkpoint`) for the expert's round trip, or empty for the plain expert."""
     from rvq.eval import EvalConfig, run_eval
 
-    path = run_eval(EvalConfig(suite=cfg.suite, tasks=cfg.tasks, trials=cfg.eval_trials, policy=kind,
+    path = run_eval(EvalConfig(suite=cfg.suite, tasks=cfg.tasks, trials=cfg.eval.trials, policy=kind,
                                checkpoints=source.get("folder"), roundtrip_tokenizer=source.get("checkpoint"),
                                env=cfg.env, label=label, exact=label not in RELAXED_RULES,
                                **RELAXED_RULES.get(label, {}),

@@ -12,6 +12,14 @@ import json
 import sys
 from pathlib import Path
 
+from rvq.config_cli import config_from
+from rvq.pipeline import PipelineConfig
+
+
+def quantizer_of(report: dict) -> str:
+    """The run's quantizer; its config is grouped (or flat, in reports written before the groups)."""
+    return config_from(PipelineConfig, **report["config"]).tokenizer.quantizer
+
 
 def fmt_rate(row: dict) -> str:
     low, high = row["ci95"]
@@ -28,7 +36,7 @@ def table(runs: list[Path]) -> str:
              "ms per chunk |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         report = json.loads((run / "report.json").read_text())
-        quantizer, heads = report["config"]["quantizer"], report["heads"]
+        quantizer, heads = quantizer_of(report), report["heads"]
         draft, main = heads.get("draft"), heads["main"]
         for row in report["episodes"]["suites"]:
             name = row["policy"]
@@ -47,7 +55,7 @@ def table(runs: list[Path]) -> str:
     for run in runs:
         report = json.loads((run / "report.json").read_text())
         main = report["heads"]["main"]
-        baselines.append(f"{report['config']['quantizer']}: majority-code baseline L0/L1/L2 "
+        baselines.append(f"{quantizer_of(report)}: majority-code baseline L0/L1/L2 "
                          f"{fmt_list(main['majority_accuracy'][:3])}, chance {main['chance_accuracy']:.3f}")
     return "\n".join(lines) + "\n\n" + "; ".join(baselines) + ".\n"
 

@@ -13,15 +13,26 @@ as a hub model.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
+from tyro.conf import arg
 
 from rvq.backbones.extractor import FeatureExtractor
 from rvq.backbones.preprocess import POLICY_IMAGE_SIZE
 
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<image>")
 SIZES = ("tiny", "7b")
+
+
+@dataclass
+class TinyBackboneConfig:
+    """`rvq make-tiny-backbone`: a randomly initialized tiny LLaVA backbone, saved like a hub model (tests, demos)."""
+
+    out_dir: Annotated[str, arg(aliases=("--out",))] = "runs/tiny-backbone"  # output folder
+    seed: int = 0  # the random initialization (part of the backbone's name, so of its features' identity)
 
 
 def byte_level_tokenizer():

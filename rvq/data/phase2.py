@@ -6,7 +6,8 @@ at `t` (the next `C` raw actions, last one repeated past the end, as in Phase 1)
     features [N, D] float32        codes [N, C, H, L] uint8       actions [N, C, A] float32 (raw)
     valid [N, C] bool              episode [N] int32 (global)    task [N] int32     step [N] int32
     attrs: format, version, tokenizer_identity, feature_identity, feature_info (JSON),
-           instructions (JSON, by task id), sources (JSON, by task id), episodes (JSON names), image_key
+           instructions (JSON, by task id), sources (JSON, by task id), episodes (JSON names), image_key,
+           run_config (JSON, when `rvq build-phase2-data` made it)
 
 `load_phase2_data` refuses files made with different tokenizers or feature extractors. Features larger than
 `RVQ_FEATURE_MEMORY_MB` stay on disk (`rvq.data.feature_store.LazyFeatures`) and are read a batch at a time.
@@ -18,7 +19,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -35,6 +36,30 @@ from rvq.processors import observation_features
 PHASE2_FORMAT = "rvq.phase2-data"
 PHASE2_VERSION = 1
 DEFAULT_IMAGE_KEY = "agentview_rgb"
+
+
+@dataclass
+class Phase2DataConfig:
+    """`rvq build-phase2-data`: demos → cached features (VLA or state) + token labels, one HDF5 file (its
+    `run_config` attribute keeps this config)."""
+
+    demos: list[str]  # LIBERO-layout HDF5 files or folders (one task per file), or LeRobot datasets
+    tokenizer: str  # Phase 1 tokenizer checkpoint (labels the actions)
+    # hub id or local folder of the VLA (or a tiny backbone), or state:SUITE for state features (options: +gripper
+    # the gripper history, +goal the objects of interest, e.g. state:SUITE+gripper+goal; demos from
+    # `rvq collect-demos`); give the same source to `rvq make-bundle`
+    backbone: str
+    out: str  # output .h5 file
+    image_key: str = DEFAULT_IMAGE_KEY  # observation key of the camera image
+    batch_size: int = 32
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    progress: bool = True  # show the progress bar
+    # run Python code shipped in the backbone folder or hub repo (OpenVLA/OFT need it); off: a backbone that asks
+    # for it is refused
+    trust_remote_code: bool = False
+    # VLA images, after the 180° turn: resize (Lanczos, OpenVLA) or oft (+ JPEG round trip and the 90% centre crop
+    # OFT-trained models expect); an observation step, part of the features' identity: give make-bundle the same
+    image_transform: Literal["resize", "oft"] = "resize"
 
 
 @dataclass
@@ -105,12 +130,14 @@ def build_phase2_data(
     image_key: str = DEFAULT_IMAGE_KEY,
     batch_size: int = 32,
     progress: bool = True,
+    run_config: dict[str, Any] | None = None,
 ) -> Path:
     """Read demos (files or folders; one task per file), extract features, label with codes, write HDF5.
 
     `tokenizer`: `rvq.tokenizer.ActionTokenizer`; `extractor`: an `rvq.processors.ObservationFeatures` (observation
     steps → feature source; what a policy bundle runs), or a bare `rvq.backbones.FeatureExtractor` (images, given
     LIBERO's observation steps) or `rvq.backbones.state.StateFeatures` (recorded state and object poses).
+    `run_config`: the command's resolved config, kept as the file's `run_config` attribute (JSON).
     """
     extractor = observation_features(extractor)
     config = tokenizer.config
@@ -160,6 +187,8 @@ def build_phase2_data(
             f.attrs["sources"] = json.dumps([sources[t] for t in sorted(sources)])
             f.attrs["episodes"] = json.dumps([ep.name for ep in episodes])
             f.attrs["image_key"] = image_key
+            if run_config is not None:
+                f.attrs["run_config"] = json.dumps(run_config, sort_keys=True)
     except BaseException:
         tmp.unlink(missing_ok=True)  # no half-written file is left behind
         raise

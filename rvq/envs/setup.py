@@ -13,6 +13,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 LIBERO_PACKAGE = "hf-libero==0.1.4"
@@ -54,6 +55,14 @@ def assets_dir() -> Path:
 
 def config_dir() -> Path:
     return Path(os.environ.get("LIBERO_CONFIG_PATH", DEFAULT_CONFIG_DIR))
+
+
+@dataclass
+class SetupLiberoConfig:
+    """`rvq setup-libero`: write LIBERO's config.yaml and link its assets (non-interactive)."""
+
+    config_dir: str | None = None  # None: $LIBERO_CONFIG_PATH or ~/.cache/rvq/libero
+    install: bool = False  # first pip-install hf-libero without its training dependencies
 
 
 def setup_libero(target: str | os.PathLike | None = None, install: bool = False) -> Path:

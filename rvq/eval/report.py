@@ -6,10 +6,22 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from tyro.conf import Positional, arg
 
 from rvq.eval.results import episode_key, read_results, row_name
+
+
+@dataclass
+class EvalReportConfig:
+    """`rvq eval-report`: merge eval result files (shards) into success rates with 95% CIs. It only reads them; the
+    report lists the files it merged (`files`)."""
+
+    results: Positional[list[str]]  # results*.jsonl files or eval output folders
+    out_dir: Annotated[str, arg(aliases=("--out",))] = "runs/eval-report"  # output folder
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import pytest
 import torch
 
@@ -34,6 +35,10 @@ def test_phase2_pipeline(tmp_path: Path, capsys) -> None:
     _run(["build-phase2-data", "--demos", str(demos), "--tokenizer", str(tokenizer_path), "--backbone",
           str(tmp_path / "backbone"), "--out", str(tmp_path / "data.h5"), "--device", "cpu", "--no-progress"])
     data = load_phase2_data(tmp_path / "data.h5")
+    with h5py.File(tmp_path / "data.h5", "r") as f:  # the file keeps the command's resolved config
+        recipe = json.loads(f.attrs["run_config"])
+    assert (recipe["backbone"], recipe["image_transform"], recipe["batch_size"]) == (str(tmp_path / "backbone"),
+                                                                                     "resize", 32)
     tokenizer = ActionTokenizer.from_checkpoint(tokenizer_path)
     extractor = load_feature_source(str(tmp_path / "backbone"), device="cpu")  # with LIBERO's observation steps
     assert data.tokenizer_identity == tokenizer.identity and data.feature_identity == extractor.identity

@@ -110,7 +110,7 @@ def test_pipeline_takes_its_config_file_and_any_field_as_a_flag(tmp_path: Path, 
     from rvq.pipeline import PipelineConfig
 
     cfg = parse_config(PipelineConfig, ["--config", str(study), "--out-dir", str(out), "--head-steps", "7"], "p")
-    assert (cfg.head_steps, cfg.demos_per_task, cfg.tasks, cfg.out_dir) == (7, 50, list(range(10)), str(out))
+    assert (cfg.heads.steps, cfg.data.demos_per_task, cfg.tasks, cfg.out_dir) == (7, 50, list(range(10)), str(out))
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:  # the library reports a setting the config refuses, with its reason
         main(["pipeline", "--env", "mock", "--execute-steps", "-1", "--plan"])
@@ -119,21 +119,48 @@ def test_pipeline_takes_its_config_file_and_any_field_as_a_flag(tmp_path: Path, 
 
 
 def test_output_folders_have_one_spelling_and_the_old_ones_still_parse() -> None:
-    from rvq.cli import build_parser
-
-    parser = build_parser()
-    for command in (["eval-report", "r.jsonl"], ["make-bundle", "--tokenizer", "t",
-                                                                               "--main", "m", "--backbone", "b"]):
-        assert parser.parse_args([*command, "--out-dir", "x"]).out == "x"
-        assert parser.parse_args([*command, "--out", "y"]).out == "y"
-    help_text = " ".join(parser._subparsers._group_actions[0].choices["make-bundle"].format_help().split())
-    assert "(default: resize)" in help_text  # defaults shown
-    assert "(default: None)" not in help_text  # unset options say what unset means instead
+    from rvq.backbones.tiny import TinyBackboneConfig
     from rvq.cli import collect_flags
+    from rvq.eval.report import EvalReportConfig
     from rvq.expert.collect import CollectConfig
+    from rvq.policies.assemble import MakeBundleConfig
 
+    bundle = ["--tokenizer", "t", "--main", "m", "--backbone", "b"]
+    for cls, argv in ((EvalReportConfig, ["r.jsonl"]), (MakeBundleConfig, bundle), (TinyBackboneConfig, [])):
+        assert parse_config(cls, [*argv, "--out-dir", "x"], "c").out_dir == "x"
+        assert parse_config(cls, [*argv, "--out", "y"], "c").out_dir == "y"
     cfg = parse_config(CollectConfig, collect_flags(["--tasks", "0-2", "--out", "d", "--no-images"]), "c")
     assert (cfg.tasks, cfg.out_dir, cfg.images) == ([0, 1, 2], "d", False)
+
+
+def test_every_command_parses_its_config_with_required_inputs_defaults_in_help_and_a_file(tmp_path: Path,
+                                                                                          capsys) -> None:
+    from rvq.cli import COMMANDS
+    from rvq.data.phase2 import Phase2DataConfig
+    from rvq.eval.report import EvalReportConfig
+    from rvq.policies.assemble import MakeBundleConfig
+
+    report = parse_config(EvalReportConfig, ["a.jsonl", "b", "--out", "o"], "c")
+    assert (report.results, report.out_dir) == (["a.jsonl", "b"], "o")  # the result files stay positional
+    with pytest.raises(SystemExit):  # an input without a default is a required flag
+        parse_config(MakeBundleConfig, ["--tokenizer", "t", "--main", "m", "--out", "x"], "rvq make-bundle")
+    assert "--backbone" in capsys.readouterr().err
+    (tmp_path / "p2.toml").write_text('demos = ["d"]\ntokenizer = "t"\nbackbone = "state:libero_object"\n'
+                                      'out = "p.h5"\nimage_transform = "oft"\n')
+    cfg = parse_config(Phase2DataConfig, ["--config", str(tmp_path / "p2.toml"), "--batch-size", "8"], "c")
+    assert (cfg.demos, cfg.backbone, cfg.image_transform, cfg.batch_size, cfg.device) == \
+        (["d"], "state:libero_object", "oft", 8, "auto")  # required inputs from the file, flags over it
+    with pytest.raises(SystemExit):  # not one of the transforms
+        parse_config(Phase2DataConfig, ["--config", str(tmp_path / "p2.toml"), "--image-transform", "crop"], "c")
+    with pytest.raises(TypeError):  # from Python, a missing input is an error, never a placeholder
+        config_from(MakeBundleConfig, tokenizer="t", main="m")
+    capsys.readouterr()
+    for name in COMMANDS:  # every command's help shows its defaults
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert f"usage: rvq {name}" in text and "(default:" in text, name
 
 
 def test_eval_reads_its_config_and_keeps_its_recorded_flag_syntax(tmp_path: Path, capsys) -> None:

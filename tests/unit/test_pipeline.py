@@ -4,22 +4,23 @@ and everything downstream (never a stale result under new settings)."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from rvq.config_cli import config_from, updated
 from rvq.pipeline import STAGE_FILE, STARTED_FILE, PipelineConfig, run_pipeline
 from rvq.policies import verify_bundle
 
+STUDY = Path(__file__).parents[2] / "configs" / "study"
 STAGES = ["collect", "tokenizer", "phase2", "draft", "main", "policy", "departure", "eval_main", "eval_rsd",
           "eval_rsd_grid"]
 
 
 def tiny(tmp_path: Path) -> PipelineConfig:
-    return PipelineConfig(suite="libero_object", tasks=[0, 1], env="mock", demos_per_task=3, tokenizer_steps=10,
-                          head_steps=4, head_width=32, main_depth=1, batch_size=16, eval_trials=1, workers=1,
-                          policies=["main", "rsd", "rsd_grid"], out_dir=str(tmp_path / "run"))
+    return config_from(PipelineConfig, suite="libero_object", tasks=[0, 1], env="mock", demos_per_task=3,
+                       tokenizer_steps=10, head_steps=4, head_width=32, main_depth=1, batch_size=16, eval_trials=1,
+                       workers=1, policies=["main", "rsd", "rsd_grid"], out_dir=str(tmp_path / "run"))
 
 
 def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
@@ -48,10 +49,10 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
     logs.clear()
     records = {s: (run / s / STAGE_FILE).read_bytes() for s in STAGES}
     logs.clear()
-    run_pipeline(replace(cfg, standardize_features=True), log=logs.append, plan=True)
+    run_pipeline(updated(cfg, standardize_features=True), log=logs.append, plan=True)
     assert "[main] inputs changed since the last run: would be redone" in logs  # the heads' recipe is an input
     logs.clear()
-    run_pipeline(replace(cfg, head_steps=5, roundtrip_reference=True), log=logs.append, plan=True)
+    run_pipeline(updated(cfg, head_steps=5, roundtrip_reference=True), log=logs.append, plan=True)
     assert "[tokenizer] done before with the same inputs: would be skipped" in logs
     assert "[main] inputs changed since the last run: would be redone" in logs
     assert "[eval_expert_roundtrip] not done yet: would run" not in logs  # mock env: no expert rows
@@ -59,7 +60,7 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
 
     logs.clear()
     before = json.loads((run / "collect" / STAGE_FILE).read_text())["fingerprint"]
-    run_pipeline(replace(cfg, head_steps=5), log=logs.append)
+    run_pipeline(updated(cfg, head_steps=5), log=logs.append)
     redone = sorted(line.split("]")[0][1:] for line in logs if "inputs changed" in line)
     assert redone == sorted(["draft", "main", "policy", "departure", "eval_main", "eval_rsd", "eval_rsd_grid"])
     assert json.loads((run / "collect" / STAGE_FILE).read_text())["fingerprint"] == before
@@ -79,18 +80,18 @@ def test_interrupted_stage_runs_again_and_configs_are_checked(tmp_path: Path) ->
     assert main.joinpath("metrics.jsonl").read_text().splitlines() == finished
     assert json.loads((main / STAGE_FILE).read_text())["outputs"]["loss"] == pytest.approx(
         json.loads(finished[-1])["val"]["loss"])
-    other = replace(cfg, demos_dir=str(Path(cfg.out_dir) / "collect" / "demos"), out_dir=str(tmp_path / "other"))
+    other = updated(cfg, demos_dir=str(Path(cfg.out_dir) / "collect" / "demos"), out_dir=str(tmp_path / "other"))
     logs.clear()
-    run_pipeline(replace(other, policies=["main"]), log=logs.append)
+    run_pipeline(updated(other, policies=["main"]), log=logs.append)
     assert not (tmp_path / "other" / "collect" / "demos").exists()  # trained on the given files, none collected
     assert json.loads((tmp_path / "other" / "tokenizer" / STAGE_FILE).read_text())["outputs"]["val_mse"] == \
         json.loads((Path(cfg.out_dir) / "tokenizer" / STAGE_FILE).read_text())["outputs"]["val_mse"]
     with pytest.raises(FileNotFoundError, match="no .hdf5 demo files"):
-        run_pipeline(replace(other, demos_dir=str(tmp_path)), log=logs.append)
+        run_pipeline(updated(other, demos_dir=str(tmp_path)), log=logs.append)
     with pytest.raises(ValueError, match="policies must be a non-empty subset"):
-        replace(cfg, policies=["expert"])
-    with pytest.raises(ValueError, match="head_lr must be > 0"):
-        replace(cfg, head_lr=0.0)
+        updated(cfg, policies=["expert"])
+    with pytest.raises(ValueError, match="heads.lr must be > 0"):
+        updated(cfg, head_lr=0.0)
     path = tmp_path / "p.toml"
     path.write_text('suite = "libero_object"\nbogus = 1\n')
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \[.bogus.\] for PipelineConfig"):
@@ -104,7 +105,7 @@ def test_untrained_control_is_the_trained_folder_with_fresh_heads(tmp_path: Path
 
     from rvq.models import read_main
 
-    cfg = replace(tiny(tmp_path), policies=["main"], untrained_control=True)
+    cfg = updated(tiny(tmp_path), policies=["main"], untrained_control=True)
     report = run_pipeline(cfg, log=lambda _: None)
     run = Path(cfg.out_dir)
     trained, fresh = read_main(run / "policy" / "bundle" / "main"), read_main(run / "policy_untrained" / "bundle" / "main")
@@ -130,18 +131,18 @@ def test_shipped_pipeline_configs_load(path: Path) -> None:
 
 def test_demo_action_noise_is_checked_and_changes_only_the_collect_fingerprint() -> None:
     with pytest.raises(ValueError, match=r"demo_action_noise must be in \[0, 1\]"):
-        PipelineConfig(demo_action_noise=-0.1)
+        config_from(PipelineConfig, demo_action_noise=-0.1)
     with pytest.raises(ValueError, match="the mock env and demos_dir do not collect with it"):
-        PipelineConfig(env="mock", demo_action_noise=0.1)
-    assert PipelineConfig(demo_action_noise=0.05).demo_action_noise == 0.05
+        config_from(PipelineConfig, env="mock", demo_action_noise=0.1)
+    assert config_from(PipelineConfig, demo_action_noise=0.05).data.demo_action_noise == 0.05
 
 
 def test_execute_steps_changes_only_the_learned_policies_eval_fingerprints(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="execute_steps must be >= 0"):
-        PipelineConfig(execute_steps=-1)
-    cfg = replace(tiny(tmp_path), env="libero", policies=["main", "rsd"])
+        config_from(PipelineConfig, execute_steps=-1)
+    cfg = updated(tiny(tmp_path), env="libero", policies=["main", "rsd"])
     before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
-    after = run_pipeline(replace(cfg, execute_steps=4), log=lambda _: None, plan=True)["fingerprints"]
+    after = run_pipeline(updated(cfg, execute_steps=4), log=lambda _: None, plan=True)["fingerprints"]
     changed = sorted(name for name in before if before[name] != after[name])
     # the policy bundle records K in its protocol; the expert reference and the training stages are kept
     assert changed == ["eval_main", "eval_rsd", "policy"]
@@ -149,44 +150,44 @@ def test_execute_steps_changes_only_the_learned_policies_eval_fingerprints(tmp_p
 
 def test_takeover_rounds_add_stages_after_round_zero_and_evaluate_the_last_policy(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="takeover_rounds must be >= 0"):
-        PipelineConfig(takeover_rounds=-1)
+        config_from(PipelineConfig, takeover_rounds=-1)
     with pytest.raises(ValueError, match="need the scripted expert in LIBERO"):
-        PipelineConfig(env="mock", takeover_rounds=1)
+        config_from(PipelineConfig, env="mock", takeover_rounds=1)
     with pytest.raises(ValueError, match=r"takeover_steps must be \[low, high\]"):
-        PipelineConfig(takeover_steps=[100, 10])
-    cfg = replace(tiny(tmp_path), env="libero", policies=["main", "rsd"])
+        config_from(PipelineConfig, takeover_steps=[100, 10])
+    cfg = updated(tiny(tmp_path), env="libero", policies=["main", "rsd"])
     logs: list[str] = []
     before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
-    after = run_pipeline(replace(cfg, takeover_rounds=2), log=logs.append, plan=True)["fingerprints"]
+    after = run_pipeline(updated(cfg, takeover_rounds=2), log=logs.append, plan=True)["fingerprints"]
     added = sorted(set(after) - set(before))
     assert added == sorted(f"{stage}_r{r}" for r in (1, 2)
                            for stage in ("takeover", "phase2", "draft", "main", "policy"))
     changed = sorted(name for name in before if before[name] != after[name])
     assert changed == ["eval_main", "eval_rsd"]  # round 0 is reused as it was; the learned rows see the last round
     assert any(line.startswith("[takeover_r2] not done yet") for line in logs)
-    more = run_pipeline(replace(cfg, takeover_rounds=2, takeover_demos_per_task=5), log=lambda _: None,
+    more = run_pipeline(updated(cfg, takeover_rounds=2, takeover_demos_per_task=5), log=lambda _: None,
                         plan=True)["fingerprints"]
     redone = sorted(name for name in after if after[name] != more[name])
     assert "takeover_r1" in redone and "phase2" not in redone and "main" not in redone
 
 
 def test_feature_options_change_the_phase2_stage_and_what_follows_not_the_demos(tmp_path: Path) -> None:
-    cfg = replace(tiny(tmp_path), env="libero", policies=["main"])
+    cfg = updated(tiny(tmp_path), env="libero", policies=["main"])
     before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
     for option in ("goal_slots", "gripper_phase"):
-        after = run_pipeline(replace(cfg, **{option: True}), log=lambda _: None, plan=True)["fingerprints"]
+        after = run_pipeline(updated(cfg, **{option: True}), log=lambda _: None, plan=True)["fingerprints"]
         changed = sorted(name for name in before if before[name] != after[name])
         assert changed == ["eval_main", "main", "phase2", "policy"], option
 
 
 def test_expert_grasp_hold_redoes_the_demos_and_the_expert_row(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="expert_grasp_hold must be one of"):
-        PipelineConfig(expert_grasp_hold="sometimes")
+        config_from(PipelineConfig, expert_grasp_hold="sometimes")
     with pytest.raises(ValueError, match="the mock env and demos_dir do not collect with it"):
-        PipelineConfig(env="mock", expert_grasp_hold="contact")
-    cfg = replace(tiny(tmp_path), env="libero", policies=["main"], takeover_rounds=1)
+        config_from(PipelineConfig, env="mock", expert_grasp_hold="contact")
+    cfg = updated(tiny(tmp_path), env="libero", policies=["main"], takeover_rounds=1)
     before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
-    after = run_pipeline(replace(cfg, expert_grasp_hold="contact"), log=lambda _: None, plan=True)["fingerprints"]
+    after = run_pipeline(updated(cfg, expert_grasp_hold="contact"), log=lambda _: None, plan=True)["fingerprints"]
     assert sorted(before) == sorted(after)
     assert all(before[name] != after[name] for name in before), before  # demos change, so does all that follows
 
@@ -194,8 +195,8 @@ def test_expert_grasp_hold_redoes_the_demos_and_the_expert_row(tmp_path: Path) -
 def test_a_new_expert_revision_redoes_the_libero_demos_and_expert_row_only(tmp_path: Path, monkeypatch) -> None:
     import rvq.expert.scripted
 
-    libero = replace(tiny(tmp_path), env="libero", policies=["main"])
-    mock = replace(tiny(tmp_path), policies=["main"])
+    libero = updated(tiny(tmp_path), env="libero", policies=["main"])
+    mock = updated(tiny(tmp_path), policies=["main"])
     before = {c.env: run_pipeline(c, log=lambda _: None, plan=True)["fingerprints"] for c in (libero, mock)}
     monkeypatch.setattr(rvq.expert.scripted, "EXPERT_REVISION", rvq.expert.scripted.EXPERT_REVISION + 1)
     after = {c.env: run_pipeline(c, log=lambda _: None, plan=True)["fingerprints"] for c in (libero, mock)}
@@ -205,13 +206,13 @@ def test_a_new_expert_revision_redoes_the_libero_demos_and_expert_row_only(tmp_p
 
 def test_temporal_ensemble_changes_only_the_learned_policies_eval_fingerprints(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not combine with execute_steps"):
-        PipelineConfig(temporal_ensemble=True, execute_steps=4)
-    cfg = replace(tiny(tmp_path), env="libero", policies=["main", "rsd"])
+        config_from(PipelineConfig, temporal_ensemble=True, execute_steps=4)
+    cfg = updated(tiny(tmp_path), env="libero", policies=["main", "rsd"])
     before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
-    after = run_pipeline(replace(cfg, temporal_ensemble=True), log=lambda _: None, plan=True)["fingerprints"]
+    after = run_pipeline(updated(cfg, temporal_ensemble=True), log=lambda _: None, plan=True)["fingerprints"]
     # the bundle's protocol records the ensemble
     assert sorted(name for name in before if before[name] != after[name]) == ["eval_main", "eval_rsd", "policy"]
-    mock = replace(tiny(tmp_path), policies=["main"], temporal_ensemble=True)
+    mock = updated(tiny(tmp_path), policies=["main"], temporal_ensemble=True)
     report = run_pipeline(mock, log=lambda _: None)
     (row,) = report["episodes"]["suites"]
     assert row["episodes"] == 2 and row["errors"] == 0
@@ -232,3 +233,59 @@ def test_a_second_writer_of_a_run_folder_is_refused_and_a_plan_is_not(tmp_path: 
         assert main(["pipeline", "--env", "mock", "--out-dir", str(run), "--tasks", "0"]) == 2
         assert "in use by another pipeline run" in capsys.readouterr().err
     assert not (run / "collect").exists()  # nothing was run while the folder was held
+
+
+# Stage fingerprints made by the flat PipelineConfig (commit c1a4cc6, before the settings were grouped), first 12
+# hex digits: grouping the settings must not redo a stage of a run folder made before
+FLAT_ERA_FINGERPRINTS = {
+    "libero_object_robust.toml": {
+        "collect": "4ea1d8ec1c60", "tokenizer": "dc294e515f4d", "phase2": "f3e0ecba4da5", "draft": "3403b7854c09",
+        "main": "a01f75ea7ac5", "policy": "c1d455603b16", "departure": "bb2d1817e72b", "eval_main": "d0c831ade57e",
+        "eval_rsd": "5be9cca353d1", "eval_rsd_relaxed": "a40a55533ed1", "eval_rsd_grid": "4d6bb2bcb802",
+        "eval_expert": "f3d4499c45e0", "eval_expert_roundtrip": "2a3d88f0a4d0"},
+    "options": {
+        "collect": "b3c8856adc88", "tokenizer": "935863954eee", "phase2": "964e6ef9c4dd", "draft": "5317aafd8d75",
+        "main": "9daed4edc961", "policy": "0161a6f851fa", "takeover_r1": "40b7b91f7ec8", "phase2_r1": "2aa08ac4e35c",
+        "draft_r1": "3a9b6305a1d8", "main_r1": "670a95d9726a", "policy_r1": "0337e1eaa759",
+        "departure": "d44ba27b5492", "policy_untrained": "53a145eef11f", "eval_main": "5d119e1b273c",
+        "eval_rsd_grid": "b2e29fcb3115", "eval_main_untrained": "a0124e92591b", "eval_expert": "b9e7fa646af9"},
+    "mock_ensemble": {
+        "collect": "d9baa7edf09d", "tokenizer": "277209d169fb", "phase2": "220b6620fc51", "draft": "a6dd03cab5c7",
+        "main": "b228ad35a29d", "policy": "a048975e65cf", "eval_rsd": "b06401b75ae5"},
+}
+
+
+def test_grouped_settings_keep_the_stage_fingerprints_of_runs_made_before(tmp_path: Path) -> None:
+    options = config_from(  # every setting away from its default, in the flat names of the time
+        PipelineConfig, suite="libero_spatial", tasks=[1, 3], demos_per_task=7, demo_action_noise=0.05,
+        expert_grasp_hold="contact", takeover_rounds=1, takeover_demos_per_task=5, takeover_steps=[10, 90],
+        quantizer="naive", tokenizer_steps=11, head_steps=12, head_width=64, head_lr=2e-3, gripper_phase=True,
+        goal_slots=True, main_depth=1, batch_size=32, eval_trials=3, execute_steps=4, policies=["main", "rsd_grid"],
+        untrained_control=True, seed=5)
+    configs = {"libero_object_robust.toml": PipelineConfig.from_file(STUDY / "libero_object_robust.toml"),
+               "options": options,
+               "mock_ensemble": config_from(PipelineConfig, env="mock", tasks=[0], demos_per_task=3,
+                                            temporal_ensemble=True, policies=["rsd"], expert_reference=False)}
+    for name, cfg in configs.items():
+        planned = run_pipeline(updated(cfg, out_dir=str(tmp_path / name)), log=lambda _: None, plan=True)
+        assert {stage: fp[:12] for stage, fp in planned["fingerprints"].items()} == FLAT_ERA_FINGERPRINTS[name], name
+    assert (options.heads.steps, options.tokenizer.steps, options.eval.trials) == (12, 11, 3)
+
+
+def test_settings_are_grouped_and_the_flat_names_still_parse(tmp_path: Path) -> None:
+    from rvq.config_cli import parse_config
+
+    dotted = parse_config(PipelineConfig, ["--heads.steps", "7", "--tokenizer.steps", "9", "--eval.trials", "2",
+                                           "--data.demos-per-task", "4", "--heads.standardize-features"], "p")
+    flat = parse_config(PipelineConfig, ["--head-steps", "7", "--tokenizer-steps", "9", "--eval-trials", "2",
+                                         "--demos-per-task", "4", "--standardize-features"], "p")
+    assert dotted == flat and (flat.heads.steps, flat.tokenizer.steps, flat.eval.trials) == (7, 9, 2)
+    assert flat.data.demos_per_task == 4 and flat.heads.standardize_features
+    (tmp_path / "flat.toml").write_text("head_steps = 5\neval_trials = 3\n")  # a config file written before the groups
+    assert PipelineConfig.from_file(tmp_path / "flat.toml", head_lr=1e-3).heads == \
+        updated(PipelineConfig(), head_steps=5, head_lr=1e-3).heads
+    (tmp_path / "steps.toml").write_text("steps = 5\n")  # two groups have `steps`: no flat spelling
+    with pytest.raises(ValueError, match=r"'steps' of PipelineConfig is ambiguous.*'tokenizer.steps', 'heads.steps'"):
+        PipelineConfig.from_file(tmp_path / "steps.toml")
+    with pytest.raises(ValueError, match="heads.lr must be > 0"):  # a group checks its own settings
+        updated(PipelineConfig(), head_lr=0.0)

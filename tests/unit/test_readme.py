@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from rvq.config_cli import config_from
 from rvq.pipeline import PipelineConfig, run_pipeline
 
 README = Path(__file__).parents[2] / "README.md"
@@ -17,9 +18,10 @@ def python_blocks() -> list[str]:
 
 
 def test_readme_python_examples_run(tmp_path: Path, monkeypatch) -> None:
-    run_pipeline(PipelineConfig(suite="libero_object", tasks=[0], env="mock", demos_per_task=3, tokenizer_steps=10,
-                                head_steps=4, head_width=32, main_depth=1, batch_size=16, eval_trials=1, workers=1,
-                                out_dir=str(tmp_path / "runs" / "pipeline")), log=lambda _: None)
+    cfg = config_from(PipelineConfig, suite="libero_object", tasks=[0], env="mock", demos_per_task=3,
+                      tokenizer_steps=10, head_steps=4, head_width=32, main_depth=1, batch_size=16, eval_trials=1,
+                      workers=1, out_dir=str(tmp_path / "runs" / "pipeline"))
+    run_pipeline(cfg, log=lambda _: None)
     monkeypatch.chdir(tmp_path)
     blocks = python_blocks()
     assert len(blocks) == 2
