@@ -19,7 +19,7 @@ import torch
 from rvq.baselines.binning import UniformBinning
 from rvq.baselines.dct import DCTTokenizer
 from rvq.baselines.residual_fsq import ResidualFSQAE
-from rvq.config_cli import save_run_config
+from rvq.config_cli import save_run_config, updated
 from rvq.rfsq import ActionRFSQAE
 from rvq.training.common import seed_everything
 from rvq.training.tokenizer import TrainTokenizerConfig, TokenizerData, fit_tokenizer, prepare_tokenizer_data
@@ -72,11 +72,11 @@ def _method_config(method: str, cfg: TrainTokenizerConfig) -> TrainTokenizerConf
     """The training config of one compared method: same data, schedule and sizes; `robust_seed_arch` is the
     seed's exact autoencoder (no linear paths, no prefix training) with the robust quantizer."""
     if method == "residual_fsq":
-        return replace(cfg, model=replace(cfg.model, quantizer="naive"))
+        return updated(cfg, quantizer="naive")
     if method == "robust_seed_arch":
-        return replace(cfg, model=replace(cfg.model, quantizer="robust", linear_skip=False, prefix_conditioned=False,
-                                          quantize_dropout=0.0, mlp_dim=64))
-    return replace(cfg, model=replace(cfg.model, quantizer=method))
+        return updated(cfg, quantizer="robust", linear_skip=False, prefix_conditioned=False, quantize_dropout=0.0,
+                       mlp_dim=64)
+    return updated(cfg, quantizer=method)
 
 
 def _build(method: str, cfg: TrainTokenizerConfig) -> ActionRFSQAE:
