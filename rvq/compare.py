@@ -71,11 +71,11 @@ def _row(name, family, bits, recon, x, raw, valid, data, note="", **extra) -> di
 def _method_config(method: str, cfg: TrainTokenizerConfig) -> TrainTokenizerConfig:
     """The training config of one compared method: same data, schedule and sizes; `robust_seed_arch` is the
     seed's exact autoencoder (no linear paths, no prefix training) with the robust quantizer."""
-    if method == "residual_fsq":
-        return updated(cfg, quantizer="naive")
+    if method == "residual_fsq":  # the library drops layers itself: rvq's prefix options do not apply
+        return updated(cfg, quantizer="naive", coarse_decoder=False, layer0_warmup=0)
     if method == "robust_seed_arch":
         return updated(cfg, quantizer="robust", linear_skip=False, prefix_conditioned=False, quantize_dropout=0.0,
-                       mlp_dim=64)
+                       mlp_dim=64, coarse_decoder=False, layer0_warmup=0)
     return updated(cfg, quantizer=method)
 
 

@@ -9,12 +9,21 @@ JSON: `TrainTokenizerConfig` fields plus "patch", a list of:
   compand     normalized actions beyond +-1 (the 1st/99th percentiles) compressed to sign(u) (1 + log|u|) before the
               encoder and expanded after the decoder
   q0<q>       layer 0 calibrated on the latent's q and 1 - q quantiles instead of its min/max (e.g. q00.01)
+  noise<s>    Gaussian noise of std s on the encoder's input in training mode (the target stays clean; e.g. noise0.05)
+  k1first<N>  the first N training forwards reconstruct every chunk from layer 0 alone, then the model's own prefix
+              training (a curriculum: the coarse layout first)
+  coarse      a second decoder (a copy of the first at initialization) that decodes layer-0-only codes (k = 1),
+              trained jointly: truncated chunks with k = 1 go through it
+and "own_k1_decoder": true, which after training freezes the encoder and fits a copy of the decoder on layer-0 codes
+alone (4000 steps, best held-out error kept): how much of the k = 1 error is the shared decoder's; and "train_seed":
+the seed of the initial weights and batches (default: `seed`, which also draws the held-out episodes).
 Prints one JSON line: held-out and training MSE decoding the first k = 1, 2, 3, 8 layers, each split into steps whose
 normalized action stays within +-1 ("in") and steps beyond ("rare"), the best step and the validation curve.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import types
@@ -44,6 +53,34 @@ def expand(y: torch.Tensor) -> torch.Tensor:
 
 
 def apply_patches(model: ActionRFSQAE, patch: list[str]) -> None:
+    for p in patch:
+        if p.startswith("noise"):
+            sigma, encode = float(p[5:]), model.encode_latent
+            model.encode_latent = lambda x, encode=encode, sigma=sigma: encode(
+                x + sigma * torch.randn_like(x) if model.training else x)
+        if p.startswith("k1first"):
+            limit, calls, prefix_lengths = int(p[7:]), [0], model._prefix_lengths
+
+            def first_layer_only(batch, device, prefix_lengths=prefix_lengths, limit=limit, calls=calls):
+                calls[0] += 1
+                return torch.ones(batch, dtype=torch.long, device=device) if calls[0] <= limit \
+                    else prefix_lengths(batch, device)
+
+            model._prefix_lengths = first_layer_only
+    if "coarse" in patch:
+        model.coarse_decoder = copy.deepcopy(model.decoder)
+        model.coarse_skip = copy.deepcopy(model.decoder_skip)
+        decode = model.decode_latent
+
+        def decode_latent(z_hat, num_layers=None, decode=decode):
+            coarse = model.coarse_decoder(z_hat) + model.coarse_skip(z_hat)
+            if num_layers is None:
+                return decode(z_hat, num_layers)
+            if isinstance(num_layers, int):
+                return coarse if num_layers == 1 else decode(z_hat, num_layers)
+            return torch.where((num_layers == 1)[:, None, None], coarse, decode(z_hat, num_layers))
+
+        model.decode_latent = decode_latent
     if "notanh" in patch:
         model.encoder[-1] = nn.Identity()
         model.quantizer.input_bound = 0.0
@@ -80,11 +117,37 @@ def apply_patches(model: ActionRFSQAE, patch: list[str]) -> None:
         quantizer.calibrate_layer = types.MethodType(calibrate_layer, quantizer)
 
 
+def own_k1_decoder(model: ActionRFSQAE, data, steps: int = 4000) -> tuple[float, int]:
+    """A copy of the decoder trained on the frozen encoder's layer-0 codes alone: (best held-out MSE, its step)."""
+    def layer0(chunks):
+        x = data.normalizer.normalize(torch.as_tensor(chunks.actions))
+        with torch.no_grad():
+            return x, torch.as_tensor(chunks.valid), model.quantizer.decode(model.encode(x)[..., :1])
+
+    (xt, vt, zt), (xv, vv, zv) = layer0(data.train), layer0(data.val)
+    decoder = copy.deepcopy(model).train()
+    params = [p for name, p in decoder.named_parameters() if name.startswith(("decoder", "prefix_embedding"))]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
+    best = (float("inf"), 0)
+    for step in range(1, steps + 1):
+        idx = torch.randint(0, xt.shape[0], (256,))
+        loss = ((decoder.decode_latent(zt[idx], 1) - xt[idx]) ** 2).mean(-1)[vt[idx]].mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 250 == 0:
+            with torch.no_grad():
+                best = min(best, (((decoder.decode_latent(zv, 1) - xv) ** 2).mean(-1)[vv].mean().item(), step))
+    return best
+
+
 def probe(run: dict) -> dict:
     patch = run.pop("patch", [])
+    with_own_decoder = run.pop("own_k1_decoder", False)
+    train_seed = run.pop("train_seed", None)  # the weights' and batches' seed; the split stays `seed`'s
     cfg = config_from(TrainTokenizerConfig, device="cpu", progress=False, **run)
     data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed if train_seed is None else train_seed)
     model = ActionRFSQAE.from_config(cfg.model)
     apply_patches(model, patch)
     result = fit_tokenizer(model, data, cfg)
@@ -101,6 +164,9 @@ def probe(run: dict) -> dict:
                 out[f"{name}_k{k}"] = f"{err.mean():.2e} (in {err[~rare].mean():.2e} rare {err[rare].mean():.2e})"
     out["curve"] = [(h["step"], f"{h['val']['mse']:.2e}", f"{h['val']['mse_by_layers'][0]:.2e}")
                     for h in result.history]
+    if with_own_decoder:
+        error, step = own_k1_decoder(model, data)
+        out["val_k1_own_decoder"] = f"{error:.2e} (step {step})"
     return out
 
 

@@ -24,7 +24,7 @@ from rvq.training.tokenizer_eval import evaluate_tokenizer
 def sweep(runs: list[dict]) -> None:
     torch.set_num_threads(2)
     for run in runs:
-        cfg = config_from(TrainTokenizerConfig, device="cpu", progress=False, normalization="bounds_q99", **run)
+        cfg = config_from(TrainTokenizerConfig, device="cpu", progress=False, **{"normalization": "bounds_q99", **run})
         data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
         seed_everything(cfg.seed)
         result = fit_tokenizer(ActionRFSQAE.from_config(cfg.model), data, cfg)

@@ -88,6 +88,9 @@ class ResidualFSQAE(ActionRFSQAE):
     name = "residual_fsq"
 
     def __init__(self, config: TokenizerConfig) -> None:
+        if config.coarse_decoder or config.layer0_warmup:
+            raise ValueError("ResidualFSQ drops layers itself and does not say which prefix a batch kept: "
+                             "coarse_decoder and layer0_warmup are rvq's quantizers' options only")
         super().__init__(config=replace(config, prefix_conditioned=False))
         self.quantizer = LibraryResidualFSQ(config.hidden_dim, config.num_layers, config.num_levels,
                                             quantize_dropout=config.quantize_dropout > 0)

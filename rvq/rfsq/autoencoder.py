@@ -6,6 +6,8 @@ codes `[B, C, H, L]` int64 in `[0, num_levels)`.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -63,6 +65,8 @@ class ActionRFSQAE(nn.Module):
         prefix_weighting: str = "uniform",
         compand_tails: bool = False,
         layer0_quantile: float = 0.0,
+        coarse_decoder: bool = False,
+        layer0_warmup: int = 0,
         config: TokenizerConfig | None = None,
     ) -> None:
         super().__init__()
@@ -85,6 +89,8 @@ class ActionRFSQAE(nn.Module):
                 prefix_weighting=prefix_weighting,
                 compand_tails=compand_tails,
                 layer0_quantile=layer0_quantile,
+                coarse_decoder=coarse_decoder,
+                layer0_warmup=layer0_warmup,
             )
         self.config = config
         self.encoder = nn.Sequential(
@@ -108,6 +114,11 @@ class ActionRFSQAE(nn.Module):
         self.prefix_embedding = (
             nn.Parameter(torch.zeros(config.num_layers, config.mlp_dim)) if config.prefix_conditioned else None
         )
+        # k = 1's own decoder, a copy of the full one at initialization (so an untrained model decodes every prefix
+        # with one mapping). Measured: with `layer0_warmup` it brings k = 1 below naive's error and lowers the full
+        # depth's too, since the full decoder no longer serves the coarsest prefix (docs/RESULTS.md, issue 14).
+        self.coarse_decoder = copy.deepcopy(self.decoder) if config.coarse_decoder else None
+        self.coarse_decoder_skip = copy.deepcopy(self.decoder_skip) if config.coarse_decoder else None
 
     @classmethod
     def from_config(cls, config: TokenizerConfig) -> "ActionRFSQAE":
@@ -188,7 +199,17 @@ class ActionRFSQAE(nn.Module):
             hidden = hidden + (embedding if embedding.dim() == 1 else embedding[:, None, :])
         out = self.decoder[1:](hidden)
         out = out if self.decoder_skip is None else out + self.decoder_skip(z_hat)
+        if self.coarse_decoder is not None and num_layers is not None:
+            if isinstance(num_layers, torch.Tensor) and num_layers.dim() == 1:  # [B]: per chunk
+                out = torch.where((num_layers == 1).to(z_hat.device)[:, None, None], self._decode_coarse(z_hat), out)
+            elif int(num_layers) == 1:
+                out = self._decode_coarse(z_hat)
         return expand_tails(out) if self.config.compand_tails else out
+
+    def _decode_coarse(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """latent of layer 0 alone `[B, C, H]` → actions `[B, C, A]` (before the tails' expansion)."""
+        out = self.coarse_decoder(z_hat)
+        return out if self.coarse_decoder_skip is None else out + self.coarse_decoder_skip(z_hat)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """actions `[B, C, A]` → `(x_recon [B, C, A], codes [B, C, H, L])`.
@@ -202,9 +223,15 @@ class ActionRFSQAE(nn.Module):
         return self.decode_latent(z_hat, keep), codes
 
     def _prefix_lengths(self, batch: int, device: torch.device) -> torch.Tensor | None:
-        """Layers each chunk's training reconstruction keeps: L, or for a `quantize_dropout` fraction a k in
-        1..L-1 drawn by `prefix_weighting` (the global torch RNG, which training states save). `[B]` int64, or None."""
+        """Layers each chunk's training reconstruction keeps: 1 during the first `layer0_warmup` training forwards;
+        then L, or for a `quantize_dropout` fraction a k in 1..L-1 drawn by `prefix_weighting` (the global torch
+        RNG, which training states save). `[B]` int64, or None."""
         p, num_layers = self.config.quantize_dropout, self.num_layers
+        if self.coarse_decoder is not None and p == 0.0 and self.config.layer0_warmup == 0:
+            raise ValueError("coarse_decoder is trained only on chunks decoded from layer 0 alone: set "
+                             "quantize_dropout > 0 or layer0_warmup > 0 to train it, or leave coarse_decoder off")
+        if int(self.quantizer.calibration_steps) < self.config.layer0_warmup:  # training forwards seen so far
+            return torch.ones(batch, dtype=torch.int64, device=device)
         if p == 0.0 or num_layers == 1:
             return None
         dropped = torch.rand(batch, device=device) < p

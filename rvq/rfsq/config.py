@@ -8,7 +8,8 @@ from typing import Any
 QUANTIZERS = ("naive", "layernorm", "robust")
 # Fields added after the first checkpoints were written, with the value those checkpoints imply.
 LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False, "prefix_conditioned": False,
-                   "prefix_weighting": "uniform", "compand_tails": False, "layer0_quantile": 0.0}
+                   "prefix_weighting": "uniform", "compand_tails": False, "layer0_quantile": 0.0,
+                   "coarse_decoder": False, "layer0_warmup": 0}
 PREFIX_WEIGHTINGS = ("uniform", "inverse")
 
 
@@ -37,6 +38,12 @@ class TokenizerConfig:
         the tanh bound) and the bulk gets finer coarse cells.
     prefix_conditioned: the decoder is told how many layers it decodes (a learned `[L, mlp_dim]` embedding
         added to its hidden layer). Off by default: measured, it did not lower the k = 1 error.
+    coarse_decoder: codes of layer 0 alone (k = 1) are decoded by a decoder of their own (the same MLP and linear
+        path, equal to the full decoder at initialization), trained on the chunks whose drawn prefix is 1; the full
+        decoder then serves k >= 2 only. Training it needs `quantize_dropout > 0` or `layer0_warmup > 0`.
+    layer0_warmup: training only; the first N training forwards (counted by the quantizer's `calibration_steps`,
+        so a resumed run goes on where it stopped) reconstruct every chunk from layer 0 alone, before prefix
+        training starts: the coarse layout is learned first (docs/RESULTS.md, issue 14's fourth pass).
 
     Checkpoints written before a field existed load with `LEGACY_DEFAULTS` (the architecture they had).
     """
@@ -58,6 +65,8 @@ class TokenizerConfig:
     prefix_weighting: str = "uniform"
     compand_tails: bool = False
     layer0_quantile: float = 0.0
+    coarse_decoder: bool = False
+    layer0_warmup: int = 0
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -73,6 +82,8 @@ class TokenizerConfig:
             raise ValueError(f"prefix_weighting must be one of {PREFIX_WEIGHTINGS}, got {self.prefix_weighting!r}")
         if not 0.0 <= self.layer0_quantile < 0.5:
             raise ValueError(f"layer0_quantile must be in [0, 0.5), got {self.layer0_quantile}")
+        if self.layer0_warmup < 0:
+            raise ValueError(f"layer0_warmup must be >= 0, got {self.layer0_warmup}")
         if not 0.0 <= self.prefix_encoder_grad <= 1.0:
             raise ValueError(f"prefix_encoder_grad must be in [0, 1], got {self.prefix_encoder_grad}")
 

@@ -175,3 +175,19 @@ def test_rvq_format_refuses_another_quantizer_argument(tmp_path: Path) -> None:
     path = save_tokenizer(tmp_path / "t.pt", ActionRFSQAE())
     with pytest.raises(ValueError, match="records quantizer 'robust', not 'naive'"):
         load_tokenizer(path, quantizer="naive")
+
+
+def test_a_coarse_decoder_survives_save_and_load_in_both_formats(tmp_path: Path) -> None:
+    model = calibrated("robust", smooth_actions(64), coarse_decoder=True)
+    with torch.no_grad():
+        for parameter in model.coarse_decoder.parameters():
+            parameter.add_(0.5)
+    codes = model.encode(smooth_actions(8, seed=5))[..., :1]
+    expected = model.decode_from_indices(codes)
+    rvq_file = save_tokenizer(tmp_path / "t.pt", model)
+    seed_file = _seed_file(tmp_path / "s.pt", model.state_dict(), use_layernorm=True)
+    for path in (rvq_file, seed_file):
+        loaded = load_tokenizer(path)
+        assert loaded.config.coarse_decoder
+        with torch.no_grad():
+            assert torch.equal(loaded.decode_from_indices(codes), expected)

@@ -120,3 +120,82 @@ def test_prefix_conditioned_decoder_decodes_k_layers_with_row_k_in_training_and_
             if k < 8:  # another row gives another action: the row is really used
                 other = model.decode_latent(model.quantizer.decode(codes[b : b + 1, ..., :k]), k + 1)[0]
                 assert not torch.allclose(other, from_codes, atol=1e-3)
+
+
+def test_coarse_decoder_decodes_layer_0_alone_in_training_and_from_codes_and_nothing_else() -> None:
+    model = prefix_trained(2, steps=1, coarse_decoder=True)
+    with torch.no_grad():  # a coarse decoder that differs visibly from the full one
+        for parameter in [*model.coarse_decoder.parameters(), *model.coarse_decoder_skip.parameters()]:
+            parameter.add_(torch.randn_like(parameter))
+    x = smooth_actions(6, seed=4)
+    keep = torch.tensor([1, 2, 3, 1, 7, 8])
+    with torch.no_grad():
+        model.train()
+        z_hat, codes = model.quantizer(model.encode_latent(x), keep_layers=keep)
+        trained_view = model.decode_latent(z_hat, keep)
+        model.eval()
+        for b, k in enumerate(keep.tolist()):
+            z_k = model.quantizer.decode(codes[b : b + 1, ..., :k])
+            from_codes = model.decode_from_indices(codes[b : b + 1, ..., :k])[0]
+            assert torch.allclose(trained_view[b], from_codes, atol=1e-5), (b, k)
+            full_decoder = model.decoder(z_k) + model.decoder_skip(z_k)
+            if k == 1:
+                assert torch.allclose(from_codes, model.coarse_decoder(z_k)[0] + model.coarse_decoder_skip(z_k)[0])
+                assert not torch.allclose(from_codes, full_decoder[0], atol=1e-3)
+            else:
+                assert torch.allclose(from_codes, full_decoder[0], atol=1e-6)
+        recon, codes = model(x)  # eval mode: all layers, the full decoder
+        assert torch.equal(model.decode_from_indices(codes), recon)
+
+
+def test_an_untrained_coarse_decoder_starts_as_the_full_decoder() -> None:
+    model = ActionRFSQAE(coarse_decoder=True).eval()
+    z = torch.rand(3, 8, 16) * 2 - 1
+    assert torch.equal(model.decode_latent(z, 1), model.decode_latent(z, 2))
+    assert {"coarse_decoder.0.weight", "coarse_decoder_skip.weight"} <= set(model.state_dict())
+    assert not any(k.startswith("coarse") for k in ActionRFSQAE().state_dict())
+
+
+@given(seed=st.integers(0, 2**16), batch=st.integers(1, 8))
+def test_coarse_decoder_and_warmup_leave_decode_equal_to_forward_in_eval(seed: int, batch: int) -> None:
+    model = prefix_trained(seed, quantize_dropout=0.5, steps=4, coarse_decoder=True, layer0_warmup=2)
+    x = smooth_actions(batch, seed=seed + 100)
+    with torch.no_grad():
+        recon, codes = model(x)
+        assert torch.equal(model.decode_from_indices(codes), recon)
+
+
+def test_layer0_warmup_keeps_one_layer_for_the_first_forwards_and_resumes_from_the_state_dict() -> None:
+    torch.manual_seed(0)
+    model = ActionRFSQAE(quantize_dropout=0.0, layer0_warmup=3).train()
+    cpu = torch.device("cpu")
+    seen = []
+    for _ in range(5):
+        seen.append(model._prefix_lengths(4, cpu))
+        model(smooth_actions(4))  # a training forward: the quantizer counts it
+    assert [None if k is None else k.tolist() for k in seen] == [[1] * 4] * 3 + [None, None]
+    resumed = ActionRFSQAE(quantize_dropout=0.0, layer0_warmup=4).train()
+    resumed.load_state_dict(model.state_dict())  # 5 forwards seen: past a warm-up of 4
+    assert resumed._prefix_lengths(4, cpu) is None
+    model.eval()
+    with torch.no_grad():
+        model(smooth_actions(4))  # eval forwards are not counted
+    assert int(model.quantizer.calibration_steps) == 5
+
+
+def test_coarse_decoder_and_warmup_are_validated() -> None:
+    untrainable = ActionRFSQAE(coarse_decoder=True, quantize_dropout=0.0).train()
+    with pytest.raises(ValueError, match="coarse_decoder is trained only on chunks decoded from layer 0"):
+        untrainable(smooth_actions(2))
+    with torch.no_grad():  # a loaded model of this config still decodes (inference needs no training option)
+        untrainable.eval()(smooth_actions(2))
+    ActionRFSQAE(coarse_decoder=True, quantize_dropout=0.0, layer0_warmup=10).train()(smooth_actions(2))
+    with pytest.raises(ValueError, match="layer0_warmup must be >= 0"):
+        TokenizerConfig(layer0_warmup=-1)
+    legacy = TokenizerConfig.from_dict({"quantizer": "robust"})
+    assert legacy.coarse_decoder is False and legacy.layer0_warmup == 0
+    from rvq.baselines.residual_fsq import ResidualFSQAE
+
+    for options in ({"coarse_decoder": True}, {"layer0_warmup": 5}):
+        with pytest.raises(ValueError, match="ResidualFSQ drops layers itself"):
+            ResidualFSQAE(TokenizerConfig(**options))
