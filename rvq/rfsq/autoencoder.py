@@ -191,6 +191,9 @@ class ActionRFSQAE(nn.Module):
     def decode_latent(self, z_hat: torch.Tensor, num_layers: int | torch.Tensor | None = None) -> torch.Tensor:
         """latent `[B, C, H]` → actions `[B, C, A]`. `num_layers`: how many layers `z_hat` sums (an int, or
         `[B]` per chunk; None: all L), used by a prefix-conditioned decoder."""
+        if self.coarse_decoder is not None and isinstance(num_layers, int) and num_layers == 1:
+            out = self._decode_coarse(z_hat)  # layer 0 alone: the full decoder is not needed
+            return expand_tails(out) if self.config.compand_tails else out
         hidden = self.decoder[0](z_hat)
         if self.prefix_embedding is not None:
             k = self.num_layers if num_layers is None else num_layers
@@ -199,11 +202,9 @@ class ActionRFSQAE(nn.Module):
             hidden = hidden + (embedding if embedding.dim() == 1 else embedding[:, None, :])
         out = self.decoder[1:](hidden)
         out = out if self.decoder_skip is None else out + self.decoder_skip(z_hat)
-        if self.coarse_decoder is not None and num_layers is not None:
-            if isinstance(num_layers, torch.Tensor) and num_layers.dim() == 1:  # [B]: per chunk
-                out = torch.where((num_layers == 1).to(z_hat.device)[:, None, None], self._decode_coarse(z_hat), out)
-            elif int(num_layers) == 1:
-                out = self._decode_coarse(z_hat)
+        if self.coarse_decoder is not None and num_layers is not None and not isinstance(num_layers, int):
+            coarse = (torch.as_tensor(num_layers, device=z_hat.device) == 1).reshape(-1, 1, 1)  # [B] or a scalar
+            out = torch.where(coarse, self._decode_coarse(z_hat), out)
         return expand_tails(out) if self.config.compand_tails else out
 
     def _decode_coarse(self, z_hat: torch.Tensor) -> torch.Tensor:

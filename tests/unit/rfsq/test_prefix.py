@@ -103,20 +103,30 @@ def test_truncated_chunks_send_the_configured_share_of_gradient_to_the_encoder(w
     assert torch.equal(z.grad[[1, 2]], torch.full((2, 8, 16), weight))
 
 
-def test_prefix_conditioned_decoder_decodes_k_layers_with_row_k_in_training_and_from_codes() -> None:
-    model = prefix_trained(1, steps=1, prefix_conditioned=True)
-    with torch.no_grad():
-        model.prefix_embedding.copy_(torch.randn_like(model.prefix_embedding))  # rows that differ visibly
-    x = smooth_actions(6, seed=3)
-    keep = torch.tensor([1, 2, 3, 5, 7, 8])
+def trained_and_decoded_views(model: ActionRFSQAE, x: torch.Tensor, keep: torch.Tensor):
+    """The training forward's reconstruction with prefixes `keep` `[B]`, checked chunk by chunk against decoding its
+    first k codes in eval mode; returns `(codes, [(b, k, decoded from codes)])`."""
     with torch.no_grad():
         model.train()
         z_hat, codes = model.quantizer(model.encode_latent(x), keep_layers=keep)
         trained_view = model.decode_latent(z_hat, keep)
         model.eval()
+        decoded = []
         for b, k in enumerate(keep.tolist()):
             from_codes = model.decode_from_indices(codes[b : b + 1, ..., :k])[0]
             assert torch.allclose(trained_view[b], from_codes, atol=1e-5), (b, k)
+            decoded.append((b, k, from_codes))
+    return codes, decoded
+
+
+def test_prefix_conditioned_decoder_decodes_k_layers_with_row_k_in_training_and_from_codes() -> None:
+    model = prefix_trained(1, steps=1, prefix_conditioned=True)
+    with torch.no_grad():
+        model.prefix_embedding.copy_(torch.randn_like(model.prefix_embedding))  # rows that differ visibly
+    x = smooth_actions(6, seed=3)
+    codes, decoded = trained_and_decoded_views(model, x, torch.tensor([1, 2, 3, 5, 7, 8]))
+    with torch.no_grad():
+        for b, k, from_codes in decoded:
             if k < 8:  # another row gives another action: the row is really used
                 other = model.decode_latent(model.quantizer.decode(codes[b : b + 1, ..., :k]), k + 1)[0]
                 assert not torch.allclose(other, from_codes, atol=1e-3)
@@ -128,16 +138,10 @@ def test_coarse_decoder_decodes_layer_0_alone_in_training_and_from_codes_and_not
         for parameter in [*model.coarse_decoder.parameters(), *model.coarse_decoder_skip.parameters()]:
             parameter.add_(torch.randn_like(parameter))
     x = smooth_actions(6, seed=4)
-    keep = torch.tensor([1, 2, 3, 1, 7, 8])
+    codes, decoded = trained_and_decoded_views(model, x, torch.tensor([1, 2, 3, 1, 7, 8]))
     with torch.no_grad():
-        model.train()
-        z_hat, codes = model.quantizer(model.encode_latent(x), keep_layers=keep)
-        trained_view = model.decode_latent(z_hat, keep)
-        model.eval()
-        for b, k in enumerate(keep.tolist()):
+        for b, k, from_codes in decoded:
             z_k = model.quantizer.decode(codes[b : b + 1, ..., :k])
-            from_codes = model.decode_from_indices(codes[b : b + 1, ..., :k])[0]
-            assert torch.allclose(trained_view[b], from_codes, atol=1e-5), (b, k)
             full_decoder = model.decoder(z_k) + model.decoder_skip(z_k)
             if k == 1:
                 assert torch.allclose(from_codes, model.coarse_decoder(z_k)[0] + model.coarse_decoder_skip(z_k)[0])
