@@ -75,9 +75,21 @@ class PipelineTokenizerConfig:
 
     quantizer: str = "robust"  # robust or naive RFSQ
     steps: int = 3000  # training steps
+    # the model recipe's options (rvq.rfsq.TokenizerConfig); None: `rvq train-tokenizer`'s default
+    quantize_dropout: float | None = None  # the fraction of training chunks decoded from a random prefix
+    coarse_decoder: bool | None = None  # layer 0 alone (k = 1) gets a decoder of its own
+    layer0_warmup: int | None = None  # the first N training forwards reconstruct from layer 0 alone
 
     def __post_init__(self) -> None:
         _at_least_one(self, "tokenizer.", "steps")
+        from rvq.rfsq import TokenizerConfig
+
+        TokenizerConfig(quantizer=self.quantizer, **self.recipe())  # refuses a bad value before any stage runs
+
+    def recipe(self) -> dict[str, Any]:
+        """The model options set here, as `TrainTokenizerConfig` leaf names (unset ones are not given)."""
+        return {name: getattr(self, name) for name in ("quantize_dropout", "coarse_decoder", "layer0_warmup")
+                if getattr(self, name) is not None}
 
 
 @dataclass
@@ -269,7 +281,7 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
                           | (expert_settings if cfg.env == "libero" else {}),  # the mock's demos are not the expert's
                           [], lambda folder: _collect(cfg, folder))
     tokenizer = run.stage("tokenizer", {"quantizer": cfg.tokenizer.quantizer, "steps": cfg.tokenizer.steps,
-                                        "seed": cfg.seed, "device": cfg.device},
+                                        "seed": cfg.seed, "device": cfg.device} | _tokenizer_recipe_changes(cfg),
                           ["collect"], lambda folder: _tokenizer(cfg, folder, demos["demos"]))
     features = feature_source(cfg)
     demo_folders, demo_stages = [demos.get("demos")], ["collect"]  # .get: empty in plan mode
@@ -397,13 +409,52 @@ def _takeover(cfg: PipelineConfig, folder: Path, policy: str, log: Callable[[str
     return {"demos": str(out), "summaries": summaries}
 
 
-def _tokenizer(cfg: PipelineConfig, folder: Path, demos: str) -> dict[str, Any]:
-    from rvq.config_cli import config_from
-    from rvq.training.tokenizer import TrainTokenizerConfig, train_tokenizer
+# The tokenizer recipe of `rvq train-tokenizer` (every setting of it that the stage's fingerprint does not name on its
+# own) as it was when runs recorded none of it. The fingerprint names only the settings that differ from this: runs
+# made before keep their tokenizer stage, and a recipe changed since, by the config or by a new default of
+# `rvq train-tokenizer`, redoes the stage (and all after it) instead of reusing a tokenizer made another way.
+TOKENIZER_RECIPE_BEFORE: dict[str, Any] = {
+    "val_fraction": 0.2, "normalization": "q99_guarded",
+    "model.action_dim": 7, "model.hidden_dim": 16, "model.num_layers": 8, "model.num_levels": 7, "model.mlp_dim": 256,
+    "model.chunk_size": 8, "model.grid_std_range": None, "model.calibration_momentum": 0.05,
+    "model.range_margin": 1.1, "model.quantize_dropout": 0.35, "model.linear_skip": True,
+    "model.prefix_encoder_grad": 1.0, "model.prefix_conditioned": False, "model.prefix_weighting": "uniform",
+    "model.compand_tails": False, "model.layer0_quantile": 0.0, "model.coarse_decoder": False,
+    "model.layer0_warmup": 0,
+    "optim.batch_size": 256, "optim.lr": 2e-3, "optim.weight_decay": 1e-4, "optim.warmup_steps": 100,
+    "optim.grad_clip": 1.0, "optim.eval_every": 500}
+# settings of a run, not of the recipe (quantizer, steps, seed and device are named by the fingerprint itself)
+_NOT_RECIPE = {"demos", "out_dir", "seed", "device", "resume", "progress", "log_to", "wandb_project",
+               "model.quantizer", "optim.steps"}
 
-    report = train_tokenizer(config_from(TrainTokenizerConfig, quantizer=cfg.tokenizer.quantizer, demos=[demos],
-                                         out_dir=str(folder), steps=cfg.tokenizer.steps, seed=cfg.seed,
-                                         device=cfg.device, progress=False, resume=_resume_from(folder)))
+
+def _tokenizer_config(cfg: PipelineConfig, folder: Path | None = None, demos: str | None = None):
+    """The `TrainTokenizerConfig` the tokenizer stage trains with."""
+    from rvq.config_cli import config_from
+    from rvq.training.tokenizer import TrainTokenizerConfig
+
+    return config_from(TrainTokenizerConfig, quantizer=cfg.tokenizer.quantizer, demos=[demos] if demos else [],
+                       out_dir=str(folder) if folder else "", steps=cfg.tokenizer.steps, seed=cfg.seed,
+                       device=cfg.device, progress=False, resume=_resume_from(folder) if folder else None,
+                       **cfg.tokenizer.recipe())
+
+
+def _tokenizer_recipe_changes(cfg: PipelineConfig) -> dict[str, Any]:
+    """The tokenizer recipe's settings (dotted names) whose values differ from `TOKENIZER_RECIPE_BEFORE`."""
+    train = asdict(_tokenizer_config(cfg))
+    flat = {f"{group}.{name}": value for group in ("model", "optim") for name, value in train.pop(group).items()}
+    recipe = {name: value for name, value in {**train, **flat}.items() if name not in _NOT_RECIPE}
+    # a setting added to `rvq train-tokenizer` since belongs in TOKENIZER_RECIPE_BEFORE with the value that trains as
+    # before (tests/unit/test_pipeline.py checks that none is missing); until then it is recorded whatever its value
+    missing = object()
+    return {name: value for name, value in sorted(recipe.items())
+            if TOKENIZER_RECIPE_BEFORE.get(name, missing) != value}
+
+
+def _tokenizer(cfg: PipelineConfig, folder: Path, demos: str) -> dict[str, Any]:
+    from rvq.training.tokenizer import train_tokenizer
+
+    report = train_tokenizer(_tokenizer_config(cfg, folder, demos))
     best = report["best"]
     return {"checkpoint": report["checkpoint"], "val_mse": best["mse"], "mse_by_layers": best.get("mse_by_layers")}
 

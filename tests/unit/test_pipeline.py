@@ -204,6 +204,28 @@ def test_a_new_expert_revision_redoes_the_libero_demos_and_expert_row_only(tmp_p
     assert before["mock"] == after["mock"]  # the mock's demos are not the expert's
 
 
+def test_the_tokenizer_recipe_is_an_input_of_the_tokenizer_stage(tmp_path: Path, monkeypatch) -> None:
+    import rvq.pipeline
+
+    # every recipe setting of `rvq train-tokenizer` is listed with its value before it was recorded: a default run
+    # names none of them (so runs made before keep their tokenizer), and a field added since fails here until listed
+    assert rvq.pipeline._tokenizer_recipe_changes(tiny(tmp_path)) == {}
+    with pytest.raises(ValueError, match=r"quantize_dropout must be in \[0, 1\], got 1.5"):  # before any stage runs
+        config_from(PipelineConfig, quantize_dropout=1.5)
+    cfg = updated(tiny(tmp_path), env="libero", policies=["main"])
+    before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
+    recipe = updated(cfg, coarse_decoder=True, layer0_warmup=20, quantize_dropout=0.2)
+    assert rvq.pipeline._tokenizer_config(recipe).model.coarse_decoder
+    after = run_pipeline(recipe, log=lambda _: None, plan=True)["fingerprints"]
+    unchanged = ["collect", "eval_expert"]  # the demos and the expert's own row do not use the tokenizer
+    assert sorted(name for name in before if before[name] == after[name]) == unchanged
+    # a default of `rvq train-tokenizer` that changes after a run redoes its tokenizer, never reuses it silently
+    changed = dict(rvq.pipeline.TOKENIZER_RECIPE_BEFORE, **{"model.mlp_dim": 64})
+    monkeypatch.setattr(rvq.pipeline, "TOKENIZER_RECIPE_BEFORE", changed)
+    assert rvq.pipeline._tokenizer_recipe_changes(cfg) == {"model.mlp_dim": 256}
+    assert run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]["tokenizer"] != before["tokenizer"]
+
+
 def test_temporal_ensemble_changes_only_the_learned_policies_eval_fingerprints(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not combine with execute_steps"):
         config_from(PipelineConfig, temporal_ensemble=True, execute_steps=4)
