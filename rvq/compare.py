@@ -72,15 +72,15 @@ def _method_config(method: str, cfg: TrainTokenizerConfig) -> TrainTokenizerConf
     """The training config of one compared method: same data, schedule and sizes; `robust_seed_arch` is the
     seed's exact autoencoder (no linear paths, no prefix training) with the robust quantizer."""
     if method == "residual_fsq":  # the library drops layers itself: rvq's prefix options do not apply
-        return updated(cfg, quantizer="naive", coarse_decoder=False, layer0_warmup=0)
+        return updated(cfg, quantizer="naive", coarse_decoder=False, layer0_warmup=0, layer0_warmup_ratio=0.0)
     if method == "robust_seed_arch":
         return updated(cfg, quantizer="robust", linear_skip=False, prefix_conditioned=False, quantize_dropout=0.0,
-                       mlp_dim=64, coarse_decoder=False, layer0_warmup=0)
+                       mlp_dim=64, coarse_decoder=False, layer0_warmup=0, layer0_warmup_ratio=0.0)
     return updated(cfg, quantizer=method)
 
 
 def _build(method: str, cfg: TrainTokenizerConfig) -> ActionRFSQAE:
-    config = _method_config(method, cfg).model
+    config = _method_config(method, cfg).model_config()
     return ResidualFSQAE(config) if method == "residual_fsq" else ActionRFSQAE.from_config(config)
 
 

@@ -78,17 +78,21 @@ class PipelineTokenizerConfig:
     # the model recipe's options (rvq.rfsq.TokenizerConfig); None: `rvq train-tokenizer`'s default
     quantize_dropout: float | None = None  # the fraction of training chunks decoded from a random prefix
     coarse_decoder: bool | None = None  # layer 0 alone (k = 1) gets a decoder of its own
-    layer0_warmup: int | None = None  # the first N training forwards reconstruct from layer 0 alone
+    layer0_warmup_ratio: float | None = None  # this share of the training steps reconstructs from layer 0 alone
 
     def __post_init__(self) -> None:
         _at_least_one(self, "tokenizer.", "steps")
         from rvq.rfsq import TokenizerConfig
 
-        TokenizerConfig(quantizer=self.quantizer, **self.recipe())  # refuses a bad value before any stage runs
+        from rvq.training.tokenizer import TrainTokenizerConfig
+
+        recipe = self.recipe()  # a bad value is refused before any stage runs
+        TrainTokenizerConfig(layer0_warmup_ratio=recipe.pop("layer0_warmup_ratio", 0.0),
+                             model=TokenizerConfig(quantizer=self.quantizer, **recipe))
 
     def recipe(self) -> dict[str, Any]:
         """The model options set here, as `TrainTokenizerConfig` leaf names (unset ones are not given)."""
-        return {name: getattr(self, name) for name in ("quantize_dropout", "coarse_decoder", "layer0_warmup")
+        return {name: getattr(self, name) for name in ("quantize_dropout", "coarse_decoder", "layer0_warmup_ratio")
                 if getattr(self, name) is not None}
 
 
@@ -414,7 +418,7 @@ def _takeover(cfg: PipelineConfig, folder: Path, policy: str, log: Callable[[str
 # made before keep their tokenizer stage, and a recipe changed since, by the config or by a new default of
 # `rvq train-tokenizer`, redoes the stage (and all after it) instead of reusing a tokenizer made another way.
 TOKENIZER_RECIPE_BEFORE: dict[str, Any] = {
-    "val_fraction": 0.2, "normalization": "q99_guarded",
+    "val_fraction": 0.2, "normalization": "q99_guarded", "layer0_warmup_ratio": 0.0,
     "model.action_dim": 7, "model.hidden_dim": 16, "model.num_layers": 8, "model.num_levels": 7, "model.mlp_dim": 256,
     "model.chunk_size": 8, "model.grid_std_range": None, "model.calibration_momentum": 0.05,
     "model.range_margin": 1.1, "model.quantize_dropout": 0.35, "model.linear_skip": True,
@@ -439,11 +443,16 @@ def _tokenizer_config(cfg: PipelineConfig, folder: Path | None = None, demos: st
                        **cfg.tokenizer.recipe())
 
 
-def _tokenizer_recipe_changes(cfg: PipelineConfig) -> dict[str, Any]:
-    """The tokenizer recipe's settings (dotted names) whose values differ from `TOKENIZER_RECIPE_BEFORE`."""
+def _tokenizer_recipe(cfg: PipelineConfig) -> dict[str, Any]:
+    """Every recipe setting of the tokenizer stage's `TrainTokenizerConfig`, by dotted name."""
     train = asdict(_tokenizer_config(cfg))
     flat = {f"{group}.{name}": value for group in ("model", "optim") for name, value in train.pop(group).items()}
-    recipe = {name: value for name, value in {**train, **flat}.items() if name not in _NOT_RECIPE}
+    return {name: value for name, value in {**train, **flat}.items() if name not in _NOT_RECIPE}
+
+
+def _tokenizer_recipe_changes(cfg: PipelineConfig) -> dict[str, Any]:
+    """The tokenizer recipe's settings (dotted names) whose values differ from `TOKENIZER_RECIPE_BEFORE`."""
+    recipe = _tokenizer_recipe(cfg)
     # a setting added to `rvq train-tokenizer` since belongs in TOKENIZER_RECIPE_BEFORE with the value that trains as
     # before (tests/unit/test_pipeline.py checks that none is missing); until then it is recorded whatever its value
     missing = object()

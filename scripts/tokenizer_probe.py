@@ -150,7 +150,7 @@ def probe(run: dict) -> dict:
     cfg = config_from(TrainTokenizerConfig, device="cpu", progress=False, **run)
     data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
     seed_everything(cfg.seed if train_seed is None else train_seed)
-    model = ActionRFSQAE.from_config(cfg.model)
+    model = ActionRFSQAE.from_config(cfg.model_config())
     apply_patches(model, patch)
     result = fit_tokenizer(model, data, cfg)
     model = result.model.eval()

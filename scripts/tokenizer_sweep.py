@@ -27,7 +27,7 @@ def sweep(runs: list[dict]) -> None:
         cfg = config_from(TrainTokenizerConfig, device="cpu", progress=False, **{"normalization": "bounds_q99", **run})
         data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
         seed_everything(cfg.seed)
-        result = fit_tokenizer(ActionRFSQAE.from_config(cfg.model), data, cfg)
+        result = fit_tokenizer(ActionRFSQAE.from_config(cfg.model_config()), data, cfg)
         train = evaluate_tokenizer(result.model, data.train, data.normalizer)
         best = result.best
         short = lambda values: [float(f"{v:.3e}") for v in values]  # noqa: E731

@@ -40,10 +40,13 @@ class TokenizerConfig:
         added to its hidden layer). Off by default: measured, it did not lower the k = 1 error.
     coarse_decoder: codes of layer 0 alone (k = 1) are decoded by a decoder of their own (the same MLP and linear
         path, equal to the full decoder at initialization), trained on the chunks whose drawn prefix is 1; the full
-        decoder then serves k >= 2 only. Training it needs `quantize_dropout > 0` or `layer0_warmup > 0`.
+        decoder then serves k >= 2 only. Training it needs `quantize_dropout > 0` or `layer0_warmup > 0`. On by
+        default since issue 14's fifth pass (docs/RESULTS.md), with quantize_dropout 0.2 (0.35 before) and
+        `rvq train-tokenizer`'s `layer0_warmup_ratio` 0.2.
     layer0_warmup: training only; the first N training forwards (counted by the quantizer's `calibration_steps`,
         so a resumed run goes on where it stopped) reconstruct every chunk from layer 0 alone, before prefix
-        training starts: the coarse layout is learned first (docs/RESULTS.md, issue 14's fourth pass).
+        training starts: the coarse layout is learned first (docs/RESULTS.md, issue 14's fourth pass). A model
+        knows no run length: `rvq train-tokenizer` sets it from `layer0_warmup_ratio` (a share of its steps).
 
     Checkpoints written before a field existed load with `LEGACY_DEFAULTS` (the architecture they had).
     """
@@ -58,14 +61,14 @@ class TokenizerConfig:
     grid_std_range: float | None = None
     calibration_momentum: float = 0.05
     range_margin: float = 1.1
-    quantize_dropout: float = 0.35
+    quantize_dropout: float = 0.2
     linear_skip: bool = True
     prefix_encoder_grad: float = 1.0
     prefix_conditioned: bool = False
     prefix_weighting: str = "uniform"
     compand_tails: bool = False
     layer0_quantile: float = 0.0
-    coarse_decoder: bool = False
+    coarse_decoder: bool = True
     layer0_warmup: int = 0
 
     def __post_init__(self) -> None:

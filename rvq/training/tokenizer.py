@@ -7,7 +7,7 @@ Masked reconstruction MSE (padding excluded), evaluated on held-out episodes, th
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,23 @@ class TrainTokenizerConfig:
     progress: bool = True  # show the progress bar
     log_to: str = "none"  # also log each evaluation to "tensorboard" or "wandb" (rvq.training.loggers)
     wandb_project: str = "rvq"
+    # the first share of the training steps reconstructs every chunk from layer 0 alone: sets `model.layer0_warmup`
+    # to round(ratio × optim.steps); a count given as `model.layer0_warmup` overrides it (as `warmup_steps` overrides
+    # `warmup_ratio` in transformers' Trainer); 0: off
+    layer0_warmup_ratio: float = 0.2
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         steps=10000, batch_size=256, lr=2e-3, weight_decay=1e-4, warmup_steps=100, grad_clip=1.0, eval_every=500))
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.layer0_warmup_ratio < 1.0:
+            raise ValueError(f"layer0_warmup_ratio must be in [0, 1), got {self.layer0_warmup_ratio}")
+
+    def model_config(self) -> TokenizerConfig:
+        """The model this run trains: `model`, with `layer0_warmup` from `layer0_warmup_ratio` unless it gives one."""
+        if not self.layer0_warmup_ratio or self.model.layer0_warmup:
+            return self.model
+        return replace(self.model, layer0_warmup=round(self.layer0_warmup_ratio * self.optim.steps))
 
 
 @dataclass
@@ -145,7 +159,7 @@ def train_tokenizer(cfg: TrainTokenizerConfig) -> dict[str, Any]:
     save_run_config(cfg, out_dir)
     data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
     seed_everything(cfg.seed)  # the initial weights depend on the seed too
-    model = ActionRFSQAE.from_config(cfg.model)
+    model = ActionRFSQAE.from_config(cfg.model_config())
     result = fit_tokenizer(model, data, cfg, out_dir)
     report = {"config": asdict(cfg), "data": data.describe(), "best": result.best, "seconds": result.seconds,
               "device": str(resolve_device(cfg.device)), "checkpoint": str(out_dir / "tokenizer")}

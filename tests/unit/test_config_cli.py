@@ -84,7 +84,8 @@ def test_help_shows_defaults_and_field_comments(capsys) -> None:
         main(["train-tokenizer", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert "--model.quantize-dropout" in text and "default: 0.35" in text and "--model.no-linear-skip" in text
+    assert "--model.quantize-dropout" in text and "default: 0.2" in text and "--model.no-linear-skip" in text
+    assert "--layer0-warmup-ratio" in text
     assert "q99_guarded" in text and "runs/tokenizer" in text
 
 

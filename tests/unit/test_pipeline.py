@@ -207,23 +207,28 @@ def test_a_new_expert_revision_redoes_the_libero_demos_and_expert_row_only(tmp_p
 def test_the_tokenizer_recipe_is_an_input_of_the_tokenizer_stage(tmp_path: Path, monkeypatch) -> None:
     import rvq.pipeline
 
-    # every recipe setting of `rvq train-tokenizer` is listed with its value before it was recorded: a default run
-    # names none of them (so runs made before keep their tokenizer), and a field added since fails here until listed
-    assert rvq.pipeline._tokenizer_recipe_changes(tiny(tmp_path)) == {}
+    # every recipe setting of `rvq train-tokenizer` is listed with its value before it was recorded (a field added
+    # since fails here until listed); a run names those that differ: today's defaults, issue 14's fifth pass
+    assert set(rvq.pipeline._tokenizer_recipe(tiny(tmp_path))) == set(rvq.pipeline.TOKENIZER_RECIPE_BEFORE)
+    assert rvq.pipeline._tokenizer_recipe_changes(tiny(tmp_path)) == {
+        "layer0_warmup_ratio": 0.2, "model.coarse_decoder": True, "model.quantize_dropout": 0.2}
+    earlier = updated(tiny(tmp_path), quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0)
+    assert rvq.pipeline._tokenizer_recipe_changes(earlier) == {}  # the recipe before: nothing recorded
     with pytest.raises(ValueError, match=r"quantize_dropout must be in \[0, 1\], got 1.5"):  # before any stage runs
         config_from(PipelineConfig, quantize_dropout=1.5)
     cfg = updated(tiny(tmp_path), env="libero", policies=["main"])
     before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
-    recipe = updated(cfg, coarse_decoder=True, layer0_warmup=20, quantize_dropout=0.2)
-    assert rvq.pipeline._tokenizer_config(recipe).model.coarse_decoder
+    recipe = updated(cfg, layer0_warmup_ratio=0.5)
+    assert rvq.pipeline._tokenizer_config(recipe).model_config().layer0_warmup == 5  # half of the 10 steps
     after = run_pipeline(recipe, log=lambda _: None, plan=True)["fingerprints"]
     unchanged = ["collect", "eval_expert"]  # the demos and the expert's own row do not use the tokenizer
     assert sorted(name for name in before if before[name] == after[name]) == unchanged
     # a default of `rvq train-tokenizer` that changes after a run redoes its tokenizer, never reuses it silently
     changed = dict(rvq.pipeline.TOKENIZER_RECIPE_BEFORE, **{"model.mlp_dim": 64})
     monkeypatch.setattr(rvq.pipeline, "TOKENIZER_RECIPE_BEFORE", changed)
-    assert rvq.pipeline._tokenizer_recipe_changes(cfg) == {"model.mlp_dim": 256}
+    assert rvq.pipeline._tokenizer_recipe_changes(earlier) == {"model.mlp_dim": 256}
     assert run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]["tokenizer"] != before["tokenizer"]
+    assert rvq.pipeline._tokenizer_recipe_changes(cfg)["model.mlp_dim"] == 256
 
 
 def test_temporal_ensemble_changes_only_the_learned_policies_eval_fingerprints(tmp_path: Path) -> None:
@@ -283,11 +288,13 @@ def test_grouped_settings_keep_the_stage_fingerprints_of_runs_made_before(tmp_pa
         expert_grasp_hold="contact", takeover_rounds=1, takeover_demos_per_task=5, takeover_steps=[10, 90],
         quantizer="naive", tokenizer_steps=11, head_steps=12, head_width=64, head_lr=2e-3, gripper_phase=True,
         goal_slots=True, main_depth=1, batch_size=32, eval_trials=3, execute_steps=4, policies=["main", "rsd_grid"],
-        untrained_control=True, seed=5)
+        untrained_control=True, seed=5,
+        quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0)  # the tokenizer recipe of the time
     configs = {"libero_object_robust.toml": PipelineConfig.from_file(STUDY / "libero_object_robust.toml"),
                "options": options,
                "mock_ensemble": config_from(PipelineConfig, env="mock", tasks=[0], demos_per_task=3,
-                                            temporal_ensemble=True, policies=["rsd"], expert_reference=False)}
+                                            temporal_ensemble=True, policies=["rsd"], expert_reference=False,
+                                            quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0)}
     for name, cfg in configs.items():
         planned = run_pipeline(updated(cfg, out_dir=str(tmp_path / name)), log=lambda _: None, plan=True)
         assert {stage: fp[:12] for stage, fp in planned["fingerprints"].items()} == FLAT_ERA_FINGERPRINTS[name], name

@@ -13,7 +13,7 @@ from rvq.rfsq import TokenizerConfig
 
 
 def test_residual_fsq_adapter_matches_library() -> None:
-    model = ResidualFSQAE(TokenizerConfig()).eval()
+    model = ResidualFSQAE(TokenizerConfig(coarse_decoder=False)).eval()
     z = torch.rand(64, 8, 16) * 2.4 - 1.2
     with torch.no_grad():
         library_zhat, library_codes = model.quantizer.library_forward(z)
@@ -25,7 +25,7 @@ def test_residual_fsq_adapter_matches_library() -> None:
 
 
 def test_residual_fsq_trains_through_the_library() -> None:
-    model = ResidualFSQAE(TokenizerConfig()).train()
+    model = ResidualFSQAE(TokenizerConfig(coarse_decoder=False)).train()
     recon, codes = model(torch.randn(4, 8, 7))
     recon.pow(2).mean().backward()
     assert codes.shape == (4, 8, 16, 8)

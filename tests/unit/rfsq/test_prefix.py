@@ -65,7 +65,7 @@ def test_dropout_draws_prefixes_at_the_configured_rate() -> None:
     truncated = keep < 8
     assert truncated.float().mean().item() == pytest.approx(0.5, abs=0.02)
     assert set(keep[truncated].tolist()) == set(range(1, 8))  # k uniform in 1..L-1
-    assert ActionRFSQAE(quantize_dropout=0.0)._prefix_lengths(4, torch.device("cpu")) is None
+    assert ActionRFSQAE(quantize_dropout=0.0, coarse_decoder=False)._prefix_lengths(4, torch.device("cpu")) is None
 
 
 def test_inverse_weighting_draws_short_prefixes_more_often() -> None:
@@ -157,7 +157,7 @@ def test_an_untrained_coarse_decoder_starts_as_the_full_decoder() -> None:
     z = torch.rand(3, 8, 16) * 2 - 1
     assert torch.equal(model.decode_latent(z, 1), model.decode_latent(z, 2))
     assert {"coarse_decoder.0.weight", "coarse_decoder_skip.weight"} <= set(model.state_dict())
-    assert not any(k.startswith("coarse") for k in ActionRFSQAE().state_dict())
+    assert not any(k.startswith("coarse") for k in ActionRFSQAE(coarse_decoder=False).state_dict())
 
 
 @given(seed=st.integers(0, 2**16), batch=st.integers(1, 8))

@@ -11,7 +11,7 @@ import torch
 from mocks.libero_files import write_libero_folder
 from rvq.config_cli import config_from
 from rvq.rfsq import ActionRFSQAE, read_tokenizer
-from rvq.training.tokenizer import TrainTokenizerConfig, fit_tokenizer, prepare_tokenizer_data
+from rvq.training.tokenizer import TrainTokenizerConfig, fit_tokenizer, prepare_tokenizer_data, train_tokenizer
 
 
 @pytest.fixture
@@ -43,6 +43,21 @@ def test_fit_reduces_validation_error_and_logs(tmp_path: Path, demo_dir: Path) -
     saved = read_tokenizer(tmp_path / "run" / "tokenizer")
     assert saved.metrics["val"]["mse"] == result.best["mse"] == min(r["val"]["mse"] for r in lines)
     assert saved.action_stats["kind"] == "q99_guarded"
+
+
+def test_the_layer0_warmup_ratio_is_a_share_of_the_run(tmp_path: Path, demo_dir: Path) -> None:
+    cfg = _cfg(demo_dir, steps=60, layer0_warmup_ratio=0.25, layer0_warmup=0, coarse_decoder=True,
+               out_dir=str(tmp_path / "run"))
+    assert cfg.model.layer0_warmup == 0 and cfg.model_config().layer0_warmup == 15  # 0.25 of 60 steps
+    assert _cfg(demo_dir, steps=200, layer0_warmup_ratio=0.25).model_config().layer0_warmup == 50
+    train_tokenizer(cfg)
+    saved = read_tokenizer(tmp_path / "run" / "tokenizer")
+    assert saved.model.config.layer0_warmup == 15  # the checkpoint records the warm-up it trained with
+    assert _cfg(demo_dir, layer0_warmup_ratio=0.0).model_config().layer0_warmup == 0
+    # a count overrides the ratio (transformers' warmup_steps and warmup_ratio)
+    assert _cfg(demo_dir, layer0_warmup_ratio=0.25, layer0_warmup=7).model_config().layer0_warmup == 7
+    with pytest.raises(ValueError, match=r"layer0_warmup_ratio must be in \[0, 1\), got 1.0"):
+        _cfg(demo_dir, layer0_warmup_ratio=1.0)
 
 
 def _model() -> ActionRFSQAE:
