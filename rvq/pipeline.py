@@ -82,13 +82,11 @@ class PipelineTokenizerConfig:
 
     def __post_init__(self) -> None:
         _at_least_one(self, "tokenizer.", "steps")
-        from rvq.rfsq import TokenizerConfig
-
+        from rvq.config_cli import config_from
         from rvq.training.tokenizer import TrainTokenizerConfig
 
-        recipe = self.recipe()  # a bad value is refused before any stage runs
-        TrainTokenizerConfig(layer0_warmup_ratio=recipe.pop("layer0_warmup_ratio", 0.0),
-                             model=TokenizerConfig(quantizer=self.quantizer, **recipe))
+        # a bad value is refused before any stage runs, by the config the stage builds (`_tokenizer_config`)
+        config_from(TrainTokenizerConfig, quantizer=self.quantizer, **self.recipe())
 
     def recipe(self) -> dict[str, Any]:
         """The model options set here, as `TrainTokenizerConfig` leaf names (unset ones are not given)."""

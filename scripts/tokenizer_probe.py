@@ -37,6 +37,7 @@ from rvq.config_cli import config_from
 from rvq.rfsq import ActionRFSQAE
 from rvq.training.common import seed_everything
 from rvq.training.tokenizer import TrainTokenizerConfig, fit_tokenizer, prepare_tokenizer_data
+from rvq.training.tokenizer_eval import masked_mse
 
 
 class SoftClamp(nn.Module):
@@ -133,13 +134,13 @@ def own_k1_decoder(model: ActionRFSQAE, data, steps: int = 4000) -> tuple[float,
     best = (float("inf"), 0)
     for step in range(1, steps + 1):
         idx = torch.randint(0, xt.shape[0], (256,))
-        loss = ((decoder.decode_latent(zt[idx], 1) - xt[idx]) ** 2).mean(-1)[vt[idx]].mean()
+        loss = masked_mse(decoder.decode_latent(zt[idx], 1), xt[idx], vt[idx]).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % 250 == 0:
             with torch.no_grad():
-                best = min(best, (((decoder.decode_latent(zv, 1) - xv) ** 2).mean(-1)[vv].mean().item(), step))
+                best = min(best, (masked_mse(decoder.decode_latent(zv, 1), xv, vv).mean().item(), step))
     return best
 
 
