@@ -79,6 +79,8 @@ class PipelineTokenizerConfig:
     quantize_dropout: float | None = None  # the fraction of training chunks decoded from a random prefix
     coarse_decoder: bool | None = None  # layer 0 alone (k = 1) gets a decoder of its own
     layer0_warmup_ratio: float | None = None  # this share of the training steps reconstructs from layer 0 alone
+    encoder_mlp: bool | None = None  # False: the encoder is its linear path alone
+    linear_inverse: bool | None = None  # the decoders' linear paths invert the encoder's exactly (atanh)
 
     def __post_init__(self) -> None:
         _at_least_one(self, "tokenizer.", "steps")
@@ -90,8 +92,8 @@ class PipelineTokenizerConfig:
 
     def recipe(self) -> dict[str, Any]:
         """The model options set here, as `TrainTokenizerConfig` leaf names (unset ones are not given)."""
-        return {name: getattr(self, name) for name in ("quantize_dropout", "coarse_decoder", "layer0_warmup_ratio")
-                if getattr(self, name) is not None}
+        names = ("quantize_dropout", "coarse_decoder", "layer0_warmup_ratio", "encoder_mlp", "linear_inverse")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 @dataclass
@@ -422,7 +424,7 @@ TOKENIZER_RECIPE_BEFORE: dict[str, Any] = {
     "model.range_margin": 1.1, "model.quantize_dropout": 0.35, "model.linear_skip": True,
     "model.prefix_encoder_grad": 1.0, "model.prefix_conditioned": False, "model.prefix_weighting": "uniform",
     "model.compand_tails": False, "model.layer0_quantile": 0.0, "model.coarse_decoder": False,
-    "model.layer0_warmup": 0,
+    "model.layer0_warmup": 0, "model.encoder_mlp": True, "model.linear_inverse": False,
     "optim.batch_size": 256, "optim.lr": 2e-3, "optim.weight_decay": 1e-4, "optim.warmup_steps": 100,
     "optim.grad_clip": 1.0, "optim.eval_every": 500}
 # settings of a run, not of the recipe (quantizer, steps, seed and device are named by the fingerprint itself)

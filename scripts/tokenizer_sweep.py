@@ -3,7 +3,8 @@
     python scripts/tokenizer_sweep.py '{"mlp_dim": 256, "steps": 10000, "quantize_dropout": 0.35}' ...
 
 Each argument is a JSON dict of `TrainTokenizerConfig` fields (normalization defaults to bounds_q99 here, so
-rows compare with the earlier tables). Prints one JSON line per run: held-out MSE decoding the first k layers,
+rows compare with the earlier tables), plus an optional "train_seed": the seed of the initial weights and batches
+(default: `seed`, which also draws the held-out episodes). Prints one JSON line per run: held-out MSE decoding the first k layers,
 the same model's training-split MSE, per-dimension errors, raw errors, the best step and training seconds.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import sys
 
-import torch
 
 from rvq.config_cli import config_from
 from rvq.rfsq import ActionRFSQAE
@@ -22,11 +22,11 @@ from rvq.training.tokenizer_eval import evaluate_tokenizer
 
 
 def sweep(runs: list[dict]) -> None:
-    torch.set_num_threads(2)
     for run in runs:
-        cfg = config_from(TrainTokenizerConfig, device="cpu", progress=False, **{"normalization": "bounds_q99", **run})
+        options = {key: value for key, value in run.items() if key != "train_seed"}
+        cfg = config_from(TrainTokenizerConfig, device="cpu", progress=False, **{"normalization": "bounds_q99", **options})
         data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
-        seed_everything(cfg.seed)
+        seed_everything(run.get("train_seed", cfg.seed))
         result = fit_tokenizer(ActionRFSQAE.from_config(cfg.model_config()), data, cfg)
         train = evaluate_tokenizer(result.model, data.train, data.normalizer)
         best = result.best

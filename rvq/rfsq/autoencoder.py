@@ -19,6 +19,8 @@ from rvq.rfsq.residual import ResidualScalarQuantizer
 from rvq.rfsq.robust import RobustRFSQ
 from rvq.validation import check_finite, check_float, check_shape
 
+ATANH_MARGIN = 1e-6  # linear_inverse: atanh's argument stays within ±(1 - this), atanh at most 7.25
+
 
 def build_quantizer(config: TokenizerConfig) -> ResidualScalarQuantizer:
     """The quantizer named by `config.quantizer`."""
@@ -67,6 +69,8 @@ class ActionRFSQAE(nn.Module):
         layer0_quantile: float = 0.0,
         coarse_decoder: bool = True,
         layer0_warmup: int = 0,
+        encoder_mlp: bool = True,
+        linear_inverse: bool = False,
         config: TokenizerConfig | None = None,
     ) -> None:
         super().__init__()
@@ -91,14 +95,12 @@ class ActionRFSQAE(nn.Module):
                 layer0_quantile=layer0_quantile,
                 coarse_decoder=coarse_decoder,
                 layer0_warmup=layer0_warmup,
+                encoder_mlp=encoder_mlp,
+                linear_inverse=linear_inverse,
             )
         self.config = config
-        self.encoder = nn.Sequential(
-            nn.Linear(config.action_dim, config.mlp_dim),
-            nn.ReLU(),
-            nn.Linear(config.mlp_dim, config.hidden_dim),
-            nn.Tanh(),
-        )
+        mlp = [nn.Linear(config.action_dim, config.mlp_dim), nn.ReLU(), nn.Linear(config.mlp_dim, config.hidden_dim)]
+        self.encoder = nn.Sequential(*(mlp if config.encoder_mlp else []), nn.Tanh())
         self.quantizer = build_quantizer(config)
         self.decoder = nn.Sequential(
             nn.Linear(config.hidden_dim, config.mlp_dim),
@@ -119,6 +121,23 @@ class ActionRFSQAE(nn.Module):
         # depth's too, since the full decoder no longer serves the coarsest prefix (docs/RESULTS.md, issue 14).
         self.coarse_decoder = copy.deepcopy(self.decoder) if config.coarse_decoder else None
         self.coarse_decoder_skip = copy.deepcopy(self.decoder_skip) if config.coarse_decoder else None
+        if config.linear_inverse:
+            self._init_linear_inverse()
+
+    @torch.no_grad()
+    def _init_linear_inverse(self) -> None:
+        """The MLPs' output layers to zero and the decoders' linear paths to the pseudo-inverse of the encoder's:
+        `decode(atanh(tanh(W x + b))) = pinv(W) (W x + b) - pinv(W) b = x` for any x (W: [H, A], H >= A)."""
+        inverse = torch.linalg.pinv(self.encoder_skip.weight)  # [A, H]
+        for mlp in (self.encoder if self.config.encoder_mlp else None, self.decoder, self.coarse_decoder):
+            if mlp is not None:
+                output = [m for m in mlp if isinstance(m, nn.Linear)][-1]
+                nn.init.zeros_(output.weight)
+                nn.init.zeros_(output.bias)
+        for skip in (self.decoder_skip, self.coarse_decoder_skip):
+            if skip is not None:
+                skip.weight.copy_(inverse)
+                skip.bias.copy_(-inverse @ self.encoder_skip.bias)
 
     @classmethod
     def from_config(cls, config: TokenizerConfig) -> "ActionRFSQAE":
@@ -154,7 +173,7 @@ class ActionRFSQAE(nn.Module):
 
     def _check_actions(self, x: torch.Tensor) -> None:
         check_float(x, "actions")
-        weight_dtype = self.encoder[0].weight.dtype
+        weight_dtype = next(self.parameters()).dtype
         if x.dtype != weight_dtype:
             raise ValueError(f"actions are {x.dtype} but the tokenizer's weights are {weight_dtype}: convert the "
                              f"actions (x.to({weight_dtype})) or the model (model.to({x.dtype}))")
@@ -183,7 +202,7 @@ class ActionRFSQAE(nn.Module):
         self._check_actions(x)
         if self.config.compand_tails:
             x = compress_tails(x)
-        pre = self.encoder[:-1](x)
+        pre = self.encoder[:-1](x) if self.config.encoder_mlp else 0.0
         if self.encoder_skip is not None:
             pre = pre + self.encoder_skip(x)
         return self.encoder[-1](pre)
@@ -201,7 +220,7 @@ class ActionRFSQAE(nn.Module):
             embedding = self.prefix_embedding[index]  # [mlp] or [B, mlp]
             hidden = hidden + (embedding if embedding.dim() == 1 else embedding[:, None, :])
         out = self.decoder[1:](hidden)
-        out = out if self.decoder_skip is None else out + self.decoder_skip(z_hat)
+        out = out if self.decoder_skip is None else out + self.decoder_skip(self._skip_input(z_hat))
         if self.coarse_decoder is not None and num_layers is not None and not isinstance(num_layers, int):
             coarse = (torch.as_tensor(num_layers, device=z_hat.device) == 1).reshape(-1, 1, 1)  # [B] or a scalar
             out = torch.where(coarse, self._decode_coarse(z_hat), out)
@@ -210,7 +229,14 @@ class ActionRFSQAE(nn.Module):
     def _decode_coarse(self, z_hat: torch.Tensor) -> torch.Tensor:
         """latent of layer 0 alone `[B, C, H]` → actions `[B, C, A]` (before the tails' expansion)."""
         out = self.coarse_decoder(z_hat)
-        return out if self.coarse_decoder_skip is None else out + self.coarse_decoder_skip(z_hat)
+        return out if self.coarse_decoder_skip is None else out + self.coarse_decoder_skip(self._skip_input(z_hat))
+
+    def _skip_input(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """What the decoders' linear paths read, `[B, C, H]`: the latent, or with `linear_inverse` its atanh (the
+        tanh's inverse; coarse prefixes can reach ±1 and beyond, so the argument is clamped to ±(1 - ATANH_MARGIN))."""
+        if not self.config.linear_inverse:
+            return z_hat
+        return torch.atanh(z_hat.clamp(-1 + ATANH_MARGIN, 1 - ATANH_MARGIN))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """actions `[B, C, A]` → `(x_recon [B, C, A], codes [B, C, H, L])`.

@@ -9,7 +9,7 @@ QUANTIZERS = ("naive", "layernorm", "robust")
 # Fields added after the first checkpoints were written, with the value those checkpoints imply.
 LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False, "prefix_conditioned": False,
                    "prefix_weighting": "uniform", "compand_tails": False, "layer0_quantile": 0.0,
-                   "coarse_decoder": False, "layer0_warmup": 0}
+                   "coarse_decoder": False, "layer0_warmup": 0, "encoder_mlp": True, "linear_inverse": False}
 PREFIX_WEIGHTINGS = ("uniform", "inverse")
 
 
@@ -47,6 +47,14 @@ class TokenizerConfig:
         so a resumed run goes on where it stopped) reconstruct every chunk from layer 0 alone, before prefix
         training starts: the coarse layout is learned first (docs/RESULTS.md, issue 14's fourth pass). A model
         knows no run length: `rvq train-tokenizer` sets it from `layer0_warmup_ratio` (a share of its steps).
+    encoder_mlp: False: the encoder is its linear path alone, `tanh(W x + b)` (needs `linear_skip`). With
+        `linear_inverse` the full depth then decodes any action in the tanh's range as exactly as a training one.
+    linear_inverse: the decoders' linear paths read `atanh` of the latent (the inverse of the encoder's tanh, its
+        argument clamped to ±(1 - 1e-6)) and start as the pseudo-inverse of the encoder's linear path, and the MLPs'
+        output layers start at zero: the untrained model is an exactly invertible linear autoencoder, so the MLPs
+        only learn what the coarse prefixes need. Needs `linear_skip`. Off by default: measured (docs/RESULTS.md,
+        issue 14's sixth pass), with `encoder_mlp` False it brings the full depth below 1e-5 on the embedded default's
+        split, while k = 2's error rises (atanh amplifies a coarse latent's error near the tanh's ends).
 
     Checkpoints written before a field existed load with `LEGACY_DEFAULTS` (the architecture they had).
     """
@@ -70,6 +78,8 @@ class TokenizerConfig:
     layer0_quantile: float = 0.0
     coarse_decoder: bool = True
     layer0_warmup: int = 0
+    encoder_mlp: bool = True
+    linear_inverse: bool = False
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -87,6 +97,9 @@ class TokenizerConfig:
             raise ValueError(f"layer0_quantile must be in [0, 0.5), got {self.layer0_quantile}")
         if self.layer0_warmup < 0:
             raise ValueError(f"layer0_warmup must be >= 0, got {self.layer0_warmup}")
+        if not self.linear_skip and (self.linear_inverse or not self.encoder_mlp):
+            setting = "linear_inverse=True" if self.linear_inverse else "encoder_mlp=False"
+            raise ValueError(f"{setting} needs the linear paths: set linear_skip=True")
         if not 0.0 <= self.prefix_encoder_grad <= 1.0:
             raise ValueError(f"prefix_encoder_grad must be in [0, 1], got {self.prefix_encoder_grad}")
 
