@@ -236,7 +236,8 @@ class ActionRFSQAE(nn.Module):
         tanh's inverse; coarse prefixes can reach ±1 and beyond, so the argument is clamped to ±(1 - ATANH_MARGIN))."""
         if not self.config.linear_inverse:
             return z_hat
-        return torch.atanh(z_hat.clamp(-1 + ATANH_MARGIN, 1 - ATANH_MARGIN))
+        # in float32: in bf16 / fp16 the clamp's bound rounds to ±1, where atanh is infinite
+        return torch.atanh(z_hat.float().clamp(-1 + ATANH_MARGIN, 1 - ATANH_MARGIN)).to(z_hat.dtype)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """actions `[B, C, A]` → `(x_recon [B, C, A], codes [B, C, H, L])`.

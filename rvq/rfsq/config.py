@@ -100,6 +100,9 @@ class TokenizerConfig:
         if not self.linear_skip and (self.linear_inverse or not self.encoder_mlp):
             setting = "linear_inverse=True" if self.linear_inverse else "encoder_mlp=False"
             raise ValueError(f"{setting} needs the linear paths: set linear_skip=True")
+        if self.linear_inverse and self.hidden_dim < self.action_dim:
+            raise ValueError(f"linear_inverse needs hidden_dim >= action_dim to invert the encoder's linear path, got "
+                             f"hidden_dim={self.hidden_dim} < action_dim={self.action_dim}")
         if not 0.0 <= self.prefix_encoder_grad <= 1.0:
             raise ValueError(f"prefix_encoder_grad must be in [0, 1], got {self.prefix_encoder_grad}")
 

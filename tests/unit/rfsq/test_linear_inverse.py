@@ -65,6 +65,18 @@ def test_the_options_need_the_linear_paths_and_old_configs_load_without_them() -
         TokenizerConfig(linear_skip=False, linear_inverse=True)
     with pytest.raises(ValueError, match="encoder_mlp=False needs the linear paths"):
         TokenizerConfig(linear_skip=False, encoder_mlp=False)
+    with pytest.raises(ValueError, match="linear_inverse needs hidden_dim >= action_dim"):
+        TokenizerConfig(hidden_dim=4, action_dim=7, linear_inverse=True)
     old = {k: v for k, v in TokenizerConfig().to_dict().items() if k not in ("encoder_mlp", "linear_inverse")}
     legacy = TokenizerConfig.from_dict(old)
     assert (legacy.encoder_mlp, legacy.linear_inverse) == (True, False)
+
+
+def test_a_half_precision_model_decodes_finite_actions() -> None:
+    torch.manual_seed(0)
+    x = smooth_actions(16)
+    model = calibrated("robust", x, linear_inverse=True).to(torch.bfloat16)
+    with torch.no_grad():
+        out = model.decode_from_indices(model.encode(x.to(torch.bfloat16)))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert float(((out.float() - x) ** 2).mean()) < 1e-2  # bf16's precision, not atanh's infinity
