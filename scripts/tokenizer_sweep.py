@@ -4,15 +4,15 @@
 
 Each argument is a JSON dict of `TrainTokenizerConfig` fields (normalization defaults to bounds_q99 here, so
 rows compare with the earlier tables), plus an optional "train_seed": the seed of the initial weights and batches
-(default: `seed`, which also draws the held-out episodes). Prints one JSON line per run: held-out MSE decoding the first k layers,
-the same model's training-split MSE, per-dimension errors, raw errors, the best step and training seconds.
+(default: `seed`, which also draws the held-out episodes). Prints one JSON line per run: held-out MSE decoding the
+first k layers, the same model's training-split MSE, per-dimension errors, raw errors, the best step and training
+seconds.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-
 
 from rvq.config_cli import config_from
 from rvq.rfsq import ActionRFSQAE
@@ -24,7 +24,8 @@ from rvq.training.tokenizer_eval import evaluate_tokenizer
 def sweep(runs: list[dict]) -> None:
     for run in runs:
         options = {key: value for key, value in run.items() if key != "train_seed"}
-        cfg = config_from(TrainTokenizerConfig, device="cpu", progress=False, **{"normalization": "bounds_q99", **options})
+        cfg = config_from(TrainTokenizerConfig, device="cpu", progress=False,
+                          **{"normalization": "bounds_q99", **options})
         data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
         seed_everything(run.get("train_seed", cfg.seed))
         result = fit_tokenizer(ActionRFSQAE.from_config(cfg.model_config()), data, cfg)

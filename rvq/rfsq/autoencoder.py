@@ -233,7 +233,8 @@ class ActionRFSQAE(nn.Module):
 
     def _skip_input(self, z_hat: torch.Tensor) -> torch.Tensor:
         """What the decoders' linear paths read, `[B, C, H]`: the latent, or with `linear_inverse` its atanh (the
-        tanh's inverse; coarse prefixes can reach ±1 and beyond, so the argument is clamped to ±(1 - ATANH_MARGIN))."""
+        tanh's inverse; coarse prefixes can reach ±1 and beyond, so the argument is clamped to ±(1 -
+        ATANH_MARGIN))."""
         if not self.config.linear_inverse:
             return z_hat
         # in float32: in bf16 / fp16 the clamp's bound rounds to ±1, where atanh is infinite
