@@ -95,6 +95,11 @@ class TokenizerConfig:
             raise ValueError(f"prefix_weighting must be one of {PREFIX_WEIGHTINGS}, got {self.prefix_weighting!r}")
         if not 0.0 <= self.layer0_quantile < 0.5:
             raise ValueError(f"layer0_quantile must be in [0, 0.5), got {self.layer0_quantile}")
+        if self.coarse_decoder and self.num_layers == 1:
+            # with one layer k = 1 is the full depth: training's forward would reach the full decoder and decoding
+            # from codes the coarse one, so the two would give different actions
+            raise ValueError("coarse_decoder decodes layer 0 of a deeper stack; with num_layers=1 set "
+                             "coarse_decoder=False")
         if self.layer0_warmup < 0:
             raise ValueError(f"layer0_warmup must be >= 0, got {self.layer0_warmup}")
         if not self.linear_skip and (self.linear_inverse or not self.encoder_mlp):

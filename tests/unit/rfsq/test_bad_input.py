@@ -71,3 +71,5 @@ def test_bad_config() -> None:
         ActionRFSQAE(quantizer="fancy")
     with pytest.raises(ValueError, match="num_levels must be >= 2"):
         ActionRFSQAE(num_levels=1)
+    with pytest.raises(ValueError, match="with num_layers=1 set coarse_decoder=False"):
+        ActionRFSQAE(num_layers=1)

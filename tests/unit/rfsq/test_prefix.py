@@ -152,6 +152,15 @@ def test_coarse_decoder_decodes_layer_0_alone_in_training_and_from_codes_and_not
         assert torch.equal(model.decode_from_indices(codes), recon)
 
 
+def test_a_one_layer_tokenizer_without_coarse_decoder_decodes_codes_as_its_forward() -> None:
+    model = prefix_trained(5, quantize_dropout=0.2, steps=5, num_layers=1, coarse_decoder=False)
+    x = smooth_actions(4, seed=9)
+    with torch.no_grad():
+        recon, codes = model(x)
+        assert codes.shape[-1] == 1
+        assert torch.equal(model.decode_from_indices(codes), recon)
+
+
 def test_an_untrained_coarse_decoder_starts_as_the_full_decoder() -> None:
     model = ActionRFSQAE(coarse_decoder=True).eval()
     z = torch.rand(3, 8, 16) * 2 - 1
