@@ -40,9 +40,9 @@ class TokenizerConfig:
         added to its hidden layer). Off by default: measured, it did not lower the k = 1 error.
     coarse_decoder: codes of layer 0 alone (k = 1) are decoded by a decoder of their own (the same MLP and linear
         path, equal to the full decoder at initialization), trained on the chunks whose drawn prefix is 1; the full
-        decoder then serves k >= 2 only. Training it needs `quantize_dropout > 0` or `layer0_warmup > 0`. On by
-        default since issue 14's fifth pass (docs/RESULTS.md), with quantize_dropout 0.2 (0.35 before) and
-        `rvq train-tokenizer`'s `layer0_warmup_ratio` 0.2.
+        decoder then serves k >= 2 only. Training it needs `quantize_dropout > 0` or `layer0_warmup > 0`, and
+        `num_layers >= 2`. On by default since issue 14's fifth pass (docs/RESULTS.md), with quantize_dropout 0.2
+        (0.35 before) and `rvq train-tokenizer`'s `layer0_warmup_ratio` 0.2.
     layer0_warmup: training only; the first N training forwards (counted by the quantizer's `calibration_steps`,
         so a resumed run goes on where it stopped) reconstruct every chunk from layer 0 alone, before prefix
         training starts: the coarse layout is learned first (docs/RESULTS.md, issue 14's fourth pass). A model
