@@ -8,12 +8,19 @@ rows compare with the earlier tables), plus an optional "train_seed": the seed o
 k = 1 and k = L errors at every evaluation and the best model's held-out code perplexity per layer (pooled over the
 latent's dims). Prints one JSON line per run: held-out MSE decoding the first k layers, the same model's
 training-split MSE, per-dimension errors, raw errors, the best step and training seconds.
+
+A probe, not an rvq option (issue 14's eighth pass): "encoder_after_warmup": "freeze" stops the encoder's training once
+the layer-0 warm-up ends (it then learned from k = 1 alone), "layer0_only" lets only the chunks drawn at k = 1 train it
+after the warm-up.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import types
+
+import torch
 
 from rvq.config_cli import config_from
 from rvq.rfsq import ActionRFSQAE
@@ -22,14 +29,38 @@ from rvq.training.tokenizer import TrainTokenizerConfig, fit_tokenizer, prepare_
 from rvq.training.tokenizer_eval import evaluate_tokenizer
 
 
+def encoder_after_warmup(model: ActionRFSQAE, mode: str) -> None:
+    """Patch `model`'s training forward: after `layer0_warmup` forwards the latent of chunks other than k = 1 ones
+    ("layer0_only") or of every chunk ("freeze") is detached, so those chunks no longer train the encoder."""
+    if mode not in ("freeze", "layer0_only"):
+        raise ValueError(f"encoder_after_warmup must be 'freeze' or 'layer0_only', got {mode!r}")
+
+    def forward(self: ActionRFSQAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode_latent(x)
+        keep = self._prefix_lengths(z.shape[0], z.device) if self.training else None
+        if self.training and int(self.quantizer.calibration_steps) >= self.config.layer0_warmup:
+            if keep is None or mode == "freeze":  # no gradient at all, so the optimizer leaves the encoder as it is
+                z = z.detach()
+            else:
+                z = torch.where((keep == 1).reshape(-1, 1, 1), z, z.detach())
+        z_hat, codes = self.quantizer(z, keep_layers=keep, prefix_grad=self.config.prefix_encoder_grad)
+        return self.decode_latent(z_hat, keep), codes
+
+    model.forward = types.MethodType(forward, model)
+
+
 def sweep(runs: list[dict]) -> None:
     for run in runs:
-        options = {key: value for key, value in run.items() if key not in ("train_seed", "curve")}
+        probes = ("train_seed", "curve", "encoder_after_warmup")
+        options = {key: value for key, value in run.items() if key not in probes}
         cfg = config_from(TrainTokenizerConfig, device="cpu", progress=False,
                           **{"normalization": "bounds_q99", **options})
         data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
         seed_everything(run.get("train_seed", cfg.seed))
-        result = fit_tokenizer(ActionRFSQAE.from_config(cfg.model_config()), data, cfg)
+        model = ActionRFSQAE.from_config(cfg.model_config())
+        if "encoder_after_warmup" in run:
+            encoder_after_warmup(model, run["encoder_after_warmup"])
+        result = fit_tokenizer(model, data, cfg)
         train = evaluate_tokenizer(result.model, data.train, data.normalizer)
         best = result.best
         short = lambda values: [float(f"{v:.3e}") for v in values]  # noqa: E731
