@@ -216,6 +216,17 @@ class EvalConfig:
                 **({"temporal_ensemble": self.temporal_ensemble} if self.temporal_ensemble is not None else {})}
 
 
+def _tokenizer_digest(path: Path) -> str:
+    """sha256 of a tokenizer checkpoint: a `.pt` file's bytes, or a hub-style folder's `config.json` (which names its
+    weights' sha256, checked on load)."""
+    if path.is_dir():
+        config = path / "config.json"
+        if not config.is_file():
+            raise FileNotFoundError(f"{path}: not a tokenizer checkpoint folder (no config.json)")
+        return _file_digest(config)
+    return _file_digest(path)
+
+
 def _file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -235,7 +246,7 @@ def policy_identity(cfg: EvalConfig) -> str:
         # names and sizes: demo files with images run to gigabytes, too many to hash at every start
         parts["demos"] = {p.name: p.stat().st_size for p in sorted(Path(cfg.demos).glob("*.hdf5"))}
     if cfg.roundtrip_tokenizer:
-        parts["roundtrip_tokenizer"] = _file_digest(Path(cfg.roundtrip_tokenizer))
+        parts["roundtrip_tokenizer"] = _tokenizer_digest(Path(cfg.roundtrip_tokenizer))
     if cfg.policy == "expert":  # rows of another revision or grasp rule are not this expert's
         from rvq.expert.scripted import expert_identity
 

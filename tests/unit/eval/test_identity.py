@@ -1,0 +1,37 @@
+"""The evaluation's policy identity for the expert's round trip through a tokenizer checkpoint (folder or file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rvq.eval import EvalConfig
+from rvq.eval.config import policy_identity
+from rvq.rfsq import ActionRFSQAE
+from rvq.rfsq.checkpoint import save_tokenizer
+
+
+def _identity(tokenizer: Path) -> str:
+    return policy_identity(EvalConfig(policy="expert", roundtrip_tokenizer=str(tokenizer)))
+
+
+def test_a_tokenizer_folder_has_an_identity_that_follows_its_weights(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    first, second = ActionRFSQAE(), ActionRFSQAE()
+    folder = save_tokenizer(tmp_path / "a", first)  # the hub-style folder the pipeline's tokenizer stage writes
+    assert folder.is_dir()
+    same = save_tokenizer(tmp_path / "b", first)
+    other = save_tokenizer(tmp_path / "c", second)
+    assert _identity(folder) == _identity(same)
+    assert _identity(folder) != _identity(other)
+    assert _identity(folder) != policy_identity(EvalConfig(policy="expert"))
+    single = save_tokenizer(tmp_path / "d.pt", first)  # a single-file checkpoint keeps its file digest
+    assert single.is_file() and _identity(single) != _identity(other)
+
+
+def test_a_folder_without_config_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        _identity(tmp_path / "empty")
