@@ -98,3 +98,17 @@ def read_payload(path: str | os.PathLike, what: str = "checkpoint") -> dict[str,
         return read_part(path, what)
     return read_checkpoint(path, what)
 
+
+def payload_digest(path: str | os.PathLike) -> str:
+    """sha256 that identifies a checkpoint: a part folder's `config.json` (which names its weights' sha256, checked
+    by `read_part`), or a legacy `.pt` file's bytes."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"{path.parent}: not a checkpoint part folder (no {CONFIG_NAME})")
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

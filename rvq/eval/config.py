@@ -12,6 +12,7 @@ from tyro.conf import Suppress
 
 from rvq.envs import ENV_KINDS
 from rvq.envs.suites import ENV_SEED, MAX_STEPS, TRIALS_PER_TASK, check_suite, check_tasks
+from rvq.hub_format import payload_digest
 from rvq.policies import POLICIES
 from rvq.policies.bundle import BundleLayout, read_layout, verify_bundle
 from rvq.rsd.decode import DEFAULT_TAU
@@ -216,25 +217,6 @@ class EvalConfig:
                 **({"temporal_ensemble": self.temporal_ensemble} if self.temporal_ensemble is not None else {})}
 
 
-def _tokenizer_digest(path: Path) -> str:
-    """sha256 of a tokenizer checkpoint: a `.pt` file's bytes, or a hub-style folder's `config.json` (which names its
-    weights' sha256, checked on load)."""
-    if path.is_dir():
-        config = path / "config.json"
-        if not config.is_file():
-            raise FileNotFoundError(f"{path}: not a tokenizer checkpoint folder (no config.json)")
-        return _file_digest(config)
-    return _file_digest(path)
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def policy_identity(cfg: EvalConfig) -> str:
     """A hash of what the policy is: its checkpoint files (a head names its feature source's identity, checked
     on load), the replayed demo files, or the round-trip tokenizer. Records carry it; reports keep apart episodes
@@ -246,7 +228,7 @@ def policy_identity(cfg: EvalConfig) -> str:
         # names and sizes: demo files with images run to gigabytes, too many to hash at every start
         parts["demos"] = {p.name: p.stat().st_size for p in sorted(Path(cfg.demos).glob("*.hdf5"))}
     if cfg.roundtrip_tokenizer:
-        parts["roundtrip_tokenizer"] = _tokenizer_digest(Path(cfg.roundtrip_tokenizer))
+        parts["roundtrip_tokenizer"] = payload_digest(cfg.roundtrip_tokenizer)
     if cfg.policy == "expert":  # rows of another revision or grasp rule are not this expert's
         from rvq.expert.scripted import expert_identity
 

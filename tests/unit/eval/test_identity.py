@@ -33,5 +33,5 @@ def test_a_tokenizer_folder_has_an_identity_that_follows_its_weights(tmp_path: P
 
 def test_a_folder_without_config_is_refused_by_name(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(FileNotFoundError, match=r"no config\.json"):
         _identity(tmp_path / "empty")
