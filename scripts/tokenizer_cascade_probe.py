@@ -35,7 +35,7 @@ def train(cfg: TrainTokenizerConfig, data: TokenizerData, cache: str | None = No
     seed_everything(cfg.seed)
     model = ActionRFSQAE.from_config(cfg.model_config())
     if cache and Path(cache).exists():
-        model.load_state_dict(torch.load(cache))
+        model.load_state_dict(torch.load(cache, weights_only=True))
     else:
         model = fit_tokenizer(model, data, cfg).model
         if cache:
