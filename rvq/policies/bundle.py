@@ -46,7 +46,7 @@ from huggingface_hub import ModelHubMixin
 from rvq.backbones import FeatureExtractor
 from rvq.backbones.state import FEATURES_FILE, StateFeatures
 from rvq.checkpoint_io import write_bytes_atomic
-from rvq.hub_format import CONFIG_NAME
+from rvq.hub_format import CONFIG_NAME, payload_digest
 from rvq.models import DraftModel, HeadCheckpoint, MainModel, check_pair, read_draft, read_main
 from rvq.models.checkpoint import check_identities
 from rvq.processors import (ObservationFeatures, Pipeline, Unnormalize, gripper_flip, image_method,
@@ -65,10 +65,6 @@ PROTOCOL_KEYS = ("suite", "execute_steps", "temporal_ensemble")
 V1_PROTOCOL_KEYS = (*PROTOCOL_KEYS, "image_transform", "flip_gripper")  # version 1 declared the steps by these
 PROCESSOR_KINDS = ("observation", "action")
 MODES = ("rsd", "main")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def parts_for(mode: str) -> tuple[str, ...]:
@@ -138,7 +134,7 @@ class BundleLayout:
         weights' sha256) from the manifest, and of its declared steps, or of each legacy `.pt` file (the identity
         evaluations had before)."""
         if self.manifest is None:
-            return {LEGACY_FILES[name]: _sha256(self.parts[name]) for name in parts_for(mode)}
+            return {LEGACY_FILES[name]: payload_digest(self.parts[name]) for name in parts_for(mode)}
         digests = {name: self.manifest["parts"][name]["config_sha256"] for name in parts_for(mode)}
         if "processors" in self.manifest:  # absent from version 1, whose evaluations keep their identity
             blob = json.dumps(self.manifest["processors"], sort_keys=True).encode()
@@ -173,7 +169,7 @@ def read_layout(folder: str | os.PathLike, mode: str = "rsd") -> BundleLayout:
         config = path / CONFIG_NAME
         if not config.is_file():
             raise FileNotFoundError(f"{root}: the manifest's part {name!r} has no {config.relative_to(root)}")
-        if _sha256(config) != entry["config_sha256"]:
+        if payload_digest(config) != entry["config_sha256"]:
             raise ValueError(f"{root}: part {name!r} is not the one the manifest was written with ({config} changed "
                              "since); write the bundle again")
         parts[name] = path
@@ -456,7 +452,7 @@ class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero"
                 save_backbone(self.features.source, root / BACKBONE_DIR)
             source = {"kind": "backbone", "path": BACKBONE_DIR}
         manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
-                    "parts": {name: {"path": name, "config_sha256": _sha256(root / name / CONFIG_NAME)}
+                    "parts": {name: {"path": name, "config_sha256": payload_digest(root / name / CONFIG_NAME)}
                               for name in ("tokenizer", *self.heads)},
                     "tokenizer_identity": self.tokenizer.identity,
                     "feature_identity": self.heads["main"].feature_identity,
