@@ -1,7 +1,7 @@
 """`rvq compare-tokenizers`: every tokenizer on the same split of real demos, side by side.
 
 RFSQ family (same encoder/decoder, same training): naive, the seed's per-token LayerNorm,
-robust, and vector-quantize-pytorch's ResidualFSQ. Fixed-rate baselines: OpenVLA's uniform
+robust, robust as a cascade (`TokenizerConfig.cascade`), and vector-quantize-pytorch's ResidualFSQ. Fixed-rate baselines: OpenVLA's uniform
 bins and a FAST-style DCT (no BPE). Errors are held-out MSE over valid (non-padded) steps in
 normalized action units; bits are per chunk of `chunk_size` 7-d actions.
 """
@@ -20,22 +20,23 @@ from rvq.baselines.binning import UniformBinning
 from rvq.baselines.dct import DCTTokenizer
 from rvq.baselines.residual_fsq import ResidualFSQAE
 from rvq.config_cli import save_run_config, updated
-from rvq.rfsq import ActionRFSQAE
+from rvq.rfsq import TokenizerModel, build_tokenizer_model
 from rvq.training.common import seed_everything
 from rvq.training.tokenizer import TrainTokenizerConfig, TokenizerData, fit_tokenizer, prepare_tokenizer_data
 from rvq.training.tokenizer_eval import masked_mse
 
-RFSQ_METHODS = ("naive", "layernorm", "robust", "residual_fsq", "robust_seed_arch")
+RFSQ_METHODS = ("naive", "layernorm", "robust", "robust_cascade", "residual_fsq", "robust_seed_arch")
 LABELS = {
     "naive": "naive RFSQ",
     "layernorm": "seed LayerNorm RFSQ",
     "robust": "robust RFSQ (rvq)",
+    "robust_cascade": "robust RFSQ, cascade (layer 0 its own)",
     "residual_fsq": "ResidualFSQ (vector-quantize-pytorch)",
     "robust_seed_arch": "robust RFSQ, seed architecture",
     "openvla_bins": "OpenVLA uniform bins",
     "dct": "DCT (FAST-style), entropy-coded bits",
 }
-CURVE_METHODS = ("naive", "robust", "residual_fsq", "robust_seed_arch")
+CURVE_METHODS = ("naive", "robust", "robust_cascade", "residual_fsq", "robust_seed_arch")
 BIN_COUNTS = (16, 64, 256, 1024)
 DCT_SCALES = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 
@@ -76,12 +77,14 @@ def _method_config(method: str, cfg: TrainTokenizerConfig) -> TrainTokenizerConf
     if method == "robust_seed_arch":
         return updated(cfg, quantizer="robust", linear_skip=False, prefix_conditioned=False, quantize_dropout=0.0,
                        mlp_dim=64, coarse_decoder=False, layer0_warmup=0, layer0_warmup_ratio=0.0)
+    if method == "robust_cascade":  # layer 0 trains alone for the config's layer-0 warm-up, the residual stage after
+        return updated(cfg, quantizer="robust", cascade=True)
     return updated(cfg, quantizer=method)
 
 
-def _build(method: str, cfg: TrainTokenizerConfig) -> ActionRFSQAE:
+def _build(method: str, cfg: TrainTokenizerConfig) -> TokenizerModel:
     config = _method_config(method, cfg).model_config()
-    return ResidualFSQAE(config) if method == "residual_fsq" else ActionRFSQAE.from_config(config)
+    return ResidualFSQAE(config) if method == "residual_fsq" else build_tokenizer_model(config)
 
 
 def compare_tokenizers(cfg: TrainTokenizerConfig, out_dir: str | Path) -> dict[str, Any]:
@@ -89,6 +92,9 @@ def compare_tokenizers(cfg: TrainTokenizerConfig, out_dir: str | Path) -> dict[s
     if cfg.log_to != "none":
         raise ValueError("compare-tokenizers does not log to TensorBoard or wandb (its record is comparison.json); "
                          "drop --log-to, or train one tokenizer with `rvq train-tokenizer --log-to ...`")
+    if _method_config("robust_cascade", cfg).model_config().layer0_warmup == 0:  # refused before any training
+        raise ValueError("the cascade row trains its layer 0 during the layer-0 warm-up: set --layer0-warmup-ratio "
+                         "(or --layer0-warmup) above 0")
     out_dir = Path(out_dir)
     save_run_config(replace(cfg, out_dir=str(out_dir)), out_dir)
     model = cfg.model
@@ -104,6 +110,7 @@ def compare_tokenizers(cfg: TrainTokenizerConfig, out_dir: str | Path) -> dict[s
         trained[method]["train_seconds"] = result.seconds
         note = {"naive": "dead layers", "layernorm": "forward pass only: NOT decodable from codes",
                 "robust": "calibrated per-layer normalization, prefix training, linear paths",
+                "robust_cascade": "layer 0 a one-layer tokenizer; layers 1+ robust on its action residual",
                 "residual_fsq": "its own quantize_dropout" if model.quantize_dropout > 0 else "no quantize_dropout",
                 "robust_seed_arch": "seed's MLPs, no prefix training"}[method]
         rows.append({"method": f"{LABELS[method]} ({model.num_layers} layers)", "family": method,

@@ -5,12 +5,13 @@ other. Not an rvq option: a measurement of whether decoupling layer 0 from the f
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python scripts/tokenizer_cascade_probe.py '{"residual_model": {}, "unclipped": true}'
 
-JSON keys: "demos" (default: the embedded default), "steps0" / "steps1" (each stage's steps, 10000), "residual_model"
+JSON keys: "demos" (default: the embedded default), "train_seed" (initial weights and batches of both stages; default:
+the split's seed 0), "steps0" / "steps1" (each stage's steps, 10000), "residual_model"
 (`TokenizerConfig` fields of the residual tokenizer, `num_layers` 7 unless given), "unclipped" (the residual's
 normalizer keeps its q99 scale but clips only 10 ranges beyond the training residuals' min / max: held-out residuals
 exceed the training ones where layer 0 generalizes worse), "layer0_cache" (a file to save / reuse layer 0's weights).
 Prints one JSON line: held-out MSE (normalized actions) decoding k = 1..L layers, the per-dimension error at full depth,
-and the share of held-out residual values beyond the residual normalizer's guard.
+the share of held-out residual values beyond the residual normalizer's guard, and each stage's training seconds.
 """
 
 from __future__ import annotations
@@ -31,16 +32,18 @@ from rvq.training.tokenizer import TokenizerData, TrainTokenizerConfig, fit_toke
 from rvq.training.tokenizer_eval import masked_mse
 
 
-def train(cfg: TrainTokenizerConfig, data: TokenizerData, cache: str | None = None) -> ActionRFSQAE:
-    seed_everything(cfg.seed)
+def train(cfg: TrainTokenizerConfig, data: TokenizerData, seed: int, cache: str | None = None
+          ) -> tuple[ActionRFSQAE, float]:
+    """The trained model (eval mode) and its training seconds (0 when read from `cache`)."""
+    seed_everything(seed)
     model = ActionRFSQAE.from_config(cfg.model_config())
     if cache and Path(cache).exists():
         model.load_state_dict(torch.load(cache, weights_only=True))
-    else:
-        model = fit_tokenizer(model, data, cfg).model
-        if cache:
-            torch.save(model.state_dict(), cache)
-    return model.eval()
+        return model.eval(), 0.0
+    result = fit_tokenizer(model, data, cfg)
+    if cache:
+        torch.save(result.model.state_dict(), cache)
+    return result.model.eval(), result.seconds
 
 
 def probe(args: dict) -> dict:
@@ -48,7 +51,8 @@ def probe(args: dict) -> dict:
     cfg0 = config_from(TrainTokenizerConfig, steps=args.get("steps0", 10000),
                        model={"quantizer": "naive", "num_layers": 1, "coarse_decoder": False}, **common)
     data = prepare_tokenizer_data(cfg0.demos, cfg0.model.chunk_size, cfg0.val_fraction, cfg0.seed, cfg0.normalization)
-    layer0 = train(cfg0, data, args.get("layer0_cache"))
+    seed = args.get("train_seed", cfg0.seed)
+    layer0, seconds0 = train(cfg0, data, seed, args.get("layer0_cache"))
 
     @torch.no_grad()
     def coarse(chunks: ChunkSet) -> tuple[torch.Tensor, torch.Tensor]:  # normalized x and layer 0's decode, [N, C, A]
@@ -67,7 +71,7 @@ def probe(args: dict) -> dict:
                                   ChunkSet(res_val, data.val.valid, data.val.episode))
     cfg1 = config_from(TrainTokenizerConfig, steps=args.get("steps1", 10000),
                        model={"num_layers": 7, **args.get("residual_model", {})}, **common)
-    residual = train(cfg1, residual_data)
+    residual, seconds1 = train(cfg1, residual_data, seed)
 
     valid = torch.as_tensor(data.val.valid)
     codes = residual.encode(norm.normalize(torch.as_tensor(res_val)))
@@ -77,7 +81,8 @@ def probe(args: dict) -> dict:
     beyond = (res_val < norm.clip_low) | (res_val > norm.clip_high)
     return {"args": args, "k": [float(f"{float(masked_mse(r, x_val, valid).mean()):.3e}") for r in recon],
             "full_depth_per_dim": [float(f"{v:.2e}") for v in masked_mse(recon[-1], x_val, valid).tolist()],
-            "val_residual_beyond_guard": float(np.mean(beyond[data.val.valid]))}
+            "val_residual_beyond_guard": float(np.mean(beyond[data.val.valid])),
+            "seconds": [round(seconds0, 1), round(seconds1, 1)]}
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import types
 import torch
 
 from rvq.config_cli import config_from
-from rvq.rfsq import ActionRFSQAE
+from rvq.rfsq import ActionRFSQAE, build_tokenizer_model
 from rvq.training.common import seed_everything
 from rvq.training.tokenizer import TrainTokenizerConfig, fit_tokenizer, prepare_tokenizer_data
 from rvq.training.tokenizer_eval import evaluate_tokenizer
@@ -57,7 +57,7 @@ def sweep(runs: list[dict]) -> None:
                           **{"normalization": "bounds_q99", **options})
         data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
         seed_everything(run.get("train_seed", cfg.seed))
-        model = ActionRFSQAE.from_config(cfg.model_config())
+        model = build_tokenizer_model(cfg.model_config())
         if "encoder_after_warmup" in run:
             encoder_after_warmup(model, run["encoder_after_warmup"])
         result = fit_tokenizer(model, data, cfg)

@@ -1,6 +1,8 @@
 """Residual finite scalar quantization of action chunks (Phase 1's tokenizer)."""
 
 from rvq.rfsq.autoencoder import ActionRFSQAE, build_quantizer
+from rvq.rfsq.build import TokenizerModel, build_tokenizer_model
+from rvq.rfsq.cascade import CascadeRFSQAE
 from rvq.rfsq.checkpoint import (TOKENIZER_FORMAT, TOKENIZER_VERSION, TokenizerCheckpoint, load_tokenizer, read_tokenizer,
                                  save_tokenizer, tokenizer_identity)
 from rvq.rfsq.config import QUANTIZERS, TokenizerConfig
@@ -11,6 +13,7 @@ from rvq.rfsq.robust import RobustRFSQ
 
 __all__ = [
     "ActionRFSQAE",
+    "CascadeRFSQAE",
     "LayerNormRFSQ",
     "NaiveRFSQ",
     "NotDecodableError",
@@ -21,7 +24,9 @@ __all__ = [
     "TOKENIZER_VERSION",
     "TokenizerCheckpoint",
     "TokenizerConfig",
+    "TokenizerModel",
     "build_quantizer",
+    "build_tokenizer_model",
     "load_tokenizer",
     "read_tokenizer",
     "save_tokenizer",

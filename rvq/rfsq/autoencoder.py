@@ -22,6 +22,24 @@ from rvq.validation import check_finite, check_float, check_shape
 ATANH_MARGIN = 1e-6  # linear_inverse: atanh's argument stays within ±(1 - this), atanh at most 7.25
 
 
+def check_codes(codes: torch.Tensor, hidden_dim: int, num_layers: int, num_levels: int) -> None:
+    """Refuse anything but an integer tensor `[B, C, hidden_dim, k]`, 1 <= k <= num_layers, values in
+    `[0, num_levels)`."""
+    if not isinstance(codes, torch.Tensor):
+        raise ValueError(f"codes must be a torch.Tensor, got {type(codes).__name__}")
+    if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
+        raise ValueError(f"codes must be an integer tensor (int64), got dtype {codes.dtype}")
+    check_shape(codes, "codes [B, C, hidden_dim, k]", (None, None, hidden_dim, None))
+    k = codes.shape[-1]
+    if not 1 <= k <= num_layers:
+        raise ValueError(f"codes have {k} layers; this tokenizer decodes 1..{num_layers}")
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= num_levels):
+        raise ValueError(
+            f"codes out of range: found values in [{int(codes.min())}, {int(codes.max())}], "
+            f"expected [0, {num_levels})"
+        )
+
+
 def build_quantizer(config: TokenizerConfig) -> ResidualScalarQuantizer:
     """The quantizer named by `config.quantizer`."""
     if config.quantizer == "robust":
@@ -98,6 +116,8 @@ class ActionRFSQAE(nn.Module):
                 encoder_mlp=encoder_mlp,
                 linear_inverse=linear_inverse,
             )
+        if config.cascade:
+            raise ValueError("a cascade=True config builds rvq.rfsq.CascadeRFSQAE (rvq.rfsq.build_tokenizer_model)")
         self.config = config
         mlp = [nn.Linear(config.action_dim, config.mlp_dim), nn.ReLU(), nn.Linear(config.mlp_dim, config.hidden_dim)]
         self.encoder = nn.Sequential(*(mlp if config.encoder_mlp else []), nn.Tanh())
@@ -181,19 +201,7 @@ class ActionRFSQAE(nn.Module):
         check_finite(x, "actions")
 
     def _check_codes(self, codes: torch.Tensor) -> None:
-        if not isinstance(codes, torch.Tensor):
-            raise ValueError(f"codes must be a torch.Tensor, got {type(codes).__name__}")
-        if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
-            raise ValueError(f"codes must be an integer tensor (int64), got dtype {codes.dtype}")
-        check_shape(codes, "codes [B, C, hidden_dim, k]", (None, None, self.hidden_dim, None))
-        k = codes.shape[-1]
-        if not 1 <= k <= self.num_layers:
-            raise ValueError(f"codes have {k} layers; this tokenizer decodes 1..{self.num_layers}")
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.num_levels):
-            raise ValueError(
-                f"codes out of range: found values in [{int(codes.min())}, {int(codes.max())}], "
-                f"expected [0, {self.num_levels})"
-            )
+        check_codes(codes, self.hidden_dim, self.num_layers, self.num_levels)
 
     # --- API -------------------------------------------------------------------------------------
 

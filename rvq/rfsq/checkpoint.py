@@ -27,7 +27,7 @@ import torch
 from rvq.checkpoint_io import check_finite_state_dict, check_state_dict, content_hash
 from rvq.data.normalize import ActionNormalizer
 from rvq.hub_format import read_payload, write_payload
-from rvq.rfsq.autoencoder import ActionRFSQAE
+from rvq.rfsq.build import TokenizerModel, build_tokenizer_model
 from rvq.rfsq.config import TokenizerConfig
 
 TOKENIZER_FORMAT = "rvq.tokenizer"
@@ -37,7 +37,7 @@ QUANTIZER_BUFFERS = "quantizer."
 
 
 def tokenizer_payload(
-    model: ActionRFSQAE, action_stats: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None
+    model: TokenizerModel, action_stats: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The dict that `save_tokenizer` writes."""
     return {
@@ -52,7 +52,7 @@ def tokenizer_payload(
 
 def save_tokenizer(
     path: str | os.PathLike,
-    model: ActionRFSQAE,
+    model: TokenizerModel,
     action_stats: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Path:
@@ -63,14 +63,14 @@ def save_tokenizer(
     return write_payload(path, payload)
 
 
-def tokenizer_identity(source: str | os.PathLike | dict[str, Any] | ActionRFSQAE,
+def tokenizer_identity(source: str | os.PathLike | dict[str, Any] | TokenizerModel,
                        action_stats: dict[str, Any] | None = None) -> str:
     """Content hash (hex) of a tokenizer: config, weights and action statistics (`action_stats`, for a model given
     in memory; a file or payload holds its own).
 
     Phase 2 heads record it, so a head is never paired with a tokenizer it was not trained on.
     """
-    if isinstance(source, ActionRFSQAE):
+    if isinstance(source, torch.nn.Module):
         payload = tokenizer_payload(source, action_stats)
     elif isinstance(source, dict):
         payload = source
@@ -191,7 +191,7 @@ class TokenizerCheckpoint:
     """A tokenizer file, read and checked: the model (eval mode), its action statistics (None when the file has
     none), its metrics, and its identity (`tokenizer_identity` of the file's payload)."""
 
-    model: ActionRFSQAE
+    model: TokenizerModel
     action_stats: dict[str, Any] | None
     metrics: dict[str, Any]
     identity: str
@@ -220,7 +220,7 @@ def read_tokenizer(
         raise ValueError(f"{source}: invalid tokenizer config: {exc}") from exc
     if expected_config is not None:
         _check_expected(config, expected_config, source)
-    model = ActionRFSQAE.from_config(config)
+    model = build_tokenizer_model(config)
     state_dict = dict(payload["state_dict"])
     check_finite_state_dict(state_dict, source)
     if payload.get("action_stats") is not None:
@@ -241,7 +241,7 @@ def load_tokenizer(
     expected_config: TokenizerConfig | dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
     quantizer: str | None = None,
-) -> ActionRFSQAE:
+) -> TokenizerModel:
     """The model of a tokenizer file, in eval mode (`read_tokenizer` for its statistics, metrics and identity;
     `rvq.tokenizer.ActionTokenizer.from_checkpoint` for raw actions in and out)."""
     return read_tokenizer(path, expected_config, device, quantizer).model

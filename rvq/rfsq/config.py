@@ -9,7 +9,8 @@ QUANTIZERS = ("naive", "layernorm", "robust")
 # Fields added after the first checkpoints were written, with the value those checkpoints imply.
 LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False, "prefix_conditioned": False,
                    "prefix_weighting": "uniform", "compand_tails": False, "layer0_quantile": 0.0,
-                   "coarse_decoder": False, "layer0_warmup": 0, "encoder_mlp": True, "linear_inverse": False}
+                   "coarse_decoder": False, "layer0_warmup": 0, "encoder_mlp": True, "linear_inverse": False,
+                   "cascade": False}
 PREFIX_WEIGHTINGS = ("uniform", "inverse")
 
 
@@ -55,6 +56,11 @@ class TokenizerConfig:
         only learn what the coarse prefixes need. Needs `linear_skip`. Off by default: measured (docs/RESULTS.md,
         issue 14's sixth pass), with `encoder_mlp` False it brings the full depth below 1e-5 on the embedded default's
         split, while k = 2's error rises (atanh amplifies a coarse latent's error near the tanh's ends).
+    cascade: layer 0 is a one-layer naive FSQ autoencoder of its own, trained alone for the first `layer0_warmup`
+        training forwards and then fixed, and layers 1..L-1 a `quantizer` autoencoder of L - 1 layers (this config's
+        other options) on the action-space residual layer 0 leaves (`rvq.rfsq.cascade.CascadeRFSQAE`). Off by
+        default; measured in docs/RESULTS.md (issue 14's ninth pass). Needs `layer0_warmup > 0`, a decodable
+        quantizer, and num_layers >= 3 with `coarse_decoder` (the residual stage's own k = 1 decoder), else >= 2.
 
     Checkpoints written before a field existed load with `LEGACY_DEFAULTS` (the architecture they had).
     """
@@ -80,6 +86,7 @@ class TokenizerConfig:
     layer0_warmup: int = 0
     encoder_mlp: bool = True
     linear_inverse: bool = False
+    cascade: bool = False
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -108,6 +115,13 @@ class TokenizerConfig:
         if self.linear_inverse and self.hidden_dim < self.action_dim:
             raise ValueError(f"linear_inverse needs hidden_dim >= action_dim to invert the encoder's linear path, got "
                              f"hidden_dim={self.hidden_dim} < action_dim={self.action_dim}")
+        if self.cascade:
+            if self.quantizer == "layernorm":
+                raise ValueError("cascade's residual stage must decode from codes: quantizer 'layernorm' cannot")
+            if self.num_layers < (3 if self.coarse_decoder else 2):
+                raise ValueError(f"cascade needs num_layers >= {3 if self.coarse_decoder else 2} (layer 0's stage "
+                                 f"and a residual stage{' with its own k = 1 decoder' if self.coarse_decoder else ''})"
+                                 f", got {self.num_layers}")
         if not 0.0 <= self.prefix_encoder_grad <= 1.0:
             raise ValueError(f"prefix_encoder_grad must be in [0, 1], got {self.prefix_encoder_grad}")
 

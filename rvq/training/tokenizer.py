@@ -17,7 +17,7 @@ import torch
 from rvq.config_cli import save_run_config
 from rvq.data import ActionNormalizer, ChunkSet, Episode, embedded_demo_files, make_chunks, read_demos, split_by_episode
 from rvq.device import resolve_device
-from rvq.rfsq import ActionRFSQAE, TokenizerConfig, save_tokenizer
+from rvq.rfsq import TokenizerConfig, TokenizerModel, build_tokenizer_model, save_tokenizer
 from rvq.training.common import fingerprint, seed_everything
 from rvq.training.loop import train_loop
 from rvq.training.optim import OptimConfig
@@ -105,14 +105,14 @@ def prepare_tokenizer_data(
 
 @dataclass
 class FitResult:
-    model: ActionRFSQAE
+    model: TokenizerModel
     best: dict[str, Any]
     history: list[dict[str, Any]]
     seconds: float
 
 
 def fit_tokenizer(
-    model: ActionRFSQAE,
+    model: TokenizerModel,
     data: TokenizerData,
     cfg: TrainTokenizerConfig,
     out_dir: Path | None = None,
@@ -147,8 +147,8 @@ def fit_tokenizer(
     return FitResult(model, loop.best, loop.history, loop.seconds)
 
 
-def _with_state(model: ActionRFSQAE, state: dict[str, torch.Tensor]) -> ActionRFSQAE:
-    copy = ActionRFSQAE.from_config(model.config)
+def _with_state(model: TokenizerModel, state: dict[str, torch.Tensor]) -> TokenizerModel:
+    copy = build_tokenizer_model(model.config)
     copy.load_state_dict(state)
     return copy
 
@@ -159,7 +159,7 @@ def train_tokenizer(cfg: TrainTokenizerConfig) -> dict[str, Any]:
     save_run_config(cfg, out_dir)
     data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)
     seed_everything(cfg.seed)  # the initial weights depend on the seed too
-    model = ActionRFSQAE.from_config(cfg.model_config())
+    model = build_tokenizer_model(cfg.model_config())
     result = fit_tokenizer(model, data, cfg, out_dir)
     report = {"config": asdict(cfg), "data": data.describe(), "best": result.best, "seconds": result.seconds,
               "device": str(resolve_device(cfg.device)), "checkpoint": str(out_dir / "tokenizer")}
@@ -181,8 +181,10 @@ def rare_reach_line(metrics: dict[str, Any]) -> str:
 def render_report(report: dict[str, Any]) -> str:
     """Short markdown summary of a tokenizer run."""
     best, data = report["best"], report["data"]
+    model = report["config"]["model"]
+    cascade = " (cascade: layer 0 a one-layer tokenizer, layers 1+ on its action residual)" if model.get("cascade") else ""
     lines = [
-        f"# Tokenizer run: {report['config']['model']['quantizer']} RFSQ",
+        f"# Tokenizer run: {model['quantizer']} RFSQ{cascade}",
         "",
         f"- checkpoint: `{report['checkpoint']}` (best at step {best['step']}, device {report['device']}, "
         f"{report['seconds']:.1f} s)",
@@ -198,6 +200,8 @@ def render_report(report: dict[str, Any]) -> str:
     ]
     for i, (std, ratio, ppl) in enumerate(zip(best["residual_std"], best["energy_ratio"], best["code_perplexity"])):
         lines.append(f"| {i} | {std:.3e} | {ratio:.3f} | {ppl:.2f} |")
+    if cascade:
+        lines += ["", "(Layer 0's residual is in its own stage's latent units; layers 1+ in the residual stage's.)"]
     if "mse_by_layers" in best:
         lines += ["", "Held-out MSE decoding the first k layers: "
                   + ", ".join(f"k={k + 1}: {v:.2e}" for k, v in enumerate(best["mse_by_layers"]))]

@@ -10,7 +10,7 @@ import torch
 
 from rvq.data.chunks import ChunkSet
 from rvq.data.normalize import ActionNormalizer
-from rvq.rfsq import ActionRFSQAE
+from rvq.rfsq import CascadeRFSQAE, TokenizerModel
 from rvq.rfsq.layernorm import LayerNormRFSQ
 from rvq.rfsq.metrics import residual_diagnostics
 
@@ -37,7 +37,7 @@ def rare_action_reach(recon: torch.Tensor, raw: torch.Tensor, valid: torch.Tenso
 
 @torch.no_grad()
 def evaluate_tokenizer(
-    model: ActionRFSQAE, chunks: ChunkSet, normalizer: ActionNormalizer, device: torch.device | str = "cpu"
+    model: TokenizerModel, chunks: ChunkSet, normalizer: ActionNormalizer, device: torch.device | str = "cpu"
 ) -> dict[str, Any]:
     """Metrics on `chunks` (raw actions). The reconstruction is the one a robot would execute:
     decoded from codes (eval mode), except for the LayerNorm variant, whose forward error and
@@ -74,9 +74,13 @@ def evaluate_tokenizer(
         mse_raw=float(raw_per_dim.mean()),
         mse_raw_per_dim=raw_per_dim.tolist(),
     )
-    latent = model.encode_latent(x)
-    out["mse_unquantized"] = float(masked_mse(model.decode_latent(latent).cpu(), x.cpu(), valid).mean())  # the AE floor
-    z = latent[valid.to(x.device)]  # [valid steps, H]
-    out.update(residual_diagnostics(model.quantizer, z))
+    if isinstance(model, CascadeRFSQAE):  # two latents: layer 0's stage's and the residual stage's
+        floor, diagnostics = model.diagnostics(x, valid.to(x.device))
+    else:
+        latent = model.encode_latent(x)
+        floor = model.decode_latent(latent)
+        diagnostics = residual_diagnostics(model.quantizer, latent[valid.to(x.device)])  # z: [valid steps, H]
+    out["mse_unquantized"] = float(masked_mse(floor.cpu(), x.cpu(), valid).mean())  # the autoencoder's floor
+    out.update(diagnostics)
     model.train(was_training)
     return out

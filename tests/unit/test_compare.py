@@ -21,7 +21,11 @@ def test_comparison_trains_every_method_and_writes_k_prefix_curves(tmp_path: Pat
     bits = [b for b, _ in report["curves"]["robust"]]
     assert bits == sorted(bits) and bits[-1] == 8 * bits[0]
     families = {row["family"] for row in report["rows"]}
-    assert {"naive", "layernorm", "robust", "residual_fsq", "robust_seed_arch", "openvla_bins", "dct"} <= families
+    assert {"naive", "layernorm", "robust", "robust_cascade", "residual_fsq", "robust_seed_arch", "openvla_bins",
+            "dct"} <= families
+    cascade = report["trained"]["robust_cascade"]
+    assert cascade["decode_matches_forward"] and len(cascade["mse_by_layers"]) == cfg.model.num_layers
+    assert len(cascade["code_perplexity"]) == cfg.model.num_layers  # layer 0's stage, then the residual stage's
     seed_arch = report["trained"]["robust_seed_arch"]
     assert seed_arch["mse"] != report["trained"]["robust"]["mse"]  # a different model, trained on its own
     table = (tmp_path / "out" / "comparison.md").read_text()
@@ -51,3 +55,11 @@ def test_logging_is_refused_rather_than_ignored(tmp_path) -> None:
 
     with pytest.raises(ValueError, match="does not log to TensorBoard or wandb"):
         compare_tokenizers(config_from(TrainTokenizerConfig, log_to="tensorboard"), tmp_path)
+
+
+def test_a_comparison_without_a_layer0_warmup_is_refused_before_training(tmp_path) -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="cascade row trains its layer 0"):
+        compare_tokenizers(config_from(TrainTokenizerConfig, layer0_warmup_ratio=0.0), tmp_path)
+    assert not (tmp_path / "comparison.json").exists()

@@ -214,6 +214,8 @@ def test_the_tokenizer_recipe_is_an_input_of_the_tokenizer_stage(tmp_path: Path,
         "layer0_warmup_ratio": 0.2, "model.coarse_decoder": True, "model.quantize_dropout": 0.2}
     earlier = updated(tiny(tmp_path), quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0)
     assert rvq.pipeline._tokenizer_recipe_changes(earlier) == {}  # the recipe before: nothing recorded
+    assert rvq.pipeline._tokenizer_recipe_changes(updated(earlier, cascade=True)) == {"model.cascade": True}
+    assert rvq.pipeline._tokenizer_config(updated(tiny(tmp_path), cascade=True)).model.cascade
     with pytest.raises(ValueError, match=r"quantize_dropout must be in \[0, 1\], got 1.5"):  # before any stage runs
         config_from(PipelineConfig, quantize_dropout=1.5)
     cfg = updated(tiny(tmp_path), env="libero", policies=["main"])

@@ -17,6 +17,19 @@ def calibrated(quantizer: str, data: torch.Tensor, steps: int = 1, **kwargs) -> 
     return model.eval()
 
 
+def fit_smooth_actions(model: torch.nn.Module, steps: int, seed: int, batch: int = 64) -> torch.nn.Module:
+    """`model` after `steps` Adam steps (lr 1e-2) on `smooth_actions` batches, returned in eval mode."""
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(steps):
+        x = smooth_actions(batch, seed=seed + step)
+        loss = (model(x)[0] - x).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
 def smooth_actions(batch: int, chunk: int = 8, dim: int = 7, seed: int = 0) -> torch.Tensor:
     """Random-walk action chunks `[batch, chunk, dim]` in roughly [-1, 1], gripper ±1."""
     gen = torch.Generator().manual_seed(seed)

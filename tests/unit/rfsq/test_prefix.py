@@ -8,21 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rvq.rfsq import ActionRFSQAE, TokenizerConfig
-from tests.unit.rfsq.helpers import smooth_actions
+from tests.unit.rfsq.helpers import fit_smooth_actions, smooth_actions
 
 
 def prefix_trained(seed: int, quantize_dropout: float = 1.0, steps: int = 5, **config) -> ActionRFSQAE:
     """A robust tokenizer after a few optimizer steps with quantize dropout (weights and buffers move)."""
     torch.manual_seed(seed)
-    model = ActionRFSQAE(quantizer="robust", quantize_dropout=quantize_dropout, **config).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for step in range(steps):
-        x = smooth_actions(64, seed=seed + step)
-        loss = (model(x)[0] - x).pow(2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    model = ActionRFSQAE(quantizer="robust", quantize_dropout=quantize_dropout, **config)
+    return fit_smooth_actions(model, steps, seed)
 
 
 @given(seed=st.integers(0, 2**16), batch=st.integers(1, 8))

@@ -1,0 +1,146 @@
+"""`CascadeRFSQAE`: layer 0 a one-layer FSQ autoencoder of its own, layers 1..L-1 a residual autoencoder on what
+layer 0 leaves of the action (`TokenizerConfig.cascade`).
+
+Each stage's autoencoder has an error floor relative to what it encodes; coding the action-space residual with a
+second autoencoder makes the second floor relative to layer 0's error instead of to the action (measured in
+docs/RESULTS.md, issue 14's ninth pass). Layer 0 is trained for k = 1 alone, so its prefix is a one-layer tokenizer's.
+
+Shapes as `ActionRFSQAE`: actions `[B, C, A]`, codes `[B, C, H, L]` int64 in `[0, num_levels)`; codes `[..., 0]`
+come from layer 0's stage and `[..., 1:]` from the residual stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from rvq.rfsq.autoencoder import ActionRFSQAE, check_codes
+from rvq.rfsq.config import TokenizerConfig
+from rvq.rfsq.metrics import residual_diagnostics
+
+RESIDUAL_QUANTILE = 0.99  # the residual stage reads each action dim's residual over this quantile of |residual|
+MIN_RESIDUAL_SCALE = 1e-6  # a dim that layer 0 reconstructs (almost) exactly keeps a finite scale
+
+
+class CascadeRFSQAE(nn.Module):
+    """Two autoencoders in series: `stage0` (naive FSQ, one layer) and `stage1` (`config.quantizer`, L - 1 layers,
+    the config's other options) on `(x - stage0's decode) / residual_scale`.
+
+    Training (any loop that minimizes the forward's reconstruction error): the first `config.layer0_warmup` training
+    forwards train layer 0's stage alone; after them it is fixed and the residual stage trains, with its own
+    `quantize_dropout` over its prefixes. `residual_scale` `[A]` is calibrated during training (moving average of
+    each dim's RESIDUAL_QUANTILE of |residual|, `config.calibration_momentum`), so codes alone decode."""
+
+    name = "cascade"
+
+    def __init__(self, config: TokenizerConfig) -> None:
+        super().__init__()
+        if not config.cascade:
+            raise ValueError("CascadeRFSQAE builds configs with cascade=True")
+        self.config = config
+        self.stage0 = ActionRFSQAE.from_config(replace(
+            config, quantizer="naive", num_layers=1, coarse_decoder=False, quantize_dropout=0.0, layer0_warmup=0,
+            prefix_conditioned=False, encoder_mlp=True, linear_inverse=False, compand_tails=False, cascade=False))
+        self.stage1 = ActionRFSQAE.from_config(replace(config, num_layers=config.num_layers - 1, layer0_warmup=0,
+                                                       cascade=False))
+        self.register_buffer("residual_scale", torch.ones(config.action_dim))
+        self.register_buffer("training_forwards", torch.zeros((), dtype=torch.int64))
+
+    @classmethod
+    def from_config(cls, config: TokenizerConfig) -> "CascadeRFSQAE":
+        return cls(config)
+
+    def no_weight_decay(self) -> set[str]:
+        return {f"stage1.{name}" for name in self.stage1.no_weight_decay()}
+
+    action_dim = property(lambda self: self.config.action_dim)
+    hidden_dim = property(lambda self: self.config.hidden_dim)
+    num_layers = property(lambda self: self.config.num_layers)
+    num_levels = property(lambda self: self.config.num_levels)
+    decodable = property(lambda self: self.stage1.decodable)
+
+    # --- training ---------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _calibrate(self, residual: torch.Tensor) -> None:
+        """Moving average of each action dim's RESIDUAL_QUANTILE of |residual| (`[B, C, A]`)."""
+        batch = torch.quantile(residual.abs().reshape(-1, self.action_dim).float(), RESIDUAL_QUANTILE, dim=0)
+        batch = batch.clamp_min(MIN_RESIDUAL_SCALE).to(self.residual_scale.dtype)
+        if int(self.training_forwards) == int(self.config.layer0_warmup):  # the first forward after layer 0's
+            self.residual_scale.copy_(batch)
+        else:
+            self.residual_scale.lerp_(batch, self.config.calibration_momentum)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """actions `[B, C, A]` → `(x_recon [B, C, A], codes [B, C, H, L])`. In eval mode the output is what
+        `decode_from_indices(codes)` gives; in training mode see the class."""
+        if not self.training:
+            codes = self.encode(x)
+            return self.decode_from_indices(codes), codes
+        if self.config.layer0_warmup == 0:
+            raise ValueError("cascade trains layer 0's stage during the first layer0_warmup training forwards: set "
+                             "layer0_warmup > 0 (rvq train-tokenizer: layer0_warmup_ratio)")
+        layer0_phase = int(self.training_forwards) < self.config.layer0_warmup
+        if layer0_phase:
+            coarse, codes0 = self.stage0(x)
+            codes1 = _in_eval_mode(self.stage1, lambda: self.stage1.encode(self._residual(x, coarse.detach())))
+            self.training_forwards += 1
+            return coarse, torch.cat([codes0, codes1], dim=-1)  # codes of every layer, as always
+        with torch.no_grad():  # layer 0's stage is fixed from now on: no gradient, no calibration
+            codes0 = _in_eval_mode(self.stage0, lambda: self.stage0.encode(x))
+            coarse = self.stage0.decode_from_indices(codes0)
+            self._calibrate(x - coarse)
+        fine, codes1 = self.stage1(self._residual(x, coarse))
+        self.training_forwards += 1
+        return coarse + fine * self.residual_scale, torch.cat([codes0, codes1], dim=-1)
+
+    def _residual(self, x: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """What the residual stage encodes: `(x - coarse) / residual_scale`, `[B, C, A]`."""
+        return (x - coarse) / self.residual_scale
+
+    # --- API -------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """actions `[B, C, A]` → codes `[B, C, H, L]` int64."""
+        codes0 = self.stage0.encode(x)
+        codes1 = self.stage1.encode(self._residual(x, self.stage0.decode_from_indices(codes0)))
+        return torch.cat([codes0, codes1], dim=-1)
+
+    def decode_from_indices(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes `[B, C, H, k]`, the first k ≤ L layers → actions `[B, C, A]`."""
+        check_codes(codes, self.hidden_dim, self.num_layers, self.num_levels)
+        coarse = self.stage0.decode_from_indices(codes[..., :1])
+        if codes.shape[-1] == 1:
+            return coarse
+        return coarse + self.stage1.decode_from_indices(codes[..., 1:]) * self.residual_scale
+
+    @torch.no_grad()
+    def diagnostics(self, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The unquantized floor (`[B, C, A]`: layer 0's decode plus the residual stage's unquantized reconstruction)
+        and per-layer quantizer diagnostics (layer 0's, then the residual stage's), for `x: [B, C, A]`, `valid:
+        [B, C]`."""
+        coarse = self.stage0.decode_from_indices(self.stage0.encode(x))
+        residual = self._residual(x, coarse)
+        latent0, latent1 = self.stage0.encode_latent(x), self.stage1.encode_latent(residual)
+        floor = coarse + self.stage1.decode_latent(latent1) * self.residual_scale
+        first = residual_diagnostics(self.stage0.quantizer, latent0[valid])
+        rest = residual_diagnostics(self.stage1.quantizer, latent1[valid])
+        joined = {key: first[key] + rest[key] for key in ("energy_ratio", "effective_layers", "code_perplexity")}
+        # before layer 0 (layer 0's latent), then before layers 1..L-1 and after the last (the residual stage's)
+        joined["residual_std"] = first["residual_std"][:1] + rest["residual_std"]
+        joined["num_effective_layers"] = first["num_effective_layers"] + rest["num_effective_layers"]
+        return floor, joined
+
+
+def _in_eval_mode(module: nn.Module, run: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """`run()` with `module` in eval mode (no calibration of its quantizer), then its mode restored."""
+    was_training = module.training
+    module.eval()
+    try:
+        return run()
+    finally:
+        module.train(was_training)

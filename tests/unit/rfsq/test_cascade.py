@@ -1,0 +1,155 @@
+"""`TokenizerConfig.cascade`: layer 0 a one-layer FSQ autoencoder of its own, layers 1..L-1 on its action residual."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rvq.rfsq import (ActionRFSQAE, CascadeRFSQAE, TokenizerConfig, build_tokenizer_model, read_tokenizer,
+                      save_tokenizer, tokenizer_identity)
+from rvq.rfsq.cascade import RESIDUAL_QUANTILE
+from tests.unit.rfsq.helpers import fit_smooth_actions, smooth_actions
+
+WARMUP = 3
+
+
+def trained(seed: int = 0, steps: int = 6, **config) -> CascadeRFSQAE:
+    """A cascade after `WARMUP` layer-0 steps and `steps - WARMUP` residual steps (weights and buffers move)."""
+    torch.manual_seed(seed)
+    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_warmup=WARMUP, **config))
+    return fit_smooth_actions(model, steps, seed, batch=32)
+
+
+def test_the_config_builds_a_cascade_and_the_plain_model_refuses_it() -> None:
+    config = TokenizerConfig(cascade=True)
+    assert isinstance(build_tokenizer_model(config), CascadeRFSQAE)
+    assert isinstance(build_tokenizer_model(TokenizerConfig()), ActionRFSQAE)
+    with pytest.raises(ValueError, match="CascadeRFSQAE"):
+        ActionRFSQAE.from_config(config)
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"quantizer": "layernorm"}, "decode from codes"),
+    ({"num_layers": 2}, "num_layers >= 3"),
+    ({"num_layers": 1, "coarse_decoder": False}, "num_layers >= 2"),
+])
+def test_configs_a_cascade_cannot_build_are_refused(options: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        TokenizerConfig(cascade=True, **options)
+
+
+def test_a_two_layer_cascade_without_a_coarse_decoder_is_allowed() -> None:
+    model = build_tokenizer_model(TokenizerConfig(cascade=True, num_layers=2, coarse_decoder=False))
+    assert model.stage1.num_layers == 1
+
+
+def test_training_without_a_layer0_phase_is_refused() -> None:
+    model = build_tokenizer_model(TokenizerConfig(cascade=True)).train()
+    with pytest.raises(ValueError, match="layer0_warmup"):
+        model(smooth_actions(4))
+
+
+def test_layer0_phase_trains_layer0_alone_then_only_the_residual_stage_trains() -> None:
+    torch.manual_seed(0)
+    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_warmup=1)).train()
+    x = smooth_actions(16)
+
+    def grads_after_one_step() -> tuple[bool, bool]:
+        model.zero_grad(set_to_none=True)
+        (model(x)[0] - x).pow(2).mean().backward()
+        stage0 = any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.stage0.parameters())
+        stage1 = any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.stage1.parameters())
+        return stage0, stage1
+
+    assert grads_after_one_step() == (True, False)  # layer 0's phase: its reconstruction alone
+    calibrated_before = int(model.stage1.quantizer.calibration_steps)
+    assert calibrated_before == 0  # its codes came from the residual stage in eval mode: no calibration
+    assert grads_after_one_step() == (False, True)  # then layer 0 is fixed
+    assert int(model.stage1.quantizer.calibration_steps) == 1
+    assert int(model.training_forwards) == 2
+
+
+def test_the_residual_scale_starts_at_the_first_residual_batch_quantile() -> None:
+    torch.manual_seed(0)
+    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_warmup=1)).train()
+    x = smooth_actions(16)
+    model(x)
+    model(x)
+    model.eval()
+    with torch.no_grad():
+        coarse = model.stage0.decode_from_indices(model.stage0.encode(x))
+    expected = torch.quantile((x - coarse).abs().reshape(-1, 7), RESIDUAL_QUANTILE, dim=0)
+    torch.testing.assert_close(model.residual_scale, expected)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), batch=st.integers(1, 6))
+def test_decode_equals_forward_in_eval_and_every_prefix_is_a_stage_sum(seed: int, batch: int) -> None:
+    model = trained(seed)
+    x = smooth_actions(batch, seed=seed + 100)
+    with torch.no_grad():
+        recon, codes = model(x)
+        assert codes.shape == (batch, 8, 16, 8) and codes.dtype == torch.int64
+        assert torch.equal(model.decode_from_indices(codes), recon)  # bit for bit
+        assert torch.equal(model.decode_from_indices(codes[..., :1]),
+                           model.stage0.decode_from_indices(codes[..., :1]))  # k = 1: the one-layer tokenizer
+        for k in (2, 5, 8):
+            expected = (model.stage0.decode_from_indices(codes[..., :1])
+                        + model.stage1.decode_from_indices(codes[..., 1:k]) * model.residual_scale)
+            assert torch.equal(model.decode_from_indices(codes[..., :k]), expected)
+
+
+def test_finer_prefixes_reconstruct_better_after_training() -> None:
+    model = trained(steps=60)
+    x = smooth_actions(64, seed=999)
+    with torch.no_grad():
+        codes = model.encode(x)
+        errors = [float((model.decode_from_indices(codes[..., :k]) - x).pow(2).mean()) for k in (1, 2, 8)]
+    assert errors[1] < errors[0] and errors[2] < errors[1], errors
+
+
+@pytest.mark.parametrize("codes, match", [
+    (torch.zeros(2, 8, 16, 3), "integer"),
+    (torch.full((2, 8, 16, 3), 7), "out of range"),
+    (torch.zeros(2, 8, 16, 9, dtype=torch.int64), "decodes 1..8"),
+    (torch.zeros(2, 8, 15, 2, dtype=torch.int64), "hidden_dim"),
+])
+def test_bad_codes_are_refused(codes: torch.Tensor, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        trained().decode_from_indices(codes)
+
+
+def test_save_and_read_give_the_same_cascade(tmp_path: Path) -> None:
+    model = trained()
+    x = smooth_actions(4, seed=7)
+    with torch.no_grad():
+        recon, codes = model(x)
+    save_tokenizer(tmp_path / "tok", model)
+    loaded = read_tokenizer(tmp_path / "tok")
+    assert isinstance(loaded.model, CascadeRFSQAE)
+    assert torch.equal(loaded.model.residual_scale, model.residual_scale)
+    with torch.no_grad():
+        assert torch.equal(loaded.model.decode_from_indices(codes), recon)
+    assert tokenizer_identity(model) == tokenizer_identity(tmp_path / "tok") == loaded.identity
+
+
+def test_train_tokenizer_writes_a_cascade_that_action_tokenizer_reads(tmp_path: Path) -> None:
+    from rvq.config_cli import config_from
+    from rvq.tokenizer import ActionTokenizer
+    from rvq.training.tokenizer import TrainTokenizerConfig, train_tokenizer
+
+    cfg = config_from(TrainTokenizerConfig, cascade=True, steps=8, eval_every=4, batch_size=32, device="cpu",
+                      progress=False, out_dir=str(tmp_path / "run"))
+    report = train_tokenizer(cfg)
+    assert "cascade" in (tmp_path / "run" / "report.md").read_text().splitlines()[0]
+    assert len(report["best"]["mse_by_layers"]) == 8 and report["best"]["decode_matches_forward"]
+    tokenizer = ActionTokenizer.from_checkpoint(report["checkpoint"])
+    assert isinstance(tokenizer.model, CascadeRFSQAE)
+    raw = torch.randn(2, 8, 7) * 0.1
+    codes = tokenizer.encode(raw)
+    assert codes.shape == (2, 8, 16, 8)
+    assert tokenizer.decode(codes).shape == (2, 8, 7)
