@@ -1,9 +1,9 @@
 """`rvq compare-tokenizers`: every tokenizer on the same split of real demos, side by side.
 
 RFSQ family (same encoder/decoder, same training): naive, the seed's per-token LayerNorm,
-robust, robust as a cascade (`TokenizerConfig.cascade`), and vector-quantize-pytorch's ResidualFSQ. Fixed-rate baselines: OpenVLA's uniform
-bins and a FAST-style DCT (no BPE). Errors are held-out MSE over valid (non-padded) steps in
-normalized action units; bits are per chunk of `chunk_size` 7-d actions.
+robust, robust as a cascade (`TokenizerConfig.cascade`), and vector-quantize-pytorch's ResidualFSQ.
+Fixed-rate baselines: OpenVLA's uniform bins and a FAST-style DCT (no BPE). Errors are held-out MSE
+over valid (non-padded) steps in normalized action units; bits are per chunk of `chunk_size` 7-d actions.
 """
 
 from __future__ import annotations

@@ -93,7 +93,8 @@ class PipelineTokenizerConfig:
 
     def recipe(self) -> dict[str, Any]:
         """The model options set here, as `TrainTokenizerConfig` leaf names (unset ones are not given)."""
-        names = ("quantize_dropout", "coarse_decoder", "layer0_warmup_ratio", "encoder_mlp", "linear_inverse", "cascade")
+        names = ("quantize_dropout", "coarse_decoder", "layer0_warmup_ratio", "encoder_mlp", "linear_inverse",
+                 "cascade")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 

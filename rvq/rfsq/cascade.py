@@ -12,11 +12,12 @@ come from layer 0's stage and `[..., 1:]` from the residual stage.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from rvq.module_mode import eval_mode
 from rvq.rfsq.autoencoder import ActionRFSQAE, check_codes
 from rvq.rfsq.config import TokenizerConfig
 from rvq.rfsq.metrics import residual_diagnostics
@@ -86,11 +87,13 @@ class CascadeRFSQAE(nn.Module):
         layer0_phase = int(self.training_forwards) < self.config.layer0_warmup
         if layer0_phase:
             coarse, codes0 = self.stage0(x)
-            codes1 = _in_eval_mode(self.stage1, lambda: self.stage1.encode(self._residual(x, coarse.detach())))
+            with eval_mode(self.stage1):  # no calibration of its quantizer yet
+                codes1 = self.stage1.encode(self._residual(x, coarse.detach()))
             self.training_forwards += 1
             return coarse, torch.cat([codes0, codes1], dim=-1)  # codes of every layer, as always
-        with torch.no_grad():  # layer 0's stage is fixed from now on: no gradient, no calibration
-            codes0 = _in_eval_mode(self.stage0, lambda: self.stage0.encode(x))
+        # layer 0's stage is fixed from now on: no gradient, no calibration
+        with torch.no_grad(), eval_mode(self.stage0):
+            codes0 = self.stage0.encode(x)
             coarse = self.stage0.decode_from_indices(codes0)
             self._calibrate(x - coarse)
         fine, codes1 = self.stage1(self._residual(x, coarse))
@@ -134,13 +137,3 @@ class CascadeRFSQAE(nn.Module):
         joined["residual_std"] = first["residual_std"][:1] + rest["residual_std"]
         joined["num_effective_layers"] = first["num_effective_layers"] + rest["num_effective_layers"]
         return floor, joined
-
-
-def _in_eval_mode(module: nn.Module, run: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """`run()` with `module` in eval mode (no calibration of its quantizer), then its mode restored."""
-    was_training = module.training
-    module.eval()
-    try:
-        return run()
-    finally:
-        module.train(was_training)

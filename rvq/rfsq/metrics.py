@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from rvq.module_mode import eval_mode
 from rvq.rfsq.residual import ResidualScalarQuantizer
 
 EFFECTIVE_ENERGY_RATIO = 0.5  # a layer is effective when it removes at least half the residual energy
@@ -15,10 +16,8 @@ EFFECTIVE_ENERGY_RATIO = 0.5  # a layer is effective when it removes at least ha
 @torch.no_grad()
 def residual_diagnostics(quantizer: ResidualScalarQuantizer, z: torch.Tensor) -> dict[str, Any]:
     """Per-layer residual std, energy reduction, effective flags and code perplexity for `z: [..., H]`."""
-    was_training = quantizer.training
-    quantizer.eval()
-    _, codes, residuals = quantizer._quantize(z)
-    quantizer.train(was_training)
+    with eval_mode(quantizer):
+        _, codes, residuals = quantizer._quantize(z)
     rms = [float(r.pow(2).mean().sqrt()) for r in residuals]
     energy_ratio = [(rms[i + 1] / rms[i]) ** 2 if rms[i] > 0 else 1.0 for i in range(len(rms) - 1)]
     perplexity = []

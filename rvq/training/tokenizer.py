@@ -182,7 +182,8 @@ def render_report(report: dict[str, Any]) -> str:
     """Short markdown summary of a tokenizer run."""
     best, data = report["best"], report["data"]
     model = report["config"]["model"]
-    cascade = " (cascade: layer 0 a one-layer tokenizer, layers 1+ on its action residual)" if model.get("cascade") else ""
+    cascade = (" (cascade: layer 0 a one-layer tokenizer, layers 1+ on its action residual)"
+               if model.get("cascade") else "")
     lines = [
         f"# Tokenizer run: {model['quantizer']} RFSQ{cascade}",
         "",

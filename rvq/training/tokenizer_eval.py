@@ -10,6 +10,7 @@ import torch
 
 from rvq.data.chunks import ChunkSet
 from rvq.data.normalize import ActionNormalizer
+from rvq.module_mode import eval_mode
 from rvq.rfsq import CascadeRFSQAE, TokenizerModel
 from rvq.rfsq.layernorm import LayerNormRFSQ
 from rvq.rfsq.metrics import residual_diagnostics
@@ -42,45 +43,43 @@ def evaluate_tokenizer(
     """Metrics on `chunks` (raw actions). The reconstruction is the one a robot would execute:
     decoded from codes (eval mode), except for the LayerNorm variant, whose forward error and
     codes-only error are both reported."""
-    was_training = model.training
-    model.eval()
-    raw = torch.as_tensor(chunks.actions)
-    valid = torch.as_tensor(chunks.valid)
-    x = normalizer.normalize(raw).to(device)
-    forward_recon, codes = model(x)
-    out: dict[str, Any] = {"bits_per_chunk": model.config.bits_per_chunk, "num_chunks": len(chunks),
-                           "num_valid_steps": int(valid.sum())}
-    if model.decodable:
-        recon = model.decode_from_indices(codes).cpu()
-        out["decode_matches_forward"] = bool(torch.allclose(recon, forward_recon.cpu(), atol=1e-5))
-        out["mse_by_layers"] = [
-            float(masked_mse(model.decode_from_indices(codes[..., :k]).cpu(), x.cpu(), valid).mean())
-            for k in range(1, model.num_layers + 1)
-        ]
-    else:
-        recon = forward_recon.cpu()
-        assert isinstance(model.quantizer, LayerNormRFSQ)
-        codes_only = model.decode_latent(model.quantizer.decode_without_statistics(codes)).cpu()
-        out["mse_codes_only"] = float(masked_mse(codes_only, x.cpu(), valid).mean())
-    per_dim = masked_mse(recon, x.cpu(), valid)
-    recon_raw = normalizer.unnormalize(recon)
-    raw_per_dim = masked_mse(recon_raw, raw, valid)
-    clip_floor = masked_mse(normalizer.unnormalize(x.cpu()), raw, valid)  # BOUNDS_Q99 clipping alone
-    out.update(rare_action_reach(recon_raw, raw, valid, torch.as_tensor(normalizer.mask)))
-    out.update(
-        mse_raw_clip_floor=float(clip_floor.mean()),
-        mse=float(per_dim.mean()),
-        mse_per_dim=per_dim.tolist(),
-        mse_raw=float(raw_per_dim.mean()),
-        mse_raw_per_dim=raw_per_dim.tolist(),
-    )
-    if isinstance(model, CascadeRFSQAE):  # two latents: layer 0's stage's and the residual stage's
-        floor, diagnostics = model.diagnostics(x, valid.to(x.device))
-    else:
-        latent = model.encode_latent(x)
-        floor = model.decode_latent(latent)
-        diagnostics = residual_diagnostics(model.quantizer, latent[valid.to(x.device)])  # z: [valid steps, H]
-    out["mse_unquantized"] = float(masked_mse(floor.cpu(), x.cpu(), valid).mean())  # the autoencoder's floor
-    out.update(diagnostics)
-    model.train(was_training)
+    with eval_mode(model):
+        raw = torch.as_tensor(chunks.actions)
+        valid = torch.as_tensor(chunks.valid)
+        x = normalizer.normalize(raw).to(device)
+        forward_recon, codes = model(x)
+        out: dict[str, Any] = {"bits_per_chunk": model.config.bits_per_chunk, "num_chunks": len(chunks),
+                               "num_valid_steps": int(valid.sum())}
+        if model.decodable:
+            recon = model.decode_from_indices(codes).cpu()
+            out["decode_matches_forward"] = bool(torch.allclose(recon, forward_recon.cpu(), atol=1e-5))
+            out["mse_by_layers"] = [
+                float(masked_mse(model.decode_from_indices(codes[..., :k]).cpu(), x.cpu(), valid).mean())
+                for k in range(1, model.num_layers + 1)
+            ]
+        else:
+            recon = forward_recon.cpu()
+            assert isinstance(model.quantizer, LayerNormRFSQ)
+            codes_only = model.decode_latent(model.quantizer.decode_without_statistics(codes)).cpu()
+            out["mse_codes_only"] = float(masked_mse(codes_only, x.cpu(), valid).mean())
+        per_dim = masked_mse(recon, x.cpu(), valid)
+        recon_raw = normalizer.unnormalize(recon)
+        raw_per_dim = masked_mse(recon_raw, raw, valid)
+        clip_floor = masked_mse(normalizer.unnormalize(x.cpu()), raw, valid)  # BOUNDS_Q99 clipping alone
+        out.update(rare_action_reach(recon_raw, raw, valid, torch.as_tensor(normalizer.mask)))
+        out.update(
+            mse_raw_clip_floor=float(clip_floor.mean()),
+            mse=float(per_dim.mean()),
+            mse_per_dim=per_dim.tolist(),
+            mse_raw=float(raw_per_dim.mean()),
+            mse_raw_per_dim=raw_per_dim.tolist(),
+        )
+        if isinstance(model, CascadeRFSQAE):  # two latents: layer 0's stage's and the residual stage's
+            floor, diagnostics = model.diagnostics(x, valid.to(x.device))
+        else:
+            latent = model.encode_latent(x)
+            floor = model.decode_latent(latent)
+            diagnostics = residual_diagnostics(model.quantizer, latent[valid.to(x.device)])  # z: [valid steps, H]
+        out["mse_unquantized"] = float(masked_mse(floor.cpu(), x.cpu(), valid).mean())  # the autoencoder's floor
+        out.update(diagnostics)
     return out
