@@ -82,6 +82,8 @@ class PipelineTokenizerConfig:
     encoder_mlp: bool | None = None  # False: the encoder is its linear path alone
     linear_inverse: bool | None = None  # the decoders' linear paths invert the encoder's exactly (atanh)
     cascade: bool | None = None  # layer 0 a one-layer tokenizer of its own, layers 1..L-1 on its action residual
+    layer0_share: float | None = None  # a cascade's layer 0 goes on training on this share of each batch's chunks
+    select_by: str | None = None  # the best checkpoint by the full depth's held-out error or by every prefix's mean
 
     def __post_init__(self) -> None:
         _at_least_one(self, "tokenizer.", "steps")
@@ -94,7 +96,7 @@ class PipelineTokenizerConfig:
     def recipe(self) -> dict[str, Any]:
         """The model options set here, as `TrainTokenizerConfig` leaf names (unset ones are not given)."""
         names = ("quantize_dropout", "coarse_decoder", "layer0_warmup_ratio", "encoder_mlp", "linear_inverse",
-                 "cascade")
+                 "cascade", "layer0_share", "select_by")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
@@ -427,7 +429,7 @@ TOKENIZER_RECIPE_BEFORE: dict[str, Any] = {
     "model.prefix_encoder_grad": 1.0, "model.prefix_conditioned": False, "model.prefix_weighting": "uniform",
     "model.compand_tails": False, "model.layer0_quantile": 0.0, "model.coarse_decoder": False,
     "model.layer0_warmup": 0, "model.encoder_mlp": True, "model.linear_inverse": False,
-    "model.cascade": False,
+    "model.cascade": False, "model.layer0_share": 0.0, "select_by": "full_depth",
     "optim.batch_size": 256, "optim.lr": 2e-3, "optim.weight_decay": 1e-4, "optim.warmup_steps": 100,
     "optim.grad_clip": 1.0, "optim.eval_every": 500}
 # settings of a run, not of the recipe (quantizer, steps, seed and device are named by the fingerprint itself)

@@ -5,9 +5,10 @@
 Each argument is a JSON dict of `TrainTokenizerConfig` fields (normalization defaults to bounds_q99 here, so
 rows compare with the earlier tables), plus an optional "train_seed": the seed of the initial weights and batches
 (default: `seed`, which also draws the held-out episodes), and an optional "curve": true, which adds the held-out
-k = 1 and k = L errors at every evaluation and the best model's held-out code perplexity per layer (pooled over the
-latent's dims). Prints one JSON line per run: held-out MSE decoding the first k layers, the same model's
-training-split MSE, per-dimension errors, raw errors, the best step and training seconds.
+k = 1, 2, 3 and L errors at every evaluation (k = 1 and L only before issue 14's tenth pass) and the best model's
+held-out code perplexity per layer (pooled over the latent's dims). Prints one JSON line per run: held-out MSE
+decoding the first k layers, the same model's training-split MSE, per-dimension errors, raw errors, the best step and
+training seconds.
 
 A probe, not an rvq option (issue 14's eighth pass): "encoder_after_warmup": "freeze" stops the encoder's training once
 the layer-0 warm-up ends (it then learned from k = 1 alone), "layer0_only" lets only the chunks drawn at k = 1 train it
@@ -69,7 +70,7 @@ def sweep(runs: list[dict]) -> None:
                 "train_per_dim": short(train["mse_per_dim"]), "val_raw": best["mse_raw"],
                 "raw_clip_floor": best["mse_raw_clip_floor"], "step": best["step"], "seconds": round(result.seconds, 1)}
         if run.get("curve"):
-            line["curve"] = [(h["step"], *short([h["val"]["mse_by_layers"][0], h["val"]["mse_by_layers"][-1]]))
+            line["curve"] = [(h["step"], *short([h["val"]["mse_by_layers"][k] for k in (0, 1, 2, -1)]))
                              for h in result.history]
             line["code_perplexity"] = [round(p, 2) for p in best["code_perplexity"]]
         print(json.dumps(line), flush=True)

@@ -31,8 +31,10 @@ class CascadeRFSQAE(nn.Module):
     the config's other options) on `(x - stage0's decode) / residual_scale`.
 
     Training (any loop that minimizes the forward's reconstruction error): the first `config.layer0_warmup` training
-    forwards train layer 0's stage alone; after them it is fixed and the residual stage trains, with its own
-    `quantize_dropout` over its prefixes. `residual_scale` `[A]` is calibrated during training (moving average of
+    forwards train layer 0's stage alone; after them the residual stage trains, with its own `quantize_dropout` over
+    its prefixes, and layer 0's stage is fixed, or, with `config.layer0_share` > 0, goes on training on that share
+    of each batch's chunks (reconstructed from layer 0 alone; the other chunks' reconstructions take layer 0's decode
+    without gradient). `residual_scale` `[A]` is calibrated during training (moving average of
     each dim's RESIDUAL_QUANTILE of |residual|, `config.calibration_momentum`), so codes alone decode."""
 
     name = "cascade"
@@ -44,9 +46,10 @@ class CascadeRFSQAE(nn.Module):
         self.config = config
         self.stage0 = ActionRFSQAE.from_config(replace(
             config, quantizer="naive", num_layers=1, coarse_decoder=False, quantize_dropout=0.0, layer0_warmup=0,
-            prefix_conditioned=False, encoder_mlp=True, linear_inverse=False, compand_tails=False, cascade=False))
+            prefix_conditioned=False, encoder_mlp=True, linear_inverse=False, compand_tails=False, cascade=False,
+            layer0_share=0.0))
         self.stage1 = ActionRFSQAE.from_config(replace(config, num_layers=config.num_layers - 1, layer0_warmup=0,
-                                                       cascade=False))
+                                                       cascade=False, layer0_share=0.0))
         self.register_buffer("residual_scale", torch.ones(config.action_dim))
         self.register_buffer("training_forwards", torch.zeros((), dtype=torch.int64))
 
@@ -81,16 +84,18 @@ class CascadeRFSQAE(nn.Module):
         if not self.training:
             codes = self.encode(x)
             return self.decode_from_indices(codes), codes
-        if self.config.layer0_warmup == 0:
-            raise ValueError("cascade trains layer 0's stage during the first layer0_warmup training forwards: set "
-                             "layer0_warmup > 0 (rvq train-tokenizer: layer0_warmup_ratio)")
-        layer0_phase = int(self.training_forwards) < self.config.layer0_warmup
-        if layer0_phase:
+        if self.config.layer0_warmup == 0 and not self.config.layer0_share:
+            raise ValueError("cascade trains layer 0's stage during the first layer0_warmup training forwards or on "
+                             "a share of every batch: set layer0_warmup > 0 (rvq train-tokenizer: "
+                             "layer0_warmup_ratio) or layer0_share > 0")
+        if int(self.training_forwards) < self.config.layer0_warmup:
             coarse, codes0 = self.stage0(x)
             with eval_mode(self.stage1):  # no calibration of its quantizer yet
                 codes1 = self.stage1.encode(self._residual(x, coarse.detach()))
             self.training_forwards += 1
             return coarse, torch.cat([codes0, codes1], dim=-1)  # codes of every layer, as always
+        if self.config.layer0_share:
+            return self._forward_joint(x)
         # layer 0's stage is fixed from now on: no gradient, no calibration
         with torch.no_grad(), eval_mode(self.stage0):
             codes0 = self.stage0.encode(x)
@@ -99,6 +104,18 @@ class CascadeRFSQAE(nn.Module):
         fine, codes1 = self.stage1(self._residual(x, coarse))
         self.training_forwards += 1
         return coarse + fine * self.residual_scale, torch.cat([codes0, codes1], dim=-1)
+
+    def _forward_joint(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both stages train: a `layer0_share` of the chunks (drawn per chunk) is reconstructed from layer 0 alone,
+        the rest from layer 0's decode (no gradient) plus the residual stage's."""
+        coarse, codes0 = self.stage0(x)
+        with torch.no_grad():
+            self._calibrate(x - coarse)
+        fine, codes1 = self.stage1(self._residual(x, coarse.detach()))
+        layer0_rows = torch.rand(x.shape[0], 1, 1, device=x.device) < self.config.layer0_share
+        recon = torch.where(layer0_rows, coarse, coarse.detach() + fine * self.residual_scale)
+        self.training_forwards += 1
+        return recon, torch.cat([codes0, codes1], dim=-1)
 
     def _residual(self, x: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         """What the residual stage encodes: `(x - coarse) / residual_scale`, `[B, C, A]`."""

@@ -10,7 +10,7 @@ QUANTIZERS = ("naive", "layernorm", "robust")
 LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False, "prefix_conditioned": False,
                    "prefix_weighting": "uniform", "compand_tails": False, "layer0_quantile": 0.0,
                    "coarse_decoder": False, "layer0_warmup": 0, "encoder_mlp": True, "linear_inverse": False,
-                   "cascade": False}
+                   "cascade": False, "layer0_share": 0.0}
 PREFIX_WEIGHTINGS = ("uniform", "inverse")
 
 
@@ -57,10 +57,15 @@ class TokenizerConfig:
         issue 14's sixth pass), with `encoder_mlp` False it brings the full depth below 1e-5 on the embedded default's
         split, while k = 2's error rises (atanh amplifies a coarse latent's error near the tanh's ends).
     cascade: layer 0 is a one-layer naive FSQ autoencoder of its own, trained alone for the first `layer0_warmup`
-        training forwards and then fixed, and layers 1..L-1 a `quantizer` autoencoder of L - 1 layers (this config's
-        other options) on the action-space residual layer 0 leaves (`rvq.rfsq.cascade.CascadeRFSQAE`). Off by
-        default; measured in docs/RESULTS.md (issue 14's ninth pass). Needs `layer0_warmup > 0`, a decodable
-        quantizer, and num_layers >= 3 with `coarse_decoder` (the residual stage's own k = 1 decoder), else >= 2.
+        training forwards and then fixed (or trained on `layer0_share` of each batch), and layers 1..L-1 a
+        `quantizer` autoencoder of L - 1 layers (this config's other options) on the action-space residual layer 0
+        leaves (`rvq.rfsq.cascade.CascadeRFSQAE`). Off by default; measured in docs/RESULTS.md (issue 14's ninth and
+        tenth passes). Needs `layer0_warmup > 0` or `layer0_share > 0` when trained, a decodable quantizer, and
+        num_layers >= 3 with `coarse_decoder` (the residual stage's own k = 1 decoder), else >= 2.
+    layer0_share: cascade only, training only; after layer 0's warm-up, this share of each batch's chunks (drawn
+        per chunk, as quantize dropout draws prefixes) goes on training layer 0's stage on k = 1 alone while the rest
+        train the residual stage, so layer 0 learns for the whole run as a one-layer tokenizer does. 0: layer 0 is
+        fixed after its warm-up. With a share, `layer0_warmup` may be 0 (both stages train from the first step).
 
     Checkpoints written before a field existed load with `LEGACY_DEFAULTS` (the architecture they had).
     """
@@ -87,6 +92,7 @@ class TokenizerConfig:
     encoder_mlp: bool = True
     linear_inverse: bool = False
     cascade: bool = False
+    layer0_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -122,6 +128,10 @@ class TokenizerConfig:
                 raise ValueError(f"cascade needs num_layers >= {3 if self.coarse_decoder else 2} (layer 0's stage "
                                  f"and a residual stage{' with its own k = 1 decoder' if self.coarse_decoder else ''})"
                                  f", got {self.num_layers}")
+        if not 0.0 <= self.layer0_share < 1.0:
+            raise ValueError(f"layer0_share must be in [0, 1), got {self.layer0_share}")
+        if self.layer0_share and not self.cascade:
+            raise ValueError("layer0_share is the share of chunks that train a cascade's layer 0: set cascade=True")
         if not 0.0 <= self.prefix_encoder_grad <= 1.0:
             raise ValueError(f"prefix_encoder_grad must be in [0, 1], got {self.prefix_encoder_grad}")
 

@@ -24,6 +24,7 @@ from rvq.training.optim import OptimConfig
 from rvq.training.tokenizer_eval import evaluate_tokenizer, masked_mse
 
 TRAIN_STATE_FORMAT = "rvq.tokenizer-train-state"
+SELECTION_METRICS = {"full_depth": "mse", "prefix_mean": "mse_prefix_mean"}  # select_by → evaluate_tokenizer's key
 
 
 @dataclass
@@ -49,6 +50,10 @@ class TrainTokenizerConfig:
     # to round(ratio × optim.steps); a count given as `model.layer0_warmup` overrides it (as `warmup_steps` overrides
     # `warmup_ratio` in transformers' Trainer); 0: off
     layer0_warmup_ratio: float = 0.2
+    # which held-out error picks the best checkpoint: "full_depth" (all L layers decoded) or "prefix_mean" (the mean
+    # over k = 1..L of the error decoding the first k layers: every prefix counts, so a model whose full depth is
+    # exact from the start, such as a cascade with a linear residual stage, is not kept before its prefixes train)
+    select_by: str = "full_depth"
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         steps=10000, batch_size=256, lr=2e-3, weight_decay=1e-4, warmup_steps=100, grad_clip=1.0, eval_every=500))
@@ -56,6 +61,11 @@ class TrainTokenizerConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.layer0_warmup_ratio < 1.0:
             raise ValueError(f"layer0_warmup_ratio must be in [0, 1), got {self.layer0_warmup_ratio}")
+        if self.select_by not in SELECTION_METRICS:
+            raise ValueError(f"select_by must be one of {sorted(SELECTION_METRICS)}, got {self.select_by!r}")
+        if self.select_by == "prefix_mean" and self.model.quantizer == "layernorm":
+            raise ValueError("select_by='prefix_mean' decodes prefixes from codes: quantizer 'layernorm' cannot "
+                             "(select_by='full_depth')")
 
     def model_config(self) -> TokenizerConfig:
         """The model this run trains: `model`, with `layer0_warmup` from `layer0_warmup_ratio` unless it gives one."""
@@ -118,7 +128,8 @@ def fit_tokenizer(
     out_dir: Path | None = None,
     stop_at: int | None = None,
 ) -> FitResult:
-    """Train `model` on `data.train`, evaluating on `data.val`; returns the best (by val MSE) model.
+    """Train `model` on `data.train`, evaluating on `data.val`; returns the best model (by `cfg.select_by`'s
+    held-out error).
 
     With `out_dir`, writes `metrics.jsonl`, `tokenizer/` (the best, a hub-style part: `config.json` +
     `model.safetensors`) and `last.pt` (resumable state).
@@ -139,7 +150,7 @@ def fit_tokenizer(
     loop = train_loop(
         model, cfg, device, x_train.shape[0], batch_loss,
         evaluate=lambda: evaluate_tokenizer(model, data.val, data.normalizer, device),
-        metric="mse", train_key="train_mse", state_format=TRAIN_STATE_FORMAT,
+        metric=SELECTION_METRICS[cfg.select_by], train_key="train_mse", state_format=TRAIN_STATE_FORMAT,
         desc=f"tokenizer[{getattr(model, 'name', model.config.quantizer)}]",
         postfix=lambda m: {"val_mse": f"{m['mse']:.2e}"}, save_best=save_best, out_dir=out_dir, stop_at=stop_at,
         inputs=data.fingerprint(),

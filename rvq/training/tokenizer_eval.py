@@ -57,6 +57,8 @@ def evaluate_tokenizer(
                 float(masked_mse(model.decode_from_indices(codes[..., :k]).cpu(), x.cpu(), valid).mean())
                 for k in range(1, model.num_layers + 1)
             ]
+            # the error of a prefix length drawn uniformly: what a policy executing any prefix can expect
+            out["mse_prefix_mean"] = sum(out["mse_by_layers"]) / model.num_layers
         else:
             recon = forward_recon.cpu()
             assert isinstance(model.quantizer, LayerNormRFSQ)

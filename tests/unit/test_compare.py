@@ -57,9 +57,10 @@ def test_logging_is_refused_rather_than_ignored(tmp_path) -> None:
         compare_tokenizers(config_from(TrainTokenizerConfig, log_to="tensorboard"), tmp_path)
 
 
-def test_a_comparison_without_a_layer0_warmup_is_refused_before_training(tmp_path) -> None:
-    import pytest
+def test_the_cascade_row_trains_both_stages_every_step_and_selects_by_every_prefix() -> None:
+    from rvq.compare import _method_config
 
-    with pytest.raises(ValueError, match="cascade row trains its layer 0"):
-        compare_tokenizers(config_from(TrainTokenizerConfig, layer0_warmup_ratio=0.0), tmp_path)
-    assert not (tmp_path / "comparison.json").exists()
+    cfg = _method_config("robust_cascade", config_from(TrainTokenizerConfig, layer0_warmup_ratio=0.0))
+    model = cfg.model_config()
+    assert model.cascade and model.layer0_share == 0.5 and model.layer0_warmup == 0  # no warm-up needed
+    assert model.linear_inverse and not model.encoder_mlp and cfg.select_by == "prefix_mean"

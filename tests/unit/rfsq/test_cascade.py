@@ -73,6 +73,55 @@ def test_layer0_phase_trains_layer0_alone_then_only_the_residual_stage_trains() 
     assert int(model.training_forwards) == 2
 
 
+def stages_with_gradient(model: CascadeRFSQAE, x: torch.Tensor, rows: slice = slice(None)) -> tuple[bool, bool]:
+    """Which stages a training step's reconstruction error over `x[rows]` sends a gradient to."""
+    model.zero_grad(set_to_none=True)
+    (model(x)[0][rows] - x[rows]).pow(2).mean().backward()
+    return tuple(any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in stage.parameters())
+                 for stage in (model.stage0, model.stage1))
+
+
+def test_with_a_layer0_share_both_stages_train_from_the_first_step() -> None:
+    torch.manual_seed(0)
+    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_share=0.5)).train()  # no warm-up needed
+    x = smooth_actions(64)
+    for _ in range(3):
+        assert stages_with_gradient(model, x) == (True, True)
+    assert int(model.training_forwards) == 3 and int(model.stage1.quantizer.calibration_steps) == 3
+
+
+def test_each_chunk_trains_one_stage_and_the_share_sets_how_many_train_layer0() -> None:
+    torch.manual_seed(0)
+    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_share=0.3)).train()
+    x = smooth_actions(4000)
+    with torch.no_grad():
+        recon, codes = model(x)
+    layer0_rows = (recon == model.stage0.decode_from_indices(codes[..., :1])).all(dim=2).all(dim=1)
+    assert abs(float(layer0_rows.float().mean()) - 0.3) < 0.03
+    # one chunk trains one stage per step, layer 0's in about the share of the steps
+    outcomes = [stages_with_gradient(model, x[:1]) for _ in range(40)]
+    assert set(outcomes) == {(True, False), (False, True)}
+    assert 4 <= outcomes.count((True, False)) <= 24
+
+
+def test_a_layer0_share_after_a_warmup_keeps_layer0_training() -> None:
+    torch.manual_seed(0)
+    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_warmup=1, layer0_share=0.5)).train()
+    x = smooth_actions(64)
+    assert stages_with_gradient(model, x) == (True, False)  # the warm-up: layer 0 alone
+    assert stages_with_gradient(model, x) == (True, True)  # then both, where share 0 fixes layer 0
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"cascade": True, "layer0_share": 1.0}, r"\[0, 1\)"),
+    ({"cascade": True, "layer0_share": -0.1}, r"\[0, 1\)"),
+    ({"layer0_share": 0.5}, "set cascade=True"),
+])
+def test_bad_layer0_shares_are_refused(options: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        TokenizerConfig(**options)
+
+
 def test_the_residual_scale_starts_at_the_first_residual_batch_quantile() -> None:
     torch.manual_seed(0)
     model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_warmup=1)).train()
