@@ -200,9 +200,6 @@ class ActionRFSQAE(nn.Module):
         check_shape(x, "actions [B, C, action_dim]", (None, None, self.action_dim))
         check_finite(x, "actions")
 
-    def _check_codes(self, codes: torch.Tensor) -> None:
-        check_codes(codes, self.hidden_dim, self.num_layers, self.num_levels)
-
     # --- API -------------------------------------------------------------------------------------
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,5 +283,5 @@ class ActionRFSQAE(nn.Module):
 
     def decode_from_indices(self, codes: torch.Tensor) -> torch.Tensor:
         """codes `[B, C, H, k]`, the first k ≤ L layers → actions `[B, C, A]`."""
-        self._check_codes(codes)
+        check_codes(codes, self.hidden_dim, self.num_layers, self.num_levels)
         return self.decode_latent(self.quantizer.decode(codes.long()), codes.shape[-1])
