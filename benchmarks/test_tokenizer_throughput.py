@@ -1,5 +1,6 @@
 """Encode+decode throughput (chunks/s): robust RFSQ (arithmetic rounding) vs the seed's argmin
-formulation vs vector-quantize-pytorch's ResidualFSQ, same encoder/decoder, levels and layers.
+formulation vs vector-quantize-pytorch's ResidualFSQ, same encoder/decoder, levels and layers; and robust's default
+model, the cascade (two autoencoders in series: `robust_cascade`).
 
 Measured side by side, interleaved in one run, and printed as ratios; pytest-benchmark also
 times the robust tokenizer alone.
@@ -14,7 +15,7 @@ import torch
 
 from rvq.baselines.residual_fsq import ResidualFSQAE
 from rvq.device import available_devices
-from rvq.rfsq import ActionRFSQAE, TokenizerConfig
+from rvq.rfsq import ActionRFSQAE, TokenizerConfig, build_tokenizer_model
 
 BATCH = 256  # chunks of 8 x 7-d actions
 
@@ -31,8 +32,10 @@ def _models(device: torch.device) -> dict[str, torch.nn.Module]:
     seed = ActionRFSQAE(quantizer="robust").eval()
     seed.load_state_dict(robust.state_dict())
     seed.quantizer.to_codes = argmin_codes
-    rfsq = ResidualFSQAE(TokenizerConfig()).eval()
-    return {name: m.to(device) for name, m in {"robust": robust, "seed_argmin": seed, "residual_fsq": rfsq}.items()}
+    rfsq = ResidualFSQAE(TokenizerConfig(coarse_decoder=False)).eval()  # the library drops layers itself
+    cascade = build_tokenizer_model(TokenizerConfig()).eval()  # robust's default recipe
+    models = {"robust": robust, "seed_argmin": seed, "residual_fsq": rfsq, "robust_cascade": cascade}
+    return {name: m.to(device) for name, m in models.items()}
 
 
 def _roundtrip(model: ActionRFSQAE, x: torch.Tensor) -> torch.Tensor:
@@ -47,7 +50,13 @@ def side_by_side(device: torch.device, repeats: int = 30) -> dict[str, float]:
     """Median chunks/s of each model, measured interleaved."""
     models = _models(device)
     x = torch.rand(BATCH, 8, 7, device=device) * 2 - 1
-    assert torch.equal(models["robust"].encode(x), models["seed_argmin"].encode(x))  # same codes
+    robust, seed = models["robust"].encode(x), models["seed_argmin"].encode(x)
+    # the same codes, but where a residual lies exactly between two grid points (round half to even vs argmin's first
+    # index; the later layers of that latent then code a different residual)
+    first = (robust != seed).int().argmax(dim=-1)  # each latent's first differing layer (0 where none differs)
+    ties = (robust != seed).any(dim=-1)
+    picked = lambda codes: codes.gather(-1, first[..., None])[..., 0][ties]  # noqa: E731
+    assert float(ties.float().mean()) < 1e-3 and bool(((picked(robust) - picked(seed)).abs() == 1).all())
     times: dict[str, list[float]] = {name: [] for name in models}
     for name, model in models.items():
         _roundtrip(model, x)  # warm-up

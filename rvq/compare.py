@@ -1,7 +1,8 @@
 """`rvq compare-tokenizers`: every tokenizer on the same split of real demos, side by side.
 
 RFSQ family (same encoder/decoder, same training): naive, the seed's per-token LayerNorm,
-robust, robust as a cascade (`TokenizerConfig.cascade`), and vector-quantize-pytorch's ResidualFSQ.
+robust (its default recipe: a cascade, `TokenizerConfig.cascade`), robust as one autoencoder (the default before
+issue 14's eleventh pass), robust with the seed's architecture, and vector-quantize-pytorch's ResidualFSQ.
 Fixed-rate baselines: OpenVLA's uniform bins and a FAST-style DCT (no BPE). Errors are held-out MSE
 over valid (non-padded) steps in normalized action units; bits are per chunk of `chunk_size` 7-d actions.
 """
@@ -25,23 +26,18 @@ from rvq.training.common import seed_everything
 from rvq.training.tokenizer import TrainTokenizerConfig, TokenizerData, fit_tokenizer, prepare_tokenizer_data
 from rvq.training.tokenizer_eval import masked_mse
 
-RFSQ_METHODS = ("naive", "layernorm", "robust", "robust_cascade", "residual_fsq", "robust_seed_arch")
+RFSQ_METHODS = ("naive", "layernorm", "robust", "robust_single", "residual_fsq", "robust_seed_arch")
 LABELS = {
     "naive": "naive RFSQ",
     "layernorm": "seed LayerNorm RFSQ",
     "robust": "robust RFSQ (rvq)",
-    "robust_cascade": "robust RFSQ, cascade (layer 0 its own, linear residual stage)",
+    "robust_single": "robust RFSQ, one autoencoder",
     "residual_fsq": "ResidualFSQ (vector-quantize-pytorch)",
     "robust_seed_arch": "robust RFSQ, seed architecture",
     "openvla_bins": "OpenVLA uniform bins",
     "dct": "DCT (FAST-style), entropy-coded bits",
 }
-# the cascade row's recipe (docs/RESULTS.md, issue 14's tenth pass): layer 0 trains on half of every batch from the
-# first step, the residual stage is the exactly invertible linear autoencoder, and the best checkpoint is the one whose
-# prefixes' mean held-out error is lowest (its full depth is exact from the start)
-CASCADE_RECIPE = {"cascade": True, "layer0_share": 0.5, "layer0_warmup": 0, "layer0_warmup_ratio": 0.0,
-                  "linear_inverse": True, "encoder_mlp": False, "select_by": "prefix_mean"}
-CURVE_METHODS = ("naive", "robust", "robust_cascade", "residual_fsq", "robust_seed_arch")
+CURVE_METHODS = ("naive", "robust", "robust_single", "residual_fsq", "robust_seed_arch")
 BIN_COUNTS = (16, 64, 256, 1024)
 DCT_SCALES = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 
@@ -75,15 +71,17 @@ def _row(name, family, bits, recon, x, raw, valid, data, note="", **extra) -> di
 
 
 def _method_config(method: str, cfg: TrainTokenizerConfig) -> TrainTokenizerConfig:
-    """The training config of one compared method: same data, schedule and sizes; `robust_seed_arch` is the
-    seed's exact autoencoder (no linear paths, no prefix training) with the robust quantizer."""
+    """The training config of one compared method: same data, schedule and sizes, each quantizer's recipe where `cfg`
+    leaves it unset (robust: a cascade); `robust_single` is robust as one autoencoder (its recipe until issue 14's
+    eleventh pass) and `robust_seed_arch` the seed's exact autoencoder (no linear paths, no prefix training) with the
+    robust quantizer."""
     if method == "residual_fsq":  # the library drops layers itself: rvq's prefix options do not apply
         return updated(cfg, quantizer="naive", coarse_decoder=False, layer0_warmup=0, layer0_warmup_ratio=0.0)
     if method == "robust_seed_arch":
-        return updated(cfg, quantizer="robust", linear_skip=False, prefix_conditioned=False, quantize_dropout=0.0,
-                       mlp_dim=64, coarse_decoder=False, layer0_warmup=0, layer0_warmup_ratio=0.0)
-    if method == "robust_cascade":  # issue 14's tenth pass: both stages train in every step, the residual stage linear
-        return updated(cfg, quantizer="robust", **CASCADE_RECIPE)
+        return updated(cfg, quantizer="robust", cascade=False, linear_skip=False, prefix_conditioned=False,
+                       quantize_dropout=0.0, mlp_dim=64, coarse_decoder=False, layer0_warmup=0, layer0_warmup_ratio=0.0)
+    if method == "robust_single":
+        return updated(cfg, quantizer="robust", cascade=False)
     return updated(cfg, quantizer=method)
 
 
@@ -111,8 +109,8 @@ def compare_tokenizers(cfg: TrainTokenizerConfig, out_dir: str | Path) -> dict[s
         trained[method] = {k: best[k] for k in best if k not in ("mse_per_dim", "mse_raw_per_dim")}
         trained[method]["train_seconds"] = result.seconds
         note = {"naive": "dead layers", "layernorm": "forward pass only: NOT decodable from codes",
-                "robust": "calibrated per-layer normalization, prefix training, linear paths",
-                "robust_cascade": "layer 0 a one-layer tokenizer; layers 1+ robust, linear, on its action residual",
+                "robust": "layer 0 a one-layer tokenizer; layers 1+ robust, linear, on its action residual",
+                "robust_single": "calibrated per-layer normalization, prefix training, linear paths",
                 "residual_fsq": "its own quantize_dropout" if model.quantize_dropout > 0 else "no quantize_dropout",
                 "robust_seed_arch": "seed's MLPs, no prefix training"}[method]
         rows.append({"method": f"{LABELS[method]} ({model.num_layers} layers)", "family": method,

@@ -155,6 +155,38 @@ def flat_to_dotted(argv: list[str], cls: type) -> list[str]:
     return out
 
 
+def _optional_bool_paths(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The paths of `cls`'s leaves typed `bool | None` (unset: a default that depends on other settings)."""
+    import typing
+
+    out = []
+    for name, field_type in _field_types(cls).items():
+        if _is_group(field_type):
+            out += _optional_bool_paths(field_type, (*prefix, name))
+        elif set(typing.get_args(field_type)) == {bool, type(None)}:
+            out.append((*prefix, name))
+    return out
+
+
+def optional_bool_flags(argv: list[str], cls: type) -> list[str]:
+    """`--cascade` / `--no-cascade` (dotted too) for a `bool | None` field → `--model.cascade True` / `False`.
+
+    Why: tyro spells such a field `--model.cascade {None,True,False}` (a value is required), while a boolean is a
+    flag pair everywhere else in rvq's commands; this keeps one spelling for both."""
+    flags = {}
+    for path in _optional_bool_paths(cls):
+        dotted = ".".join(path).replace("_", "-")
+        groups, leaf = ".".join(path[:-1]).replace("_", "-"), path[-1].replace("_", "-")
+        flags[f"--{dotted}"] = [f"--{dotted}", "True"]
+        flags[f"--{groups + '.' if groups else ''}no-{leaf}"] = [f"--{dotted}", "False"]
+    out = []
+    for i, arg in enumerate(argv):
+        # tyro's own spelling, `--model.cascade True`, passes as it is
+        valued = arg in flags and flags[arg][0] == arg and i + 1 < len(argv) and argv[i + 1] in ("True", "False", "None")
+        out += flags[arg] if arg in flags and not valued else [arg]
+    return out
+
+
 def read_config_file(path: str | Path, cls: type) -> dict[str, Any]:
     """A TOML or JSON file of `cls`'s fields (flat or in tables) → nested values; refuses unknown keys, naming them
     and the known ones."""
@@ -188,7 +220,8 @@ def parse_config(cls: type[T], argv: list[str], prog: str, fixed: dict[str, Any]
     # a field without a default (an input the command cannot guess) stays a required flag unless the file gives it
     required = {name: from_file.get(name, given.get(name, tyro.MISSING)) for name in required_fields(cls)}
     values = build(cls, from_file, build(cls, given, cls(**required)))
-    return tyro.cli(cls, args=flat_to_dotted(rest, cls), prog=prog, default=values, description=cls.__doc__)
+    args = optional_bool_flags(flat_to_dotted(rest, cls), cls)
+    return tyro.cli(cls, args=args, prog=prog, default=values, description=cls.__doc__)
 
 
 def required_fields(cls: type) -> list[str]:

@@ -450,7 +450,7 @@ def _tokenizer_config(cfg: PipelineConfig, folder: Path | None = None, demos: st
 
 def _tokenizer_recipe(cfg: PipelineConfig) -> dict[str, Any]:
     """Every recipe setting of the tokenizer stage's `TrainTokenizerConfig`, by dotted name."""
-    train = asdict(_tokenizer_config(cfg))
+    train = asdict(_tokenizer_config(cfg).resolved())  # unset settings as the quantizer's recipe sets them
     flat = {f"{group}.{name}": value for group in ("model", "optim") for name, value in train.pop(group).items()}
     return {name: value for name, value in {**train, **flat}.items() if name not in _NOT_RECIPE}
 

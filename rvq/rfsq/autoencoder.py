@@ -7,6 +7,7 @@ codes `[B, C, H, L]` int64 in `[0, num_levels)`.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -116,6 +117,9 @@ class ActionRFSQAE(nn.Module):
                 encoder_mlp=encoder_mlp,
                 linear_inverse=linear_inverse,
             )
+        # one autoencoder: a config that leaves `cascade` unset is not a cascade here (the recipe's other unset fields
+        # then take the single autoencoder's values)
+        config = (replace(config, cascade=False) if config.cascade is None else config).resolved()
         if config.cascade:
             raise ValueError("a cascade=True config builds rvq.rfsq.CascadeRFSQAE (rvq.rfsq.build_tokenizer_model)")
         self.config = config

@@ -12,5 +12,6 @@ TokenizerModel = Union[ActionRFSQAE, CascadeRFSQAE]
 
 
 def build_tokenizer_model(config: TokenizerConfig) -> TokenizerModel:
-    """A fresh (untrained) model of `config`'s architecture."""
+    """A fresh (untrained) model of `config`'s architecture (unset recipe fields: the quantizer's recipe)."""
+    config = config.resolved()
     return CascadeRFSQAE(config) if config.cascade else ActionRFSQAE.from_config(config)

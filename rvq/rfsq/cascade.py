@@ -41,6 +41,7 @@ class CascadeRFSQAE(nn.Module):
 
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
+        config = (replace(config, cascade=True) if config.cascade is None else config).resolved()
         if not config.cascade:
             raise ValueError("CascadeRFSQAE builds configs with cascade=True")
         self.config = config

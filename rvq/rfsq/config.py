@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 QUANTIZERS = ("naive", "layernorm", "robust")
@@ -12,6 +12,13 @@ LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False, "prefix_condit
                    "coarse_decoder": False, "layer0_warmup": 0, "encoder_mlp": True, "linear_inverse": False,
                    "cascade": False, "layer0_share": 0.0}
 PREFIX_WEIGHTINGS = ("uniform", "inverse")
+# The recipe's fields that a config may leave unset (None) and their values then: `cascade` is the quantizer's
+# (robust trains as a cascade since issue 14's eleventh pass; naive and the seed's LayerNorm stay one autoencoder,
+# the seed's methods), and the others follow the resolved `cascade` (`TokenizerConfig.resolved`).
+CASCADE_BY_QUANTIZER = {"robust": True, "naive": False, "layernorm": False}
+LINEAR_STAGE = {"linear_inverse": True, "encoder_mlp": False}  # the exactly invertible linear autoencoder
+MLP_STAGE = {"linear_inverse": False, "encoder_mlp": True}
+RECIPE_FIELDS = ("cascade", "layer0_share", *LINEAR_STAGE)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,12 @@ class TokenizerConfig:
         train the residual stage, so layer 0 learns for the whole run as a one-layer tokenizer does. 0: layer 0 is
         fixed after its warm-up. With a share, `layer0_warmup` may be 0 (both stages train from the first step).
 
+    Unset (None) recipe fields take the quantizer's recipe (`resolved()`, which every model applies): robust is a
+    cascade whose layer 0 trains on half of each batch and whose residual stage is the exactly invertible linear
+    autoencoder (`layer0_share` 0.5, `linear_inverse`, no encoder MLP; measured in docs/RESULTS.md, issue 14's tenth
+    and eleventh passes) where the model has linear paths and `hidden_dim >= action_dim` (else its residual stage keeps
+    the MLP encoder), and num_layers allows a cascade (else one autoencoder); naive and layernorm are one autoencoder (`cascade` False, `layer0_share` 0, MLP encoder, no
+    atanh). `cascade=False` on robust gives the single autoencoder that was the default before.
     Checkpoints written before a field existed load with `LEGACY_DEFAULTS` (the architecture they had).
     """
 
@@ -89,14 +102,30 @@ class TokenizerConfig:
     layer0_quantile: float = 0.0
     coarse_decoder: bool = True
     layer0_warmup: int = 0
-    encoder_mlp: bool = True
-    linear_inverse: bool = False
-    cascade: bool = False
-    layer0_share: float = 0.0
+    encoder_mlp: bool | None = None
+    linear_inverse: bool | None = None
+    cascade: bool | None = None
+    layer0_share: float | None = None
+
+    def resolved(self) -> "TokenizerConfig":
+        """This config with every unset (None) recipe field given the quantizer's recipe (see the class docstring)."""
+        if all(getattr(self, name) is not None for name in RECIPE_FIELDS):
+            return self
+        # a cascade needs a residual stage (with its own k = 1 decoder, one more layer)
+        deep_enough = self.num_layers >= (3 if self.coarse_decoder else 2)
+        cascade = CASCADE_BY_QUANTIZER.get(self.quantizer, False) and deep_enough if self.cascade is None \
+            else self.cascade
+        # the linear stage needs the linear paths and a latent as wide as the action (to invert); else the MLP one
+        linear = cascade and self.linear_skip and self.hidden_dim >= self.action_dim
+        recipe = {"cascade": cascade, "layer0_share": 0.5 if cascade else 0.0, **(LINEAR_STAGE if linear else MLP_STAGE)}
+        return replace(self, **{name: value for name, value in recipe.items() if getattr(self, name) is None})
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"unknown quantizer {self.quantizer!r}; choose one of {QUANTIZERS}")
+        if any(getattr(self, name) is None for name in RECIPE_FIELDS):
+            self.resolved()  # checks the values the model will have
+            return
         for name in ("action_dim", "hidden_dim", "num_layers", "mlp_dim", "chunk_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -136,7 +165,8 @@ class TokenizerConfig:
             raise ValueError(f"prefix_encoder_grad must be in [0, 1], got {self.prefix_encoder_grad}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field, the recipe's resolved (a checkpoint names the architecture it holds)."""
+        return asdict(self.resolved())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TokenizerConfig":

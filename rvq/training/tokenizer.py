@@ -48,17 +48,23 @@ class TrainTokenizerConfig:
     wandb_project: str = "rvq"
     # the first share of the training steps reconstructs every chunk from layer 0 alone: sets `model.layer0_warmup`
     # to round(ratio × optim.steps); a count given as `model.layer0_warmup` overrides it (as `warmup_steps` overrides
-    # `warmup_ratio` in transformers' Trainer); 0: off
-    layer0_warmup_ratio: float = 0.2
+    # `warmup_ratio` in transformers' Trainer); 0: off. None: 0 for a cascade whose layer 0 trains on a share of every
+    # batch (robust's default), else 0.2
+    layer0_warmup_ratio: float | None = None
     # which held-out error picks the best checkpoint: "full_depth" (all L layers decoded) or "prefix_mean" (the mean
     # over k = 1..L of the error decoding the first k layers: every prefix counts, so a model whose full depth is
-    # exact from the start, such as a cascade with a linear residual stage, is not kept before its prefixes train)
-    select_by: str = "full_depth"
+    # exact from the start, such as a cascade with a linear residual stage, is not kept before its prefixes train).
+    # None: prefix_mean for a cascade (robust's default), else full_depth
+    select_by: str | None = None
+    # the tokenizer (rvq.rfsq.TokenizerConfig); its unset recipe fields take the quantizer's recipe
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         steps=10000, batch_size=256, lr=2e-3, weight_decay=1e-4, warmup_steps=100, grad_clip=1.0, eval_every=500))
 
     def __post_init__(self) -> None:
+        if self.layer0_warmup_ratio is None or self.select_by is None:
+            self.resolved()  # checks the values the run will have
+            return
         if not 0.0 <= self.layer0_warmup_ratio < 1.0:
             raise ValueError(f"layer0_warmup_ratio must be in [0, 1), got {self.layer0_warmup_ratio}")
         if self.select_by not in SELECTION_METRICS:
@@ -67,11 +73,23 @@ class TrainTokenizerConfig:
             raise ValueError("select_by='prefix_mean' decodes prefixes from codes: quantizer 'layernorm' cannot "
                              "(select_by='full_depth')")
 
+    def resolved(self) -> "TrainTokenizerConfig":
+        """This config with the model's recipe resolved (`TokenizerConfig.resolved`) and, where unset, the warm-up
+        ratio and the selection rule that go with it: a cascade whose layer 0 trains on a share of every batch needs
+        no warm-up, and its linear residual stage's full depth is exact from the start, so every prefix chooses."""
+        model = self.model.resolved()
+        ratio = (0.0 if model.cascade and model.layer0_share else 0.2) if self.layer0_warmup_ratio is None \
+            else self.layer0_warmup_ratio
+        select_by = ("prefix_mean" if model.cascade else "full_depth") if self.select_by is None else self.select_by
+        return replace(self, model=model, layer0_warmup_ratio=ratio, select_by=select_by)
+
     def model_config(self) -> TokenizerConfig:
-        """The model this run trains: `model`, with `layer0_warmup` from `layer0_warmup_ratio` unless it gives one."""
-        if not self.layer0_warmup_ratio or self.model.layer0_warmup:
-            return self.model
-        return replace(self.model, layer0_warmup=round(self.layer0_warmup_ratio * self.optim.steps))
+        """The model this run trains: `model` resolved, with `layer0_warmup` from `layer0_warmup_ratio` unless it
+        gives one."""
+        cfg = self.resolved()
+        if not cfg.layer0_warmup_ratio or cfg.model.layer0_warmup:
+            return cfg.model
+        return replace(cfg.model, layer0_warmup=round(cfg.layer0_warmup_ratio * cfg.optim.steps))
 
 
 @dataclass
@@ -135,6 +153,7 @@ def fit_tokenizer(
     `model.safetensors`) and `last.pt` (resumable state).
     `stop_at` ends the run early at that step, schedule unchanged (a preempted job; resume later).
     """
+    cfg = cfg.resolved()
     device = resolve_device(cfg.device)
     x_train = data.normalizer.normalize(torch.as_tensor(data.train.actions)).to(device)
     valid_train = torch.as_tensor(data.train.valid).to(device)
@@ -166,6 +185,7 @@ def _with_state(model: TokenizerModel, state: dict[str, torch.Tensor]) -> Tokeni
 
 def train_tokenizer(cfg: TrainTokenizerConfig) -> dict[str, Any]:
     """The `rvq train-tokenizer` job: data → training → `tokenizer/` + `report.md`/`report.json`."""
+    cfg = cfg.resolved()  # the run's files name the recipe it trained with
     out_dir = Path(cfg.out_dir)
     save_run_config(cfg, out_dir)
     data = prepare_tokenizer_data(cfg.demos, cfg.model.chunk_size, cfg.val_fraction, cfg.seed, cfg.normalization)

@@ -21,13 +21,13 @@ def test_comparison_trains_every_method_and_writes_k_prefix_curves(tmp_path: Pat
     bits = [b for b, _ in report["curves"]["robust"]]
     assert bits == sorted(bits) and bits[-1] == 8 * bits[0]
     families = {row["family"] for row in report["rows"]}
-    assert {"naive", "layernorm", "robust", "robust_cascade", "residual_fsq", "robust_seed_arch", "openvla_bins",
+    assert {"naive", "layernorm", "robust", "robust_single", "residual_fsq", "robust_seed_arch", "openvla_bins",
             "dct"} <= families
-    cascade = report["trained"]["robust_cascade"]
+    cascade = report["trained"]["robust"]  # robust's default recipe is a cascade
     assert cascade["decode_matches_forward"] and len(cascade["mse_by_layers"]) == cfg.model.num_layers
     assert len(cascade["code_perplexity"]) == cfg.model.num_layers  # layer 0's stage, then the residual stage's
-    seed_arch = report["trained"]["robust_seed_arch"]
-    assert seed_arch["mse"] != report["trained"]["robust"]["mse"]  # a different model, trained on its own
+    seed_arch, single = report["trained"]["robust_seed_arch"], report["trained"]["robust_single"]
+    assert len({seed_arch["mse"], single["mse"], cascade["mse"]}) == 3  # different models, each trained on its own
     table = (tmp_path / "out" / "comparison.md").read_text()
     for method in CURVE_METHODS:
         assert LABELS[method] in table
@@ -57,10 +57,17 @@ def test_logging_is_refused_rather_than_ignored(tmp_path) -> None:
         compare_tokenizers(config_from(TrainTokenizerConfig, log_to="tensorboard"), tmp_path)
 
 
-def test_the_cascade_row_trains_both_stages_every_step_and_selects_by_every_prefix() -> None:
+def test_each_row_trains_its_quantizers_recipe() -> None:
     from rvq.compare import _method_config
 
-    cfg = _method_config("robust_cascade", config_from(TrainTokenizerConfig, layer0_warmup_ratio=0.0))
-    model = cfg.model_config()
+    base = config_from(TrainTokenizerConfig)
+    robust = _method_config("robust", base).resolved()
+    model = robust.model_config()
     assert model.cascade and model.layer0_share == 0.5 and model.layer0_warmup == 0  # no warm-up needed
-    assert model.linear_inverse and not model.encoder_mlp and cfg.select_by == "prefix_mean"
+    assert model.linear_inverse and not model.encoder_mlp and robust.select_by == "prefix_mean"
+    for method in ("naive", "robust_single"):  # one autoencoder: the fifth pass's recipe, whatever robust's default
+        single = _method_config(method, base).resolved()
+        assert not single.model.cascade and single.model.encoder_mlp and not single.model.linear_inverse
+        assert (single.layer0_warmup_ratio, single.select_by) == (0.2, "full_depth")
+    seed_arch = _method_config("robust_seed_arch", base).model_config()
+    assert not seed_arch.cascade and not seed_arch.linear_skip and seed_arch.mlp_dim == 64

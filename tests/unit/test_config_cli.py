@@ -69,6 +69,18 @@ def test_no_tokenizer_field_is_dropped_on_the_way_to_the_model() -> None:
     assert settable <= set(leaf_paths(TrainTokenizerConfig))  # every field has a flag
 
 
+@pytest.mark.parametrize("argv, expected", [
+    ([], (None, None)),  # unset: the quantizer's recipe
+    (["--cascade"], (True, None)), (["--no-cascade"], (False, None)),
+    (["--model.cascade"], (True, None)), (["--model.no-cascade"], (False, None)),
+    (["--model.cascade", "False"], (False, None)),  # tyro's own spelling
+    (["--no-encoder-mlp", "--cascade"], (True, False)), (["--encoder-mlp"], (None, True)),
+])
+def test_a_setting_that_defaults_to_the_recipe_is_a_flag_pair_as_every_boolean(argv: list[str], expected) -> None:
+    cfg = parse_config(TrainTokenizerConfig, argv, "rvq t")
+    assert (cfg.model.cascade, cfg.model.encoder_mlp) == expected
+
+
 def test_a_run_saves_its_resolved_config_which_reproduces_it_as_a_config_file(tmp_path: Path) -> None:
     cfg = parse_config(TrainTokenizerConfig, ["--steps", "9", "--demos", "d1", "--out-dir", str(tmp_path)], "rvq t")
     path = save_run_config(cfg, tmp_path)

@@ -208,14 +208,23 @@ def test_the_tokenizer_recipe_is_an_input_of_the_tokenizer_stage(tmp_path: Path,
     import rvq.pipeline
 
     # every recipe setting of `rvq train-tokenizer` is listed with its value before it was recorded (a field added
-    # since fails here until listed); a run names those that differ: today's defaults, issue 14's fifth pass
+    # since fails here until listed); a run names those that differ: today's defaults, issue 14's fifth pass (k = 1's
+    # own decoder, quantize_dropout 0.2) and eleventh (robust a cascade: layer 0 on half of each batch, no warm-up, a
+    # linear residual stage, checkpoints by every prefix), resolved as `rvq train-tokenizer` resolves them
     assert set(rvq.pipeline._tokenizer_recipe(tiny(tmp_path))) == set(rvq.pipeline.TOKENIZER_RECIPE_BEFORE)
+    cascade = {"model.cascade": True, "model.layer0_share": 0.5, "model.linear_inverse": True,
+               "model.encoder_mlp": False, "select_by": "prefix_mean"}
     assert rvq.pipeline._tokenizer_recipe_changes(tiny(tmp_path)) == {
-        "layer0_warmup_ratio": 0.2, "model.coarse_decoder": True, "model.quantize_dropout": 0.2}
-    earlier = updated(tiny(tmp_path), quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0)
+        "model.coarse_decoder": True, "model.quantize_dropout": 0.2, **cascade}
+    assert rvq.pipeline._tokenizer_recipe_changes(updated(tiny(tmp_path), cascade=False)) == {
+        "layer0_warmup_ratio": 0.2, "model.coarse_decoder": True, "model.quantize_dropout": 0.2}  # the fifth pass's
+    assert rvq.pipeline._tokenizer_recipe_changes(updated(tiny(tmp_path), quantizer="naive")) == {
+        "layer0_warmup_ratio": 0.2, "model.coarse_decoder": True, "model.quantize_dropout": 0.2}  # naive: no cascade
+    earlier = updated(tiny(tmp_path), quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0,
+                      cascade=False)
     assert rvq.pipeline._tokenizer_recipe_changes(earlier) == {}  # the recipe before: nothing recorded
-    assert rvq.pipeline._tokenizer_recipe_changes(updated(earlier, cascade=True)) == {"model.cascade": True}
-    assert rvq.pipeline._tokenizer_config(updated(tiny(tmp_path), cascade=True)).model.cascade
+    assert rvq.pipeline._tokenizer_recipe_changes(updated(earlier, cascade=True)) == cascade
+    assert rvq.pipeline._tokenizer_config(tiny(tmp_path)).model_config().cascade
     with pytest.raises(ValueError, match=r"quantize_dropout must be in \[0, 1\], got 1.5"):  # before any stage runs
         config_from(PipelineConfig, quantize_dropout=1.5)
     cfg = updated(tiny(tmp_path), env="libero", policies=["main"])
@@ -296,7 +305,7 @@ def test_grouped_settings_keep_the_stage_fingerprints_of_runs_made_before(tmp_pa
                "options": options,
                "mock_ensemble": config_from(PipelineConfig, env="mock", tasks=[0], demos_per_task=3,
                                             temporal_ensemble=True, policies=["rsd"], expert_reference=False,
-                                            quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0)}
+                                            quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0, cascade=False)}
     for name, cfg in configs.items():
         planned = run_pipeline(updated(cfg, out_dir=str(tmp_path / name)), log=lambda _: None, plan=True)
         assert {stage: fp[:12] for stage, fp in planned["fingerprints"].items()} == FLAT_ERA_FINGERPRINTS[name], name

@@ -15,21 +15,46 @@ from rvq.rfsq.cascade import RESIDUAL_QUANTILE
 from tests.unit.rfsq.helpers import fit_smooth_actions, smooth_actions
 
 WARMUP = 3
+# the ninth pass's cascade: layer 0 trained alone for a warm-up, then fixed; the residual stage with its MLP encoder
+NINTH_PASS = {"layer0_share": 0.0, "linear_inverse": False, "encoder_mlp": True}
 
 
 def trained(seed: int = 0, steps: int = 6, **config) -> CascadeRFSQAE:
     """A cascade after `WARMUP` layer-0 steps and `steps - WARMUP` residual steps (weights and buffers move)."""
     torch.manual_seed(seed)
-    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_warmup=WARMUP, **config))
+    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_warmup=WARMUP, **{**NINTH_PASS, **config}))
     return fit_smooth_actions(model, steps, seed, batch=32)
 
 
-def test_the_config_builds_a_cascade_and_the_plain_model_refuses_it() -> None:
-    config = TokenizerConfig(cascade=True)
-    assert isinstance(build_tokenizer_model(config), CascadeRFSQAE)
-    assert isinstance(build_tokenizer_model(TokenizerConfig()), ActionRFSQAE)
+def test_robust_builds_the_cascade_recipe_by_default_and_the_plain_model_refuses_a_cascade() -> None:
+    model = build_tokenizer_model(TokenizerConfig())
+    assert isinstance(model, CascadeRFSQAE)
+    recipe = model.config
+    assert (recipe.cascade, recipe.layer0_share, recipe.linear_inverse, recipe.encoder_mlp) == (True, 0.5, True, False)
+    assert recipe == TokenizerConfig().resolved() == TokenizerConfig.from_dict(TokenizerConfig().to_dict())
+    assert (model.stage1.config.linear_inverse, model.stage1.config.encoder_mlp) == (True, False)  # the linear stage
+    for single in (TokenizerConfig(cascade=False), TokenizerConfig(quantizer="naive"),
+                   TokenizerConfig(quantizer="layernorm"), TokenizerConfig(num_layers=2)):
+        built = build_tokenizer_model(single)
+        assert isinstance(built, ActionRFSQAE) and not built.config.cascade
+        assert (built.config.layer0_share, built.config.linear_inverse, built.config.encoder_mlp) == (0.0, False, True)
+    assert not ActionRFSQAE.from_config(TokenizerConfig()).config.cascade  # unset: the single model is no cascade
     with pytest.raises(ValueError, match="CascadeRFSQAE"):
-        ActionRFSQAE.from_config(config)
+        ActionRFSQAE.from_config(TokenizerConfig(cascade=True))
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"hidden_dim": 4}, (True, False, True)),  # the linear stage cannot invert a 7-d action from 4 latents
+    ({"linear_skip": False}, (True, False, True)),  # nor exist without the linear paths
+    ({"quantizer": "naive", "cascade": True}, (True, True, False)),  # an explicit cascade takes the recipe's stage
+    ({"encoder_mlp": True}, (True, True, True)),  # a set field is kept, the unset ones resolved
+    ({"num_layers": 2, "coarse_decoder": False}, (True, True, False)),
+])
+def test_the_recipe_resolves_only_unset_fields_and_only_to_what_the_model_can_build(options: dict, expected) -> None:
+    config = TokenizerConfig(**options).resolved()
+    assert (config.cascade, config.linear_inverse, config.encoder_mlp) == expected
+    assert config.resolved() is config
+    assert TokenizerConfig(**options).to_dict() == config.to_dict()  # a checkpoint names what it built
 
 
 @pytest.mark.parametrize("options, match", [
@@ -48,14 +73,14 @@ def test_a_two_layer_cascade_without_a_coarse_decoder_is_allowed() -> None:
 
 
 def test_training_without_a_layer0_phase_is_refused() -> None:
-    model = build_tokenizer_model(TokenizerConfig(cascade=True)).train()
+    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_share=0.0)).train()
     with pytest.raises(ValueError, match="layer0_warmup"):
         model(smooth_actions(4))
 
 
 def test_layer0_phase_trains_layer0_alone_then_only_the_residual_stage_trains() -> None:
     torch.manual_seed(0)
-    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_warmup=1)).train()
+    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_warmup=1, **NINTH_PASS)).train()
     x = smooth_actions(16)
 
     def grads_after_one_step() -> tuple[bool, bool]:
@@ -115,7 +140,8 @@ def test_a_layer0_share_after_a_warmup_keeps_layer0_training() -> None:
 @pytest.mark.parametrize("options, match", [
     ({"cascade": True, "layer0_share": 1.0}, r"\[0, 1\)"),
     ({"cascade": True, "layer0_share": -0.1}, r"\[0, 1\)"),
-    ({"layer0_share": 0.5}, "set cascade=True"),
+    ({"cascade": False, "layer0_share": 0.5}, "set cascade=True"),
+    ({"quantizer": "naive", "layer0_share": 0.5}, "set cascade=True"),
 ])
 def test_bad_layer0_shares_are_refused(options: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -124,7 +150,7 @@ def test_bad_layer0_shares_are_refused(options: dict, match: str) -> None:
 
 def test_the_residual_scale_starts_at_the_first_residual_batch_quantile() -> None:
     torch.manual_seed(0)
-    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_warmup=1)).train()
+    model = build_tokenizer_model(TokenizerConfig(cascade=True, layer0_warmup=1, **NINTH_PASS)).train()
     x = smooth_actions(16)
     model(x)
     model(x)
@@ -149,6 +175,21 @@ def test_decode_equals_forward_in_eval_and_every_prefix_is_a_stage_sum(seed: int
         for k in (2, 5, 8):
             expected = (model.stage0.decode_from_indices(codes[..., :1])
                         + model.stage1.decode_from_indices(codes[..., 1:k]) * model.residual_scale)
+            assert torch.equal(model.decode_from_indices(codes[..., :k]), expected)
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**16), batch=st.integers(1, 6))
+def test_the_default_recipe_decodes_as_its_forward_and_every_prefix_is_a_stage_sum(seed: int, batch: int) -> None:
+    torch.manual_seed(seed)
+    model = fit_smooth_actions(build_tokenizer_model(TokenizerConfig()), 6, seed, batch=32)  # robust: a cascade
+    x = smooth_actions(batch, seed=seed + 100)
+    with torch.no_grad():
+        recon, codes = model(x)
+        assert torch.equal(model.decode_from_indices(codes), recon)  # bit for bit: no share drawn in eval mode
+        coarse = model.stage0.decode_from_indices(codes[..., :1])
+        for k in range(2, 9):
+            expected = coarse + model.stage1.decode_from_indices(codes[..., 1:k]) * model.residual_scale
             assert torch.equal(model.decode_from_indices(codes[..., :k]), expected)
 
 
