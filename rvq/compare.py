@@ -146,8 +146,9 @@ def render_comparison(report: dict[str, Any]) -> str:
               "|---|---|" + "---|" * (len(c) + 1)]
     for k, ratio in enumerate(report["robust_over_residual_fsq_by_layers"]):
         cells = " | ".join(f"{c[m][k][1]:.3e}" for m in c)
-        lines.append(f"| {k + 1} | {c['robust'][k][0]:.0f} | {cells} | {ratio:.2f} |")
-    lines += ["", f"Robust vs naive held-out MSE: {100 * report['robust_vs_naive_reduction']:.1f}% lower."]
+        lines.append(f"| {k + 1} | {c['robust'][k][0]:.0f} | {cells} | {ratio:.2g} |")  # 2 digits, however small
+    times = report["trained"]["naive"]["mse"] / report["trained"]["robust"]["mse"]
+    lines += ["", f"Robust vs naive held-out MSE: {100 * report['robust_vs_naive_reduction']:.2f}% lower ({times:.4g}x)."]
     return "\n".join(lines) + "\n"
 
 
@@ -189,6 +190,6 @@ def comparison_title(report: dict[str, Any]) -> str:
     """The finding in one line: robust vs naive at full depth, and robust vs ResidualFSQ at k = 1 and k = L."""
     c = report["curves"]
     full = len(c["robust"])
-    return (f"Robust RFSQ: {c['naive'][-1][1] / c['robust'][-1][1]:.0f}x lower error than naive at {full} layers; "
-            f"vs ResidualFSQ {c['robust'][0][1] / c['residual_fsq'][0][1]:.2f}x at k=1, "
-            f"{c['robust'][-1][1] / c['residual_fsq'][-1][1]:.2f}x at k={full}")
+    return (f"Robust RFSQ: {c['naive'][-1][1] / c['robust'][-1][1]:.0f}x lower error than naive at {full} layers;\n"
+            f"vs ResidualFSQ {c['robust'][0][1] / c['residual_fsq'][0][1]:.2g}x at k=1, "
+            f"{c['robust'][-1][1] / c['residual_fsq'][-1][1]:.2g}x at k={full}")

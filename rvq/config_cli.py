@@ -182,7 +182,8 @@ def optional_bool_flags(argv: list[str], cls: type) -> list[str]:
     out = []
     for i, arg in enumerate(argv):
         # tyro's own spelling, `--model.cascade True`, passes as it is
-        valued = arg in flags and flags[arg][0] == arg and i + 1 < len(argv) and argv[i + 1] in ("True", "False", "None")
+        valued = (arg in flags and flags[arg][0] == arg and i + 1 < len(argv)
+                  and argv[i + 1] in ("True", "False", "None"))
         out += flags[arg] if arg in flags and not valued else [arg]
     return out
 

@@ -78,8 +78,9 @@ class TokenizerConfig:
     cascade whose layer 0 trains on half of each batch and whose residual stage is the exactly invertible linear
     autoencoder (`layer0_share` 0.5, `linear_inverse`, no encoder MLP; measured in docs/RESULTS.md, issue 14's tenth
     and eleventh passes) where the model has linear paths and `hidden_dim >= action_dim` (else its residual stage keeps
-    the MLP encoder), and num_layers allows a cascade (else one autoencoder); naive and layernorm are one autoencoder (`cascade` False, `layer0_share` 0, MLP encoder, no
-    atanh). `cascade=False` on robust gives the single autoencoder that was the default before.
+    the MLP encoder) and `num_layers` allows a cascade (else one autoencoder); naive and layernorm are one autoencoder
+    (`cascade` False, `layer0_share` 0, MLP encoder, no atanh). `cascade=False` on robust gives the single autoencoder
+    that was the default before.
     Checkpoints written before a field existed load with `LEGACY_DEFAULTS` (the architecture they had).
     """
 
@@ -117,7 +118,8 @@ class TokenizerConfig:
             else self.cascade
         # the linear stage needs the linear paths and a latent as wide as the action (to invert); else the MLP one
         linear = cascade and self.linear_skip and self.hidden_dim >= self.action_dim
-        recipe = {"cascade": cascade, "layer0_share": 0.5 if cascade else 0.0, **(LINEAR_STAGE if linear else MLP_STAGE)}
+        recipe = {"cascade": cascade, "layer0_share": 0.5 if cascade else 0.0,
+                  **(LINEAR_STAGE if linear else MLP_STAGE)}
         return replace(self, **{name: value for name, value in recipe.items() if getattr(self, name) is None})
 
     def __post_init__(self) -> None:

@@ -305,7 +305,8 @@ def test_grouped_settings_keep_the_stage_fingerprints_of_runs_made_before(tmp_pa
                "options": options,
                "mock_ensemble": config_from(PipelineConfig, env="mock", tasks=[0], demos_per_task=3,
                                             temporal_ensemble=True, policies=["rsd"], expert_reference=False,
-                                            quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0, cascade=False)}
+                                            quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0,
+                                            cascade=False)}
     for name, cfg in configs.items():
         planned = run_pipeline(updated(cfg, out_dir=str(tmp_path / name)), log=lambda _: None, plan=True)
         assert {stage: fp[:12] for stage, fp in planned["fingerprints"].items()} == FLAT_ERA_FINGERPRINTS[name], name
