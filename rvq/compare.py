@@ -148,7 +148,8 @@ def render_comparison(report: dict[str, Any]) -> str:
         cells = " | ".join(f"{c[m][k][1]:.3e}" for m in c)
         lines.append(f"| {k + 1} | {c['robust'][k][0]:.0f} | {cells} | {ratio:.2g} |")  # 2 digits, however small
     times = report["trained"]["naive"]["mse"] / report["trained"]["robust"]["mse"]
-    lines += ["", f"Robust vs naive held-out MSE: {100 * report['robust_vs_naive_reduction']:.2f}% lower ({times:.4g}x)."]
+    reduction = 100 * report["robust_vs_naive_reduction"]
+    lines += ["", f"Robust vs naive held-out MSE: {reduction:.2f}% lower ({times:.4g}x)."]
     return "\n".join(lines) + "\n"
 
 
