@@ -7,7 +7,6 @@ codes `[B, C, H, L]` int64 in `[0, num_levels)`.
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 
 import torch
 from torch import nn
@@ -119,7 +118,7 @@ class ActionRFSQAE(nn.Module):
             )
         # one autoencoder: a config that leaves `cascade` unset is not a cascade here (the recipe's other unset fields
         # then take the single autoencoder's values)
-        config = (replace(config, cascade=False) if config.cascade is None else config).resolved()
+        config = config.resolved(cascade=False)
         if config.cascade:
             raise ValueError("a cascade=True config builds rvq.rfsq.CascadeRFSQAE (rvq.rfsq.build_tokenizer_model)")
         self.config = config

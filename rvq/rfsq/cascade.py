@@ -41,7 +41,7 @@ class CascadeRFSQAE(nn.Module):
 
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
-        config = (replace(config, cascade=True) if config.cascade is None else config).resolved()
+        config = config.resolved(cascade=True)
         if not config.cascade:
             raise ValueError("CascadeRFSQAE builds configs with cascade=True")
         self.config = config

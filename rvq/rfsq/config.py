@@ -66,8 +66,8 @@ class TokenizerConfig:
     cascade: layer 0 is a one-layer naive FSQ autoencoder of its own, trained alone for the first `layer0_warmup`
         training forwards and then fixed (or trained on `layer0_share` of each batch), and layers 1..L-1 a
         `quantizer` autoencoder of L - 1 layers (this config's other options) on the action-space residual layer 0
-        leaves (`rvq.rfsq.cascade.CascadeRFSQAE`). Off by default; measured in docs/RESULTS.md (issue 14's ninth and
-        tenth passes). Needs `layer0_warmup > 0` or `layer0_share > 0` when trained, a decodable quantizer, and
+        leaves (`rvq.rfsq.cascade.CascadeRFSQAE`). Robust's default since issue 14's eleventh pass (see below);
+        measured in docs/RESULTS.md (issue 14's ninth to eleventh passes). Needs `layer0_warmup > 0` or `layer0_share > 0` when trained, a decodable quantizer, and
         num_layers >= 3 with `coarse_decoder` (the residual stage's own k = 1 decoder), else >= 2.
     layer0_share: cascade only, training only; after layer 0's warm-up, this share of each batch's chunks (drawn
         per chunk, as quantize dropout draws prefixes) goes on training layer 0's stage on k = 1 alone while the rest
@@ -108,14 +108,21 @@ class TokenizerConfig:
     cascade: bool | None = None
     layer0_share: float | None = None
 
-    def resolved(self) -> "TokenizerConfig":
-        """This config with every unset (None) recipe field given the quantizer's recipe (see the class docstring)."""
+    @property
+    def cascade_min_layers(self) -> int:
+        """The fewest layers a cascade can have: layer 0's stage and a residual stage (with `coarse_decoder`, one
+        more: the residual stage's own k = 1 decoder)."""
+        return 3 if self.coarse_decoder else 2
+
+    def resolved(self, cascade: bool | None = None) -> "TokenizerConfig":
+        """This config with every unset (None) recipe field given the quantizer's recipe (see the class docstring).
+        `cascade`: what an unset `cascade` becomes (a model class that is one or the other); None: the quantizer's."""
         if all(getattr(self, name) is not None for name in RECIPE_FIELDS):
             return self
-        # a cascade needs a residual stage (with its own k = 1 decoder, one more layer)
-        deep_enough = self.num_layers >= (3 if self.coarse_decoder else 2)
-        cascade = CASCADE_BY_QUANTIZER.get(self.quantizer, False) and deep_enough if self.cascade is None \
-            else self.cascade
+        if self.cascade is not None:
+            cascade = self.cascade
+        elif cascade is None:
+            cascade = CASCADE_BY_QUANTIZER[self.quantizer] and self.num_layers >= self.cascade_min_layers
         # the linear stage needs the linear paths and a latent as wide as the action (to invert); else the MLP one
         linear = cascade and self.linear_skip and self.hidden_dim >= self.action_dim
         recipe = {"cascade": cascade, "layer0_share": 0.5 if cascade else 0.0,
@@ -155,8 +162,8 @@ class TokenizerConfig:
         if self.cascade:
             if self.quantizer == "layernorm":
                 raise ValueError("cascade's residual stage must decode from codes: quantizer 'layernorm' cannot")
-            if self.num_layers < (3 if self.coarse_decoder else 2):
-                raise ValueError(f"cascade needs num_layers >= {3 if self.coarse_decoder else 2} (layer 0's stage "
+            if self.num_layers < self.cascade_min_layers:
+                raise ValueError(f"cascade needs num_layers >= {self.cascade_min_layers} (layer 0's stage "
                                  f"and a residual stage{' with its own k = 1 decoder' if self.coarse_decoder else ''})"
                                  f", got {self.num_layers}")
         if not 0.0 <= self.layer0_share < 1.0:
