@@ -129,6 +129,18 @@ def test_shipped_pipeline_configs_load(path: Path) -> None:
     assert cfg.env == "libero" and len(cfg.tasks) == 10 and cfg.out_dir.startswith("runs/")
 
 
+def test_study_configs_train_the_tokenizer_their_rows_name() -> None:
+    """The study's earlier runs keep the recipe they were made with; the cascade run trains robust's default."""
+    from rvq.pipeline import _tokenizer_config
+
+    models = {p.stem: _tokenizer_config(PipelineConfig.from_file(p)).resolved().model
+              for p in STUDY.glob("libero_*.toml")}
+    assert models["libero_object_robust_cascade"].cascade and models["libero_object_robust_cascade"].linear_inverse
+    assert models["libero_object_robust_cascade"].quantizer == "robust"
+    assert not any(m.cascade for name, m in models.items() if name != "libero_object_robust_cascade")
+    assert {m.quantize_dropout for name, m in models.items() if name != "libero_object_robust_cascade"} == {0.35}
+
+
 def test_demo_action_noise_is_checked_and_changes_only_the_collect_fingerprint() -> None:
     with pytest.raises(ValueError, match=r"demo_action_noise must be in \[0, 1\]"):
         config_from(PipelineConfig, demo_action_noise=-0.1)
