@@ -55,7 +55,10 @@ def side_by_side(device: torch.device, repeats: int = 30) -> dict[str, float]:
     # index; the later layers of that latent then code a different residual)
     first = (robust != seed).int().argmax(dim=-1)  # each latent's first differing layer (0 where none differs)
     ties = (robust != seed).any(dim=-1)
-    picked = lambda codes: codes.gather(-1, first[..., None])[..., 0][ties]  # noqa: E731
+
+    def picked(codes: torch.Tensor) -> torch.Tensor:  # each differing latent's code at its first differing layer
+        return codes.gather(-1, first[..., None])[..., 0][ties]
+
     assert float(ties.float().mean()) < 1e-3 and bool(((picked(robust) - picked(seed)).abs() == 1).all())
     times: dict[str, list[float]] = {name: [] for name in models}
     for name, model in models.items():

@@ -135,10 +135,10 @@ def test_study_configs_train_the_tokenizer_their_rows_name() -> None:
 
     models = {p.stem: _tokenizer_config(PipelineConfig.from_file(p)).resolved().model
               for p in STUDY.glob("libero_*.toml")}
-    assert models["libero_object_robust_cascade"].cascade and models["libero_object_robust_cascade"].linear_inverse
-    assert models["libero_object_robust_cascade"].quantizer == "robust"
-    assert not any(m.cascade for name, m in models.items() if name != "libero_object_robust_cascade")
-    assert {m.quantize_dropout for name, m in models.items() if name != "libero_object_robust_cascade"} == {0.35}
+    cascade = models.pop("libero_object_robust_cascade")
+    assert cascade.cascade and cascade.linear_inverse and cascade.quantizer == "robust"
+    assert len(models) == 6 and not any(m.cascade for m in models.values())
+    assert {m.quantize_dropout for m in models.values()} == {0.35}
 
 
 def test_demo_action_noise_is_checked_and_changes_only_the_collect_fingerprint() -> None:
