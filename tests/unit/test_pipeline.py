@@ -130,15 +130,24 @@ def test_shipped_pipeline_configs_load(path: Path) -> None:
 
 
 def test_study_configs_train_the_tokenizer_their_rows_name() -> None:
-    """The study's earlier runs keep the recipe they were made with; the cascade run trains robust's default."""
+    """The study's earlier runs keep the recipe they were made with; the cascade runs train robust's default."""
     from rvq.pipeline import _tokenizer_config
 
     models = {p.stem: _tokenizer_config(PipelineConfig.from_file(p)).resolved().model
               for p in STUDY.glob("libero_*.toml")}
-    cascade = models.pop("libero_object_robust_cascade")
-    assert cascade.cascade and cascade.linear_inverse and cascade.quantizer == "robust"
+    cascades = [models.pop(f"libero_{suite}_robust_cascade") for suite in ("object", "spatial")]
+    assert all(m.cascade and m.linear_inverse and m.quantizer == "robust" for m in cascades)
     assert len(models) == 6 and not any(m.cascade for m in models.values())
     assert {m.quantize_dropout for m in models.values()} == {0.35}
+
+
+def test_spatial_cascade_run_collects_the_robust_runs_demos_and_trains_its_own_tokenizer() -> None:
+    """The cascade run's rows pair with the robust run's: the same collect stage, a different tokenizer."""
+    plans = {name: run_pipeline(PipelineConfig.from_file(STUDY / f"libero_spatial_{name}.toml"),
+                                log=lambda _: None, plan=True)["fingerprints"]
+             for name in ("robust", "robust_cascade")}
+    assert plans["robust"]["collect"] == plans["robust_cascade"]["collect"]
+    assert plans["robust"]["tokenizer"] != plans["robust_cascade"]["tokenizer"]
 
 
 def test_demo_action_noise_is_checked_and_changes_only_the_collect_fingerprint() -> None:
