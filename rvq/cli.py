@@ -124,8 +124,9 @@ def recorded_flags(argv: list[str], renamed: dict[str, str], pairs: dict[str, st
 
 def eval_flags(argv: list[str]) -> list[str]:
     """`rvq eval`'s recorded syntax (`recorded_flags`): task ranges, `--shard i/n`, `--episode-timeout 0`, a bare
-    `--temporal-ensemble` (ACT's decay) or `--flip-gripper`, and `--relaxed`, `--grasp-hold`, `--out`."""
-    return recorded_flags(argv, {"--out": "--out-dir", "--grasp-hold": "--expert-grasp-hold", "--relaxed": "--no-exact"},
+    `--temporal-ensemble` (ACT's decay) or `--flip-gripper`, and `--relaxed`, `--grasp-hold`, `--phase-end`, `--out`."""
+    return recorded_flags(argv, {"--out": "--out-dir", "--grasp-hold": "--expert-grasp-hold",
+                                 "--phase-end": "--expert-phase-end", "--relaxed": "--no-exact"},
                           pairs={"--shard": "/"}, bare={"--temporal-ensemble": str(DEFAULT_ENSEMBLE_DECAY),
                                                         "--flip-gripper": "True"}, zero_is_none=("--episode-timeout",))
 

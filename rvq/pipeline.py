@@ -21,7 +21,7 @@ from typing import Annotated, Any, Callable, ClassVar
 from tyro.conf import arg
 
 from rvq.envs.suites import check_suite, check_tasks
-from rvq.expert.scripted import check_grasp_hold, expert_identity
+from rvq.expert.scripted import check_grasp_hold, check_phase_end, expert_identity
 from rvq.rsd.decode import DEFAULT_TAU
 
 STAGE_FILE = "stage.json"
@@ -154,6 +154,7 @@ class PipelineConfig:
     tasks: list[int] = field(default_factory=lambda: [0, 1, 2])  # the suite's task indices
     env: str = "libero"  # libero (the real simulator) or mock
     expert_grasp_hold: str = "timer"  # how the expert's grasp ends, in its demos and reference rows (GRASP_HOLDS)
+    expert_phase_end: str = "limit"  # how its moving phases end, in its demos and reference rows (PHASE_ENDS)
     workers: int = 2  # simulator processes for collection and evaluation
     device: str = "cpu"  # training and policy inference (the simulator runs on CPU); "auto" takes CUDA if present
     seed: int = 0  # training seeds and the heads' validation split (collection seeds each reset by task and attempt)
@@ -175,6 +176,9 @@ class PipelineConfig:
                              "and demos_dir do not collect with it")
         if check_grasp_hold(self.expert_grasp_hold, "expert_grasp_hold") != "timer" and not collects:
             raise ValueError("expert_grasp_hold applies to demos the scripted expert collects in LIBERO; the mock env "
+                             "and demos_dir do not collect with it")
+        if check_phase_end(self.expert_phase_end, "expert_phase_end") != "limit" and not collects:
+            raise ValueError("expert_phase_end applies to demos the scripted expert collects in LIBERO; the mock env "
                              "and demos_dir do not collect with it")
         if self.data.takeover_rounds and self.env == "mock":
             raise ValueError("takeover rounds need the scripted expert in LIBERO (env = 'libero')")
@@ -277,7 +281,8 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
 
 def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
     plan = run.plan
-    expert_settings = expert_identity(cfg.expert_grasp_hold)  # a setting of every stage the scripted expert acts in
+    # a setting of every stage the scripted expert acts in
+    expert_settings = expert_identity(cfg.expert_grasp_hold, cfg.expert_phase_end)
     if cfg.data.demos_dir:  # the files themselves are the input: renamed, added or rewritten files redo what follows
         demos = run.stage("collect", {"demos_dir": _demo_files(cfg.data.demos_dir)}, [],
                           lambda folder: {"demos": str(Path(cfg.data.demos_dir).resolve()), "summaries": []})
@@ -393,7 +398,7 @@ def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:
     wanted = cfg.data.demos_per_task
     summaries = collect_demos(CollectConfig(cfg.suite, cfg.tasks, out_dir=str(out), workers=cfg.workers, images=False,
                                             random_resets=wanted, action_noise=cfg.data.demo_action_noise,
-                                            grasp_hold=cfg.expert_grasp_hold))
+                                            grasp_hold=cfg.expert_grasp_hold, phase_end=cfg.expert_phase_end))
     short = [t["task"] for t in summaries if t.get("kept", wanted) < wanted]
     if short:
         raise RuntimeError(f"the expert kept fewer than {wanted} demos for task(s) {short}: {summaries}")
@@ -408,7 +413,7 @@ def _takeover(cfg: PipelineConfig, folder: Path, policy: str, log: Callable[[str
     out, wanted, (low, high) = folder / "demos", cfg.data.takeover_demos_per_task, cfg.data.takeover_steps
     summaries = collect_demos(CollectConfig(cfg.suite, cfg.tasks, out_dir=str(out), workers=cfg.workers, images=False,
                                             random_resets=wanted, takeover_policy=policy, takeover_steps=(low, high),
-                                            grasp_hold=cfg.expert_grasp_hold))
+                                            grasp_hold=cfg.expert_grasp_hold, phase_end=cfg.expert_phase_end))
     short = {t["task"]: t.get("kept", 0) for t in summaries if t.get("kept", wanted) < wanted}
     if short:
         log(f"[{folder.name}] kept fewer than {wanted} takeover demos (task: kept): {short}")
@@ -592,7 +597,9 @@ def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict
                                **RELAXED_RULES.get(label, {}),
                                execute_steps=_execute_steps(cfg, kind), temporal_ensemble=_ensemble_decay(cfg, kind),
                                expert_grasp_hold=cfg.expert_grasp_hold if kind == "expert" else "timer",
-                               out_dir=str(folder), workers=cfg.workers, render=False, device=cfg.device), progress=False)
+                               expert_phase_end=cfg.expert_phase_end if kind == "expert" else "limit",
+                               out_dir=str(folder), workers=cfg.workers, render=False, device=cfg.device),
+                    progress=False)
     return {"results": str(path)}
 
 

@@ -62,6 +62,7 @@ class EvalConfig:
     render: bool = True  # False: physics only, no cameras (expert/replay/noop and state-feature policies, ~10x faster)
     roundtrip_tokenizer: str | None = None  # expert: execute its actions after a round trip through this tokenizer
     expert_grasp_hold: str = "timer"  # expert: how its grasp ends (rvq.expert.scripted.GRASP_HOLDS); --grasp-hold
+    expert_phase_end: str = "limit"  # expert: how its moving phases end (rvq.expert.scripted.PHASE_ENDS); --phase-end
     trust_remote_code: bool = False  # let the backbone run code it ships (OpenVLA/OFT); off by default
     # VLA images: resize | oft (rvq.backbones.preprocess); None: the bundle's declared steps, else resize
     image_transform: str | None = None
@@ -160,10 +161,12 @@ class EvalConfig:
             raise ValueError(f"max_worker_deaths must be >= 1, got {self.max_worker_deaths}")
         if self.policy == "expert" and self.env != "libero":
             raise ValueError("the scripted expert reads the real simulator's state: use --env libero")
-        from rvq.expert.scripted import check_grasp_hold
+        from rvq.expert.scripted import check_grasp_hold, check_phase_end
 
         if check_grasp_hold(self.expert_grasp_hold, "expert_grasp_hold") != "timer" and self.policy != "expert":
             raise ValueError("--grasp-hold applies to the expert policy only")
+        if check_phase_end(self.expert_phase_end, "expert_phase_end") != "limit" and self.policy != "expert":
+            raise ValueError("--phase-end applies to the expert policy only")
         if self.roundtrip_tokenizer is not None:
             if self.policy != "expert":
                 raise ValueError("--roundtrip-tokenizer applies to the expert policy only")
@@ -229,8 +232,8 @@ def policy_identity(cfg: EvalConfig) -> str:
         parts["demos"] = {p.name: p.stat().st_size for p in sorted(Path(cfg.demos).glob("*.hdf5"))}
     if cfg.roundtrip_tokenizer:
         parts["roundtrip_tokenizer"] = payload_digest(cfg.roundtrip_tokenizer)
-    if cfg.policy == "expert":  # rows of another revision or grasp rule are not this expert's
+    if cfg.policy == "expert":  # rows of another revision, grasp or phase-end rule are not this expert's
         from rvq.expert.scripted import expert_identity
 
-        parts.update(expert_identity(cfg.expert_grasp_hold))
+        parts.update(expert_identity(cfg.expert_grasp_hold, cfg.expert_phase_end))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

@@ -50,9 +50,9 @@ def build_policy(cfg: EvalConfig):
             from rvq.expert.roundtrip import TokenizedExpert
             from rvq.tokenizer import ActionTokenizer
 
-            return TokenizedExpert(ScriptedExpert(cfg.expert_grasp_hold),
+            return TokenizedExpert(ScriptedExpert(cfg.expert_grasp_hold, cfg.expert_phase_end),
                                    ActionTokenizer.from_checkpoint(cfg.roundtrip_tokenizer))
-        return ScriptedExpert(cfg.expert_grasp_hold)
+        return ScriptedExpert(cfg.expert_grasp_hold, cfg.expert_phase_end)
     return NoopPolicy()
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from rvq.config_cli import save_run_config
 from rvq.envs.suites import ENV_SEED, check_tasks
-from rvq.expert.scripted import EXPERT_REVISION, check_grasp_hold
+from rvq.expert.scripted import EXPERT_REVISION, check_grasp_hold, check_phase_end
 from rvq.expert.takeover import draw_takeover_step, policy_fingerprint, takeover_episode
 
 
@@ -74,6 +74,9 @@ class CollectConfig:
     # how the expert's grasp ends: timer (a fixed 12 steps; every table before the seventh study pass) or contact
     # (the first step after both finger pads have held the object two steps in a row); recorded in the files
     grasp_hold: str = "timer"
+    # how the expert's moving phases end besides arriving: limit (after 60 steps; every table before the twelfth
+    # study pass) or stall (also once the hand has stopped, blocked); recorded in the files
+    phase_end: str = "limit"
 
     def starts(self) -> str:
         """What the episodes start from, as recorded in the files."""
@@ -197,16 +200,18 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                      "action_noise_dims": str(attrs.get("action_noise_dims", "arm" if noise else "")),
                      **{key: str(attrs.get(key, "")) for key in takeover},
                      "expert_grasp_hold": str(attrs.get("expert_grasp_hold", "timer")),  # older files: the timer
+                     "expert_phase_end": str(attrs.get("expert_phase_end", "limit")),  # older files: the limit
                      "expert_revision": int(attrs.get("expert_revision", 1))}  # older files: the first expert
             rate = float(attrs["success_rate"])
         wanted = {"starts": cfg.starts(), "action_noise": cfg.action_noise,
                   "action_noise_dims": NOISED_DIMS_NAME if cfg.action_noise else "", **takeover,
-                  "expert_grasp_hold": cfg.grasp_hold, "expert_revision": EXPERT_REVISION}
+                  "expert_grasp_hold": cfg.grasp_hold, "expert_phase_end": cfg.phase_end,
+                  "expert_revision": EXPERT_REVISION}
         if found != wanted:
             raise ValueError(f"{path} holds demos made with {found}, this run asks for {wanted}: use another --out "
                              "folder (a finished file is reused on rerun, never mixed with other settings)")
         return {"task": task, "file": str(path), "skipped": True, "success_rate": rate}
-    expert, successes, kept, policy_solved = ScriptedExpert(cfg.grasp_hold), 0, 0, 0
+    expert, successes, kept, policy_solved = ScriptedExpert(cfg.grasp_hold, cfg.phase_end), 0, 0, 0
     policy = None
     if cfg.takeover_policy:
         from rvq.eval.runner import share_cores
@@ -260,8 +265,8 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                                "kept": kept, "starts": cfg.starts(), "action_noise": cfg.action_noise,
                                **takeover, **({"policy_solved": policy_solved} if policy is not None else {}),
                                "action_noise_dims": NOISED_DIMS_NAME if cfg.action_noise else "",
-                               "expert_grasp_hold": cfg.grasp_hold, "expert_revision": EXPERT_REVISION,
-                               "complete": True})
+                               "expert_grasp_hold": cfg.grasp_hold, "expert_phase_end": cfg.phase_end,
+                               "expert_revision": EXPERT_REVISION, "complete": True})
         if kept == 0:  # a file without demos is not a dataset; the summary records the attempt
             tmp.unlink()
             return {"task": task, "file": None, "skipped": False, "success_rate": 0.0, "kept": 0, "attempts": attempts}
@@ -292,6 +297,7 @@ def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
     if not 0.0 <= cfg.action_noise <= 1.0:
         raise ValueError(f"action_noise must be in [0, 1] (a std in action units), got {cfg.action_noise}")
     check_grasp_hold(cfg.grasp_hold)
+    check_phase_end(cfg.phase_end)
     if cfg.format not in ("hdf5", "lerobot"):
         raise ValueError(f"format must be 'hdf5' or 'lerobot', got {cfg.format!r}")
     if cfg.random_resets < 0:

@@ -90,9 +90,10 @@ def test_dart_noise_keeps_expert_labels_and_lerobot_export(tmp_path: Path, capsy
     capsys.readouterr()
     assert main(argv[:-4] + ["--format", "hdf5"]) == 2  # the finished file was collected with other noise
     err = capsys.readouterr().err
-    assert "'action_noise': 0.1, 'action_noise_dims': 'xyz', 'expert_grasp_hold': 'timer', 'expert_revision': " \
-        f"{EXPERT_REVISION}}}, this run asks for {{'starts': 'fixed_initial_states', 'action_noise': 0.0, " \
-        f"'action_noise_dims': '', 'expert_grasp_hold': 'timer', 'expert_revision': {EXPERT_REVISION}}}" in err
+    assert "'action_noise': 0.1, 'action_noise_dims': 'xyz', 'expert_grasp_hold': 'timer', " \
+        f"'expert_phase_end': 'limit', 'expert_revision': {EXPERT_REVISION}}}, this run asks for " \
+        "{'starts': 'fixed_initial_states', 'action_noise': 0.0, 'action_noise_dims': '', 'expert_grasp_hold': " \
+        f"'timer', 'expert_phase_end': 'limit', 'expert_revision': {EXPERT_REVISION}}}" in err
 
 
 def test_contact_grasp_lifts_once_the_fingers_hold_and_is_recorded(tmp_path: Path, capsys) -> None:
@@ -128,8 +129,51 @@ def test_contact_grasp_lifts_once_the_fingers_hold_and_is_recorded(tmp_path: Pat
         np.testing.assert_array_equal(f["data/demo_0/actions"][()], episodes["contact"]["actions"])
     capsys.readouterr()
     assert main(argv[:-2]) == 2  # a finished file of the contact expert is not reused for the timer's
-    assert f"'expert_grasp_hold': 'contact', 'expert_revision': {EXPERT_REVISION}}}, this run asks for" \
-        in capsys.readouterr().err
+    assert f"'expert_grasp_hold': 'contact', 'expert_phase_end': 'limit', 'expert_revision': {EXPERT_REVISION}}}, " \
+        "this run asks for" in capsys.readouterr().err
+
+
+def test_stall_rule_opens_on_a_bowl_resting_on_the_plate_and_is_recorded(tmp_path: Path, capsys) -> None:
+    """libero_spatial task 2, trial 0: the bowl rests on the plate above the release height, and the limit rule
+    pushes the still hand down until the lower phase's 60 steps are spent (docs/RESULTS.md, twelfth pass)."""
+    import numpy as np
+
+    from rvq.envs.libero_env import LiberoEnv
+    from rvq.expert.collect import expert_rollout
+    from rvq.expert.scripted import STALL_DISTANCE, ScriptedExpert
+
+    def longest_still(positions: np.ndarray) -> int:
+        still = np.r_[np.linalg.norm(np.diff(positions, axis=0), axis=1) < STALL_DISTANCE, False]
+        runs, run = [], 0
+        for value in still:
+            run = run + 1 if value else 0
+            runs.append(run)
+        return max(runs)
+
+    env = LiberoEnv("libero_spatial", 2, render=False)
+    try:
+        episodes = {rule: expert_rollout(env, ScriptedExpert("timer", rule), env.reset(0), 0, np.random.default_rng(0))
+                    for rule in ("limit", "stall")}
+    finally:
+        env.close()
+    assert all(e["success"] for e in episodes.values())
+    assert episodes["stall"]["steps"] <= episodes["limit"]["steps"] - 30, {r: e["steps"] for r, e in episodes.items()}
+    # the hand's longest still stretch outside the grasp's 12-step close: the limit's push, the stall rule's few steps
+    eef = {rule: e["obs"]["ee_pos"] for rule, e in episodes.items()}
+    assert longest_still(eef["limit"]) >= 30 and longest_still(eef["stall"]) <= 12, {r: longest_still(p)
+                                                                                     for r, p in eef.items()}
+
+    out = tmp_path / "stall"
+    argv = ["collect-demos", "--suite", "libero_spatial", "--tasks", "2", "--trials", "1", "--out", str(out),
+            "--no-images", "--phase-end", "stall"]
+    assert main(argv) == 0
+    (path,) = sorted(out.glob("*_demo.hdf5"))
+    with h5py.File(path, "r") as f:
+        assert f["data"].attrs["expert_phase_end"] == "stall"
+        np.testing.assert_array_equal(f["data/demo_0/actions"][()], episodes["stall"]["actions"])
+    capsys.readouterr()
+    assert main(argv[:-2]) == 2  # a finished file of the stall rule is not reused for the limit's
+    assert "'expert_phase_end': 'stall'" in capsys.readouterr().err
 
 
 def test_a_tall_object_is_grasped_where_the_hand_reaches_and_the_revision_is_recorded(tmp_path: Path,

@@ -4,6 +4,7 @@ and everything downstream (never a stale result under new settings)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,8 @@ def test_untrained_control_is_the_trained_folder_with_fresh_heads(tmp_path: Path
     cfg = updated(tiny(tmp_path), policies=["main"], untrained_control=True)
     report = run_pipeline(cfg, log=lambda _: None)
     run = Path(cfg.out_dir)
-    trained, fresh = read_main(run / "policy" / "bundle" / "main"), read_main(run / "policy_untrained" / "bundle" / "main")
+    trained = read_main(run / "policy" / "bundle" / "main")
+    fresh = read_main(run / "policy_untrained" / "bundle" / "main")
     assert fresh.model.config == trained.model.config and fresh.tokenizer_identity == trained.tokenizer_identity
     assert fresh.feature_identity == trained.feature_identity and fresh.metrics == {"untrained": True}
     assert not torch.equal(fresh.model.head_weight, trained.model.head_weight)
@@ -135,7 +137,8 @@ def test_study_configs_train_the_tokenizer_their_rows_name() -> None:
 
     models = {p.stem: _tokenizer_config(PipelineConfig.from_file(p)).resolved().model
               for p in STUDY.glob("libero_*.toml")}
-    cascades = [models.pop(f"libero_{suite}_robust_cascade") for suite in ("object", "spatial")]
+    cascades = [models.pop(f"libero_{run}_cascade")
+                for run in ("object_robust", "spatial_robust", "object_contact", "spatial_stall")]
     assert all(m.cascade and m.linear_inverse and m.quantizer == "robust" for m in cascades)
     assert len(models) == 6 and not any(m.cascade for m in models.values())
     assert {m.quantize_dropout for m in models.values()} == {0.35}
@@ -148,6 +151,24 @@ def test_spatial_cascade_run_collects_the_robust_runs_demos_and_trains_its_own_t
              for name in ("robust", "robust_cascade")}
     assert plans["robust"]["collect"] == plans["robust_cascade"]["collect"]
     assert plans["robust"]["tokenizer"] != plans["robust_cascade"]["tokenizer"]
+
+
+def test_contact_run_differs_from_the_object_cascade_run_in_its_grasp_rule() -> None:
+    """The contact run collects its own demos with the grasp rule as the one setting apart from the cascade run's
+    (which reuses the robust run's timer-rule demos), and evaluates the contact-rule expert beside its heads."""
+    contact, timer = (PipelineConfig.from_file(STUDY / f"libero_object_{name}_cascade.toml")
+                      for name in ("contact", "robust"))
+    robust = PipelineConfig.from_file(STUDY / "libero_object_robust.toml")
+    rules = (contact.expert_grasp_hold, timer.expert_grasp_hold, robust.expert_grasp_hold)
+    assert rules == ("contact", "timer", "timer")
+    assert replace(contact.data, demos_dir=timer.data.demos_dir) == timer.data and not contact.data.demos_dir
+    assert contact.data == robust.data  # the same demo count and reset seeds as the demos the timer runs share
+    shared = ("tokenizer", "heads", "tasks", "seed", "suite", "workers", "device")
+    assert [getattr(contact, name) for name in shared] == [getattr(timer, name) for name in shared]
+    assert replace(contact.eval, expert_reference=False) == timer.eval and contact.eval.expert_reference
+    plans = {name: run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
+             for name, cfg in (("contact", contact), ("robust", robust))}
+    assert plans["contact"]["collect"] != plans["robust"]["collect"]
 
 
 def test_demo_action_noise_is_checked_and_changes_only_the_collect_fingerprint() -> None:
@@ -211,6 +232,22 @@ def test_expert_grasp_hold_redoes_the_demos_and_the_expert_row(tmp_path: Path) -
     after = run_pipeline(updated(cfg, expert_grasp_hold="contact"), log=lambda _: None, plan=True)["fingerprints"]
     assert sorted(before) == sorted(after)
     assert all(before[name] != after[name] for name in before), before  # demos change, so does all that follows
+
+
+def test_expert_phase_end_redoes_the_demos_and_the_expert_row(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="expert_phase_end must be one of"):
+        config_from(PipelineConfig, expert_phase_end="sometimes")
+    with pytest.raises(ValueError, match="the mock env and demos_dir do not collect with it"):
+        config_from(PipelineConfig, env="mock", expert_phase_end="stall")
+    with pytest.raises(ValueError, match="the mock env and demos_dir do not collect with it"):
+        config_from(PipelineConfig, demos_dir=str(tmp_path), expert_phase_end="stall")
+    cfg = updated(tiny(tmp_path), env="libero", policies=["main"], takeover_rounds=1)
+    before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
+    after = run_pipeline(updated(cfg, expert_phase_end="stall"), log=lambda _: None, plan=True)["fingerprints"]
+    both = run_pipeline(updated(cfg, expert_phase_end="stall", expert_grasp_hold="contact"), log=lambda _: None,
+                        plan=True)["fingerprints"]
+    assert sorted(before) == sorted(after) == sorted(both)
+    assert all(before[name] != after[name] != both[name] for name in before), before  # all follows the demos
 
 
 def test_a_new_expert_revision_redoes_the_libero_demos_and_expert_row_only(tmp_path: Path, monkeypatch) -> None:

@@ -82,3 +82,53 @@ def test_grasp_hold_is_checked_and_names_the_expert_row() -> None:
     assert timer != first_expert
     assert timer == hashlib.sha256(json.dumps({"policy": "expert", "expert_revision": EXPERT_REVISION},
                                               sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_phase_end_is_checked_and_names_the_expert_row() -> None:
+    from rvq.eval import EvalConfig
+    from rvq.eval.config import policy_identity
+    from rvq.expert.scripted import expert_identity
+
+    with pytest.raises(ValueError, match="phase_end must be one of"):
+        ScriptedExpert("timer", "sometimes")
+    with pytest.raises(ValueError, match="expert_phase_end must be one of"):
+        EvalConfig(policy="expert", expert_phase_end="sometimes").validate()
+    with pytest.raises(ValueError, match="--phase-end applies to the expert policy only"):
+        EvalConfig(policy="noop", env="mock", expert_phase_end="stall").validate()
+    limit, stall = (policy_identity(EvalConfig(policy="expert", expert_phase_end=rule)) for rule in ("limit", "stall"))
+    assert stall != limit and limit == policy_identity(EvalConfig(policy="expert"))  # earlier rows keep theirs
+    assert expert_identity("timer") == expert_identity("timer", "limit") == {"expert_revision": EXPERT_REVISION}
+    assert expert_identity("contact", "stall") == {"expert_revision": EXPERT_REVISION, "expert_grasp_hold": "contact",
+                                                   "expert_phase_end": "stall"}
+
+
+def _phases_walked(rule: str, heights: list[float]) -> list[str]:
+    """The phase the expert is in after each call, its hand at these heights (metres) above a lower phase's target
+    at 0.8 m, the hand pointing down (`robot0_eef_quat` of `DOWN`)."""
+    from rvq.expert.scripted import CLOSED, OPEN, Phase
+
+    expert = ScriptedExpert("timer", rule)
+    expert.env = SimpleNamespace(raw_obs={})  # the plan is given below: no simulator state is read
+    expert.phases = [Phase("lower", CLOSED, np.array([0.0, 0.0, 0.8])), Phase("open", OPEN, hold_steps=10)]
+    walked = []
+    for z in heights:
+        expert.env.raw_obs = {"robot0_eef_pos": np.array([0.0, 0.0, z]), "robot0_eef_quat": np.array([1.0, 0, 0, 0])}
+        action = expert.act({})
+        walked.append(expert.phases[expert.index].name if expert.index < len(expert.phases) else "done")
+        assert action.shape == (1, 7)
+    return walked
+
+
+def test_a_blocked_moving_phase_ends_when_the_hand_stops_under_the_stall_rule() -> None:
+    """A bowl resting on the plate above its release height: the hand stops at 0.95 m. The stall rule opens the hand
+    on the `STALL_STEPS`-th still step; the limit rule keeps pushing until the phase's 60 steps are spent."""
+    from rvq.expert.scripted import STALL_STEPS
+
+    blocked = [1.0 - 0.01 * i for i in range(6)] + [0.95] * 60  # 6 steps down, then still
+    stall, limit = _phases_walked("stall", blocked), _phases_walked("limit", blocked)
+    assert stall.index("open") == 5 + STALL_STEPS  # calls 6, 7, 8 see a still hand; the third switches
+    assert limit.index("open") == 59  # the 60th step of the phase
+    # a hand still moving (2 mm per step, above STALL_DISTANCE) or still on the phase's first call is not stalled
+    slow = [1.0 - 0.002 * i for i in range(60)]
+    assert "open" not in _phases_walked("stall", slow)[:59]
+    assert _phases_walked("stall", [0.95] * 3) == ["lower"] * 3  # the first call has no previous step of the phase
