@@ -96,6 +96,25 @@ def test_dart_noise_keeps_expert_labels_and_lerobot_export(tmp_path: Path, capsy
         f"'timer', 'expert_phase_end': 'limit', 'expert_revision': {EXPERT_REVISION}}}" in err
 
 
+def _collect_with_option(out: Path, capsys, task: tuple[str, int], option: tuple[str, str], attribute: str,
+                         actions) -> str:
+    """`rvq collect-demos` of trial 0 of `task` (suite, index) with `option` (flag, value): the file records the value
+    as `attribute` and holds `actions`; a rerun without the option is refused (a finished file is not reused under
+    other settings). Returns the refusal's message."""
+    import numpy as np
+
+    argv = ["collect-demos", "--suite", task[0], "--tasks", str(task[1]), "--trials", "1", "--out", str(out),
+            "--no-images", *option]
+    assert main(argv) == 0
+    (path,) = sorted(out.glob("*_demo.hdf5"))
+    with h5py.File(path, "r") as f:
+        assert f["data"].attrs[attribute] == option[1]
+        np.testing.assert_array_equal(f["data/demo_0/actions"][()], actions)
+    capsys.readouterr()
+    assert main(argv[:-2]) == 2
+    return capsys.readouterr().err
+
+
 def test_contact_grasp_lifts_once_the_fingers_hold_and_is_recorded(tmp_path: Path, capsys) -> None:
     import numpy as np
 
@@ -119,18 +138,10 @@ def test_contact_grasp_lifts_once_the_fingers_hold_and_is_recorded(tmp_path: Pat
     assert timer >= 12 and 2 <= contact <= 8, (timer, contact)  # the fingers close in ~4 steps, then it lifts
     assert episodes["contact"]["steps"] <= episodes["timer"]["steps"] - (timer - contact) + 2
 
-    out = tmp_path / "contact"
-    argv = ["collect-demos", "--suite", "libero_object", "--tasks", "5", "--trials", "1", "--out", str(out),
-            "--no-images", "--grasp-hold", "contact"]
-    assert main(argv) == 0
-    (path,) = sorted(out.glob("*_demo.hdf5"))
-    with h5py.File(path, "r") as f:
-        assert f["data"].attrs["expert_grasp_hold"] == "contact"
-        np.testing.assert_array_equal(f["data/demo_0/actions"][()], episodes["contact"]["actions"])
-    capsys.readouterr()
-    assert main(argv[:-2]) == 2  # a finished file of the contact expert is not reused for the timer's
+    refusal = _collect_with_option(tmp_path / "contact", capsys, ("libero_object", 5), ("--grasp-hold", "contact"),
+                                   "expert_grasp_hold", episodes["contact"]["actions"])
     assert f"'expert_grasp_hold': 'contact', 'expert_phase_end': 'limit', 'expert_revision': {EXPERT_REVISION}}}, " \
-        "this run asks for" in capsys.readouterr().err
+        "this run asks for" in refusal
 
 
 def test_stall_rule_opens_on_a_bowl_resting_on_the_plate_and_is_recorded(tmp_path: Path, capsys) -> None:
@@ -163,17 +174,9 @@ def test_stall_rule_opens_on_a_bowl_resting_on_the_plate_and_is_recorded(tmp_pat
     assert longest_still(eef["limit"]) >= 30 and longest_still(eef["stall"]) <= 12, {r: longest_still(p)
                                                                                      for r, p in eef.items()}
 
-    out = tmp_path / "stall"
-    argv = ["collect-demos", "--suite", "libero_spatial", "--tasks", "2", "--trials", "1", "--out", str(out),
-            "--no-images", "--phase-end", "stall"]
-    assert main(argv) == 0
-    (path,) = sorted(out.glob("*_demo.hdf5"))
-    with h5py.File(path, "r") as f:
-        assert f["data"].attrs["expert_phase_end"] == "stall"
-        np.testing.assert_array_equal(f["data/demo_0/actions"][()], episodes["stall"]["actions"])
-    capsys.readouterr()
-    assert main(argv[:-2]) == 2  # a finished file of the stall rule is not reused for the limit's
-    assert "'expert_phase_end': 'stall'" in capsys.readouterr().err
+    refusal = _collect_with_option(tmp_path / "stall", capsys, ("libero_spatial", 2), ("--phase-end", "stall"),
+                                   "expert_phase_end", episodes["stall"]["actions"])
+    assert "'expert_phase_end': 'stall'" in refusal
 
 
 def test_a_tall_object_is_grasped_where_the_hand_reaches_and_the_revision_is_recorded(tmp_path: Path,
