@@ -57,18 +57,21 @@ STALL_DISTANCE = 0.001  # metres per step
 EXPERT_REVISION = 2
 
 
+def _check_rule(value: str, rules: tuple[str, ...], name: str) -> str:
+    """`value` if it is one of `rules`, else a ValueError naming the setting `name`."""
+    if value not in rules:
+        raise ValueError(f"{name} must be one of {rules}, got {value!r}")
+    return value
+
+
 def check_grasp_hold(value: str, name: str = "grasp_hold") -> str:
     """`value` if it is one of `GRASP_HOLDS`, else a ValueError naming the setting `name`."""
-    if value not in GRASP_HOLDS:
-        raise ValueError(f"{name} must be one of {GRASP_HOLDS}, got {value!r}")
-    return value
+    return _check_rule(value, GRASP_HOLDS, name)
 
 
 def check_phase_end(value: str, name: str = "phase_end") -> str:
     """`value` if it is one of `PHASE_ENDS`, else a ValueError naming the setting `name`."""
-    if value not in PHASE_ENDS:
-        raise ValueError(f"{name} must be one of {PHASE_ENDS}, got {value!r}")
-    return value
+    return _check_rule(value, PHASE_ENDS, name)
 
 
 def expert_identity(grasp_hold: str, phase_end: str = "limit") -> dict[str, str | int]:
@@ -192,9 +195,9 @@ class ScriptedExpert:
         self.env = None
         self.phases: list[Phase] = []
         self.tries = 0  # plans made this episode (a knob turn is planned again when it left the knob off)
-        self.index = 0
-        self.count = 0
-        self.anchor: np.ndarray | None = None
+        self.index = 0  # the plan's current phase
+        self.count = 0  # steps the current phase has acted
+        self.anchor: np.ndarray | None = None  # where a holding phase holds the hand
         self.yaw = 0.0  # gripper yaw about world z (radians) of the plan
         self.plan: dict[str, Any] = {}
 
@@ -206,8 +209,12 @@ class ScriptedExpert:
     def reset(self, instruction: str, task_id: int, trial: int) -> None:
         if self.env is None:
             raise RuntimeError("attach_env(env) before reset: the expert reads the simulator state")
-        self.phases, self.index, self.count, self.anchor, self.yaw = [], 0, 0, None, 0.0
-        self.tries, self.grasped_steps, self.still_steps, self.last_eef = 0, 0, 0, None
+        self.phases, self.yaw, self.tries, self.last_eef = [], 0.0, 0, None
+        self._enter_phase(0)
+
+    def _enter_phase(self, index: int) -> None:
+        """Go to phase `index` of the plan, its per-phase counters (steps, hold anchor, grasp and stall runs) reset."""
+        self.index, self.count, self.anchor, self.grasped_steps, self.still_steps = index, 0, None, 0, 0
 
     def _make_plan(self, raw: dict[str, Any]) -> None:
         env = self.env
@@ -283,15 +290,13 @@ class ScriptedExpert:
         raw = self.env.raw_obs
         if (self.phases and self.index >= len(self.phases) and self.plan.get("predicate") == "turnon"
                 and self.tries < KNOB_TRIES and not self.env.success()):
-            self.phases, self.index, self.count, self.anchor = [], 0, 0, None  # the knob is still off: again
-            self.still_steps = 0
+            self.phases = []  # the knob is still off: again
+            self._enter_phase(0)
         if not self.phases:
             self.tries += 1
             self._make_plan(raw)
         eef = np.asarray(raw["robot0_eef_pos"], dtype=np.float64)
-        # how far the hand moved on the previous step (None: the first call of the episode)
-        moved = None if self.last_eef is None else float(np.linalg.norm(eef - self.last_eef))
-        self.last_eef = eef.copy()
+        previous, self.last_eef = self.last_eef, eef.copy()  # the hand one call ago (None on the episode's first)
         while self.index < len(self.phases):
             phase = self.phases[self.index]
             yaw = self.yaw if phase.yaw is None else phase.yaw
@@ -300,8 +305,7 @@ class ScriptedExpert:
                 if phase.until_grasped:
                     self.grasped_steps = self.grasped_steps + 1 if grasping(self.env, self.plan["object"]) else 0
                 if self.count >= phase.hold_steps or (phase.until_grasped and self.grasped_steps >= GRASP_SETTLE_STEPS):
-                    self.index, self.count, self.anchor, self.grasped_steps = self.index + 1, 0, None, 0
-                    self.still_steps = 0
+                    self._enter_phase(self.index + 1)
                     continue
                 if self.anchor is None:
                     self.anchor = eef.copy()
@@ -312,15 +316,16 @@ class ScriptedExpert:
             if phase.place and self.count == 0:  # the object may have slid in the hand since the plan
                 held = np.asarray(raw[f"{self.plan['object']}_pos"][:2], dtype=np.float64) - eef[:2]
                 phase = self.phases[self.index] = replace(phase, target=np.r_[phase.target[:2] - held, phase.target[2]])
-            if self.phase_end == "stall" and self.count > 0 and moved is not None:  # a step this phase acted on
-                self.still_steps = self.still_steps + 1 if moved < STALL_DISTANCE else 0
+            if self.phase_end == "stall" and self.count > 0:  # the hand's move on the last step, which this phase took
+                still = np.linalg.norm(eef - previous) < STALL_DISTANCE
+                self.still_steps = self.still_steps + 1 if still else 0
                 if self.still_steps >= STALL_STEPS:  # blocked: go on from here as if it had arrived
-                    self.index, self.count, self.still_steps = self.index + 1, 0, 0
+                    self._enter_phase(self.index + 1)
                     continue
             self.count += 1
             arrived = np.linalg.norm(phase.target - eef) < phase.tolerance and np.linalg.norm(turn) < TURN_TOLERANCE
             if arrived or self.count >= phase.max_steps:
-                self.index, self.count, self.still_steps = self.index + 1, 0, 0
+                self._enter_phase(self.index + 1)
             return _toward(phase.target, eef, phase.gripper, turn)
         return np.array([[0, 0, 0, 0, 0, 0, OPEN]], dtype=np.float64)
 

@@ -183,7 +183,8 @@ def test_eval_reads_its_config_and_keeps_its_recorded_flag_syntax(tmp_path: Path
 
     recorded = ["--suite", "libero_object", "--tasks", "0-2,5", "--trials", "3", "--policy", "rsd", "--relaxed",
                 "--shard", "1/4", "--temporal-ensemble", "--flip-gripper", "--grasp-hold", "contact",
-                "--phase-end", "stall", "--out", str(tmp_path / "e"), "--no-render", "--no-progress", "--episode-timeout", "0"]
+                "--phase-end", "stall", "--out", str(tmp_path / "e"), "--no-render", "--no-progress",
+                "--episode-timeout", "0"]
     cfg = parse_config(EvalConfig, eval_flags(recorded), "rvq eval")
     assert (cfg.suite, cfg.tasks, cfg.trials, cfg.exact, cfg.shard) == ("libero_object", [0, 1, 2, 5], 3, False, (1, 4))
     assert (cfg.temporal_ensemble, cfg.flip_gripper, cfg.expert_grasp_hold) == (0.01, True, "contact")
