@@ -20,6 +20,7 @@ from typing import Annotated, Any, Callable, ClassVar
 
 from tyro.conf import arg
 
+from rvq.envs.scene_chain import SCENE_PROTOCOL
 from rvq.envs.suites import check_suite, check_tasks
 from rvq.expert.scripted import check_grasp_hold, check_phase_end, expert_identity
 from rvq.rsd.decode import DEFAULT_TAU
@@ -333,7 +334,9 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
         rows["expert_roundtrip"] = ("expert", "tokenizer")
     evals = {}
     eval_settings = {"suite": cfg.suite, "tasks": cfg.tasks, "env": cfg.env, "eval_trials": cfg.eval.trials,
-                     "device": cfg.device}
+                     "device": cfg.device,
+                     # LIBERO rows made before the scenes stopped depending on an env's earlier resets are redone
+                     **({"scenes": SCENE_PROTOCOL} if cfg.env == "libero" else {})}
     for name, (kind, source) in rows.items():
         # options are recorded only when set: runs made before an option existed are not redone
         steps, decay = _execute_steps(cfg, kind), _ensemble_decay(cfg, kind)

@@ -1,7 +1,8 @@
 """The real LIBERO simulator behind the OpenVLA/OFT evaluation protocol.
 
 Trial `i` of a task starts from the suite's fixed initial state `i`, in the scene (furniture placement) that OFT's
-sequential run draws for it after `env.seed(0)`, whatever order trials run in (`rvq.envs.scene_chain`); it renders
+sequential run draws for it after `env.seed(0)`, whatever order trials run in and whatever the env ran before
+(`rvq.envs.scene_chain`, `LiberoEnv._hard_reset`); it renders
 256×256; `reset` then sends `NUM_WAIT_STEPS` no-op actions while objects settle. Success is the env's own predicate
 (`check_success`), read after every step.
 """
@@ -66,6 +67,12 @@ class LiberoEnv:
                 f"{os.environ.get('MUJOCO_GL')}: {exc} (try MUJOCO_GL=osmesa)"
             ) from exc
         self.env.seed(seed)
+        # LIBERO appends a new set of property samplers (drawer open/close, stove on/off: one per such predicate in
+        # the task's initial state) at every hard reset and never drops the old ones; each draws from NumPy's global
+        # generator before the furniture is placed, so a reset's scene depends on how many resets this env object
+        # made before it. The set the constructor's reset appended is kept, and every reset here starts from the
+        # list a fresh env would hold (`_hard_reset`).
+        self._property_samplers = list(self.sim_env.object_property_initializers)
         self.scenes = SceneChain(seed, Path(scene_cache) / f"{suite}-task{task_id}" if scene_cache else None)
         self.raw_obs: dict[str, Any] = {}
         self.gripper = GripperHistory()  # commands sent through `step` since the last reset
@@ -95,7 +102,8 @@ class LiberoEnv:
         """Start trial `trial` from the suite's fixed initial state, then wait for objects to settle."""
         if not 0 <= trial < self.num_trials:
             raise ValueError(f"{self.suite} task {self.task_id} has {self.num_trials} initial states; trial {trial}")
-        self.scenes.reset(trial, self.env.reset)  # trial's scene as in OFT's sequential run
+        # trial i's scene as in OFT's sequential run, where i + 1 hard resets (the constructor's, trials 0..i-1) came first
+        self.scenes.reset(trial, lambda i: self._hard_reset(i + 1))
         self.env.set_init_state(self.init_states[trial])
         return self._settle()
 
@@ -104,8 +112,15 @@ class LiberoEnv:
         `seed` (LIBERO seeds numpy's global generator), then wait for objects to settle. Not one of the fixed
         evaluation initial states: for training demonstrations."""
         self.env.seed(seed)
-        self.env.reset()
+        self._hard_reset(1)  # as a fresh env's first reset: the seed alone decides the placement
         return self._settle()
+
+    def _hard_reset(self, resets_before: int) -> None:
+        """LIBERO's hard reset as the env would make it after `resets_before` earlier ones (its constructor's
+        included): the property samplers those resets would have left are restored first, so the draws (and the
+        scene) do not depend on what this env object ran before."""
+        self.sim_env.object_property_initializers[:] = self._property_samplers * resets_before
+        self.env.reset()
 
     def _settle(self) -> dict[str, Any]:
         """After a reset: `NUM_WAIT_STEPS` no-op actions while objects settle, then a fresh gripper history (the

@@ -1,7 +1,11 @@
 """Each trial's scene as a function of (suite, task, trial) alone, equal to OpenVLA-OFT's sequential run.
 
 LIBERO draws the fixed furniture's placement (cabinet, stove, wine rack: 0.4–1.8 cm apart between draws) from
-NumPy's global generator at every hard reset, and `set_init_state` does not overwrite it. OFT's
+NumPy's global generator at every hard reset, and `set_init_state` does not overwrite it. Before it, a task whose
+initial state opens a drawer or turns on a stove (libero_spatial task 4, libero_10 tasks 3, 8, 9) draws once per
+property sampler, and LIBERO adds a sampler at every hard reset without dropping the old ones: the k-th reset of one
+env object draws k + 1 such values. So the reset is told which trial it is (`hard_reset(trial)`), and
+`LiberoEnv._hard_reset` makes it draw as the sequential run's reset of that trial does. OFT's
 `run_libero_eval.py` creates one env per task, calls `env.seed(0)` (LIBERO: `np.random.seed(0)`), then runs trials
 0, 1, 2, … in order, each `env.reset()` drawing from where the previous one stopped. So trial i's scene is what the
 i-th reset after `seed(0)` draws. The placement sampler rejects colliding draws, so a reset consumes a varying
@@ -24,6 +28,9 @@ from pathlib import Path
 import numpy as np
 
 OFT_ENV_SEED = 0  # OFT's get_libero_env: env.seed(0)
+# What evaluation results and pipeline stages record as their scenes. Version 1 let a reset's draws depend on the env
+# object's earlier resets on tasks with property samplers (see above); its results are not resumed under version 2.
+SCENE_PROTOCOL = "oft-sequential-chain-2"
 
 RngState = tuple  # numpy's legacy generator state: ("MT19937", keys [624] uint32, pos, has_gauss, cached_gaussian)
 
@@ -71,18 +78,18 @@ class SceneChain:
             if self.folder is not None and not self._path(trial).is_file():
                 _save(self._path(trial), state)
 
-    def reset(self, trial: int, hard_reset: Callable[[], object]):
-        """Run `hard_reset()` (which draws from NumPy's global generator) as the sequential run's reset of `trial`
-        would; returns what it returns."""
+    def reset(self, trial: int, hard_reset: Callable[[int], object]):
+        """Run `hard_reset(i)` (which draws from NumPy's global generator as the sequential run's reset of trial `i`
+        does) for `trial`, after replaying the resets no worker has run yet; returns what it returns."""
         start = trial
         while self._known(start) is None:
             start -= 1
         for i in range(start, trial):  # replay the resets no worker has run yet
             np.random.set_state(self._known(i))
-            hard_reset()
+            hard_reset(i)
             self._record(i + 1, np.random.get_state())
             self.replayed += 1
         np.random.set_state(self._known(trial))
-        result = hard_reset()
+        result = hard_reset(trial)
         self._record(trial + 1, np.random.get_state())
         return result

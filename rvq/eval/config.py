@@ -11,6 +11,7 @@ from typing import Any
 from tyro.conf import Suppress
 
 from rvq.envs import ENV_KINDS
+from rvq.envs.scene_chain import SCENE_PROTOCOL
 from rvq.envs.suites import ENV_SEED, MAX_STEPS, TRIALS_PER_TASK, check_suite, check_tasks
 from rvq.hub_format import payload_digest
 from rvq.policies import POLICIES
@@ -210,7 +211,7 @@ class EvalConfig:
         """Every setting that changes an episode's result (not tasks or trials: a run may be extended with more).
         A folder's results were all made under one such set; resume refuses another."""
         return {"suite": self.suite, "policy": self.policy, "row": self.row_name, "env": self.env,
-                "env_seed": ENV_SEED, "scenes": "oft-sequential-chain", "max_steps": self.max_steps or MAX_STEPS[self.suite],
+                "env_seed": ENV_SEED, "scenes": SCENE_PROTOCOL, "max_steps": self.max_steps or MAX_STEPS[self.suite],
                 "exact": self.exact if self.policy == "rsd" else None, "flip_gripper": self.flip_gripper,
                 "relaxed_rules": [self.tau, self.max_grid_distance] if self.policy == "rsd" and not self.exact else None,
                 "render": self.render, "image_transform": self.image_transform,

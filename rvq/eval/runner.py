@@ -30,7 +30,8 @@ from rvq.eval.results import (CONFIG_FILE, RunLock, append_record, check_resume,
                               repair_torn_tail)
 
 PolicyFactory = Callable[[EvalConfig], Any]
-SCENE_CACHE = "scene_states"  # in the output folder: generator states of each task's scene chain, shared by workers
+SCENE_CACHE = "scene_chain_states"  # in the output folder: generator states of each task's scene chain, shared by
+# workers (not "scene_states": folders of SCENE_PROTOCOL 1 kept their states there, some drawn from a used env)
 
 
 def build_policy(cfg: EvalConfig):

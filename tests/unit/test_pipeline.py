@@ -367,7 +367,13 @@ def test_grouped_settings_keep_the_stage_fingerprints_of_runs_made_before(tmp_pa
                                             cascade=False)}
     for name, cfg in configs.items():
         planned = run_pipeline(updated(cfg, out_dir=str(tmp_path / name)), log=lambda _: None, plan=True)
-        assert {stage: fp[:12] for stage, fp in planned["fingerprints"].items()} == FLAT_ERA_FINGERPRINTS[name], name
+        got = {stage: fp[:12] for stage, fp in planned["fingerprints"].items()}
+        assert sorted(got) == sorted(FLAT_ERA_FINGERPRINTS[name]), name
+        for stage, fingerprint in got.items():
+            # LIBERO's evaluation rows are redone once: their scenes no longer depend on an env's earlier resets
+            # (SCENE_PROTOCOL 2); every other stage, and every mock stage, keeps its fingerprint
+            redone = cfg.env == "libero" and stage.startswith("eval_")
+            assert (fingerprint != FLAT_ERA_FINGERPRINTS[name][stage]) == redone, (name, stage)
     assert (options.heads.steps, options.tokenizer.steps, options.eval.trials) == (12, 11, 3)
 
 

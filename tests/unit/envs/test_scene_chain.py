@@ -10,8 +10,10 @@ import numpy as np
 from rvq.envs.scene_chain import SceneChain
 
 
-def fake_reset() -> list[float]:
-    """Draws a varying number of values, like a rejection sampler: replay is the only way to skip ahead."""
+def fake_reset(trial: int) -> list[float]:
+    """Draws a varying number of values, like a rejection sampler: replay is the only way to skip ahead. Like LIBERO
+    on a task with a drawer, the reset of trial i first draws i + 2 values that the scene does not show."""
+    np.random.uniform(size=trial + 2)
     draws = [np.random.uniform()]
     while draws[-1] < 0.6:
         draws.append(np.random.uniform())
@@ -20,7 +22,7 @@ def fake_reset() -> list[float]:
 
 def sequential(trials: int) -> list[list[float]]:
     np.random.seed(0)  # OFT: env.seed(0), then trial after trial
-    return [fake_reset() for _ in range(trials)]
+    return [fake_reset(trial) for trial in range(trials)]
 
 
 def test_any_order_gives_the_sequential_runs_scenes() -> None:
@@ -44,3 +46,16 @@ def test_a_sequential_run_replays_nothing() -> None:
     expected = sequential(4)
     chain = SceneChain(0)
     assert [chain.reset(i, fake_reset) for i in range(4)] == expected and chain.replayed == 0
+
+
+def test_each_reset_is_told_its_trial_replays_included() -> None:
+    told = []
+
+    def recording_reset(trial: int) -> list[float]:
+        told.append(trial)
+        return fake_reset(trial)
+
+    chain = SceneChain(0)
+    chain.reset(3, recording_reset)
+    chain.reset(1, recording_reset)
+    assert told == [0, 1, 2, 3, 1]  # three replays on the way to trial 3, then trial 1 from its known state
