@@ -102,7 +102,8 @@ class LiberoEnv:
         """Start trial `trial` from the suite's fixed initial state, then wait for objects to settle."""
         if not 0 <= trial < self.num_trials:
             raise ValueError(f"{self.suite} task {self.task_id} has {self.num_trials} initial states; trial {trial}")
-        # trial i's scene as in OFT's sequential run, where i + 1 hard resets (the constructor's, trials 0..i-1) came first
+        # trial i's scene as in OFT's sequential run, where i + 1 hard resets came first (the constructor's, trials
+        # 0..i-1)
         self.scenes.reset(trial, lambda i: self._hard_reset(i + 1))
         self.env.set_init_state(self.init_states[trial])
         return self._settle()

@@ -73,8 +73,9 @@ def test_out_of_order_trials_get_ofts_sequential_scenes(tmp_path: Path) -> None:
                 env.reset(trial)
                 np.random.uniform(size=5)  # a policy drawing from the global generator moves nothing
             for trial in range(TRIALS):
-                assert np.array_equal(got[trial][0], expected[trial][0]), f"{order} trial {trial}: body positions differ"
-                assert np.array_equal(got[trial][1], expected[trial][1]), f"{order} trial {trial}: sim state differs"
+                where = f"order {order}, trial {trial}"
+                assert np.array_equal(got[trial][0], expected[trial][0]), f"{where}: body positions differ"
+                assert np.array_equal(got[trial][1], expected[trial][1]), f"{where}: sim state differs"
             got.clear()
     finally:
         env.close()
