@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,13 +25,15 @@ from rvq.envs.scene_chain import SCENE_PROTOCOL
 from rvq.envs.suites import check_suite, check_tasks
 from rvq.expert.scripted import check_grasp_hold, check_phase_end, expert_identity
 from rvq.rsd.decode import DEFAULT_TAU
+from rvq.rsd.early_exit import DEFAULT_EXIT_TOLERANCE, PROBE_DEPTHS, PROBE_TOLERANCES
 
 STAGE_FILE = "stage.json"
 STARTED_FILE = "stage_started.json"  # written when a stage starts: an interrupted stage with the same inputs resumes
 # report row -> policy kind. Rows named in RELAXED_RULES run RSD with those acceptance rules, the others exact:
 # rsd_relaxed, a layer whose tokens agree with main's on a fraction >= the default tau; rsd_grid, a layer whose
 # tokens are all within one grid step of main's (tau = 1)
-ROWS = {"main": "main", "rsd": "rsd", "rsd_relaxed": "rsd", "rsd_grid": "rsd"}
+# main_exit, main-only passes with certified early exit at `eval.exit_tolerance` (rvq.rsd.early_exit)
+ROWS = {"main": "main", "main_exit": "main", "rsd": "rsd", "rsd_relaxed": "rsd", "rsd_grid": "rsd"}
 RELAXED_RULES = {"rsd_relaxed": {"tau": DEFAULT_TAU, "max_grid_distance": None},
                  "rsd_grid": {"tau": 1.0, "max_grid_distance": 1}}
 POLICIES = tuple(ROWS)
@@ -125,7 +128,9 @@ class PipelineEvalConfig:
     trials: int = 10  # trial i from the suite's fixed initial state i (never seen in training on libero)
     execute_steps: int = 0  # learned policies execute this many actions of each chunk, then act again (0: all)
     temporal_ensemble: bool = False  # learned policies act every step, chunks ensembled (ACT, decay 0.01; rvq.eval)
-    policies: list[str] = field(default_factory=lambda: ["main", "rsd"])  # learned rows: main, rsd, rsd_relaxed, rsd_grid
+    # learned rows: main (every layer), main_exit, rsd, rsd_relaxed, rsd_grid
+    policies: list[str] = field(default_factory=lambda: ["main", "main_exit", "rsd"])
+    exit_tolerance: float = DEFAULT_EXIT_TOLERANCE  # main_exit: early exit's tolerance, raw action units
     expert_reference: bool = True  # libero: also evaluate the scripted expert on the same trials
     roundtrip_reference: bool = False  # libero: and the expert with its actions through the run's tokenizer
     untrained_control: bool = False  # also evaluate main-only with the heads at initialization (the negative control)
@@ -136,6 +141,9 @@ class PipelineEvalConfig:
             raise ValueError(f"execute_steps must be >= 0 (0: the whole chunk), got {self.execute_steps}")
         if self.temporal_ensemble and self.execute_steps:
             raise ValueError("temporal_ensemble acts on every step; it does not combine with execute_steps")
+        if isinstance(self.exit_tolerance, bool) or not math.isfinite(self.exit_tolerance) or self.exit_tolerance <= 0:
+            raise ValueError(f"eval.exit_tolerance must be a finite number > 0 (raw action units), "
+                             f"got {self.exit_tolerance}")
         unknown = sorted(set(self.policies) - set(POLICIES))
         if unknown or not self.policies:
             raise ValueError(f"policies must be a non-empty subset of {POLICIES}, got {self.policies}")
@@ -319,8 +327,11 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
                            ["tokenizer", *(f"{kind}{suffix}" for kind in heads)],
                            lambda folder, heads=heads: _assemble(cfg, folder, tokenizer["checkpoint"], heads, features))
     relaxed = [name for name in cfg.eval.policies if name in RELAXED_RULES]
-    if relaxed:
-        run.stage("departure", {"rows": relaxed}, [policy_stage, phase2_stage],
+    exits = "main_exit" in cfg.eval.policies
+    if relaxed or exits:
+        # settings as before early exit when it is not a row: runs made then keep their fingerprints
+        settings = {"rows": relaxed, **({"exit_tolerance": cfg.eval.exit_tolerance} if exits else {})}
+        run.stage("departure", settings, [policy_stage, phase2_stage],
                   lambda folder: _departure(cfg, relaxed, phase2["data"], policy["folder"]))
     # row name -> (policy kind, the stage whose folder holds its checkpoints / round-trip tokenizer)
     rows = {name: (ROWS[name], policy_stage) for name in cfg.eval.policies}
@@ -342,6 +353,7 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
         steps, decay = _execute_steps(cfg, kind), _ensemble_decay(cfg, kind)
         settings = {**eval_settings, **({"execute_steps": steps} if steps is not None else {}),
                     **({"temporal_ensemble": decay} if decay is not None else {}),
+                    **({"exit_tolerance": cfg.eval.exit_tolerance} if name == "main_exit" else {}),
                     **(expert_settings if kind == "expert" else {})}
         evals[name] = run.stage(f"eval_{name}", settings, [source] if source else [],
                                 lambda folder, name=name, kind=kind, source=source:
@@ -572,11 +584,13 @@ def _departure(cfg: PipelineConfig, rows: list[str], data: str, folder: str) -> 
     from rvq.rsd.stats import token_departure
     from rvq.training.heads import TrainHeadConfig
 
-    bundle = load_bundle(folder, "rsd", device="cpu")
+    bundle = load_bundle(folder, "rsd" if rows else "main", device="cpu")
     tokenizer, draft, main = bundle.tokenizer, bundle.draft, bundle.main
     # the heads' validation split: the split `train_head` makes with the run's seed
     _, val = load_phase2_data(data).split_by_episode(TrainHeadConfig.val_fraction, cfg.seed)
     out: dict[str, Any] = {"rows": len(val)}
+    if "main_exit" in cfg.eval.policies:
+        out["exit"] = _exit_departure(cfg, bundle, as_tensor(val.features), val.valid)
     with torch.inference_mode():
         exact = greedy_decode(main, as_tensor(val.features))
         for name in rows:
@@ -589,6 +603,21 @@ def _departure(cfg: PipelineConfig, rows: list[str], data: str, folder: str) -> 
     return out
 
 
+def _exit_departure(cfg: PipelineConfig, bundle, features, valid) -> dict[str, Any]:
+    """Early exit against full greedy on held-out rows, for the run's tolerance, the probe's tolerances and fixed
+    depths (`rvq.rsd.early_exit.exit_departure`)."""
+    from rvq.processors import gripper_flip
+    from rvq.rsd.early_exit import ExitRule, exit_departure
+
+    flip = gripper_flip(bundle.actions)
+    split = 0.5 if flip else 0.0
+    rules = {f"tolerance {eps:g}": ExitRule(bundle.tokenizer, tolerance=eps, gripper_split=split)
+             for eps in sorted({cfg.eval.exit_tolerance, *PROBE_TOLERANCES})}
+    rules.update({f"depth {d}": ExitRule(bundle.tokenizer, depth=d, gripper_split=split) for d in PROBE_DEPTHS})
+    return {name: exit_departure(bundle.main, bundle.tokenizer, features, valid, rule, flip)
+            for name, rule in rules.items()}
+
+
 def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict[str, Any]) -> dict[str, Any]:
     """One report row: `source` is the outputs of the policy folder's stage (`folder`), or of the tokenizer stage
     (`checkpoint`) for the expert's round trip, or empty for the plain expert."""
@@ -598,6 +627,7 @@ def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict
                                checkpoints=source.get("folder"), roundtrip_tokenizer=source.get("checkpoint"),
                                env=cfg.env, label=label, exact=label not in RELAXED_RULES,
                                **RELAXED_RULES.get(label, {}),
+                               exit_tolerance=cfg.eval.exit_tolerance if label == "main_exit" else None,
                                execute_steps=_execute_steps(cfg, kind), temporal_ensemble=_ensemble_decay(cfg, kind),
                                expert_grasp_hold=cfg.expert_grasp_hold if kind == "expert" else "timer",
                                expert_phase_end=cfg.expert_phase_end if kind == "expert" else "limit",
@@ -621,14 +651,29 @@ def _head_lines(heads: dict[str, dict[str, Any]]) -> list[str]:
     return [*lines, "", f"Chance: {chance:.3f}.", ""]
 
 
+def _exit_lines(departure: dict[str, Any] | None) -> list[str]:
+    if not departure or "exit" not in departure:
+        return []
+    lines = [f"Early exit against full greedy decoding, offline on the {departure['rows']} held-out Phase 2 rows "
+             "(executed actions: raw units, gripper binarized):", "",
+             "| rule | mean depth (main passes per chunk) | certified bound, mean / max | measured departure, mean / "
+             "max | action MSE vs full | gripper flips |", "|---|---|---|---|---|---|"]
+    for name, d in departure["exit"].items():
+        lines.append(f"| {name} | {d['mean_depth']:.2f} | {d['mean_bound']:.3g} / {d['max_bound']:.3g} | "
+                     f"{d['mean_departure_raw']:.3g} / {d['max_departure_raw']:.3g} | "
+                     f"{d['action_mse_vs_full_raw']:.3g} | "
+                     f"{d['gripper_flips']} |")
+    return [*lines, ""]
+
+
 def _departure_lines(departure: dict[str, Any] | None) -> list[str]:
-    if not departure:
+    if not departure or not set(departure) - {"rows", "exit"}:
         return []
     lines = [f"Relaxed RSD against exact decoding, offline on the {departure['rows']} held-out Phase 2 rows:", "",
              "| row | rule | tokens differing | chunks differing | action MSE vs exact (raw) | accepted layers |",
              "|---|---|---|---|---|---|"]
     for name, d in departure.items():
-        if name == "rows":
+        if name in ("rows", "exit"):
             continue
         rule = f"tau {d['tau']}" + (f", within {d['max_grid_distance']} grid step(s)" if d["max_grid_distance"] else "")
         lines.append(f"| {name} | {rule} | {d['token_mismatch']:.3f} | {d['chunk_mismatch']:.3f} | "
@@ -655,7 +700,8 @@ def _report(run: Run, cfg: PipelineConfig, heads: dict[str, dict[str, Any]], eva
 
     episodes = write_report([ev["results"] for ev in evals.values()], run.root)
     text = "\n".join([f"# rvq pipeline: {cfg.suite} tasks {cfg.tasks} ({cfg.env})", "", render_markdown(episodes),
-                      *_rsd_lines(episodes), *_departure_lines(run.outputs.get("departure")), *_head_lines(heads)])
+                      *_rsd_lines(episodes), *_departure_lines(run.outputs.get("departure")),
+                      *_exit_lines(run.outputs.get("departure")), *_head_lines(heads)])
     (run.root / "report.md").write_text(text)
     report = {"config": asdict(cfg), "episodes": episodes, "heads": heads, "fingerprints": run.fingerprints}
     (run.root / "report.json").write_text(json.dumps(report, indent=2, default=str))

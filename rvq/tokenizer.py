@@ -95,6 +95,18 @@ class ActionTokenizer:
         return self.model.decode_from_indices(codes.to(self.device)).cpu()
 
     @torch.no_grad()
+    def completion_interval(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """codes `[B, C, H, k]`, a chunk's first `k >= 1` layers → `(prefix, lo, hi)`, raw actions `[B, C, A]` (on
+        CPU): the decode of the prefix, and an interval that holds the raw decode of every completion of the codes to all
+        L layers (certified: `rvq.rfsq.bound`; the unnormalization is monotone per dimension)."""
+        codes = codes.to(self.device)
+        if codes.shape[-1] < 1:
+            raise ValueError("completion_interval needs at least one decoded layer")
+        lo, hi = self.model.completion_interval(codes)
+        prefix = self.model.decode_from_indices(codes)
+        return tuple(self.normalizer.unnormalize(x.cpu()) for x in (prefix, lo, hi))
+
+    @torch.no_grad()
     def decode(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:
         """codes `[B, C, H, k]` (tensor or integer NumPy array) → raw actions `[B, C, A]` (on CPU)."""
         return self.normalizer.unnormalize(self.decode_normalized(codes))

@@ -53,6 +53,29 @@ class MainEnsemble(nn.Module):
         return torch.stack([F.log_softmax(m.logits_from_context(c, codes), dim=-1)
                             for m, c in zip(self.members, parts)]).mean(0)
 
+    def start_cache(self, context: torch.Tensor) -> "EnsembleCache":
+        """One layer cache per member (the decoders' incremental passes, `MainModel.extend`)."""
+        return EnsembleCache([m.start_cache(c) for m, c in zip(self.members, context.chunk(len(self.members), -1))])
+
+    def extend(self, cache: "EnsembleCache", codes: torch.Tensor | None, rows: int = 1) -> torch.Tensor:
+        return torch.stack([F.log_softmax(m.extend(c, codes, rows), dim=-1)
+                            for m, c in zip(self.members, cache.members)]).mean(0)
+
+
+class EnsembleCache:
+    """The members' layer caches, filled and truncated together."""
+
+    def __init__(self, members: list) -> None:
+        self.members = members
+
+    @property
+    def filled(self) -> int:
+        return self.members[0].filled
+
+    def truncate(self, filled: int) -> None:
+        for cache in self.members:
+            cache.truncate(filled)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,11 @@ class EvalConfig:
     exact: bool = True  # exact RSD (--no-exact, or --relaxed: relaxed, lossy acceptance)
     tau: float = DEFAULT_TAU  # relaxed RSD: accept a draft layer when this fraction of its tokens agree with main's
     max_grid_distance: int | None = None  # relaxed RSD: ... or when every token is within this many grid steps
+    # policy main: stop the main head's layer passes at the first depth whose certified bound on what the remaining
+    # layers could change in the executed action is <= this, in raw action units (rvq.rsd.early_exit; 0: every
+    # layer, the lossless reference); None: the bundle's protocol, else every layer
+    exit_tolerance: float | None = None
+    exit_depth: int | None = None  # policy main: decode this many layers at most (no certificate); None: as above
     # OpenVLA-family gripper: [0, 1] with 1 = open, split at 0.5 and inverted (as OFT); None: the bundle's step
     flip_gripper: bool | None = None
     max_steps: int | None = None  # None: the suite's protocol value (smaller for smoke tests)
@@ -125,6 +131,7 @@ class EvalConfig:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         if self.max_grid_distance is not None and self.max_grid_distance < 0:
             raise ValueError(f"max_grid_distance must be >= 0, got {self.max_grid_distance}")
+        self._check_exit(layout)
         if self.videos < 0:
             raise ValueError(f"videos must be >= 0, got {self.videos}")
         if self.workers < 1:
@@ -181,6 +188,23 @@ class EvalConfig:
             raise ValueError("policy 'replay' needs --demos (a folder with one demo file per task)")
         return self
 
+    def _check_exit(self, layout: BundleLayout | None) -> None:
+        """Early exit applies to policy main; its values are a finite tolerance >= 0 and a depth within the
+        tokenizer's layers (checked again when the policy loads)."""
+        given = self.exit_tolerance is not None or self.exit_depth is not None
+        if given and self.policy != "main":
+            raise ValueError(f"--exit-tolerance / --exit-depth apply to policy 'main' (main-only passes), not "
+                             f"{self.policy!r}")
+        if self.exit_tolerance is not None:
+            if isinstance(self.exit_tolerance, bool) or not math.isfinite(self.exit_tolerance) \
+                    or self.exit_tolerance < 0:
+                raise ValueError(f"exit_tolerance must be a finite number >= 0 (raw action units), "
+                                 f"got {self.exit_tolerance}")
+            if self.exit_tolerance == 0:
+                self.exit_tolerance = None  # every layer: the lossless reference
+        if self.exit_depth is not None and (isinstance(self.exit_depth, bool) or self.exit_depth < 1):
+            raise ValueError(f"exit_depth must be >= 1 layers, got {self.exit_depth}")
+
     def _policy_layout(self) -> BundleLayout | None:
         """A token policy's bundle, verified (None for other policies); fills the options left unset from the
         bundle: the chunk's executed steps (or temporal ensemble) from its protocol, the image transform and the
@@ -195,6 +219,9 @@ class EvalConfig:
         if self.execute_steps is None and self.temporal_ensemble is None:
             self.execute_steps = layout.protocol.get("execute_steps")
             self.temporal_ensemble = layout.protocol.get("temporal_ensemble")
+        if self.policy == "main" and self.exit_tolerance is None and self.exit_depth is None:
+            self.exit_tolerance = layout.protocol.get("exit_tolerance")
+            self.exit_depth = layout.protocol.get("exit_depth")
         self.image_transform = layout.image_transform(self.image_transform)
         self.flip_gripper = layout.flip_gripper(self.flip_gripper)
         return layout
@@ -218,7 +245,9 @@ class EvalConfig:
                 "policy_identity": policy_identity(self),
                 # only when set, so that folders written before the option existed still resume
                 **({"execute_steps": self.execute_steps} if self.execute_steps is not None else {}),
-                **({"temporal_ensemble": self.temporal_ensemble} if self.temporal_ensemble is not None else {})}
+                **({"temporal_ensemble": self.temporal_ensemble} if self.temporal_ensemble is not None else {}),
+                **({"exit_tolerance": self.exit_tolerance} if self.exit_tolerance is not None else {}),
+                **({"exit_depth": self.exit_depth} if self.exit_depth is not None else {})}
 
 
 def policy_identity(cfg: EvalConfig) -> str:

@@ -41,7 +41,8 @@ def build_policy(cfg: EvalConfig):
         return TokenPolicy.from_dir(cfg.checkpoints, mode=cfg.policy, device=cfg.device, exact=cfg.exact,
                                     flip_gripper=cfg.flip_gripper, trust_remote_code=cfg.trust_remote_code,
                                     tau=cfg.tau, max_grid_distance=cfg.max_grid_distance,
-                                    image_transform=cfg.image_transform)
+                                    image_transform=cfg.image_transform, exit_tolerance=cfg.exit_tolerance,
+                                    exit_depth=cfg.exit_depth)
     if cfg.policy == "replay":
         return ReplayPolicy(cfg.demos)
     if cfg.policy == "expert":

@@ -20,6 +20,7 @@ from einops import rearrange
 from torch import nn
 
 from rvq.models.config import MainConfig
+from rvq.models.layer_cache import LayerCache, block_rows, row_linear, row_matmul
 from rvq.models.standardize import FeatureStandardizer
 from rvq.validation import check_shape
 
@@ -108,6 +109,51 @@ class MainModel(nn.Module):
             x = block(x)
         logits = torch.einsum("blw,lwo->blo", self.norm(x), self.head_weight) + self.head_bias
         return rearrange(logits, "b l (p v) -> b l p v", v=tokens.num_levels)
+
+    # --- incremental decoding (inference): a pass computes only the layers it adds (`rvq.models.layer_cache`) -----
+
+    def start_cache(self, context: torch.Tensor) -> LayerCache:
+        """An empty cache for a decode of the batch whose context `[B, width]` is given (`encode_features`)."""
+        check_shape(context, "context", (None, self.config.width))
+        heads = self.config.heads
+        shape = (context.shape[0], heads, self.num_layers, self.config.width // heads)
+        slots = [torch.zeros(shape, dtype=context.dtype, device=context.device) for _ in self.blocks]
+        return LayerCache(context, slots, [torch.zeros_like(s) for s in slots])
+
+    def extend(self, cache: LayerCache, codes: torch.Tensor | None, rows: int = 1) -> torch.Tensor:
+        """Logits `[B, rows, P, levels]` of layers `cache.filled .. cache.filled + rows - 1`, conditioned on `codes`
+        `[B, P, n]` (layer `l` reads the codes of layer `l - 1`, so `n >= cache.filled + rows - 1`); the cache then
+        holds them. A row's logits are the same bits however many rows a pass computes (see `rvq.models.layer_cache`),
+        and equal `logits_from_context` to float rounding."""
+        tokens = self.config.tokens
+        start, batch = cache.filled, cache.batch
+        if not 1 <= rows <= self.num_layers - start:
+            raise ValueError(f"a pass from layer {start} computes 1..{self.num_layers - start} layers, got {rows}")
+        needed = start + rows - 1
+        if needed:
+            if codes is None:
+                raise ValueError(f"layers {start}..{needed} read the codes of layers < {needed}: codes are missing")
+            check_shape(codes, "codes", (batch, tokens.positions, None))
+            if codes.shape[-1] < needed:
+                raise ValueError(f"codes hold {codes.shape[-1]} layers; layers up to {needed} need {needed}")
+        parts = []
+        first = start
+        if start == 0:
+            parts.append(self.start.expand(batch, 1, -1))
+            first = 1
+        if first < start + rows:
+            given = codes[..., first - 1:start + rows - 1]  # [B, P, n]
+            one_hot = F.one_hot(given, tokens.num_levels).to(cache.context.dtype)
+            flat = rearrange(one_hot, "b p l v -> (b l) (p v)")
+            parts.append(rearrange(row_linear(flat, self.code_embedding), "(b l) w -> b l w", b=batch))
+        x = torch.cat(parts, dim=1) + self.layer_embedding[start:start + rows] + cache.context[:, None]
+        for block, keys, values in zip(self.blocks, cache.keys, cache.values):
+            x = block_rows(block, x, keys, values, start)
+        cache.filled = start + rows
+        normed = self.norm(x)
+        logits = torch.stack([row_matmul(normed[:, r], self.head_weight[start + r], self.head_bias[start + r])
+                              for r in range(rows)], dim=1)  # [B, rows, P * levels], one layer's head per row
+        return rearrange(logits, "b r (p v) -> b r p v", v=tokens.num_levels)
 
     def forward(self, features: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         """features `[B, D]`, codes `[B, P, n]` (teacher forcing) → logits `[B, L, P, levels]`."""

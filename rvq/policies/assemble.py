@@ -27,6 +27,10 @@ class MakeBundleConfig:
     suite: str | None = None  # protocol: the suite the heads were trained for
     execute_steps: int | None = None  # protocol: actions of each chunk executed before acting again (None: all)
     temporal_ensemble: float | None = None  # protocol: act every step with the chunks ensembled, this decay
+    # protocol: policy main stops its layer passes once the executed action is certified within this many raw action
+    # units of the full decode (rvq.rsd.early_exit; None: every layer)
+    exit_tolerance: float | None = None
+    exit_depth: int | None = None  # protocol: policy main decodes at most this many layers (None: every layer)
     # VLA images, after the 180° turn: resize (Lanczos, OpenVLA) or oft (+ JPEG round trip and the 90% centre crop
     # OFT-trained models expect); the same as build-phase2-data's, which made the heads' features
     image_transform: Literal["resize", "oft"] = "resize"
@@ -52,7 +56,8 @@ def make_bundle(cfg: MakeBundleConfig) -> PolicyBundle:
     main = read_main(cfg.main, **ids)
     draft = read_draft(cfg.draft, **ids) if cfg.draft else None
     protocol = {"suite": cfg.suite, "execute_steps": cfg.execute_steps or None,
-                "temporal_ensemble": cfg.temporal_ensemble}
+                "temporal_ensemble": cfg.temporal_ensemble, "exit_tolerance": cfg.exit_tolerance or None,
+                "exit_depth": cfg.exit_depth}
     # a VLA named by hub id stays a reference (its weights and code come from the Hub); a local folder is copied in
     local = Path(cfg.backbone).is_dir()
     bundle = PolicyBundle(tokenizer, main, draft, features,

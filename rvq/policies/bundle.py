@@ -61,8 +61,9 @@ PART_NAMES = ("tokenizer", "main", "draft")
 LEGACY_FILES = {"tokenizer": "tokenizer.pt", "main": "main.pt", "draft": "draft.pt"}
 BACKBONE_DIR, BACKBONE_TXT = "backbone", "backbone.txt"
 FEATURE_KINDS = ("state", "backbone", "hub")
-PROTOCOL_KEYS = ("suite", "execute_steps", "temporal_ensemble")
-V1_PROTOCOL_KEYS = (*PROTOCOL_KEYS, "image_transform", "flip_gripper")  # version 1 declared the steps by these
+PROTOCOL_KEYS = ("suite", "execute_steps", "temporal_ensemble", "exit_tolerance", "exit_depth")
+# version 1 declared the steps by these
+V1_PROTOCOL_KEYS = ("suite", "execute_steps", "temporal_ensemble", "image_transform", "flip_gripper")
 PROCESSOR_KINDS = ("observation", "action")
 MODES = ("rsd", "main")
 
@@ -221,6 +222,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     keys = PROTOCOL_KEYS if data["version"] >= 2 else V1_PROTOCOL_KEYS
     if not isinstance(data["protocol"], dict) or set(data["protocol"]) - set(keys):
         raise ValueError(f"{path}: protocol must be an object with keys among {keys}, got {data['protocol']!r}")
+    check_protocol(data["protocol"], f"{path}: ")
     if "processors" in data:
         processors = data["processors"]
         if not isinstance(processors, dict) or set(processors) != set(PROCESSOR_KINDS):
@@ -230,6 +232,41 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
             if kind == "action":
                 check_action_steps(steps, f"{path}: ")
     return data
+
+
+def check_protocol(protocol: Any, where: str = "", num_layers: int | None = None) -> dict[str, Any]:
+    """Refuse a protocol whose values no evaluation could run: an unknown suite, `execute_steps` that is not a whole
+    number >= 1, a `temporal_ensemble` decay or `exit_tolerance` that is not a finite number >= 0, an `exit_depth`
+    that is not a whole number of layers in [1, num_layers]; naming the setting."""
+    import math
+
+    from rvq.envs.suites import check_suite
+
+    if not isinstance(protocol, dict):
+        raise ValueError(f"{where}protocol must be an object, got {protocol!r}")
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def finite(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+    for key, value in protocol.items():
+        if value is None:
+            continue
+        if key == "suite":
+            try:
+                check_suite(value)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{where}protocol.suite: {exc}") from None
+        elif key == "execute_steps" and not (whole(value) and value >= 1):
+            raise ValueError(f"{where}protocol.execute_steps must be a whole number >= 1, got {value!r}")
+        elif key in ("temporal_ensemble", "exit_tolerance") and not finite(value):
+            raise ValueError(f"{where}protocol.{key} must be a finite number >= 0, got {value!r}")
+        elif key == "exit_depth" and not (whole(value) and 1 <= value <= (num_layers or value)):
+            raise ValueError(f"{where}protocol.exit_depth must be a whole number of layers in [1, "
+                             f"{num_layers or 'L'}], got {value!r}")
+    return protocol
 
 
 def check_action_steps(steps: Pipeline, where: str = "") -> Pipeline:
@@ -353,6 +390,7 @@ class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero"
             hint = (" (image transform and gripper flip are steps now: the features' observation steps and "
                     "action_steps)" if set(unknown) & {"image_transform", "flip_gripper"} else "")
             raise ValueError(f"unknown protocol setting(s) {unknown}; known: {PROTOCOL_KEYS}{hint}")
+        check_protocol(dict(protocol or {}), num_layers=tokenizer.config.num_layers)
         actions = check_action_steps(libero_action_steps() if action_steps is None else action_steps)
         heads = {"main": main, **({"draft": draft} if draft is not None else {})}
         for name, head in heads.items():

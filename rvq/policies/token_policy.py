@@ -17,7 +17,7 @@ import torch
 
 from rvq.policies.bundle import MODES, PolicyBundle, load_bundle, verify_bundle
 from rvq.processors import BinarizeGripper, gripper_flip
-from rvq.rsd import DEFAULT_TAU, RSDSummary, greedy_decode, speculative_decode
+from rvq.rsd import DEFAULT_TAU, ExitRule, ExitSummary, RSDSummary, early_exit_decode, greedy_decode, speculative_decode
 
 
 def check_checkpoint_dir(checkpoints: str | Path, mode: str) -> Path:
@@ -35,10 +35,13 @@ class TokenPolicy:
         flip_gripper: bool | None = None,
         tau: float = DEFAULT_TAU,
         max_grid_distance: int | None = None,
+        exit_tolerance: float | None = None,
+        exit_depth: int | None = None,
     ) -> None:
         """`bundle`: the verified parts and steps; `flip_gripper`: None keeps the bundle's gripper step, a value
         replaces its setting; `tau`, `max_grid_distance`: relaxed RSD's acceptance rules (`speculative_decode`),
-        unused when exact."""
+        unused when exact; `exit_tolerance` (raw action units; 0 or None: decode every layer), `exit_depth`: main-only
+        early exit (`rvq.rsd.early_exit.ExitRule`)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode not in bundle.modes:
@@ -54,6 +57,14 @@ class TokenPolicy:
             self.actions = self.actions.replace(BinarizeGripper, flip=flip_gripper)
         self.flip_gripper = gripper_flip(self.actions)
         self.tau, self.max_grid_distance = tau, max_grid_distance
+        self.exit_rule = None
+        if exit_tolerance or exit_depth is not None:
+            if mode != "main":
+                raise ValueError("early exit decodes with the main head alone: use policy 'main'")
+            split = None
+            if self.actions.find(BinarizeGripper):
+                split = 0.5 if self.flip_gripper else 0.0
+            self.exit_rule = ExitRule(self.tokenizer, exit_tolerance or None, exit_depth, split)
         self.name = mode
         self.instruction = ""
         self.stats = EpisodeStats(mode)
@@ -88,17 +99,21 @@ class TokenPolicy:
         start = time.perf_counter()
         features = self.features.features(rows)
         feature_ms = (time.perf_counter() - start) * 1e3
-        stats = None
+        stats = exits = None
         if self.mode == "rsd":
             codes, stats = speculative_decode(self.draft, self.main, features, exact=self.exact, tau=self.tau,
-                                              max_grid_distance=self.max_grid_distance)
+                                              max_grid_distance=None if self.exact else self.max_grid_distance)
+            normalized = self.tokenizer.decode_normalized(codes)
+        elif self.exit_rule is not None:
+            codes, exits = early_exit_decode(self.main, features, self.exit_rule)
+            normalized = decode_at_depths(self.tokenizer, codes, exits.depth)
         else:
-            codes = greedy_decode(self.main, features)
-        chunks = np.asarray(self.actions(self.tokenizer.decode_normalized(codes)), dtype=np.float64)  # [B, C, A]
+            normalized = self.tokenizer.decode_normalized(greedy_decode(self.main, features))
+        chunks = np.asarray(self.actions(normalized), dtype=np.float64)  # [B, C, A]
         step_ms = (time.perf_counter() - start) * 1e3
         return [(chunks[i],
                  {"ms": step_ms, "feature_ms": feature_ms, "rsd": stats.row(i) if stats is not None else None,
-                  "batch": len(observations)})
+                  "exit": exits.row(i) if exits is not None else None, "batch": len(observations)})
                 for i in range(len(observations))]
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
@@ -110,12 +125,26 @@ class TokenPolicy:
         return self.stats.to_dict()
 
 
+def decode_at_depths(tokenizer, codes: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """codes `[B, C, H, L]`, depth `[B]` → normalized actions `[B, C, A]`, chunk b decoded from its first depth[b]
+    layers (one tokenizer call per distinct depth)."""
+    out = None
+    for d in depth.unique().tolist():
+        rows = (depth == d).nonzero()[:, 0]
+        decoded = tokenizer.decode_normalized(codes[rows.to(codes.device), ..., :d])
+        if out is None:
+            out = decoded.new_empty(codes.shape[0], *decoded.shape[1:])
+        out[rows] = decoded
+    return out
+
+
 class EpisodeStats:
     """What a token policy did over one episode: chunks, latency, RSD acceptance (from `act_batch`'s step stats)."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.summary = RSDSummary()
+        self.exits = ExitSummary()
         self.latency: list[float] = []
         self.feature_ms: list[float] = []
         self.batch: list[int] = []
@@ -126,6 +155,8 @@ class EpisodeStats:
         self.batch.append(step["batch"])
         if step["rsd"] is not None:
             self.summary.add(step["rsd"])
+        if step.get("exit") is not None:
+            self.exits.add(step["exit"])
 
     def to_dict(self) -> dict[str, Any]:
         stats: dict[str, Any] = {
@@ -137,4 +168,6 @@ class EpisodeStats:
             stats["mean_batch"] = float(np.mean(self.batch))
         if self.mode == "rsd":
             stats["rsd"] = self.summary.to_dict()
+        if self.exits.depth:
+            stats["exit"] = self.exits.to_dict()
         return stats

@@ -11,6 +11,7 @@ import copy
 import torch
 from torch import nn
 
+from rvq.rfsq.bound import interval_linear, interval_sequential, widen
 from rvq.rfsq.compand import compress_tails, expand_tails
 from rvq.rfsq.config import TokenizerConfig
 from rvq.rfsq.layernorm import LayerNormRFSQ
@@ -22,8 +23,8 @@ from rvq.validation import check_finite, check_float, check_shape
 ATANH_MARGIN = 1e-6  # linear_inverse: atanh's argument stays within ±(1 - this), atanh at most 7.25
 
 
-def check_codes(codes: torch.Tensor, hidden_dim: int, num_layers: int, num_levels: int) -> None:
-    """Refuse anything but an integer tensor `[B, C, hidden_dim, k]`, 1 <= k <= num_layers, values in
+def check_codes(codes: torch.Tensor, hidden_dim: int, num_layers: int, num_levels: int, min_layers: int = 1) -> None:
+    """Refuse anything but an integer tensor `[B, C, hidden_dim, k]`, min_layers <= k <= num_layers, values in
     `[0, num_levels)`."""
     if not isinstance(codes, torch.Tensor):
         raise ValueError(f"codes must be a torch.Tensor, got {type(codes).__name__}")
@@ -31,8 +32,8 @@ def check_codes(codes: torch.Tensor, hidden_dim: int, num_layers: int, num_level
         raise ValueError(f"codes must be an integer tensor (int64), got dtype {codes.dtype}")
     check_shape(codes, "codes [B, C, hidden_dim, k]", (None, None, hidden_dim, None))
     k = codes.shape[-1]
-    if not 1 <= k <= num_layers:
-        raise ValueError(f"codes have {k} layers; this tokenizer decodes 1..{num_layers}")
+    if not min_layers <= k <= num_layers:
+        raise ValueError(f"codes have {k} layers; this tokenizer decodes {min_layers}..{num_layers}")
     if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= num_levels):
         raise ValueError(
             f"codes out of range: found values in [{int(codes.min())}, {int(codes.max())}], "
@@ -283,6 +284,21 @@ class ActionRFSQAE(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """actions `[B, C, A]` → codes `[B, C, H, L]` int64."""
         return self.quantizer.encode(self.encode_latent(x))
+
+    @torch.no_grad()
+    def completion_interval(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """codes `[B, C, H, k]`, the first `k` layers (0 <= k <= L) → `(lo, hi)` `[B, C, A]`: the full decode of every
+        completion of `codes` to L layers lies in `[lo, hi]` (certified: `rvq.rfsq.bound`)."""
+        if self.config.compand_tails or self.prefix_embedding is not None:
+            raise NotImplementedError("no certified interval for compand_tails or prefix_conditioned decoders")
+        check_codes(codes, self.hidden_dim, self.num_layers, self.num_levels, min_layers=0)
+        centre, radius = self.quantizer.completion_box(codes.long())
+        lo_z, hi_z = centre - radius, centre + radius
+        lo, hi = interval_sequential(lo_z, hi_z, self.decoder)  # the full depth's decoder (never the coarse one)
+        if self.decoder_skip is not None:
+            skip_lo, skip_hi = interval_linear(self._skip_input(lo_z), self._skip_input(hi_z), self.decoder_skip)
+            lo, hi = lo + skip_lo, hi + skip_hi
+        return widen(lo, hi)
 
     def decode_from_indices(self, codes: torch.Tensor) -> torch.Tensor:
         """codes `[B, C, H, k]`, the first k ≤ L layers → actions `[B, C, A]`."""

@@ -140,6 +140,18 @@ class CascadeRFSQAE(nn.Module):
         return coarse + self.stage1.decode_from_indices(codes[..., 1:]) * self.residual_scale
 
     @torch.no_grad()
+    def completion_interval(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """codes `[B, C, H, k]`, the first `k` layers (0 <= k <= L) → `(lo, hi)` `[B, C, A]` holding the full decode of
+        every completion: layer 0's decode (or its interval) plus `residual_scale` times the residual stage's."""
+        check_codes(codes, self.hidden_dim, self.num_layers, self.num_levels, min_layers=0)
+        lo1, hi1 = self.stage1.completion_interval(codes[..., 1:])
+        if codes.shape[-1] == 0:
+            lo0, hi0 = self.stage0.completion_interval(codes)
+        else:
+            lo0 = hi0 = self.stage0.decode_from_indices(codes[..., :1])
+        return lo0 + lo1 * self.residual_scale, hi0 + hi1 * self.residual_scale
+
+    @torch.no_grad()
     def diagnostics(self, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         """The unquantized floor (`[B, C, A]`: layer 0's decode plus the residual stage's unquantized reconstruction)
         and per-layer quantizer diagnostics (layer 0's, then the residual stage's), for `x: [B, C, A]`, `valid:

@@ -1,7 +1,11 @@
-"""Residual speculative decoding: a draft proposes the coarse RFSQ layers, the main model verifies."""
+"""Decoding the main head over the RFSQ layers: greedy, residual speculative decoding (a draft proposes the coarse
+layers, the main model verifies) and certified early exit."""
 
-from rvq.rsd.decode import DEFAULT_TAU, greedy_decode, speculative_decode
+from rvq.rsd.decode import DEFAULT_TAU, DepthRule, early_exit_decode, greedy_decode, speculative_decode
+from rvq.rsd.early_exit import ExitRule
 from rvq.rsd.scripted import ScriptedDraft, forced_proposal
-from rvq.rsd.stats import RSDStats, RSDSummary, token_departure
+from rvq.rsd.stats import ExitStats, ExitSummary, RSDStats, RSDSummary, token_departure
 
-__all__ = ["DEFAULT_TAU", "RSDStats", "RSDSummary", "ScriptedDraft", "forced_proposal", "greedy_decode", "speculative_decode", "token_departure"]
+__all__ = ["DEFAULT_TAU", "DepthRule", "ExitRule", "ExitStats", "ExitSummary", "RSDStats", "RSDSummary",
+           "ScriptedDraft", "early_exit_decode", "forced_proposal", "greedy_decode", "speculative_decode",
+           "token_departure"]

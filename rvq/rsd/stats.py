@@ -94,6 +94,63 @@ class RSDSummary:
         }
 
 
+@dataclass
+class ExitStats:
+    """One `early_exit_decode` call on a batch of B chunks.
+
+    depth: `[B]` layers decoded per chunk (1..L; L when the rule never stopped it). bound: `[B]` what the depth rule
+    certified at that depth (raw action units for the certified rule; 0 at the full depth, NaN for a rule that
+    certifies nothing). main_passes: one-layer main passes for the batch (its deepest chunk). Time in milliseconds.
+    """
+
+    depth: torch.Tensor
+    bound: torch.Tensor
+    num_layers: int
+    main_passes: int
+    total_ms: float
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.depth.shape[0])
+
+    def row(self, i: int) -> "ExitStats":
+        """Chunk `i` of the batch (passes and time are the batch's)."""
+        return ExitStats(self.depth[i : i + 1], self.bound[i : i + 1], self.num_layers, self.main_passes,
+                         self.total_ms)
+
+
+@dataclass
+class ExitSummary:
+    """Accumulates `ExitStats` over calls (an episode, a benchmark)."""
+
+    depth: list[int] = field(default_factory=list)
+    bound: list[float] = field(default_factory=list)
+    main_passes: list[int] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+
+    def add(self, stats: ExitStats) -> None:
+        self.depth += stats.depth.tolist()
+        self.bound += stats.bound.tolist()
+        self.main_passes.append(stats.main_passes)
+        self.total_ms.append(stats.total_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.depth:
+            return {"chunks": 0}
+        depth = np.asarray(self.depth)
+        bound = np.asarray(self.bound, dtype=np.float64)
+        certified = bound[np.isfinite(bound)]
+        return {
+            "chunks": int(depth.size),
+            "mean_depth": float(depth.mean()),
+            "depth_counts": {str(int(d)): int((depth == d).sum()) for d in np.unique(depth)},
+            "mean_main_passes": float(np.mean(self.main_passes)),
+            "mean_bound": float(certified.mean()) if certified.size else None,
+            "max_bound": float(certified.max()) if certified.size else None,
+            "mean_total_ms": float(np.mean(self.total_ms)),
+        }
+
+
 def token_departure(codes: torch.Tensor, exact_codes: torch.Tensor) -> dict[str, Any]:
     """How far relaxed decoding departs from exact decoding: codes `[B, C, H, L]` each.
 

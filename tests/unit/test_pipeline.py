@@ -14,14 +14,14 @@ from rvq.pipeline import STAGE_FILE, STARTED_FILE, PipelineConfig, run_pipeline
 from rvq.policies import verify_bundle
 
 STUDY = Path(__file__).parents[2] / "configs" / "study"
-STAGES = ["collect", "tokenizer", "phase2", "draft", "main", "policy", "departure", "eval_main", "eval_rsd",
-          "eval_rsd_grid"]
+STAGES = ["collect", "tokenizer", "phase2", "draft", "main", "policy", "departure", "eval_main", "eval_main_exit",
+          "eval_rsd", "eval_rsd_grid"]
 
 
 def tiny(tmp_path: Path) -> PipelineConfig:
     return config_from(PipelineConfig, suite="libero_object", tasks=[0, 1], env="mock", demos_per_task=3,
                        tokenizer_steps=10, head_steps=4, head_width=32, main_depth=1, batch_size=16, eval_trials=1,
-                       workers=1, policies=["main", "rsd", "rsd_grid"], out_dir=str(tmp_path / "run"))
+                       workers=1, policies=["main", "main_exit", "rsd", "rsd_grid"], out_dir=str(tmp_path / "run"))
 
 
 def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
@@ -36,12 +36,19 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
                                                                          "execute_steps": None,
                                                                          "temporal_ensemble": None}
     suites = {r["policy"]: r for r in report["episodes"]["suites"]}
-    assert set(suites) == {"main", "rsd", "rsd_grid"}
+    assert set(suites) == {"main", "main_exit", "rsd", "rsd_grid"}
     assert all(r["episodes"] == 2 and r["errors"] == 0 for r in suites.values())
     text = (run / "report.md").read_text()
     assert "| main |" in text and "| rsd_grid | tau 1.0, within 1 grid step(s) |" in text
-    departure = json.loads((run / "departure" / STAGE_FILE).read_text())["outputs"]["rsd_grid"]
+    outputs = json.loads((run / "departure" / STAGE_FILE).read_text())["outputs"]
+    departure = outputs["rsd_grid"]
     assert 0.0 <= departure["token_mismatch"] <= departure["chunk_mismatch"] <= 1.0
+    exits = outputs["exit"]
+    assert set(exits) == {"tolerance 0.001", "tolerance 0.01", "tolerance 0.03", "depth 1", "depth 2", "depth 3"}
+    assert exits["depth 2"]["mean_depth"] == 2 and all(e["within_bound"] == 1.0 for e in exits.values())
+    assert "Early exit against full greedy decoding" in text
+    records = [json.loads(line) for line in (run / "eval_main_exit" / "results.jsonl").read_text().splitlines()]
+    assert all("exit" in r["policy_stats"] for r in records)
 
     logs.clear()
     run_pipeline(cfg, log=logs.append)
@@ -63,7 +70,8 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
     before = json.loads((run / "collect" / STAGE_FILE).read_text())["fingerprint"]
     run_pipeline(updated(cfg, head_steps=5), log=logs.append)
     redone = sorted(line.split("]")[0][1:] for line in logs if "inputs changed" in line)
-    assert redone == sorted(["draft", "main", "policy", "departure", "eval_main", "eval_rsd", "eval_rsd_grid"])
+    assert redone == sorted(["draft", "main", "policy", "departure", "eval_main", "eval_main_exit", "eval_rsd",
+                             "eval_rsd_grid"])
     assert json.loads((run / "collect" / STAGE_FILE).read_text())["fingerprint"] == before
 
 

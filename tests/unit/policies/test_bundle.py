@@ -111,6 +111,12 @@ def test_a_part_changed_after_the_manifest_is_refused(bundle_dir: Path, tmp_path
     (lambda m: m["parts"]["main"].update(path="../elsewhere"), "relative and inside the bundle"),
     (lambda m: m.update(feature_source={"kind": "webcam"}), "feature_source must have a kind"),
     (lambda m: m.update(protocol={"speed": 2}), "protocol must be an object with keys among"),
+    (lambda m: m.update(protocol={"suite": "bogus"}), "protocol.suite: unknown suite 'bogus'"),
+    (lambda m: m.update(protocol={"execute_steps": -1}), "protocol.execute_steps must be a whole number >= 1"),
+    (lambda m: m.update(protocol={"execute_steps": "abc"}), "protocol.execute_steps must be a whole number >= 1"),
+    (lambda m: m.update(protocol={"temporal_ensemble": -1}), "protocol.temporal_ensemble must be a finite number"),
+    (lambda m: m.update(protocol={"exit_tolerance": True}), "protocol.exit_tolerance must be a finite number"),
+    (lambda m: m.update(protocol={"exit_depth": 0}), "protocol.exit_depth must be a whole number of layers"),
     (lambda m: m.update(tokenizer_identity="0" * 64), "tokenizer part is not the one the manifest names"),
     (lambda m: m.update(feature_identity="0" * 64), "main head reads other features than the manifest names"),
 ])
@@ -251,6 +257,22 @@ def test_eval_takes_unset_options_from_the_bundle_protocol(bundle_dir: Path, tmp
     assert whole.execute_steps is None and whole.temporal_ensemble == 0.01
     plain = EvalConfig(**{**common, "checkpoints": str(bundle_dir)}).validate()
     assert plain.execute_steps is None and plain.image_transform == "resize" and plain.flip_gripper is False
+
+
+def test_eval_runs_the_early_exit_a_bundle_declares(bundle_dir: Path, tmp_path: Path) -> None:
+    from rvq.eval import EvalConfig
+
+    bundle = load_bundle(bundle_dir, "rsd", device="cpu")
+    PolicyBundle(bundle.tokenizer, bundle.heads["main"], bundle.heads["draft"], bundle.features,
+                 protocol={"exit_tolerance": 0.01}).save_pretrained(tmp_path / "exit")
+    common = dict(suite="libero_object", tasks=[0], trials=1, env="mock", device="cpu",
+                  checkpoints=str(tmp_path / "exit"))
+    assert EvalConfig(**common, policy="main").validate().exit_tolerance == 0.01
+    assert EvalConfig(**common, policy="main", exit_tolerance=0.0).validate().exit_tolerance is None  # every layer
+    assert EvalConfig(**common, policy="main", exit_depth=2).validate().exit_tolerance is None
+    assert EvalConfig(**common, policy="rsd").validate().exit_tolerance is None  # RSD runs its own decode
+    with pytest.raises(ValueError, match="exit_depth must be a whole number of layers in"):
+        PolicyBundle(bundle.tokenizer, bundle.heads["main"], None, bundle.features, protocol={"exit_depth": 9})
 
 
 def test_make_bundle_assembles_trained_parts_and_refuses_a_foreign_feature_source(bundle_dir: Path, tmp_path: Path,

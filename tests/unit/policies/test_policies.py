@@ -96,3 +96,45 @@ def test_token_policy_rsd_equals_main_only_and_gives_raw_chunks(checkpoints: Pat
     features = rsd.features.source([turned], [env.instruction])
     expected = rsd.tokenizer.decode(greedy_decode(rsd.main, features))[0].numpy()
     np.testing.assert_array_equal(chunk[:, :6], expected[:, :6])
+
+
+def test_token_policy_early_exit_records_depth_and_bound_and_runs_from_the_protocol(checkpoints: Path,
+                                                                                     tmp_path: Path) -> None:
+    from rvq.eval import EvalConfig, run_eval
+    from rvq.eval.results import read_results
+
+    full = TokenPolicy.from_dir(checkpoints, mode="main", device="cpu")
+    loose = TokenPolicy.from_dir(checkpoints, mode="main", device="cpu", exit_tolerance=1e6)
+    fixed = TokenPolicy.from_dir(checkpoints, mode="main", device="cpu", exit_depth=2)
+    env = MockLiberoEnv("libero_object", 2)
+    obs = env.reset(0)
+    for policy in (full, loose, fixed):
+        policy.reset(env.instruction, 2, 0)
+    reference = full.act(obs)
+    loose.act(obs)
+    fixed.act(obs)
+    assert "exit" not in full.episode_stats()
+    exits = loose.episode_stats()["exit"]
+    assert exits["chunks"] == 1 and exits["mean_depth"] < 8 and exits["max_bound"] <= 1e6
+    assert fixed.episode_stats()["exit"]["mean_depth"] == 2 and fixed.episode_stats()["exit"]["mean_main_passes"] == 2
+    tight = TokenPolicy.from_dir(checkpoints, mode="main", device="cpu", exit_tolerance=1e-12)
+    tight.reset(env.instruction, 2, 0)
+    assert np.array_equal(tight.act(obs), reference)  # nothing certifies 1e-12 before the full depth
+    assert tight.episode_stats()["exit"]["depth_counts"] == {"8": 1}
+    with pytest.raises(ValueError, match="early exit decodes with the main head alone"):
+        TokenPolicy.from_dir(checkpoints, mode="rsd", device="cpu", exit_tolerance=1e-3)
+
+    def cfg(**kwargs) -> EvalConfig:
+        return EvalConfig(suite="libero_object", tasks=[2], trials=1, policy="main", checkpoints=str(checkpoints),
+                          env="mock", max_steps=16, device="cpu", out_dir=str(tmp_path / "eval"), **kwargs)
+
+    record, = read_results(run_eval(cfg(exit_depth=1), progress=False))
+    assert record["error"] is None and record["policy_stats"]["exit"]["mean_depth"] == 1
+    with pytest.raises(ValueError, match=r"exit_depth: 1 there, absent now"):
+        run_eval(cfg(), progress=False)
+    with pytest.raises(ValueError, match="apply to policy 'main'"):
+        EvalConfig(policy="rsd", checkpoints=str(checkpoints), env="mock", exit_tolerance=1e-3).validate()
+    for bad in (float("nan"), -1.0):
+        with pytest.raises(ValueError, match="exit_tolerance must be a finite number >= 0"):
+            cfg(exit_tolerance=bad).validate()
+    assert cfg(exit_tolerance=0.0).validate().exit_tolerance is None  # 0: every layer, the lossless reference

@@ -113,6 +113,19 @@ def test_bad_input_raises_before_decoding() -> None:
         speculative_decode(draft, main, torch.randn(1, 12), num_draft_layers=4)
     with pytest.raises(ValueError, match="tau"):
         speculative_decode(draft, main, torch.randn(1, 12), exact=False, tau=0.0)
+    with pytest.raises(ValueError, match=r"num_draft_layers must be an integer in \[1, 3\], got 2.7"):
+        speculative_decode(draft, main, torch.randn(1, 12), num_draft_layers=2.7)
+    with pytest.raises(ValueError, match="the first argument is a MainModel, not a draft head"):
+        speculative_decode(main, draft, torch.randn(1, 12))
+    with pytest.raises(ValueError, match="main must be a main head"):
+        greedy_decode(draft, torch.randn(1, 12))
+    with pytest.raises(ValueError, match="relaxed-mode rule: pass exact=False"):
+        speculative_decode(draft, main, torch.randn(1, 12), max_grid_distance=1)
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match="max_grid_distance must be a whole number of grid steps"):
+            speculative_decode(draft, main, torch.randn(1, 12), exact=False, max_grid_distance=bad)
+    with pytest.raises(ValueError, match="floating point"):
+        greedy_decode(main, torch.ones(1, 12, dtype=torch.long))
 
 
 def test_forced_proposal_gives_all_or_nothing_acceptance() -> None:

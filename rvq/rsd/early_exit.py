@@ -1,0 +1,105 @@
+"""When early exit stops: after the first `k` layers whose every completion decodes to an executed action within a
+tolerance of what the prefix decodes to (certified), or at a fixed depth.
+
+The executed action is what the policy's action steps make of the decode: raw units, the gripper binarized. So a
+chunk may stop at depth k when, for every chunk step, (a) each continuous dimension's certified interval lies within
+`tolerance` of the prefix's decode, and (b) the gripper's interval lies on one side of the binarization split, so no
+completion can flip it. `bound` is (a)'s largest deviation, in raw action units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rvq.processors.action import GRIPPER
+from rvq.rsd.decode import check_rule_value
+from rvq.tokenizer import ActionTokenizer
+
+
+# The tolerance `rvq pipeline`'s main_exit row runs with, and what its offline probe also measures. Chosen by the
+# closed-loop evidence in docs/RESULTS.md ("Early exit").
+DEFAULT_EXIT_TOLERANCE = 1e-2
+PROBE_TOLERANCES = (1e-3, 1e-2, 3e-2)
+PROBE_DEPTHS = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class ExitRule:
+    """A `DepthRule` (`rvq.rsd.decode.early_exit_decode`). tolerance: ε in raw action units (None: no certified stop);
+    depth: stop at this many layers whatever the bound (None: no fixed depth); at least one is set. gripper_split: the
+    binarization threshold of the gripper dimension (`rvq.processors.binarize_gripper`: 0, or 0.5 when flipped), or
+    None when the gripper is executed as it decodes (it is then bounded with the other dimensions)."""
+
+    tokenizer: ActionTokenizer
+    tolerance: float | None = None
+    depth: int | None = None
+    gripper_split: float | None = 0.0
+
+    def __post_init__(self) -> None:
+        if self.tolerance is None and self.depth is None:
+            raise ValueError("an exit rule needs a tolerance, a depth or both")
+        if self.tolerance is not None:
+            object.__setattr__(self, "tolerance", check_rule_value(self.tolerance, "early-exit tolerance"))
+        layers = self.tokenizer.config.num_layers
+        if self.depth is not None and (isinstance(self.depth, bool) or not isinstance(self.depth, int)
+                                       or not 1 <= self.depth <= layers):
+            raise ValueError(f"exit depth must be a whole number of layers in [1, {layers}], got {self.depth!r}")
+
+    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """codes `[B, C, H, k]` → `(done [B], bound [B])` (bound: raw units, the continuous dimensions' largest)."""
+        prefix, lo, hi = self.tokenizer.completion_interval(codes)
+        deviation = torch.maximum(hi - prefix, prefix - lo)  # [B, C, A]
+        if self.gripper_split is None:
+            bound = deviation.flatten(1).amax(dim=1)
+            gripper_fixed = torch.ones_like(bound, dtype=torch.bool)
+        else:
+            bound = deviation[..., :GRIPPER].flatten(1).amax(dim=1)
+            split = self.gripper_split
+            gripper_fixed = ((lo[..., GRIPPER] > split) | (hi[..., GRIPPER] <= split)).all(dim=1)
+        done = torch.zeros_like(gripper_fixed)
+        if self.tolerance is not None:
+            done |= (bound <= self.tolerance) & gripper_fixed
+        if self.depth is not None:
+            done |= torch.full_like(done, codes.shape[-1] >= self.depth)
+        return done, bound.double()
+
+
+@torch.inference_mode()
+def exit_departure(main, tokenizer: ActionTokenizer, features: torch.Tensor, valid: torch.Tensor, rule: ExitRule,
+                   flip_gripper: bool = False) -> dict[str, Any]:
+    """Early exit against full greedy decoding, offline on rows `features [N, D]` (`valid [N, C]`: the chunk steps
+    that hold real actions): depth per chunk, the certified bound, and the measured departure of the executed action
+    (raw units, gripper binarized) from full greedy's."""
+    from rvq.policies.token_policy import decode_at_depths
+    from rvq.processors import binarize_gripper
+    from rvq.rsd.decode import early_exit_decode, greedy_decode
+
+    full = greedy_decode(main, features)
+    codes, stats = early_exit_decode(main, features, rule)
+
+    def executed(normalized: torch.Tensor) -> np.ndarray:
+        return binarize_gripper(tokenizer.normalizer.unnormalize(normalized).numpy(), flip_gripper)
+
+    gap = np.abs(executed(decode_at_depths(tokenizer, codes, stats.depth))
+                 - executed(tokenizer.decode_normalized(full)))  # [N, C, A]
+    mask = valid.cpu().numpy().astype(bool)
+    continuous = np.where(mask[..., None], gap[..., :-1], 0.0)
+    per_chunk = continuous.reshape(len(gap), -1).max(axis=1)
+    depth = stats.depth.numpy()
+    bound = stats.bound.numpy()
+    early = depth < tokenizer.config.num_layers
+    return {
+        "rows": int(len(depth)), "mean_depth": float(depth.mean()),
+        "depth_counts": {str(int(d)): int((depth == d).sum()) for d in np.unique(depth)},
+        "mean_bound": float(bound[early].mean()) if early.any() else 0.0,
+        "max_bound": float(bound[early].max()) if early.any() else 0.0,
+        "max_departure_raw": float(per_chunk.max()),
+        "mean_departure_raw": float(per_chunk.mean()),
+        "action_mse_vs_full_raw": float((continuous ** 2).sum() / max(1, mask.sum() * (gap.shape[-1] - 1))),
+        "gripper_flips": int((np.where(mask, gap[..., -1], 0.0) > 0).sum()),
+        "within_bound": float((per_chunk <= np.where(early, bound, 0.0) + 1e-12).mean()),
+    }
