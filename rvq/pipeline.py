@@ -528,7 +528,7 @@ def _head(cfg: PipelineConfig, kind: str, folder: Path, data: str, tokenizer: st
 def _protocol(cfg: PipelineConfig) -> dict[str, Any]:
     """The evaluation settings the run's learned policies act under, recorded in their bundle."""
     return {"suite": cfg.suite, "execute_steps": _execute_steps(cfg, "main"),
-            "temporal_ensemble": _ensemble_decay(cfg, "main")}
+            "temporal_ensemble": _ensemble_decay(cfg, "main"), "exit_tolerance": cfg.eval.exit_tolerance}
 
 
 def _write_bundle(folder: Path, bundle) -> dict[str, Any]:
@@ -627,7 +627,8 @@ def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict
                                checkpoints=source.get("folder"), roundtrip_tokenizer=source.get("checkpoint"),
                                env=cfg.env, label=label, exact=label not in RELAXED_RULES,
                                **RELAXED_RULES.get(label, {}),
-                               exit_tolerance=cfg.eval.exit_tolerance if label == "main_exit" else None,
+                               # the main row decodes every layer (the lossless reference), main_exit stops early
+                               exit_tolerance=cfg.eval.exit_tolerance if label == "main_exit" else 0.0,
                                execute_steps=_execute_steps(cfg, kind), temporal_ensemble=_ensemble_decay(cfg, kind),
                                expert_grasp_hold=cfg.expert_grasp_hold if kind == "expert" else "timer",
                                expert_phase_end=cfg.expert_phase_end if kind == "expert" else "limit",

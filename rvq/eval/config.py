@@ -189,12 +189,9 @@ class EvalConfig:
         return self
 
     def _check_exit(self, layout: BundleLayout | None) -> None:
-        """Early exit applies to policy main; its values are a finite tolerance >= 0 and a depth within the
-        tokenizer's layers (checked again when the policy loads)."""
-        given = self.exit_tolerance is not None or self.exit_depth is not None
-        if given and self.policy != "main":
-            raise ValueError(f"--exit-tolerance / --exit-depth apply to policy 'main' (main-only passes), not "
-                             f"{self.policy!r}")
+        """Early exit applies to policy main; its values are a finite tolerance >= 0 (0: every layer, the lossless
+        reference, which any policy may name) and a depth within the tokenizer's layers (checked again when the policy
+        loads)."""
         if self.exit_tolerance is not None:
             if isinstance(self.exit_tolerance, bool) or not math.isfinite(self.exit_tolerance) \
                     or self.exit_tolerance < 0:
@@ -202,6 +199,10 @@ class EvalConfig:
                                  f"got {self.exit_tolerance}")
             if self.exit_tolerance == 0:
                 self.exit_tolerance = None  # every layer: the lossless reference
+        given = self.exit_tolerance is not None or self.exit_depth is not None
+        if given and self.policy != "main":
+            raise ValueError(f"--exit-tolerance / --exit-depth apply to policy 'main' (main-only passes), not "
+                             f"{self.policy!r}")
         if self.exit_depth is not None and (isinstance(self.exit_depth, bool) or self.exit_depth < 1):
             raise ValueError(f"exit_depth must be >= 1 layers, got {self.exit_depth}")
 
