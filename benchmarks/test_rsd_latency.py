@@ -126,7 +126,7 @@ def head_latency(device: torch.device, repeats: int = 40) -> dict[int, dict[str,
             for depth, rule in rules.items():
                 def exit_decode(rule=rule):
                     codes, stats = early_exit_decode(main, features, rule)
-                    return decode_at_depths(tokenizer, codes, stats.depth), stats
+                    return decode_at_depths(tokenizer, codes, stats), stats
                 _, stats = timed(f"exit@{depth}", exit_decode, i)
                 assert stats.main_passes == depth
             for rate in ACCEPTANCE:

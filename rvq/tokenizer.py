@@ -18,6 +18,8 @@ from rvq.data.normalize import ActionNormalizer
 from rvq.device import resolve_device
 from rvq.models.config import TokenSpace
 from rvq.rfsq import ActionRFSQAE, TokenizerConfig, save_tokenizer, tokenizer_identity
+from rvq.rfsq.autoencoder import check_codes
+from rvq.rfsq.bound import PrefixIntervals
 from rvq.rfsq.checkpoint import read_tokenizer
 from rvq.validation import INTEGER_DTYPE_KINDS
 
@@ -37,6 +39,7 @@ class ActionTokenizer:
         self.normalizer = normalizer
         self.metrics = dict(metrics or {})
         self._identity = identity
+        self._intervals: PrefixIntervals | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "ActionTokenizer":
@@ -95,16 +98,18 @@ class ActionTokenizer:
         return self.model.decode_from_indices(codes.to(self.device)).cpu()
 
     @torch.no_grad()
-    def completion_interval(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def completion_interval(self, codes: torch.Tensor, normalized_prefix: bool = False
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """codes `[B, C, H, k]`, a chunk's first `k >= 1` layers → `(prefix, lo, hi)`, raw actions `[B, C, A]` (on
         CPU): the decode of the prefix, and an interval that holds the raw decode of every completion of the codes to all
-        L layers (certified: `rvq.rfsq.bound`; the unnormalization is monotone per dimension)."""
-        codes = codes.to(self.device)
-        if codes.shape[-1] < 1:
-            raise ValueError("completion_interval needs at least one decoded layer")
-        lo, hi = self.model.completion_interval(codes)
-        prefix = self.model.decode_from_indices(codes)
-        return tuple(self.normalizer.unnormalize(x.cpu()) for x in (prefix, lo, hi))
+        L layers (certified: `rvq.rfsq.bound`; the unnormalization is monotone per dimension). `normalized_prefix`:
+        the prefix's decode in normalized units, what `decode_normalized` gives (the interval stays raw)."""
+        if self._intervals is None:  # the model's constants, once (`rvq.rfsq.bound.PrefixIntervals`)
+            self._intervals = PrefixIntervals(self.model)
+        check_codes(codes, self.config.hidden_dim, self.config.num_layers, self.config.num_levels)
+        normalized, lo, hi = self._intervals(codes.to(self.device))
+        prefix, lo, hi = self.normalizer.unnormalize(torch.stack([normalized, lo, hi]).cpu())
+        return (normalized.cpu() if normalized_prefix else prefix), lo, hi
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -17,7 +17,8 @@ import torch
 
 from rvq.policies.bundle import MODES, PolicyBundle, load_bundle, verify_bundle
 from rvq.processors import BinarizeGripper, gripper_flip
-from rvq.rsd import DEFAULT_TAU, ExitRule, ExitSummary, RSDSummary, early_exit_decode, greedy_decode, speculative_decode
+from rvq.rsd import (DEFAULT_TAU, ExitRule, ExitStats, ExitSummary, RSDSummary, early_exit_decode, greedy_decode,
+                     speculative_decode)
 
 
 def check_checkpoint_dir(checkpoints: str | Path, mode: str) -> Path:
@@ -106,7 +107,7 @@ class TokenPolicy:
             normalized = self.tokenizer.decode_normalized(codes)
         elif self.exit_rule is not None:
             codes, exits = early_exit_decode(self.main, features, self.exit_rule)
-            normalized = decode_at_depths(self.tokenizer, codes, exits.depth)
+            normalized = decode_at_depths(self.tokenizer, codes, exits)
         else:
             normalized = self.tokenizer.decode_normalized(greedy_decode(self.main, features))
         chunks = np.asarray(self.actions(normalized), dtype=np.float64)  # [B, C, A]
@@ -125,12 +126,15 @@ class TokenPolicy:
         return self.stats.to_dict()
 
 
-def decode_at_depths(tokenizer, codes: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    """codes `[B, C, H, L]`, depth `[B]` → normalized actions `[B, C, A]`, chunk b decoded from its first depth[b]
-    layers (one tokenizer call per distinct depth)."""
-    out = None
-    for d in depth.unique().tolist():
-        rows = (depth == d).nonzero()[:, 0]
+def decode_at_depths(tokenizer, codes: torch.Tensor, stats: ExitStats) -> torch.Tensor:
+    """codes `[B, C, H, L]` of an early exit → normalized actions `[B, C, A]`, chunk b decoded from its first
+    `stats.depth[b]` layers: the exit rule's own decode where it made one (the tokenizer's, bit for bit), else one
+    tokenizer call per distinct depth."""
+    depth = stats.depth
+    out = None if stats.decoded is None else stats.decoded.cpu().clone()
+    missing = depth >= stats.num_layers if out is not None else torch.ones_like(depth, dtype=torch.bool)
+    for d in depth[missing].unique().tolist():
+        rows = ((depth == d) & missing).nonzero()[:, 0]
         decoded = tokenizer.decode_normalized(codes[rows.to(codes.device), ..., :d])
         if out is None:
             out = decoded.new_empty(codes.shape[0], *decoded.shape[1:])

@@ -11,7 +11,7 @@ import copy
 import torch
 from torch import nn
 
-from rvq.rfsq.bound import interval_linear, interval_sequential, widen
+from rvq.rfsq.bound import AutoencoderIntervals, widen
 from rvq.rfsq.compand import compress_tails, expand_tails
 from rvq.rfsq.config import TokenizerConfig
 from rvq.rfsq.layernorm import LayerNormRFSQ
@@ -289,15 +289,8 @@ class ActionRFSQAE(nn.Module):
     def completion_interval(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """codes `[B, C, H, k]`, the first `k` layers (0 <= k <= L) → `(lo, hi)` `[B, C, A]`: the full decode of every
         completion of `codes` to L layers lies in `[lo, hi]` (certified: `rvq.rfsq.bound`)."""
-        if self.config.compand_tails or self.prefix_embedding is not None:
-            raise NotImplementedError("no certified interval for compand_tails or prefix_conditioned decoders")
         check_codes(codes, self.hidden_dim, self.num_layers, self.num_levels, min_layers=0)
-        centre, radius = self.quantizer.completion_box(codes.long())
-        lo_z, hi_z = centre - radius, centre + radius
-        lo, hi = interval_sequential(lo_z, hi_z, self.decoder)  # the full depth's decoder (never the coarse one)
-        if self.decoder_skip is not None:
-            skip_lo, skip_hi = interval_linear(self._skip_input(lo_z), self._skip_input(hi_z), self.decoder_skip)
-            lo, hi = lo + skip_lo, hi + skip_hi
+        _, lo, hi = AutoencoderIntervals(self)(codes.long())
         return widen(lo, hi)
 
     def decode_from_indices(self, codes: torch.Tensor) -> torch.Tensor:

@@ -22,31 +22,112 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rvq.rfsq.grid import codes_to_values
+from rvq.rfsq.residual import NotDecodableError
+
 SLACK_REL = 1e-5
 SLACK_ABS = 1e-6
 
 
-def interval_linear(lo: torch.Tensor, hi: torch.Tensor, layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
-    """`[..., in]` box → `[..., out]` box of `layer` over it."""
-    centre, radius = (lo + hi) / 2, (hi - lo) / 2
-    mid = layer(centre)
-    spread = radius @ layer.weight.abs().t()
-    return mid - spread, mid + spread
-
-
-def interval_sequential(lo: torch.Tensor, hi: torch.Tensor, modules: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """A box through `nn.Sequential` of Linear, ReLU and Tanh layers (others are refused: not bounded here)."""
-    for module in modules:
-        if isinstance(module, nn.Linear):
-            lo, hi = interval_linear(lo, hi, module)
-        elif isinstance(module, (nn.ReLU, nn.Tanh, nn.Dropout)):
-            lo, hi = module(lo), module(hi)  # monotone (dropout: identity in eval mode)
-        else:
-            raise NotImplementedError(f"no interval bound through {type(module).__name__}")
-    return lo, hi
+MONOTONE = (nn.ReLU, nn.Tanh, nn.Dropout)  # map a box's ends to its image's ends (dropout: identity in eval mode)
 
 
 def widen(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The box widened by the float slack (`SLACK_REL`, `SLACK_ABS`)."""
     slack = SLACK_REL * torch.maximum(lo.abs(), hi.abs()) + SLACK_ABS
     return lo - slack, hi + slack
+
+
+class AutoencoderIntervals:
+    """The completion interval of an `ActionRFSQAE` (eval mode, its weights fixed) with the quantizer's and decoder's
+    constants computed once. Call: codes `[B, C, H, k]`, 0 <= k <= L → `(prefix, lo, hi)`, normalized actions
+    `[B, C, A]` (before the float slack: `widen`); `prefix` is the model's own decode of the codes, bit for bit (None
+    for k = 0)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        if model.config.compand_tails or model.prefix_embedding is not None:
+            raise NotImplementedError("no certified interval for compand_tails or prefix_conditioned decoders")
+        quantizer = model.quantizer
+        if not quantizer.decodable:
+            raise NotDecodableError(f"{type(quantizer).__name__} has no code-only reconstruction to bound")
+        for module in model.decoder:
+            if not isinstance(module, (nn.Linear, *MONOTONE)):
+                raise NotImplementedError(f"no interval bound through {type(module).__name__}")
+        offset, half_range = quantizer.layer_affine()  # [L, H]
+        levels, layers = quantizer.num_levels, quantizer.num_layers
+        codes = torch.arange(levels, device=half_range.device)[:, None].expand(levels, quantizer.dim)
+        self.factor = quantizer.edge_multiplier(codes, (offset, half_range))  # [n, H]: layers >= 1, by layer 0's code
+        self.offset, self.half_range, self.levels, self.layers = offset, half_range, levels, layers
+        zero = torch.zeros_like(half_range[:1])
+        self.tail_offset = torch.cat([offset.flip(0).cumsum(0).flip(0), zero])  # [L + 1, H]: layers >= k
+        self.tail_half_range = torch.cat([half_range.flip(0).cumsum(0).flip(0), zero])
+        self.model = model
+        self.mlp = [m for m in model.decoder]
+        self.abs_weights = {id(m): m.weight.abs().t() for m in model.decoder if isinstance(m, nn.Linear)}
+        if model.decoder_skip is not None:
+            self.abs_weights[id(model.decoder_skip)] = model.decoder_skip.weight.abs().t()
+
+    def _linear(self, lo: torch.Tensor, hi: torch.Tensor, layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        mid, spread = layer((lo + hi) / 2), ((hi - lo) / 2) @ self.abs_weights[id(layer)]
+        return mid - spread, mid + spread
+
+    def box(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """codes `[..., H, k]` → the prefix's latent `[..., H]` and the completions' radius around it (k = 0: the
+        centre of every completion)."""
+        k = codes.shape[-1]
+        if k == 0:
+            centre = self.tail_offset[0].expand(codes.shape[:-1])  # every layer's offset
+            radius = self.half_range[0] + self.tail_half_range[1] * self.factor.amax(0).clamp_min(1.0)
+            return centre, radius.expand(codes.shape[:-1])
+        factor = self.factor.gather(0, codes[..., 0].reshape(-1, codes.shape[-2])).reshape(codes.shape[:-1])
+        # the quantizer's own accumulation, layer by layer in its order: the prefix's latent is decode's, bit for bit
+        z = torch.zeros(codes.shape[:-1], dtype=self.half_range.dtype, device=codes.device)
+        for layer in range(k):
+            value = codes_to_values(codes[..., layer], self.levels, self.half_range.dtype)
+            scale = self.half_range[layer] if layer == 0 else self.half_range[layer] * factor
+            z = z + (self.offset[layer] + value * scale)
+        return z, self.tail_half_range[k] * factor
+
+    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """codes `[B, C, H, k]` → `(prefix decode or None for k = 0, lo, hi)`, normalized actions `[B, C, A]`."""
+        model = self.model
+        z, radius = self.box(codes)
+        k = codes.shape[-1]
+        centre = z + self.tail_offset[k] if k else z
+        lo_z, hi_z = centre - radius, centre + radius
+        lo, hi = lo_z, hi_z
+        for module in self.mlp:
+            lo, hi = self._linear(lo, hi, module) if isinstance(module, nn.Linear) else (module(lo), module(hi))
+        if model.decoder_skip is not None:
+            skip_lo, skip_hi = self._linear(model._skip_input(lo_z), model._skip_input(hi_z), model.decoder_skip)
+            lo, hi = lo + skip_lo, hi + skip_hi
+        prefix = model.decode_latent(z, k) if k else None
+        return prefix, lo, hi
+
+
+class PrefixIntervals:
+    """Certified completion intervals of a tokenizer model (`ActionRFSQAE` or `CascadeRFSQAE`, in eval mode) with its
+    constants computed once: what `completion_interval` gives (tested against it), at the cost early exit can pay
+    after every layer. Call: codes `[B, C, H, k]`, k >= 1 → `(prefix, lo, hi)`, normalized actions `[B, C, A]`."""
+
+    def __init__(self, model: nn.Module) -> None:
+        if model.training:
+            raise ValueError("certified intervals need the tokenizer in eval mode (its scales fixed)")
+        self.cascade = hasattr(model, "stage1")
+        self.model = model
+        self.rest = AutoencoderIntervals(model.stage1 if self.cascade else model)
+
+    @torch.no_grad()
+    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if codes.shape[-1] < 1:
+            raise ValueError("certified intervals need at least one decoded layer")
+        if not self.cascade:
+            prefix, lo, hi = self.rest(codes)
+            lo, hi = widen(lo, hi)
+            return prefix, lo, hi
+        coarse = self.model.stage0.decode_from_indices(codes[..., :1])
+        fine, lo, hi = self.rest(codes[..., 1:])
+        scale = self.model.residual_scale
+        prefix = coarse if fine is None else coarse + fine * scale
+        lo, hi = widen(coarse + lo * scale, coarse + hi * scale)
+        return prefix, lo, hi

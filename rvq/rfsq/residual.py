@@ -188,29 +188,6 @@ class ResidualScalarQuantizer(nn.Module):
                 factor = self.edge_multiplier(codes[..., 0], (offset, half_range))
         return z_hat
 
-    def completion_box(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """codes `[..., H, k]` of the first `k` layers (0 <= k <= L) → `(centre, radius)` `[..., H]`: every completion
-        of the codes to all L layers decodes to a latent within `radius` of `centre` (`rvq.rfsq.bound`).
-
-        Layer l adds `offset_l + value * half_range_l * m`, value in [-1, 1]; `m` (layers >= 1) is fixed by layer 0's
-        code, or, with no layer known, the largest any code gives."""
-        if not self.decodable:
-            raise NotDecodableError(f"{type(self).__name__} has no code-only reconstruction to bound")
-        k = codes.shape[-1]
-        if not 0 <= k <= self.num_layers:
-            raise ValueError(f"codes have {k} layers; this quantizer has {self.num_layers}")
-        offset, half_range = self.layer_affine()
-        if k == 0:
-            ends = torch.tensor([0, self.num_levels - 1], device=half_range.device).reshape(2, 1).expand(2, self.dim)
-            factor = self.edge_multiplier(ends, (offset, half_range)).amax(dim=0).clamp_min(1.0)  # [H]
-            centre = offset.sum(dim=0).expand(codes.shape[:-1])
-            radius = (half_range[0] + (half_range[1:] * factor).sum(dim=0)).expand(codes.shape[:-1])
-            return centre, radius
-        factor = self.edge_multiplier(codes[..., 0], (offset, half_range))  # [..., H]
-        centre = self.decode(codes) + offset[k:].sum(dim=0)
-        radius = half_range[k:].sum(dim=0) * factor
-        return centre, radius
-
     @torch.no_grad()
     def residuals(self, z: torch.Tensor) -> list[torch.Tensor]:
         """Residual before each layer and after the last: `L + 1` tensors shaped like `z`."""

@@ -177,18 +177,20 @@ def speculative_decode(
 
 
 class DepthRule(Protocol):
-    """When early exit may stop: codes `[B, C, H, k]` (greedy's first k layers) → `(done [B] bool, bound [B])`, the
-    bound being what the rule certifies about the rest (NaN where it certifies nothing)."""
+    """When early exit may stop: codes `[B, C, H, k]` (greedy's first k layers) → `(done [B] bool, bound [B],
+    decoded)`, the bound being what the rule certifies about the rest (NaN where it certifies nothing), `decoded` the
+    codes' decode `[B, C, ...]` if the rule made it (kept for the chunks that stop; None: it made none)."""
 
-    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]: ...
 
 
 @torch.inference_mode()
 def early_exit_decode(main: MainModel, features: torch.Tensor, rule: DepthRule) -> tuple[torch.Tensor, ExitStats]:
     """features `[B, D]` → `(codes [B, C, H, L], stats)`: greedy one layer per pass until `rule` is done for every
     chunk. Chunk b's first `stats.depth[b]` layers are greedy's (its layers from there on hold code 0 and are not
-    part of its decode: decode `codes[b, ..., :depth[b]]`). A chunk's depth is the first at which the rule was done
-    for it; the batch runs until every chunk is done (or all L layers), so `main_passes` is the batch's deepest."""
+    part of its decode: decode `codes[b, ..., :depth[b]]`, or take `stats.decoded[b]` where the rule decoded it). A
+    chunk's depth is the first at which the rule was done for it; the batch runs until every chunk is done (or all L
+    layers), so `main_passes` is the batch's deepest."""
     _check_main(main)
     _check_features(main, features, "main")
     tokens = main.config.tokens
@@ -200,17 +202,21 @@ def early_exit_decode(main: MainModel, features: torch.Tensor, rule: DepthRule) 
     depth = torch.full((batch,), tokens.num_layers, dtype=torch.long)
     bound = torch.zeros(batch, dtype=torch.float64)
     open_rows = torch.ones(batch, dtype=torch.bool)
+    decoded = None
     passes = 0
     for layer in range(tokens.num_layers):
         codes[..., layer] = main.extend(cache, codes)[:, 0].argmax(-1)
         passes += 1
         if layer == tokens.num_layers - 1:
             break  # the full depth: nothing left to bound
-        done, certified = rule(tokens.positions_to_chunk(codes[..., :layer + 1]))
+        done, certified, made = rule(tokens.positions_to_chunk(codes[..., :layer + 1]))
         done, certified = done.cpu(), certified.cpu().double()
         stop = open_rows & done
         depth[stop] = layer + 1
         bound[stop] = certified[stop]
+        if made is not None and bool(stop.any()):
+            decoded = torch.zeros_like(made) if decoded is None else decoded
+            decoded[stop.to(made.device)] = made[stop.to(made.device)]
         open_rows &= ~done
         if not bool(open_rows.any()):
             break
@@ -218,7 +224,7 @@ def early_exit_decode(main: MainModel, features: torch.Tensor, rule: DepthRule) 
     codes.masked_fill_(later, 0)
     _sync(device)
     stats = ExitStats(depth=depth, bound=bound, num_layers=tokens.num_layers, main_passes=passes,
-                      total_ms=(time.perf_counter() - t0) * 1e3)
+                      total_ms=(time.perf_counter() - t0) * 1e3, decoded=decoded)
     return tokens.positions_to_chunk(codes), stats
 
 

@@ -49,9 +49,11 @@ class ExitRule:
                                        or not 1 <= self.depth <= layers):
             raise ValueError(f"exit depth must be a whole number of layers in [1, {layers}], got {self.depth!r}")
 
-    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """codes `[B, C, H, k]` → `(done [B], bound [B])` (bound: raw units, the continuous dimensions' largest)."""
-        prefix, lo, hi = self.tokenizer.completion_interval(codes)
+    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """codes `[B, C, H, k]` → `(done [B], bound [B], prefix [B, C, A])`: bound in raw units, the continuous
+        dimensions' largest; prefix the normalized decode of the codes (the tokenizer's, bit for bit)."""
+        normalized, lo, hi = self.tokenizer.completion_interval(codes, normalized_prefix=True)
+        prefix = self.tokenizer.normalizer.unnormalize(normalized)
         deviation = torch.maximum(hi - prefix, prefix - lo)  # [B, C, A]
         if self.gripper_split is None:
             bound = deviation.flatten(1).amax(dim=1)
@@ -65,7 +67,7 @@ class ExitRule:
             done |= (bound <= self.tolerance) & gripper_fixed
         if self.depth is not None:
             done |= torch.full_like(done, codes.shape[-1] >= self.depth)
-        return done, bound.double()
+        return done, bound.double(), normalized
 
 
 @torch.inference_mode()
@@ -84,7 +86,7 @@ def exit_departure(main, tokenizer: ActionTokenizer, features: torch.Tensor, val
     def executed(normalized: torch.Tensor) -> np.ndarray:
         return binarize_gripper(tokenizer.normalizer.unnormalize(normalized).numpy(), flip_gripper)
 
-    gap = np.abs(executed(decode_at_depths(tokenizer, codes, stats.depth))
+    gap = np.abs(executed(decode_at_depths(tokenizer, codes, stats))
                  - executed(tokenizer.decode_normalized(full)))  # [N, C, A]
     mask = valid.cpu().numpy().astype(bool)
     continuous = np.where(mask[..., None], gap[..., :-1], 0.0)

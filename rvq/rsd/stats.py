@@ -108,13 +108,14 @@ class ExitStats:
     num_layers: int
     main_passes: int
     total_ms: float
+    decoded: torch.Tensor | None = None  # [B, C, ...]: the rule's decode of each chunk that stopped early (else 0)
 
     @property
     def batch_size(self) -> int:
         return int(self.depth.shape[0])
 
     def row(self, i: int) -> "ExitStats":
-        """Chunk `i` of the batch (passes and time are the batch's)."""
+        """Chunk `i` of the batch (passes and time are the batch's; the decode stays with the batch)."""
         return ExitStats(self.depth[i : i + 1], self.bound[i : i + 1], self.num_layers, self.main_passes,
                          self.total_ms)
 

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rvq.rfsq import TokenizerConfig, build_tokenizer_model
-from rvq.rfsq.bound import interval_sequential
+from rvq.rfsq import NotDecodableError, TokenizerConfig, build_tokenizer_model
+from rvq.rfsq.bound import PrefixIntervals
 from tests.unit.rfsq.helpers import fit_smooth_actions, smooth_actions
 
 ARCHITECTURES = {
@@ -85,5 +85,24 @@ def test_refusals() -> None:
         model.completion_interval(torch.zeros(1, 8, 8, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="out of range"):
         model.completion_interval(torch.full((1, 8, 8, 2), 5, dtype=torch.long))
+    model.decoder[1] = torch.nn.GELU()  # not monotone: no box maps to the interval of its ends
     with pytest.raises(NotImplementedError, match="GELU"):
-        interval_sequential(torch.zeros(2), torch.ones(2), torch.nn.Sequential(torch.nn.GELU()))
+        model.completion_interval(torch.zeros(1, 8, 8, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="eval mode"):
+        PrefixIntervals(tokenizer("robust single", 4, 5, seed=0).train())
+    layernorm = build_tokenizer_model(TokenizerConfig(quantizer="layernorm", num_layers=4, hidden_dim=8)).eval()
+    with pytest.raises(NotDecodableError):
+        layernorm.completion_interval(torch.zeros(1, 8, 8, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", ["robust cascade", "robust single", "naive"])
+def test_precomputed_intervals_equal_the_models_and_their_prefix_is_its_decode(name: str) -> None:
+    model = tokenizer(name, 6, 7, seed=2, train_steps=10)
+    codes = model.encode(smooth_actions(5, seed=9))
+    intervals = PrefixIntervals(model)
+    for k in range(1, 7):
+        prefix, lo, hi = intervals(codes[..., :k])
+        ref_lo, ref_hi = model.completion_interval(codes[..., :k])
+        assert torch.equal(prefix, model.decode_from_indices(codes[..., :k]))  # bit for bit: what the policy runs
+        torch.testing.assert_close(lo, ref_lo, atol=2e-5, rtol=1e-5)
+        torch.testing.assert_close(hi, ref_hi, atol=2e-5, rtol=1e-5)

@@ -47,9 +47,12 @@ def test_executed_action_is_certified_within_tolerance_of_full_greedy(seed, casc
     greedy = greedy_decode(main, features)
     codes, stats = early_exit_decode(main, features, ExitRule(tokenizer, tolerance=tolerance))
     full = executed(tokenizer, tokenizer.decode_normalized(greedy))
-    early = executed(tokenizer, decode_at_depths(tokenizer, codes, stats.depth))
+    normalized = decode_at_depths(tokenizer, codes, stats)
+    early = executed(tokenizer, normalized)
     for b, d in enumerate(stats.depth.tolist()):
         assert torch.equal(codes[b, ..., :d], greedy[b, ..., :d])  # greedy's own layers
+        # the rule's decode is the tokenizer's, bit for bit
+        assert torch.equal(normalized[b], tokenizer.decode_normalized(codes[b:b + 1, ..., :d])[0])
         assert bool((codes[b, ..., d:] == 0).all())
         gap = np.abs(early[b] - full[b])
         assert gap[:, -1].max() == 0.0  # the binarized gripper never flips
