@@ -131,6 +131,12 @@ class EvalConfig:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         if self.max_grid_distance is not None and self.max_grid_distance < 0:
             raise ValueError(f"max_grid_distance must be >= 0, got {self.max_grid_distance}")
+        relaxed = not self.exact or self.tau != DEFAULT_TAU or self.max_grid_distance is not None
+        if relaxed and self.policy != "rsd":
+            raise ValueError(f"--no-exact (--relaxed), --tau and --max-grid-distance are RSD's acceptance rules: they "
+                             f"do not apply to policy {self.policy!r}")
+        if self.exact and (self.tau != DEFAULT_TAU or self.max_grid_distance is not None):
+            raise ValueError("--tau and --max-grid-distance are relaxed RSD's rules: add --no-exact (--relaxed)")
         self._check_exit(layout)
         if self.videos < 0:
             raise ValueError(f"videos must be >= 0, got {self.videos}")

@@ -94,6 +94,15 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             out["mean_accepted_layers"] = weighted("mean_accepted_layers")
             out["layer_acceptance"] = [sum(c["layer_acceptance"][j] * c["chunks"] for c in chunks) / total
                                        for j in range(len(chunks[0]["layer_acceptance"]))]
+    passes = [r["policy_stats"] for r in finished if r.get("policy_stats", {}).get("mean_main_passes")]
+    if passes:  # every token policy's decode (older records: RSD's alone, above)
+        out["mean_main_passes"] = (sum(p["mean_main_passes"] * p["chunks"] for p in passes)
+                                   / max(1, sum(p["chunks"] for p in passes)))
+    exits = [r["policy_stats"]["exit"] for r in finished if r.get("policy_stats", {}).get("exit", {}).get("chunks")]
+    if exits:
+        out["mean_depth"] = sum(e["mean_depth"] * e["chunks"] for e in exits) / sum(e["chunks"] for e in exits)
+        bounds = [e["max_bound"] for e in exits if e.get("max_bound") is not None]
+        out["max_exit_bound"] = max(bounds) if bounds else None
     latency = [r["policy_stats"]["mean_step_ms"] for r in finished if r.get("policy_stats", {}).get("mean_step_ms")]
     if latency:
         out["mean_chunk_ms"] = sum(latency) / len(latency)
@@ -129,16 +138,18 @@ def render_markdown(report: dict[str, Any]) -> str:
         return f"{row['success_rate']:.1%} [{row['ci95'][0]:.1%}, {row['ci95'][1]:.1%}]"
 
     def extra(row):
+        passes = f"{row['mean_main_passes']:.2f}" if "mean_main_passes" in row else "–"
         acc = f"{row['acceptance_rate']:.2f}" if "acceptance_rate" in row else "–"
+        bound = f"{row['max_exit_bound']:.2g}" if row.get("max_exit_bound") is not None else "–"
         ms = f"{row['mean_chunk_ms']:.1f}" if "mean_chunk_ms" in row else "–"
-        return f"{acc} | {ms}"
+        return f"{passes} | {acc} | {bound} | {ms}"
 
-    lines = ["| policy | suite | episodes | success (95% CI) | errors | RSD acceptance | ms per chunk |",
-             "|---|---|---|---|---|---|---|"]
+    columns = "main passes per chunk | RSD acceptance | early-exit bound (max) | ms per chunk |"
+    lines = [f"| policy | suite | episodes | success (95% CI) | errors | {columns}", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['policy']} | {r['suite']} | {r['episodes']} | {rate(r)} | {r['errors']} | {extra(r)} |"
               for r in report["suites"]]
-    lines += ["", "| policy | suite | task | instruction | episodes | success (95% CI) | errors | RSD acceptance "
-              "| ms per chunk |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", f"| policy | suite | task | instruction | episodes | success (95% CI) | errors | {columns}",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['policy']} | {r['suite']} | {r['task']} | {r.get('instruction') or '–'} | {r['episodes']} | "
               f"{rate(r)} | {r['errors']} | {extra(r)} |" for r in report["tasks"]]
     return "\n".join(lines) + "\n"

@@ -104,17 +104,19 @@ class TokenPolicy:
         if self.mode == "rsd":
             codes, stats = speculative_decode(self.draft, self.main, features, exact=self.exact, tau=self.tau,
                                               max_grid_distance=None if self.exact else self.max_grid_distance)
-            normalized = self.tokenizer.decode_normalized(codes)
+            normalized, passes = self.tokenizer.decode_normalized(codes), stats.main_passes
         elif self.exit_rule is not None:
             codes, exits = early_exit_decode(self.main, features, self.exit_rule)
-            normalized = decode_at_depths(self.tokenizer, codes, exits)
+            normalized, passes = decode_at_depths(self.tokenizer, codes, exits), exits.main_passes
         else:
             normalized = self.tokenizer.decode_normalized(greedy_decode(self.main, features))
+            passes = self.main.num_layers
         chunks = np.asarray(self.actions(normalized), dtype=np.float64)  # [B, C, A]
         step_ms = (time.perf_counter() - start) * 1e3
         return [(chunks[i],
                  {"ms": step_ms, "feature_ms": feature_ms, "rsd": stats.row(i) if stats is not None else None,
-                  "exit": exits.row(i) if exits is not None else None, "batch": len(observations)})
+                  "exit": exits.row(i) if exits is not None else None, "main_passes": passes,
+                  "batch": len(observations)})
                 for i in range(len(observations))]
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
@@ -150,11 +152,14 @@ class EpisodeStats:
         self.summary = RSDSummary()
         self.exits = ExitSummary()
         self.latency: list[float] = []
+        self.passes: list[int] = []
         self.feature_ms: list[float] = []
         self.batch: list[int] = []
 
     def add(self, step: dict[str, Any]) -> None:
         self.latency.append(step["ms"])
+        if step.get("main_passes") is not None:
+            self.passes.append(step["main_passes"])
         self.feature_ms.append(step["feature_ms"])
         self.batch.append(step["batch"])
         if step["rsd"] is not None:
@@ -168,6 +173,8 @@ class EpisodeStats:
             "mean_step_ms": float(np.mean(self.latency)) if self.latency else None,
             "mean_feature_ms": float(np.mean(self.feature_ms)) if self.feature_ms else None,
         }
+        if self.passes:
+            stats["mean_main_passes"] = float(np.mean(self.passes))
         if self.batch and max(self.batch) > 1:
             stats["mean_batch"] = float(np.mean(self.batch))
         if self.mode == "rsd":

@@ -48,6 +48,8 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
     assert set(exits) == {"tolerance 0.001", "tolerance 0.01", "tolerance 0.03", "depth 1", "depth 2", "depth 3"}
     assert exits["depth 2"]["mean_depth"] == 2 and all(e["within_bound"] == 1.0 for e in exits.values())
     assert "Early exit against full greedy decoding" in text
+    passes = {r["policy"]: r.get("mean_main_passes") for r in report["episodes"]["suites"]}
+    assert passes["main"] == 5 and passes["rsd"] <= 5 and 1 <= passes["main_exit"] <= 5  # the mock's 5 layers
     records = [json.loads(line) for line in (run / "eval_main_exit" / "results.jsonl").read_text().splitlines()]
     assert all("exit" in r["policy_stats"] for r in records)
 

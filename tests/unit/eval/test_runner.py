@@ -61,6 +61,9 @@ def test_the_writer_cuts_only_its_own_torn_tail(tmp_path: Path) -> None:
     ({"trials": 0}, "trials must be in"), ({"workers": 0}, "workers must be >= 1"),
     ({"videos": -1}, "videos must be >= 0"), ({"tau": 0.0}, r"tau must be in \(0, 1\]"),
     ({"max_grid_distance": -1}, "max_grid_distance must be >= 0"), ({"label": " "}, "label must be a non-empty single line"),
+    ({"exact": False}, "RSD's acceptance rules: they do not apply to policy 'noop'"),
+    ({"max_grid_distance": 1}, "RSD's acceptance rules: they do not apply to policy 'noop'"),
+    ({"exit_depth": 2}, "apply to policy 'main'"),
 ])
 def test_bad_arguments_are_refused(tmp_path: Path, kw: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -113,7 +113,8 @@ def test_token_policy_early_exit_records_depth_and_bound_and_runs_from_the_proto
     reference = full.act(obs)
     loose.act(obs)
     fixed.act(obs)
-    assert "exit" not in full.episode_stats()
+    assert "exit" not in full.episode_stats() and full.episode_stats()["mean_main_passes"] == 8
+    assert fixed.episode_stats()["mean_main_passes"] == 2
     exits = loose.episode_stats()["exit"]
     assert exits["chunks"] == 1 and exits["mean_depth"] < 8 and exits["max_bound"] <= 1e6
     assert fixed.episode_stats()["exit"]["mean_depth"] == 2 and fixed.episode_stats()["exit"]["mean_main_passes"] == 2
