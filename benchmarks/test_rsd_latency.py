@@ -250,6 +250,9 @@ def test_policy_step_shares(benchmark, device: str) -> None:
 if __name__ == "__main__":
     for dev in DEVICES:
         d = torch.device(dev)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the head comparison runs on one thread, as in the pytest benchmark
         print(head_report(head_latency(d), d))
+        torch.set_num_threads(threads)
         size = "7b" if d.type == "cuda" else "tiny"
         print(policy_report(policy_step(d, size), d, size))

@@ -104,12 +104,17 @@ class ActionTokenizer:
         CPU): the decode of the prefix, and an interval that holds the raw decode of every completion of the codes to all
         L layers (certified: `rvq.rfsq.bound`; the unnormalization is monotone per dimension). `normalized_prefix`:
         the prefix's decode in normalized units, what `decode_normalized` gives (the interval stays raw)."""
-        if self._intervals is None:  # the model's constants, once (`rvq.rfsq.bound.PrefixIntervals`)
-            self._intervals = PrefixIntervals(self.model)
         check_codes(codes, self.config.hidden_dim, self.config.num_layers, self.config.num_levels)
-        normalized, lo, hi = self._intervals(codes.to(self.device))
+        normalized, lo, hi = self.intervals(codes.to(self.device))
         prefix, lo, hi = self.normalizer.unnormalize(torch.stack([normalized, lo, hi]).cpu())
         return (normalized.cpu() if normalized_prefix else prefix), lo, hi
+
+    @property
+    def intervals(self) -> PrefixIntervals:
+        """The model's certified intervals with its constants computed once (`rvq.rfsq.bound.PrefixIntervals`)."""
+        if self._intervals is None:
+            self._intervals = PrefixIntervals(self.model)
+        return self._intervals
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:

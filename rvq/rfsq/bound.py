@@ -104,6 +104,16 @@ class AutoencoderIntervals:
         prefix = model.decode_latent(z, k) if k else None
         return prefix, lo, hi
 
+    def min_half_width(self, k: int) -> torch.Tensor:
+        """`[A]`: a lower bound on the half-width of every interval at depth k (k layers known), from the linear path
+        alone (an interval's width is the sum of its paths' widths; atanh's slope is >= 1; edge factors are >= 1).
+        Zeros without a linear path (a ReLU MLP alone may collapse an interval)."""
+        skip = self.model.decoder_skip
+        if skip is None:
+            return torch.zeros(self.model.config.action_dim, dtype=self.half_range.dtype)
+        radius = self.half_range[0] + self.tail_half_range[1] if k == 0 else self.tail_half_range[k]
+        return self.abs_weights[id(skip)].t() @ radius
+
 
 class PrefixIntervals:
     """Certified completion intervals of a tokenizer model (`ActionRFSQAE` or `CascadeRFSQAE`, in eval mode) with its
@@ -116,6 +126,14 @@ class PrefixIntervals:
         self.cascade = hasattr(model, "stage1")
         self.model = model
         self.rest = AutoencoderIntervals(model.stage1 if self.cascade else model)
+        self.first = AutoencoderIntervals(model.stage0) if self.cascade else None
+
+    def min_half_width(self, k: int) -> torch.Tensor:
+        """`[A]` normalized: a lower bound on the half-width of the interval of any codes at depth k >= 1 (before the
+        float slack), what `AutoencoderIntervals.min_half_width` gives, through the cascade's residual scale."""
+        if not self.cascade:
+            return self.rest.min_half_width(k)
+        return self.rest.min_half_width(k - 1) * self.model.residual_scale
 
     @torch.no_grad()
     def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -125,7 +143,7 @@ class PrefixIntervals:
             prefix, lo, hi = self.rest(codes)
             lo, hi = widen(lo, hi)
             return prefix, lo, hi
-        coarse = self.model.stage0.decode_from_indices(codes[..., :1])
+        coarse = self.model.stage0.decode_latent(self.first.box(codes[..., :1])[0], 1)  # decode_from_indices' bits
         fine, lo, hi = self.rest(codes[..., 1:])
         scale = self.model.residual_scale
         prefix = coarse if fine is None else coarse + fine * scale

@@ -149,6 +149,9 @@ class ExitSummary:
             "mean_bound": float(certified.mean()) if certified.size else None,
             "max_bound": float(certified.max()) if certified.size else None,
             "mean_total_ms": float(np.mean(self.total_ms)),
+            # per chunk, in order: the depth decoded and its certified bound (None where the rule claimed none)
+            "depth_per_chunk": [int(d) for d in self.depth],
+            "bound_per_chunk": [float(b) if np.isfinite(b) else None for b in bound.tolist()],
         }
 
 

@@ -35,7 +35,7 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
     assert verify_bundle(run / "policy" / "bundle", "rsd").protocol == {"suite": "libero_object",
                                                                          "execute_steps": None,
                                                                          "temporal_ensemble": None,
-                                                                         "exit_tolerance": 0.01}
+                                                                         "exit_tolerance": 0.1}
     suites = {r["policy"]: r for r in report["episodes"]["suites"]}
     assert set(suites) == {"main", "main_exit", "rsd", "rsd_grid"}
     assert all(r["episodes"] == 2 and r["errors"] == 0 for r in suites.values())
@@ -45,7 +45,7 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
     departure = outputs["rsd_grid"]
     assert 0.0 <= departure["token_mismatch"] <= departure["chunk_mismatch"] <= 1.0
     exits = outputs["exit"]
-    assert set(exits) == {"tolerance 0.001", "tolerance 0.01", "tolerance 0.03", "depth 1", "depth 2", "depth 3"}
+    assert set(exits) == {"tolerance 0.001", "tolerance 0.01", "tolerance 0.1", "depth 1", "depth 2", "depth 3"}
     assert exits["depth 2"]["mean_depth"] == 2 and all(e["within_bound"] == 1.0 for e in exits.values())
     assert "Early exit against full greedy decoding" in text
     passes = {r["policy"]: r.get("mean_main_passes") for r in report["episodes"]["suites"]}

@@ -87,6 +87,7 @@ def test_fixed_depth_stops_there_and_reports_its_bound() -> None:
     summary = ExitSummary()
     summary.add(stats)
     assert summary.to_dict()["mean_depth"] == LAYERS and summary.to_dict()["depth_counts"] == {str(LAYERS): 3}
+    assert summary.to_dict()["depth_per_chunk"] == [LAYERS] * 3 and summary.to_dict()["bound_per_chunk"] == [0.0] * 3
 
 
 def test_bad_rules_are_refused() -> None:
@@ -104,3 +105,23 @@ def test_bad_rules_are_refused() -> None:
         early_exit_decode(main, torch.randn(2, 3), ExitRule(tokenizer, depth=1))
     with pytest.raises(ValueError, match="floating point"):
         early_exit_decode(main, torch.ones(2, 10, dtype=torch.long), ExitRule(tokenizer, depth=1))
+
+
+def test_depths_that_cannot_certify_the_tolerance_are_not_checked_and_nothing_changes() -> None:
+    from dataclasses import replace
+
+    tokenizer = make_tokenizer(1)
+    main = make_main(tokenizer, 2)
+    features = torch.randn(32, 10)
+    for tolerance in (1e-4, 1e-3, 1e-2):
+        rule = ExitRule(tokenizer, tolerance=tolerance)
+        checked_everywhere = replace(rule)
+        object.__setattr__(checked_everywhere, "hopeless", frozenset())
+        codes, stats = early_exit_decode(main, features, rule)
+        _, reference = early_exit_decode(main, features, checked_everywhere)
+        assert torch.equal(stats.depth, reference.depth)
+        for k in rule.hopeless:  # no chunk could have stopped there
+            _, bound, _ = checked_everywhere(greedy_decode(main, features)[..., :k])
+            assert bool((bound > tolerance).all())
+    assert ExitRule(tokenizer, tolerance=1e-4).hopeless >= ExitRule(tokenizer, tolerance=1e-2).hopeless
+    assert len(ExitRule(tokenizer, tolerance=1e-4).hopeless) > 0
