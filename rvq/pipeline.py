@@ -32,8 +32,10 @@ STARTED_FILE = "stage_started.json"  # written when a stage starts: an interrupt
 # report row -> policy kind. Rows named in RELAXED_RULES run RSD with those acceptance rules, the others exact:
 # rsd_relaxed, a layer whose tokens agree with main's on a fraction >= the default tau; rsd_grid, a layer whose
 # tokens are all within one grid step of main's (tau = 1)
-# main_exit, main-only passes with certified early exit at `eval.exit_tolerance` (rvq.rsd.early_exit)
-ROWS = {"main": "main", "main_exit": "main", "rsd": "rsd", "rsd_relaxed": "rsd", "rsd_grid": "rsd"}
+# main_exit, main-only passes with certified early exit at `eval.exit_tolerance` (rvq.rsd.early_exit); main_depth, the
+# first `eval.exit_depth` layers alone (no certificate: naive tokens, whose later layers could each add a grid step)
+ROWS = {"main": "main", "main_exit": "main", "main_depth": "main", "rsd": "rsd", "rsd_relaxed": "rsd",
+        "rsd_grid": "rsd"}
 RELAXED_RULES = {"rsd_relaxed": {"tau": DEFAULT_TAU, "max_grid_distance": None},
                  "rsd_grid": {"tau": 1.0, "max_grid_distance": 1}}
 POLICIES = tuple(ROWS)
@@ -128,9 +130,10 @@ class PipelineEvalConfig:
     trials: int = 10  # trial i from the suite's fixed initial state i (never seen in training on libero)
     execute_steps: int = 0  # learned policies execute this many actions of each chunk, then act again (0: all)
     temporal_ensemble: bool = False  # learned policies act every step, chunks ensembled (ACT, decay 0.01; rvq.eval)
-    # learned rows: main (every layer), main_exit, rsd, rsd_relaxed, rsd_grid
+    # learned rows: main (every layer), main_exit, main_depth, rsd, rsd_relaxed, rsd_grid
     policies: list[str] = field(default_factory=lambda: ["main", "main_exit", "rsd"])
     exit_tolerance: float = DEFAULT_EXIT_TOLERANCE  # main_exit: early exit's tolerance, raw action units
+    exit_depth: int = 1  # main_depth: the layers decoded (no certificate)
     expert_reference: bool = True  # libero: also evaluate the scripted expert on the same trials
     roundtrip_reference: bool = False  # libero: and the expert with its actions through the run's tokenizer
     untrained_control: bool = False  # also evaluate main-only with the heads at initialization (the negative control)
@@ -141,6 +144,8 @@ class PipelineEvalConfig:
             raise ValueError(f"execute_steps must be >= 0 (0: the whole chunk), got {self.execute_steps}")
         if self.temporal_ensemble and self.execute_steps:
             raise ValueError("temporal_ensemble acts on every step; it does not combine with execute_steps")
+        if isinstance(self.exit_depth, bool) or not isinstance(self.exit_depth, int) or self.exit_depth < 1:
+            raise ValueError(f"eval.exit_depth must be a whole number of layers >= 1, got {self.exit_depth!r}")
         if isinstance(self.exit_tolerance, bool) or not math.isfinite(self.exit_tolerance) or self.exit_tolerance <= 0:
             raise ValueError(f"eval.exit_tolerance must be a finite number > 0 (raw action units), "
                              f"got {self.exit_tolerance}")
@@ -354,6 +359,7 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
         settings = {**eval_settings, **({"execute_steps": steps} if steps is not None else {}),
                     **({"temporal_ensemble": decay} if decay is not None else {}),
                     **({"exit_tolerance": cfg.eval.exit_tolerance} if name == "main_exit" else {}),
+                    **({"exit_depth": cfg.eval.exit_depth} if name == "main_depth" else {}),
                     **(expert_settings if kind == "expert" else {})}
         evals[name] = run.stage(f"eval_{name}", settings, [source] if source else [],
                                 lambda folder, name=name, kind=kind, source=source:
@@ -627,8 +633,10 @@ def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict
                                checkpoints=source.get("folder"), roundtrip_tokenizer=source.get("checkpoint"),
                                env=cfg.env, label=label, exact=label not in RELAXED_RULES,
                                **RELAXED_RULES.get(label, {}),
-                               # the main row decodes every layer (the lossless reference), main_exit stops early
+                               # the main row decodes every layer (the lossless reference), main_exit stops early,
+                               # main_depth at a fixed depth
                                exit_tolerance=cfg.eval.exit_tolerance if label == "main_exit" else 0.0,
+                               exit_depth=cfg.eval.exit_depth if label == "main_depth" else None,
                                execute_steps=_execute_steps(cfg, kind), temporal_ensemble=_ensemble_decay(cfg, kind),
                                expert_grasp_hold=cfg.expert_grasp_hold if kind == "expert" else "timer",
                                expert_phase_end=cfg.expert_phase_end if kind == "expert" else "limit",

@@ -15,13 +15,14 @@ from rvq.policies import verify_bundle
 
 STUDY = Path(__file__).parents[2] / "configs" / "study"
 STAGES = ["collect", "tokenizer", "phase2", "draft", "main", "policy", "departure", "eval_main", "eval_main_exit",
-          "eval_rsd", "eval_rsd_grid"]
+          "eval_main_depth", "eval_rsd", "eval_rsd_grid"]
 
 
 def tiny(tmp_path: Path) -> PipelineConfig:
     return config_from(PipelineConfig, suite="libero_object", tasks=[0, 1], env="mock", demos_per_task=3,
                        tokenizer_steps=10, head_steps=4, head_width=32, main_depth=1, batch_size=16, eval_trials=1,
-                       workers=1, policies=["main", "main_exit", "rsd", "rsd_grid"], out_dir=str(tmp_path / "run"))
+                       workers=1, policies=["main", "main_exit", "main_depth", "rsd", "rsd_grid"],
+                       out_dir=str(tmp_path / "run"))
 
 
 def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
@@ -37,7 +38,7 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
                                                                          "temporal_ensemble": None,
                                                                          "exit_tolerance": 0.1}
     suites = {r["policy"]: r for r in report["episodes"]["suites"]}
-    assert set(suites) == {"main", "main_exit", "rsd", "rsd_grid"}
+    assert set(suites) == {"main", "main_exit", "main_depth", "rsd", "rsd_grid"}
     assert all(r["episodes"] == 2 and r["errors"] == 0 for r in suites.values())
     text = (run / "report.md").read_text()
     assert "| main |" in text and "| rsd_grid | tau 1.0, within 1 grid step(s) |" in text
@@ -49,7 +50,8 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
     assert exits["depth 2"]["mean_depth"] == 2 and all(e["within_bound"] == 1.0 for e in exits.values())
     assert "Early exit against full greedy decoding" in text
     passes = {r["policy"]: r.get("mean_main_passes") for r in report["episodes"]["suites"]}
-    assert passes["main"] == 5 and passes["rsd"] <= 5 and 1 <= passes["main_exit"] <= 5  # the mock's 5 layers
+    assert passes["main"] == 8 and passes["rsd"] <= 8 and 1 <= passes["main_exit"] <= 8  # the tokenizer's 8 layers
+    assert passes["main_depth"] == 1  # eval.exit_depth's default
     records = [json.loads(line) for line in (run / "eval_main_exit" / "results.jsonl").read_text().splitlines()]
     assert all("exit" in r["policy_stats"] for r in records)
 
@@ -73,8 +75,8 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
     before = json.loads((run / "collect" / STAGE_FILE).read_text())["fingerprint"]
     run_pipeline(updated(cfg, head_steps=5), log=logs.append)
     redone = sorted(line.split("]")[0][1:] for line in logs if "inputs changed" in line)
-    assert redone == sorted(["draft", "main", "policy", "departure", "eval_main", "eval_main_exit", "eval_rsd",
-                             "eval_rsd_grid"])
+    assert redone == sorted(["draft", "main", "policy", "departure", "eval_main", "eval_main_exit", "eval_main_depth",
+                             "eval_rsd", "eval_rsd_grid"])
     assert json.loads((run / "collect" / STAGE_FILE).read_text())["fingerprint"] == before
 
 
@@ -153,6 +155,20 @@ def test_study_configs_train_the_tokenizer_their_rows_name() -> None:
     assert all(m.cascade and m.linear_inverse and m.quantizer == "robust" for m in cascades)
     assert len(models) == 6 and not any(m.cascade for m in models.values())
     assert {m.quantize_dropout for m in models.values()} == {0.35}
+
+
+def test_decoding_study_configs_take_the_headline_runs_demos_and_settings() -> None:
+    """The decoding rows (issue 45) learn from the headline runs' demos with their settings, under temporal
+    ensembling; the naive runs differ in the quantizer and decode main_depth at one layer."""
+    for suite, headline in (("object", "libero_object_contact_cascade"), ("spatial", "libero_spatial_stall_cascade")):
+        robust, naive = (PipelineConfig.from_file(STUDY / f"decoding_libero_{suite}{tail}.toml")
+                         for tail in ("", "_naive"))
+        base = PipelineConfig.from_file(STUDY / f"{headline}.toml")
+        assert robust.data.demos_dir == naive.data.demos_dir == f"{base.out_dir}/collect/demos"
+        assert robust.heads == naive.heads == base.heads and robust.tokenizer == base.tokenizer
+        assert robust.eval.temporal_ensemble and naive.eval.temporal_ensemble and robust.eval.trials == 50
+        assert robust.eval.policies == ["main", "main_exit", "rsd"] and naive.eval.policies == ["main", "main_depth"]
+        assert naive.tokenizer.quantizer == "naive" and naive.eval.exit_depth == 1
 
 
 def test_spatial_cascade_run_collects_the_robust_runs_demos_and_trains_its_own_tokenizer() -> None:
