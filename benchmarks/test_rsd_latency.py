@@ -26,9 +26,9 @@ import torch
 from rvq.data import ActionNormalizer
 from rvq.device import available_devices
 from rvq.models import DraftConfig, DraftModel, MainConfig, MainModel, TokenSpace
-from rvq.policies.token_policy import decode_at_depths
 from rvq.rfsq import TokenizerConfig, build_tokenizer_model
-from rvq.rsd import ExitRule, ScriptedDraft, early_exit_decode, forced_proposal, greedy_decode, speculative_decode
+from rvq.rsd import (ExitRule, ScriptedDraft, decode_at_depths, early_exit_decode, forced_proposal, greedy_decode,
+                     speculative_decode)
 from rvq.tokenizer import ActionTokenizer
 
 ACCEPTANCE = (0.0, 0.5, 1.0)

@@ -613,13 +613,10 @@ def _exit_departure(cfg: PipelineConfig, bundle, features, valid) -> dict[str, A
     """Early exit against full greedy on held-out rows, for the run's tolerance, the probe's tolerances and fixed
     depths (`rvq.rsd.early_exit.exit_departure`)."""
     from rvq.processors import gripper_flip
-    from rvq.rsd.early_exit import ExitRule, exit_departure
+    from rvq.rsd.early_exit import exit_departure, probe_rules
 
     flip = gripper_flip(bundle.actions)
-    split = 0.5 if flip else 0.0
-    rules = {f"tolerance {eps:g}": ExitRule(bundle.tokenizer, tolerance=eps, gripper_split=split)
-             for eps in sorted({cfg.eval.exit_tolerance, *PROBE_TOLERANCES})}
-    rules.update({f"depth {d}": ExitRule(bundle.tokenizer, depth=d, gripper_split=split) for d in PROBE_DEPTHS})
+    rules = probe_rules(bundle.tokenizer, sorted({cfg.eval.exit_tolerance, *PROBE_TOLERANCES}), PROBE_DEPTHS, flip)
     return {name: exit_departure(bundle.main, bundle.tokenizer, features, valid, rule, flip)
             for name, rule in rules.items()}
 

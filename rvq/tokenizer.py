@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -22,6 +22,16 @@ from rvq.rfsq.autoencoder import check_codes
 from rvq.rfsq.bound import PrefixIntervals
 from rvq.rfsq.checkpoint import read_tokenizer
 from rvq.validation import INTEGER_DTYPE_KINDS
+
+
+class CompletionInterval(NamedTuple):
+    """`ActionTokenizer.completion_interval`: the prefix's decode (normalized units, and raw) and the raw interval of
+    every completion's decode, each `[B, C, A]`."""
+
+    normalized: torch.Tensor
+    prefix: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
 
 
 class ActionTokenizer:
@@ -98,16 +108,14 @@ class ActionTokenizer:
         return self.model.decode_from_indices(codes.to(self.device)).cpu()
 
     @torch.no_grad()
-    def completion_interval(self, codes: torch.Tensor, normalized_prefix: bool = False
-                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """codes `[B, C, H, k]`, a chunk's first `k >= 1` layers → `(prefix, lo, hi)`, raw actions `[B, C, A]` (on
-        CPU): the decode of the prefix, and an interval that holds the raw decode of every completion of the codes to all
-        L layers (certified: `rvq.rfsq.bound`; the unnormalization is monotone per dimension). `normalized_prefix`:
-        the prefix's decode in normalized units, what `decode_normalized` gives (the interval stays raw)."""
+    def completion_interval(self, codes: torch.Tensor) -> CompletionInterval:
+        """codes `[B, C, H, k]`, a chunk's first `k >= 1` layers → the prefix's decode (normalized, and raw) and a raw
+        interval `[lo, hi]` that holds the raw decode of every completion of the codes to all L layers (certified:
+        `rvq.rfsq.bound`; the unnormalization is monotone per dimension); each `[B, C, A]`, on CPU."""
         check_codes(codes, self.config.hidden_dim, self.config.num_layers, self.config.num_levels)
         normalized, lo, hi = self.intervals(codes.to(self.device))
         prefix, lo, hi = self.normalizer.unnormalize(torch.stack([normalized, lo, hi]).cpu())
-        return (normalized.cpu() if normalized_prefix else prefix), lo, hi
+        return CompletionInterval(normalized.cpu(), prefix, lo, hi)
 
     @property
     def intervals(self) -> PrefixIntervals:

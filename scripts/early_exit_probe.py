@@ -23,10 +23,9 @@ import torch
 from rvq.data.feature_store import as_tensor
 from rvq.data.phase2 import load_phase2_data
 from rvq.policies.bundle import load_bundle
-from rvq.policies.token_policy import decode_at_depths
 from rvq.processors import gripper_flip
-from rvq.rsd import ExitRule, early_exit_decode, greedy_decode
-from rvq.rsd.early_exit import exit_departure
+from rvq.rsd import ExitRule, decode_at_depths, early_exit_decode, greedy_decode
+from rvq.rsd.early_exit import exit_departure, probe_rules
 from rvq.training.heads import TrainHeadConfig
 
 
@@ -61,9 +60,7 @@ def main() -> None:
     features = as_tensor(val.features)
     flip = gripper_flip(bundle.actions)
     main_head, tokenizer = bundle.main, bundle.tokenizer
-    rules = {f"tolerance {eps:g}": ExitRule(tokenizer, tolerance=eps, gripper_split=0.5 if flip else 0.0)
-             for eps in args.tolerances}
-    rules.update({f"depth {d}": ExitRule(tokenizer, depth=d, gripper_split=0.5 if flip else 0.0) for d in args.depths})
+    rules = probe_rules(tokenizer, args.tolerances, args.depths, flip)
     rows = min(args.timed_rows, len(features) - 5)
 
     def greedy(x: torch.Tensor) -> torch.Tensor:

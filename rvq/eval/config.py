@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from rvq.hub_format import payload_digest
 from rvq.policies import POLICIES
 from rvq.policies.bundle import BundleLayout, read_layout, verify_bundle
 from rvq.rsd.decode import DEFAULT_TAU
+from rvq.rsd.early_exit import check_tolerance
 
 
 @dataclass
@@ -137,7 +137,7 @@ class EvalConfig:
                              f"do not apply to policy {self.policy!r}")
         if self.exact and (self.tau != DEFAULT_TAU or self.max_grid_distance is not None):
             raise ValueError("--tau and --max-grid-distance are relaxed RSD's rules: add --no-exact (--relaxed)")
-        self._check_exit(layout)
+        self._check_exit()
         if self.videos < 0:
             raise ValueError(f"videos must be >= 0, got {self.videos}")
         if self.workers < 1:
@@ -194,15 +194,12 @@ class EvalConfig:
             raise ValueError("policy 'replay' needs --demos (a folder with one demo file per task)")
         return self
 
-    def _check_exit(self, layout: BundleLayout | None) -> None:
+    def _check_exit(self) -> None:
         """Early exit applies to policy main; its values are a finite tolerance >= 0 (0: every layer, the lossless
         reference, which any policy may name) and a depth within the tokenizer's layers (checked again when the policy
         loads)."""
         if self.exit_tolerance is not None:
-            if isinstance(self.exit_tolerance, bool) or not math.isfinite(self.exit_tolerance) \
-                    or self.exit_tolerance < 0:
-                raise ValueError(f"exit_tolerance must be a finite number >= 0 (raw action units), "
-                                 f"got {self.exit_tolerance}")
+            check_tolerance(self.exit_tolerance, "exit_tolerance")
             if self.exit_tolerance == 0:
                 self.exit_tolerance = None  # every layer: the lossless reference
         given = self.exit_tolerance is not None or self.exit_depth is not None

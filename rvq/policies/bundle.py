@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from huggingface_hub import ModelHubMixin
 from rvq.backbones import FeatureExtractor
 from rvq.backbones.state import FEATURES_FILE, StateFeatures
 from rvq.checkpoint_io import write_bytes_atomic
+from rvq.envs.suites import check_suite
 from rvq.hub_format import CONFIG_NAME, payload_digest
 from rvq.models import DraftModel, HeadCheckpoint, MainModel, check_pair, read_draft, read_main
 from rvq.models.checkpoint import check_identities
@@ -238,10 +240,6 @@ def check_protocol(protocol: Any, where: str = "", num_layers: int | None = None
     """Refuse a protocol whose values no evaluation could run: an unknown suite, `execute_steps` that is not a whole
     number >= 1, a `temporal_ensemble` decay or `exit_tolerance` that is not a finite number >= 0, an `exit_depth`
     that is not a whole number of layers in [1, num_layers]; naming the setting."""
-    import math
-
-    from rvq.envs.suites import check_suite
-
     if not isinstance(protocol, dict):
         raise ValueError(f"{where}protocol must be an object, got {protocol!r}")
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from rvq.policies.bundle import MODES, PolicyBundle, load_bundle, verify_bundle
-from rvq.processors import BinarizeGripper, gripper_flip
-from rvq.rsd import (DEFAULT_TAU, ExitRule, ExitStats, ExitSummary, RSDSummary, early_exit_decode, greedy_decode,
+from rvq.processors import BinarizeGripper, gripper_flip, gripper_split
+from rvq.rsd import (DEFAULT_TAU, ExitRule, ExitSummary, RSDSummary, decode_at_depths, early_exit_decode, greedy_decode,
                      speculative_decode)
 
 
@@ -62,9 +62,7 @@ class TokenPolicy:
         if exit_tolerance or exit_depth is not None:
             if mode != "main":
                 raise ValueError("early exit decodes with the main head alone: use policy 'main'")
-            split = None
-            if self.actions.find(BinarizeGripper):
-                split = 0.5 if self.flip_gripper else 0.0
+            split = gripper_split(self.flip_gripper) if self.actions.find(BinarizeGripper) else None
             self.exit_rule = ExitRule(self.tokenizer, exit_tolerance or None, exit_depth, split)
         self.name = mode
         self.instruction = ""
@@ -126,22 +124,6 @@ class TokenPolicy:
 
     def episode_stats(self) -> dict[str, Any]:
         return self.stats.to_dict()
-
-
-def decode_at_depths(tokenizer, codes: torch.Tensor, stats: ExitStats) -> torch.Tensor:
-    """codes `[B, C, H, L]` of an early exit → normalized actions `[B, C, A]`, chunk b decoded from its first
-    `stats.depth[b]` layers: the exit rule's own decode where it made one (the tokenizer's, bit for bit), else one
-    tokenizer call per distinct depth."""
-    depth = stats.depth
-    out = None if stats.decoded is None else stats.decoded.cpu().clone()
-    missing = depth >= stats.num_layers if out is not None else torch.ones_like(depth, dtype=torch.bool)
-    for d in depth[missing].unique().tolist():
-        rows = ((depth == d) & missing).nonzero()[:, 0]
-        decoded = tokenizer.decode_normalized(codes[rows.to(codes.device), ..., :d])
-        if out is None:
-            out = decoded.new_empty(codes.shape[0], *decoded.shape[1:])
-        out[rows] = decoded
-    return out
 
 
 class EpisodeStats:

@@ -16,6 +16,11 @@ from rvq.processors.pipeline import DataclassStep, Pipeline, register_step
 GRIPPER = -1  # index of the gripper dimension
 
 
+def gripper_split(flip_sign: bool = False) -> float:
+    """Where `binarize_gripper` splits the gripper value: 0, or 0.5 for OpenVLA-family outputs (`flip_sign`)."""
+    return 0.5 if flip_sign else 0.0
+
+
 def binarize_gripper(chunk: np.ndarray, flip_sign: bool = False) -> np.ndarray:
     """Chunks `[..., C, 7]` with the gripper to ±1 (LIBERO: -1 open, +1 close), split at 0. `flip_sign` for
     OpenVLA-family outputs, whose gripper lies in [0, 1] with 1 = open: split at 0.5 and flipped, as OpenVLA-OFT's
@@ -26,10 +31,8 @@ def binarize_gripper(chunk: np.ndarray, flip_sign: bool = False) -> np.ndarray:
         raise ValueError(f"action chunk must be [C, 7] (or [B, C, 7]), got {list(chunk.shape)}")
     if not np.isfinite(chunk).all():
         raise ValueError("action chunk contains NaN/inf")
-    if flip_sign:
-        chunk[..., GRIPPER] = np.where(chunk[..., GRIPPER] > 0.5, -1.0, 1.0)
-    else:
-        chunk[..., GRIPPER] = np.where(chunk[..., GRIPPER] > 0, 1.0, -1.0)
+    above = chunk[..., GRIPPER] > gripper_split(flip_sign)
+    chunk[..., GRIPPER] = np.where(above, -1.0, 1.0) if flip_sign else np.where(above, 1.0, -1.0)
     return chunk
 
 

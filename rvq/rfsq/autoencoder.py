@@ -11,7 +11,7 @@ import copy
 import torch
 from torch import nn
 
-from rvq.rfsq.bound import AutoencoderIntervals, widen
+from rvq.rfsq.bound import PrefixIntervals
 from rvq.rfsq.compand import compress_tails, expand_tails
 from rvq.rfsq.config import TokenizerConfig
 from rvq.rfsq.layernorm import LayerNormRFSQ
@@ -290,8 +290,8 @@ class ActionRFSQAE(nn.Module):
         """codes `[B, C, H, k]`, the first `k` layers (0 <= k <= L) → `(lo, hi)` `[B, C, A]`: the full decode of every
         completion of `codes` to L layers lies in `[lo, hi]` (certified: `rvq.rfsq.bound`)."""
         check_codes(codes, self.hidden_dim, self.num_layers, self.num_levels, min_layers=0)
-        _, lo, hi = AutoencoderIntervals(self)(codes.long())
-        return widen(lo, hi)
+        _, lo, hi = PrefixIntervals(self)(codes.long())
+        return lo, hi
 
     def decode_from_indices(self, codes: torch.Tensor) -> torch.Tensor:
         """codes `[B, C, H, k]`, the first k ≤ L layers → actions `[B, C, A]`."""

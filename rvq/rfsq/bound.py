@@ -117,8 +117,9 @@ class AutoencoderIntervals:
 
 class PrefixIntervals:
     """Certified completion intervals of a tokenizer model (`ActionRFSQAE` or `CascadeRFSQAE`, in eval mode) with its
-    constants computed once: what `completion_interval` gives (tested against it), at the cost early exit can pay
-    after every layer. Call: codes `[B, C, H, k]`, k >= 1 → `(prefix, lo, hi)`, normalized actions `[B, C, A]`."""
+    constants computed once, at the cost early exit can pay after every layer (the models' `completion_interval`
+    builds one per call). Call: codes `[B, C, H, k]`, 0 <= k <= L → `(prefix, lo, hi)`, normalized actions
+    `[B, C, A]`; `prefix` is the model's decode of the codes, bit for bit (None for k = 0)."""
 
     def __init__(self, model: nn.Module) -> None:
         if model.training:
@@ -136,16 +137,19 @@ class PrefixIntervals:
         return self.rest.min_half_width(k - 1) * self.model.residual_scale
 
     @torch.no_grad()
-    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if codes.shape[-1] < 1:
-            raise ValueError("certified intervals need at least one decoded layer")
+    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         if not self.cascade:
             prefix, lo, hi = self.rest(codes)
             lo, hi = widen(lo, hi)
             return prefix, lo, hi
-        coarse = self.model.stage0.decode_latent(self.first.box(codes[..., :1])[0], 1)  # decode_from_indices' bits
+        # layer 0's decode (or, with no layer known, its interval) plus residual_scale times the residual stage's
         fine, lo, hi = self.rest(codes[..., 1:])
         scale = self.model.residual_scale
+        if codes.shape[-1] == 0:
+            _, lo0, hi0 = self.first(codes)
+            lo, hi = widen(lo0 + lo * scale, hi0 + hi * scale)
+            return None, lo, hi
+        coarse = self.model.stage0.decode_latent(self.first.box(codes[..., :1])[0], 1)  # decode_from_indices' bits
         prefix = coarse if fine is None else coarse + fine * scale
         lo, hi = widen(coarse + lo * scale, coarse + hi * scale)
         return prefix, lo, hi

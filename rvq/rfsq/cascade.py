@@ -19,6 +19,7 @@ from torch import nn
 
 from rvq.module_mode import eval_mode
 from rvq.rfsq.autoencoder import ActionRFSQAE, check_codes
+from rvq.rfsq.bound import PrefixIntervals
 from rvq.rfsq.config import TokenizerConfig
 from rvq.rfsq.metrics import residual_diagnostics
 
@@ -144,12 +145,8 @@ class CascadeRFSQAE(nn.Module):
         """codes `[B, C, H, k]`, the first `k` layers (0 <= k <= L) → `(lo, hi)` `[B, C, A]` holding the full decode of
         every completion: layer 0's decode (or its interval) plus `residual_scale` times the residual stage's."""
         check_codes(codes, self.hidden_dim, self.num_layers, self.num_levels, min_layers=0)
-        lo1, hi1 = self.stage1.completion_interval(codes[..., 1:])
-        if codes.shape[-1] == 0:
-            lo0, hi0 = self.stage0.completion_interval(codes)
-        else:
-            lo0 = hi0 = self.stage0.decode_from_indices(codes[..., :1])
-        return lo0 + lo1 * self.residual_scale, hi0 + hi1 * self.residual_scale
+        _, lo, hi = PrefixIntervals(self)(codes.long())
+        return lo, hi
 
     @torch.no_grad()
     def diagnostics(self, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:

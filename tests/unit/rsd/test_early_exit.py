@@ -10,11 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rvq.data.normalize import ActionNormalizer
-from rvq.models import MainConfig, MainModel, TokenSpace
-from rvq.policies.token_policy import decode_at_depths
+from rvq.models import MainConfig, MainModel
 from rvq.processors import binarize_gripper
 from rvq.rfsq import TokenizerConfig, build_tokenizer_model
-from rvq.rsd import ExitRule, ExitSummary, early_exit_decode, greedy_decode
+from rvq.rsd import ExitRule, ExitSummary, decode_at_depths, early_exit_decode, greedy_decode
 from rvq.tokenizer import ActionTokenizer
 from tests.unit.rfsq.helpers import fit_smooth_actions, smooth_actions
 
