@@ -91,7 +91,10 @@ class ExitRule:
             nothing = torch.zeros(codes.shape[0], dtype=torch.bool)
             return nothing, torch.full((codes.shape[0],), float("nan"), dtype=torch.float64), None
         normalized, prefix, lo, hi = self.tokenizer.completion_interval(codes)
-        deviation = torch.maximum(hi - prefix, prefix - lo)  # [B, C, A]
+        # in float64: the difference of two float32 values is exact there, so the bound is never rounded below the
+        # distance from the prefix to an end of the interval (an end clipped at the guard has no slack of its own)
+        prefix64 = prefix.double()
+        deviation = torch.maximum(hi.double() - prefix64, prefix64 - lo.double())  # [B, C, A]
         if self.gripper_split is None:
             bound = deviation.flatten(1).amax(dim=1)
             gripper_fixed = torch.ones_like(bound, dtype=torch.bool)
@@ -102,7 +105,7 @@ class ExitRule:
         done = torch.full_like(gripper_fixed, fixed)
         if self.tolerance is not None:
             done |= (bound <= self.tolerance) & gripper_fixed
-        return done, bound.double(), normalized
+        return done, bound, normalized
 
 
 def probe_rules(tokenizer: ActionTokenizer, tolerances: tuple[float, ...] | list[float],
