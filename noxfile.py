@@ -101,7 +101,7 @@ def demo(session: nox.Session) -> None:
     (physics only): scripted demos → robust tokenizer → state-feature heads → learned RSD and main-only policies
     evaluated next to the expert. Arguments go to `rvq pipeline` (e.g. `-- --config FILE.toml`)."""
     env = shared_env(session)
-    run_shared(session, "rvq", "pipeline", *(session.posargs or ["--out", "runs/pipeline"]), env=env)
+    run_shared(session, "rvq", "pipeline", *(session.posargs or ["--out-dir", "runs/pipeline"]), env=env)
 
 
 @nox.session(venv_backend=BACKEND)

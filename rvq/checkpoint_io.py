@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from rvq.files import write_bytes_atomic
+
 
 def write_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write `payload` atomically (temp file + rename); returns the path."""
@@ -24,13 +26,6 @@ def write_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     torch.save(payload, buffer)
     write_bytes_atomic(path, buffer.getvalue())
     return path
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file beside `path`, then rename it over `path` (readers never see a partial file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict[str, Any]:

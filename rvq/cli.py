@@ -2,7 +2,10 @@
 `build-phase2-data`, `train-draft`, `train-main`), policies (`make-bundle`), evaluation and the pipeline.
 
 Every command takes its options from its config dataclass (`rvq.config_cli`: tyro, defaults and field comments in
-`rvq COMMAND --help`, `--config FILE`, dotted flags for nested groups); argparse only lists the commands."""
+`rvq COMMAND --help`, `--config FILE`, dotted flags for nested groups); argparse only lists the commands.
+
+The commands import their modules when they run (function-level imports): `rvq --help` and `rvq --version` then
+answer without importing torch (seconds)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rvq.eval.temporal_ensemble import DEFAULT_ENSEMBLE_DECAY
+from rvq import __version__
 from rvq.config_cli import parse_config
-from rvq.training.tokenizer import TrainTokenizerConfig
+
+if TYPE_CHECKING:
+    from rvq.training.tokenizer import TrainTokenizerConfig
+
 
 def _train_tokenizer_config(command: str, argv: list[str]) -> TrainTokenizerConfig:
+    from rvq.training.tokenizer import TrainTokenizerConfig
+
     return parse_config(TrainTokenizerConfig, argv, f"rvq {command}",
                         defaults={"out_dir": "runs/compare" if command == "compare-tokenizers" else "runs/tokenizer"})
 
@@ -49,8 +58,6 @@ def _train_head(kind: str, argv: list[str]) -> int:
     print(json.dumps({"checkpoint": report["checkpoint"], "val_loss": report["best"]["loss"],
                       "mean_token_accuracy": report["best"]["mean_token_accuracy"]}))
     return 0
-
-
 
 
 def cmd_make_tiny_backbone(argv: list[str]) -> int:
@@ -90,56 +97,10 @@ def cmd_make_bundle(argv: list[str]) -> int:
     return 0
 
 
-def recorded_flags(argv: list[str], renamed: dict[str, str], pairs: dict[str, str], bare: dict[str, str],
-                   zero_is_none: tuple[str, ...] = ()) -> list[str]:
-    """Flags in the syntax commands had before they were parsed from their config dataclass, in the config CLI's
-    spelling: `--tasks` ranges (`0-4`, `0,3,5`, `all`) as a list; `renamed` flags under their field's name; `pairs`
-    (flag → separator) given as one word (`--shard 1/4`) as two; `bare` flags given without a value (flag → the value
-    they meant); `zero_is_none` flags given 0 as None (`--episode-timeout 0`: no timeout). The rest passes through."""
-    from rvq.envs.suites import expand_task_spec
-
-    out, i = [], 0
-    while i < len(argv):
-        name, eq, inline = argv[i].partition("=")
-        name = renamed.get(name, name)
-        following = argv[i + 1] if i + 1 < len(argv) else None
-        value = inline if eq else following
-        has_value = value is not None and (bool(eq) or not value.startswith("--"))
-        used = 1 + (has_value and not eq)
-        if name == "--tasks" and has_value and ("-" in value or "," in value or value == "all"):
-            tasks = expand_task_spec(value)
-            out += ["--tasks", *map(str, tasks)] if tasks else []
-        elif name in pairs and has_value and pairs[name] in value:
-            out += [name, *value.split(pairs[name], 1)]
-        elif name in zero_is_none and has_value and value in ("0", "0.0"):
-            out += [name, "None"]
-        elif name in bare and not has_value:
-            out += [name, bare[name]]
-        else:
-            out.append(name + eq + inline)
-            used = 1
-        i += used
-    return out
-
-
-def eval_flags(argv: list[str]) -> list[str]:
-    """`rvq eval`'s recorded syntax (`recorded_flags`): task ranges, `--shard i/n`, `--episode-timeout 0`, a bare
-    `--temporal-ensemble` (ACT's decay) or `--flip-gripper`, and `--relaxed`, `--grasp-hold`, `--phase-end`, `--out`."""
-    return recorded_flags(argv, {"--out": "--out-dir", "--grasp-hold": "--expert-grasp-hold",
-                                 "--phase-end": "--expert-phase-end", "--relaxed": "--no-exact"},
-                          pairs={"--shard": "/"}, bare={"--temporal-ensemble": str(DEFAULT_ENSEMBLE_DECAY),
-                                                        "--flip-gripper": "True"}, zero_is_none=("--episode-timeout",))
-
-
-def collect_flags(argv: list[str]) -> list[str]:
-    """`rvq collect-demos`' recorded syntax (`recorded_flags`): task ranges, `--takeover-steps LO-HI`, `--out`."""
-    return recorded_flags(argv, {"--out": "--out-dir"}, pairs={"--takeover-steps": "-"}, bare={})
-
-
 def cmd_eval(argv: list[str]) -> int:
     from rvq.eval import EvalConfig, run_eval, write_report
 
-    cfg = parse_config(EvalConfig, eval_flags(argv), "rvq eval")
+    cfg = parse_config(EvalConfig, argv, "rvq eval")
     out = cfg.out_dir
     path = run_eval(cfg, progress=cfg.progress)
     report = write_report([path], out)
@@ -175,7 +136,7 @@ def cmd_setup_libero(argv: list[str]) -> int:
 def cmd_collect_demos(argv: list[str]) -> int:
     from rvq.expert.collect import CollectConfig, collect_demos
 
-    for summary in collect_demos(parse_config(CollectConfig, collect_flags(argv), "rvq collect-demos")):
+    for summary in collect_demos(parse_config(CollectConfig, argv, "rvq collect-demos")):
         print(json.dumps(summary))
     return 0
 
@@ -214,20 +175,22 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     """`rvq --help`: the commands (each parses its own options: `rvq COMMAND --help`)."""
-    parser = argparse.ArgumentParser(prog="rvq", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="rvq", description=__doc__.split("\n\n")[0],
+                                     epilog="rvq COMMAND --help lists a command's options")
+    parser.add_argument("--version", action="version", version=f"rvq {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, text) in COMMANDS.items():
         sub.add_parser(name, help=text.replace("%", "%%"), add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rvq.eval.results import RunInUse
-    from rvq.rfsq.residual import NotDecodableError
-
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in COMMANDS:
-        build_parser().parse_args(argv)  # prints the usage (exit 0 for --help, 2 otherwise)
+        build_parser().parse_args(argv)  # prints the usage or the version (exit 0 for --help, 2 otherwise)
+    from rvq.eval.results import RunInUse  # (imports torch: after --help)
+    from rvq.rfsq.residual import NotDecodableError
+
     command = argv[0]
     try:
         return COMMANDS[command][0](argv[1:])

@@ -1,20 +1,16 @@
 """A command's options are its config dataclass, parsed by a library (tyro), seeded from a `--config` file.
 
-Why tyro: it reads the dataclasses the jobs already take and spells flags as rvq always has (`--hidden-dim`,
-`--no-linear-skip`, lists as `--demos a b`), so every command in the README and docs/RESULTS.md still runs; `--help`
-shows each default with the field's comment; nested dataclasses become dotted flags. draccus (LeRobot's choice) and
-jsonargparse load config files themselves, but spell flags `--hidden_dim` and booleans `--linear_skip false`, which
-would break every recorded command. tyro has no file loader, so `--config FILE` is read here: a TOML file (as the
+Why tyro: it reads the dataclasses the jobs already take and spells flags the shell way (`--model.hidden-dim`,
+`--model.no-linear-skip`, lists as `--demos a b`); `--help` shows each default with the field's comment; nested
+dataclasses become dotted flags. draccus (LeRobot's choice) and jsonargparse load config files themselves, but spell
+booleans `--linear_skip false`. tyro has no file loader, so `--config FILE` is read here: a TOML file (as the
 pipeline's configs) or a JSON one (such as a run's own `run_config.json`) of the dataclass's fields, whose values
 stand as the defaults that flags then override. Unknown keys are refused, never dropped.
 
-Nested configs (a training run's `model` and `optim` groups) are dotted flags (`--optim.lr 1e-3`) and TOML tables
-(`[optim]`). A leaf name that is unique within a config also works on its own, so the flat spelling of earlier
-commands and files (`--lr 1e-3`, `--no-linear-skip`, `lr = 1e-3`) still means the one field it can mean
-(`flat_to_dotted`, `nest`); a config whose groups renamed earlier flat fields declares them in `FLAT_NAMES`
-(`{"head_steps": "heads.steps"}`), and a leaf name two groups share (`steps`) has only its dotted spelling.
-`config_from(cls, lr=1e-3, ...)` builds a config from such flat or nested values in Python, `updated(cfg, ...)` a
-changed copy.
+One spelling: nested configs (a training run's `model` and `optim` groups) are dotted flags (`--optim.lr 1e-3`) and
+TOML tables (`[optim]`), nothing else. In Python, `config_from(cls, lr=1e-3, ...)` builds a config and
+`updated(cfg, ...)` a changed copy; their keywords may also name a leaf that only one field has (`lr` for `optim.lr`),
+as a keyword argument cannot hold a dot.
 """
 
 from __future__ import annotations
@@ -78,29 +74,24 @@ def ambiguous_leaves(cls: type) -> dict[str, list[str]]:
 
 
 def leaf_paths(cls: type) -> dict[str, tuple[str, ...]]:
-    """Each flat name → its field's path through the nested groups (`{"lr": ("optim", "lr"), "seed": ("seed",)}`):
-    the leaf names that only one field has, and the class's `FLAT_NAMES` (earlier flat names of renamed fields)."""
+    """Each leaf name that only one field has → that field's path through the nested groups
+    (`{"lr": ("optim", "lr"), "seed": ("seed",)}`): the keywords `config_from` and `updated` take."""
     ambiguous = ambiguous_leaves(cls)
-    paths = {leaf: path for leaf, path in _leaves(cls) if leaf not in ambiguous}
-    known = {path for _, path in _leaves(cls)}
-    for flat, dotted in getattr(cls, "FLAT_NAMES", {}).items():
-        path = tuple(dotted.split("."))
-        if path not in known or paths.get(flat, path) != path:
-            raise TypeError(f"{cls.__name__}.FLAT_NAMES: {flat!r} -> {dotted!r} is not a field, or {flat!r} is one")
-        paths[flat] = path
-    return paths
+    return {leaf: path for leaf, path in _leaves(cls) if leaf not in ambiguous}
 
 
-def nest(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """Flat (leaf names) or nested values → nested values of `cls`; unknown keys are refused, and so is a leaf name
-    that more than one group has."""
+def nest(cls: type, values: dict[str, Any], where: str = "", by_leaf: bool = False) -> dict[str, Any]:
+    """Nested values (groups as dicts or config objects) → nested values of `cls`, unknown keys refused. `by_leaf`
+    (Python keywords only): a key may also be a leaf name that only one field has."""
     groups = {name for name, t in _field_types(cls).items() if _is_group(t)}
-    paths, ambiguous, nested = leaf_paths(cls), ambiguous_leaves(cls), {}
+    top = {name for name in _field_types(cls)} - groups
+    paths = leaf_paths(cls) if by_leaf else {name: (name,) for name in top}
+    ambiguous, nested = ambiguous_leaves(cls) if by_leaf else {}, {}
     for key, value in values.items():
         if key in groups and dataclasses.is_dataclass(value):  # a whole group given as its config object
             nested[key] = value
         elif key in groups and isinstance(value, dict):
-            nested.setdefault(key, {}).update(nest(_field_types(cls)[key], value, f"{where}{key}."))
+            nested.setdefault(key, {}).update(nest(_field_types(cls)[key], value, f"{where}{key}.", by_leaf))
         elif key in paths:
             *head, leaf = paths[key]
             target = nested
@@ -130,29 +121,15 @@ def build(cls: type[T], values: dict[str, Any], base: T | None = None) -> T:
 
 
 def config_from(cls: type[T], **values: Any) -> T:
-    """`cls` from flat or nested keyword values: `config_from(TrainHeadConfig, lr=1e-3, width=64)`."""
-    return build(cls, nest(cls, values))
+    """`cls` from keyword values, groups as dicts or by a leaf name only one field has:
+    `config_from(TrainHeadConfig, optim={"lr": 1e-3}, width=64)`."""
+    return build(cls, nest(cls, values, by_leaf=True))
 
 
 def updated(cfg: T, **values: Any) -> T:
-    """A copy of `cfg` with flat or nested values changed: `updated(cfg, head_steps=5)` (`dataclasses.replace` for
-    nested configs)."""
-    return build(type(cfg), nest(type(cfg), values), cfg)
-
-
-def flat_to_dotted(argv: list[str], cls: type) -> list[str]:
-    """Flags in the flat spelling of earlier commands (`--lr`, `--no-linear-skip`) → their dotted names."""
-    flags = {}
-    for flat, path in leaf_paths(cls).items():
-        if len(path) > 1:
-            groups, flag, leaf = ".".join(path[:-1]).replace("_", "-"), flat.replace("_", "-"), path[-1].replace("_", "-")
-            flags[f"--{flag}"] = f"--{groups}.{leaf}"
-            flags[f"--no-{flag}"] = f"--{groups}.no-{leaf}"  # a boolean's off switch
-    out = []
-    for arg in argv:
-        name, eq, value = arg.partition("=")
-        out.append(flags.get(name, name) + eq + value)
-    return out
+    """A copy of `cfg` with keyword values changed, as `config_from` takes them (`dataclasses.replace` for nested
+    configs): `updated(cfg, heads={"steps": 5})`."""
+    return build(type(cfg), nest(type(cfg), values, by_leaf=True), cfg)
 
 
 def _optional_bool_paths(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -189,7 +166,7 @@ def optional_bool_flags(argv: list[str], cls: type) -> list[str]:
 
 
 def read_config_file(path: str | Path, cls: type) -> dict[str, Any]:
-    """A TOML or JSON file of `cls`'s fields (flat or in tables) → nested values; refuses unknown keys, naming them
+    """A TOML or JSON file of `cls`'s fields (groups as tables) → nested values; refuses unknown keys, naming them
     and the known ones."""
     path = Path(path)
     try:
@@ -221,7 +198,7 @@ def parse_config(cls: type[T], argv: list[str], prog: str, fixed: dict[str, Any]
     # a field without a default (an input the command cannot guess) stays a required flag unless the file gives it
     required = {name: from_file.get(name, given.get(name, tyro.MISSING)) for name in required_fields(cls)}
     values = build(cls, from_file, build(cls, given, cls(**required)))
-    args = optional_bool_flags(flat_to_dotted(rest, cls), cls)
+    args = optional_bool_flags(rest, cls)
     return tyro.cli(cls, args=args, prog=prog, default=values, description=cls.__doc__)
 
 

@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rvq.checkpoint_io import read_checkpoint, write_bytes_atomic, write_checkpoint
+from rvq.checkpoint_io import read_checkpoint, write_checkpoint
+from rvq.files import file_digest, write_bytes_atomic
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -107,8 +108,4 @@ def payload_digest(path: str | os.PathLike) -> str:
         path = path / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path.parent}: not a checkpoint part folder (no {CONFIG_NAME})")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path)

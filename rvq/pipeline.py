@@ -1,8 +1,9 @@
 """`rvq pipeline`: collect → tokenizer → Phase 2 data → draft and main → policy folder → eval → report, for one
 suite and a set of tasks, with state features (physics only), everything under one run folder.
 
-Each stage writes `<run>/<stage>/stage.json` with a fingerprint of its inputs (its settings and the fingerprints of
-the stages it reads). On rerun a stage whose fingerprint matches is skipped; one whose inputs changed is redone
+Each stage writes `<run>/<stage>/stage.json` with a fingerprint of its inputs: the resolved config its body runs
+with (paths of other stages aside), the content of the files it reads from outside the run, the fingerprints of the
+stages it reads, and `PIPELINE_VERSION`. On rerun a stage whose fingerprint matches is skipped; one whose inputs changed is redone
 from an empty folder, and so is everything downstream of it (their fingerprints change with it). A stage that
 failed or was interrupted has no `stage.json` and runs again: in its own folder when it had started with the same
 inputs (`stage_started.json`), so resumable bodies (collection, evaluation) keep their finished work.
@@ -10,24 +11,26 @@ inputs (`stage_started.json`), so resumable bodies (collection, evaluation) keep
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, ClassVar
-
-from tyro.conf import arg
+from typing import Any, Callable
 
 from rvq.envs.scene_chain import SCENE_PROTOCOL
-from rvq.envs.suites import check_suite, check_tasks
+from rvq.envs.suites import TaskIds, check_suite, check_tasks
 from rvq.expert.scripted import check_grasp_hold, check_phase_end, expert_identity
+from rvq.files import file_digest, json_digest, tree_digests, write_bytes_atomic
 from rvq.rsd.decode import DEFAULT_TAU
 from rvq.rsd.early_exit import DEFAULT_EXIT_TOLERANCE, PROBE_DEPTHS, PROBE_TOLERANCES
 
+# in every stage's fingerprint: raised when what a stage does with the same config changes (every stage is redone)
+PIPELINE_VERSION = 2
 STAGE_FILE = "stage.json"
+RUN_PREFIX = "<run>/"  # a stage record's paths inside the run folder: a copied or moved run reads its own files
 STARTED_FILE = "stage_started.json"  # written when a stage starts: an interrupted stage with the same inputs resumes
 # report row -> policy kind. Rows named in RELAXED_RULES run RSD with those acceptance rules, the others exact:
 # rsd_relaxed, a layer whose tokens agree with main's on a fraction >= the default tau; rsd_grid, a layer whose
@@ -112,7 +115,7 @@ class PipelineHeadsConfig:
 
     steps: int = 1500  # training steps of each head
     width: int = 256  # hidden width of both heads
-    lr: float = 3e-4  # the study configs use 1e-3 with standardized features (docs/RESULTS.md)
+    lr: float = 3e-4  # the study configs use 1e-3 with standardized features (docs/history/RESULTS.md)
     standardize_features: bool = False  # heads standardize their inputs (rvq.models.standardize); see TrainHeadConfig
     main_depth: int = 2  # the main head's transformer layers
     batch_size: int = 128
@@ -159,20 +162,15 @@ class PipelineConfig:
     """Everything a pipeline run depends on, in groups: `data`, `tokenizer`, `heads`, `eval` (dotted flags such as
     `--heads.lr`, TOML tables such as `[heads]`). `env`: "libero" (the real simulator) or "mock"."""
 
-    # the flat names of the settings before they were grouped: still accepted as flags and in config files
-    FLAT_NAMES: ClassVar[dict[str, str]] = {"tokenizer_steps": "tokenizer.steps", "head_steps": "heads.steps",
-                                            "head_width": "heads.width", "head_lr": "heads.lr",
-                                            "eval_trials": "eval.trials"}
-
     suite: str = "libero_object"  # libero_spatial, libero_object, libero_goal, libero_10 or libero_90
-    tasks: list[int] = field(default_factory=lambda: [0, 1, 2])  # the suite's task indices
+    tasks: TaskIds = field(default_factory=lambda: [0, 1, 2])  # the suite's task ids (0 1 2, 0-2)
     env: str = "libero"  # libero (the real simulator) or mock
     expert_grasp_hold: str = "timer"  # how the expert's grasp ends, in its demos and reference rows (GRASP_HOLDS)
     expert_phase_end: str = "limit"  # how its moving phases end, in its demos and reference rows (PHASE_ENDS)
     workers: int = 2  # simulator processes for collection and evaluation
     device: str = "cpu"  # training and policy inference (the simulator runs on CPU); "auto" takes CUDA if present
     seed: int = 0  # training seeds and the heads' validation split (collection seeds each reset by task and attempt)
-    out_dir: Annotated[str, arg(aliases=("--out",))] = "runs/pipeline"  # the run folder (rerun to resume)
+    out_dir: str = "runs/pipeline"  # the run folder (rerun to resume)
     data: PipelineDataConfig = field(default_factory=PipelineDataConfig)
     tokenizer: PipelineTokenizerConfig = field(default_factory=PipelineTokenizerConfig)
     heads: PipelineHeadsConfig = field(default_factory=PipelineHeadsConfig)
@@ -199,11 +197,11 @@ class PipelineConfig:
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "PipelineConfig":
-        """A TOML or JSON file of `PipelineConfig` settings, in tables or flat (unknown keys are refused), then
-        `overrides` (flat or nested; None: not given)."""
+        """A TOML or JSON file of `PipelineConfig` settings, groups as tables (unknown keys are refused), then
+        `overrides` (as `config_from` takes them; None: not given)."""
         from rvq.config_cli import build, nest, read_config_file
 
-        given = nest(cls, {k: v for k, v in overrides.items() if v is not None})
+        given = nest(cls, {k: v for k, v in overrides.items() if v is not None}, by_leaf=True)
         return build(cls, given, build(cls, read_config_file(path, cls)))
 
 
@@ -214,15 +212,32 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _fingerprint(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+def _paths_in_run(value: Any, root: str, to_record: bool) -> Any:
+    """Stage outputs with paths inside the run folder written as `<run>/...` (`to_record`), or read back as paths
+    under this run's folder."""
+    if isinstance(value, dict):
+        return {key: _paths_in_run(item, root, to_record) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_paths_in_run(item, root, to_record) for item in value]
+    if isinstance(value, str) and to_record and value.startswith(root + os.sep):
+        return RUN_PREFIX + Path(value).relative_to(root).as_posix()
+    if isinstance(value, str) and not to_record and value.startswith(RUN_PREFIX):
+        return str(Path(root) / value[len(RUN_PREFIX):])
+    return value
+
+
+def config_settings(config: Any, leave_out: tuple[str, ...]) -> dict[str, Any]:
+    """A stage's config (a dataclass) as fingerprint settings: every field, nested groups included, but the
+    `leave_out` ones (paths into the run, which upstream fingerprints stand for, and ways of running that do not
+    change the result)."""
+    return {key: value for key, value in asdict(config).items() if key not in leave_out}
 
 
 class Run:
     """The run folder and its stages' records."""
 
     def __init__(self, cfg: PipelineConfig, log: Callable[[str], None] = print, plan: bool = False) -> None:
-        self.cfg, self.root, self.log, self.plan = cfg, Path(cfg.out_dir), log, plan
+        self.cfg, self.root, self.log, self.plan = cfg, Path(cfg.out_dir).resolve(), log, plan
         self.fingerprints: dict[str, str] = {}
         self.outputs: dict[str, dict[str, Any]] = {}
 
@@ -231,16 +246,17 @@ class Run:
         """Run `body(folder)` unless a finished record with the same inputs exists; returns its outputs. In plan
         mode nothing runs or is deleted: the log says what a run would do."""
         folder = self.root / name
-        inputs = {"stage": name, "settings": settings, "upstream": {u: self.fingerprints[u] for u in upstream}}
-        fingerprint = _fingerprint(inputs)
+        inputs = {"stage": name, "version": PIPELINE_VERSION, "settings": settings,
+                  "upstream": {u: self.fingerprints[u] for u in upstream}}
+        fingerprint = json_digest(inputs)
         record_path = folder / STAGE_FILE
         self.fingerprints[name] = fingerprint
         if record_path.is_file():
             record = json.loads(record_path.read_text())
             if record.get("fingerprint") == fingerprint:
                 self.log(f"[{name}] done before with the same inputs: {'would be ' if self.plan else ''}skipped")
-                self.outputs[name] = record["outputs"]
-                return record["outputs"]
+                self.outputs[name] = _paths_in_run(record["outputs"], str(self.root), to_record=False)
+                return self.outputs[name]
             self.log(f"[{name}] inputs changed since the last run: {'would be ' if self.plan else ''}redone")
         started = _read_json(folder / STARTED_FILE).get("fingerprint") == fingerprint
         if not record_path.is_file():
@@ -261,10 +277,10 @@ class Run:
         self.log(f"[{name}] running")
         outputs = body(folder)
         seconds = time.perf_counter() - start
-        record = {"fingerprint": fingerprint, "inputs": inputs, "outputs": outputs, "seconds": round(seconds, 1)}
-        tmp = record_path.with_name(STAGE_FILE + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2, default=str))
-        tmp.replace(record_path)  # the record is the stage's "finished" mark: written last, atomically
+        record = {"fingerprint": fingerprint, "inputs": inputs, "seconds": round(seconds, 1),
+                  "outputs": _paths_in_run(outputs, str(self.root), to_record=True)}
+        # the record is the stage's "finished" mark: written last, atomically
+        write_bytes_atomic(record_path, json.dumps(record, indent=2))
         self.log(f"[{name}] finished in {seconds:.0f} s")
         self.outputs[name] = outputs
         return outputs
@@ -297,18 +313,16 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
     plan = run.plan
     # a setting of every stage the scripted expert acts in
     expert_settings = expert_identity(cfg.expert_grasp_hold, cfg.expert_phase_end)
-    if cfg.data.demos_dir:  # the files themselves are the input: renamed, added or rewritten files redo what follows
+    if cfg.data.demos_dir:  # the files themselves are the input: added or rewritten files redo what follows
         demos = run.stage("collect", {"demos_dir": _demo_files(cfg.data.demos_dir)}, [],
                           lambda folder: {"demos": str(Path(cfg.data.demos_dir).resolve()), "summaries": []})
     else:  # no seed here: collection seeds each randomized reset by (task, attempt), whatever the run's seed
-        # the settings' flat names, as before the groups: run folders made then keep their fingerprints
         demos = run.stage("collect", {"suite": cfg.suite, "tasks": cfg.tasks, "env": cfg.env,
-                                      "demos_per_task": cfg.data.demos_per_task}
-                          | ({"demo_action_noise": cfg.data.demo_action_noise} if cfg.data.demo_action_noise else {})
+                                      "demos_per_task": cfg.data.demos_per_task,
+                                      "demo_action_noise": cfg.data.demo_action_noise}
                           | (expert_settings if cfg.env == "libero" else {}),  # the mock's demos are not the expert's
                           [], lambda folder: _collect(cfg, folder))
-    tokenizer = run.stage("tokenizer", {"quantizer": cfg.tokenizer.quantizer, "steps": cfg.tokenizer.steps,
-                                        "seed": cfg.seed, "device": cfg.device} | _tokenizer_recipe_changes(cfg),
+    tokenizer = run.stage("tokenizer", config_settings(_tokenizer_config(cfg).resolved(), _RUN_ONLY),
                           ["collect"], lambda folder: _tokenizer(cfg, folder, demos["demos"]))
     features = feature_source(cfg)
     demo_folders, demo_stages = [demos.get("demos")], ["collect"]  # .get: empty in plan mode
@@ -327,15 +341,13 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
                            lambda folder, folders=list(demo_folders):
                            _phase2(folder, folders, tokenizer["checkpoint"], features))
         heads = _heads(run, cfg, suffix, phase2_stage, phase2.get("data"), tokenizer.get("checkpoint"))
-        # the bundle's protocol is a setting only when it says more than the suite (runs made before bundles kept)
-        policy = run.stage(policy_stage, {k: v for k, v in _protocol(cfg).items() if k != "suite" and v is not None},
+        policy = run.stage(policy_stage, _protocol(cfg),
                            ["tokenizer", *(f"{kind}{suffix}" for kind in heads)],
                            lambda folder, heads=heads: _assemble(cfg, folder, tokenizer["checkpoint"], heads, features))
     relaxed = [name for name in cfg.eval.policies if name in RELAXED_RULES]
     exits = "main_exit" in cfg.eval.policies
     if relaxed or exits:
-        # settings as before early exit when it is not a row: runs made then keep their fingerprints
-        settings = {"rows": relaxed, **({"exit_tolerance": cfg.eval.exit_tolerance} if exits else {})}
+        settings = {"rows": relaxed, "exit_tolerance": cfg.eval.exit_tolerance if exits else None}
         run.stage("departure", settings, [policy_stage, phase2_stage],
                   lambda folder: _departure(cfg, relaxed, phase2["data"], policy["folder"]))
     # row name -> (policy kind, the stage whose folder holds its checkpoints / round-trip tokenizer)
@@ -349,17 +361,9 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
     if cfg.env == "libero" and cfg.eval.roundtrip_reference:
         rows["expert_roundtrip"] = ("expert", "tokenizer")
     evals = {}
-    eval_settings = {"suite": cfg.suite, "tasks": cfg.tasks, "env": cfg.env, "eval_trials": cfg.eval.trials,
-                     "device": cfg.device,
-                     # LIBERO rows made before the scenes stopped depending on an env's earlier resets are redone
-                     **({"scenes": SCENE_PROTOCOL} if cfg.env == "libero" else {})}
     for name, (kind, source) in rows.items():
-        # options are recorded only when set: runs made before an option existed are not redone
-        steps, decay = _execute_steps(cfg, kind), _ensemble_decay(cfg, kind)
-        settings = {**eval_settings, **({"execute_steps": steps} if steps is not None else {}),
-                    **({"temporal_ensemble": decay} if decay is not None else {}),
-                    **({"exit_tolerance": cfg.eval.exit_tolerance} if name == "main_exit" else {}),
-                    **({"exit_depth": cfg.eval.exit_depth} if name == "main_depth" else {}),
+        settings = {**config_settings(_eval_config(cfg, kind, name), _EVAL_RUN_ONLY),
+                    "scenes": SCENE_PROTOCOL if cfg.env == "libero" else None,
                     **(expert_settings if kind == "expert" else {})}
         evals[name] = run.stage(f"eval_{name}", settings, [source] if source else [],
                                 lambda folder, name=name, kind=kind, source=source:
@@ -372,11 +376,7 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
 def _heads(run: Run, cfg: PipelineConfig, suffix: str, phase2_stage: str, data: str | None,
            tokenizer: str | None) -> dict[str, dict[str, Any]]:
     """Train (or reuse) the heads the chosen policies need on `data`; stages `<kind><suffix>`."""
-    h = cfg.heads  # the settings' flat names, as before the groups: run folders made then keep their fingerprints
-    settings = {"head_steps": h.steps, "head_width": h.width, "head_lr": h.lr,
-                "standardize_features": h.standardize_features, "batch_size": h.batch_size, "seed": cfg.seed,
-                "device": cfg.device}
-    return {kind: run.stage(f"{kind}{suffix}", {**settings, **({"depth": h.main_depth} if kind == "main" else {})},
+    return {kind: run.stage(f"{kind}{suffix}", config_settings(_head_config(cfg, kind), _RUN_ONLY),
                             [phase2_stage, "tokenizer"],
                             lambda folder, kind=kind: _head(cfg, kind, folder, data, tokenizer))
             for kind in _head_kinds(cfg)}
@@ -400,13 +400,16 @@ def _execute_steps(cfg: PipelineConfig, kind: str) -> int | None:
     return (cfg.eval.execute_steps or None) if kind != "expert" else None
 
 
-def _demo_files(folder: str) -> dict[str, Any]:
-    """What a given demo folder holds: its path and each HDF5 file's size and modification time."""
-    path = Path(folder).resolve()
-    files = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(path.glob("*.hdf5"))}
-    if not files:
-        raise FileNotFoundError(f"demos_dir {folder}: no .hdf5 demo files")
-    return {"path": str(path), "files": files}
+def _demo_files(folder: str) -> dict[str, str]:
+    """What a given demo folder holds, by content: every file under it (the HDF5 reader's `.hdf5` / `.h5`, a LeRobot
+    dataset's parquet and metadata) → its sha256. Not its path: the same files elsewhere are the same input."""
+    from rvq.data.episodes import list_demo_files
+    from rvq.data.lerobot import is_lerobot_dataset
+
+    path = Path(folder)
+    if is_lerobot_dataset(path):
+        return tree_digests(path)
+    return {demo.name: file_digest(demo) for demo in list_demo_files(path)}  # refuses a folder without demo files
 
 
 def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:
@@ -443,24 +446,12 @@ def _takeover(cfg: PipelineConfig, folder: Path, policy: str, log: Callable[[str
     return {"demos": str(out), "summaries": summaries}
 
 
-# The tokenizer recipe of `rvq train-tokenizer` (every setting of it that the stage's fingerprint does not name on its
-# own) as it was when runs recorded none of it. The fingerprint names only the settings that differ from this: runs
-# made before keep their tokenizer stage, and a recipe changed since, by the config or by a new default of
-# `rvq train-tokenizer`, redoes the stage (and all after it) instead of reusing a tokenizer made another way.
-TOKENIZER_RECIPE_BEFORE: dict[str, Any] = {
-    "val_fraction": 0.2, "normalization": "q99_guarded", "layer0_warmup_ratio": 0.0,
-    "model.action_dim": 7, "model.hidden_dim": 16, "model.num_layers": 8, "model.num_levels": 7, "model.mlp_dim": 256,
-    "model.chunk_size": 8, "model.grid_std_range": None, "model.calibration_momentum": 0.05,
-    "model.range_margin": 1.1, "model.quantize_dropout": 0.35, "model.linear_skip": True,
-    "model.prefix_encoder_grad": 1.0, "model.prefix_conditioned": False, "model.prefix_weighting": "uniform",
-    "model.compand_tails": False, "model.layer0_quantile": 0.0, "model.coarse_decoder": False,
-    "model.layer0_warmup": 0, "model.encoder_mlp": True, "model.linear_inverse": False,
-    "model.cascade": False, "model.layer0_share": 0.0, "select_by": "full_depth",
-    "optim.batch_size": 256, "optim.lr": 2e-3, "optim.weight_decay": 1e-4, "optim.warmup_steps": 100,
-    "optim.grad_clip": 1.0, "optim.eval_every": 500}
-# settings of a run, not of the recipe (quantizer, steps, seed and device are named by the fingerprint itself)
-_NOT_RECIPE = {"demos", "out_dir", "seed", "device", "resume", "progress", "log_to", "wandb_project",
-               "model.quantizer", "optim.steps"}
+# fields of a training config that name the run's own paths (upstream fingerprints stand for them) or how it is run
+_RUN_ONLY = ("demos", "data", "tokenizer", "out_dir", "resume", "progress", "log_to", "wandb_project")
+# fields of an evaluation config that change how it runs, not its episodes' results (records are equal across them)
+_EVAL_RUN_ONLY = ("checkpoints", "roundtrip_tokenizer", "out_dir", "workers", "executor", "ray_address",
+                  "episode_timeout", "max_worker_deaths", "policy_service", "service_max_batch", "service_max_wait_ms",
+                  "progress", "videos", "identity")
 
 
 def _tokenizer_config(cfg: PipelineConfig, folder: Path | None = None, demos: str | None = None):
@@ -472,23 +463,6 @@ def _tokenizer_config(cfg: PipelineConfig, folder: Path | None = None, demos: st
                        out_dir=str(folder) if folder else "", steps=cfg.tokenizer.steps, seed=cfg.seed,
                        device=cfg.device, progress=False, resume=_resume_from(folder) if folder else None,
                        **cfg.tokenizer.recipe())
-
-
-def _tokenizer_recipe(cfg: PipelineConfig) -> dict[str, Any]:
-    """Every recipe setting of the tokenizer stage's `TrainTokenizerConfig`, by dotted name."""
-    train = asdict(_tokenizer_config(cfg).resolved())  # unset settings as the quantizer's recipe sets them
-    flat = {f"{group}.{name}": value for group in ("model", "optim") for name, value in train.pop(group).items()}
-    return {name: value for name, value in {**train, **flat}.items() if name not in _NOT_RECIPE}
-
-
-def _tokenizer_recipe_changes(cfg: PipelineConfig) -> dict[str, Any]:
-    """The tokenizer recipe's settings (dotted names) whose values differ from `TOKENIZER_RECIPE_BEFORE`."""
-    recipe = _tokenizer_recipe(cfg)
-    # a setting added to `rvq train-tokenizer` since belongs in TOKENIZER_RECIPE_BEFORE with the value that trains as
-    # before (tests/unit/test_pipeline.py checks that none is missing); until then it is recorded whatever its value
-    missing = object()
-    return {name: value for name, value in sorted(recipe.items())
-            if TOKENIZER_RECIPE_BEFORE.get(name, missing) != value}
 
 
 def _tokenizer(cfg: PipelineConfig, folder: Path, demos: str) -> dict[str, Any]:
@@ -515,16 +489,24 @@ def _resume_from(folder: Path) -> str | None:
     return str(last) if last.is_file() else None
 
 
-def _head(cfg: PipelineConfig, kind: str, folder: Path, data: str, tokenizer: str) -> dict[str, Any]:
+def _head_config(cfg: PipelineConfig, kind: str, folder: Path | None = None, data: str | None = None,
+                 tokenizer: str | None = None):
+    """The `TrainHeadConfig` a head stage trains with."""
     from rvq.config_cli import config_from
-    from rvq.training.heads import TrainHeadConfig, train_head
+    from rvq.training.heads import TrainHeadConfig
 
-    report = train_head(config_from(TrainHeadConfig, kind=kind, data=[data], tokenizer=tokenizer, out_dir=str(folder),
-                                        steps=cfg.heads.steps, batch_size=cfg.heads.batch_size, width=cfg.heads.width,
-                                        lr=cfg.heads.lr, standardize_features=cfg.heads.standardize_features,
-                                        depth=cfg.heads.main_depth if kind == "main" else None, heads=4,
-                                        seed=cfg.seed, device=cfg.device, progress=False,
-                                        eval_every=max(1, cfg.heads.steps // 5), resume=_resume_from(folder)))
+    return config_from(TrainHeadConfig, kind=kind, data=[data] if data else [], tokenizer=tokenizer or "",
+                       out_dir=str(folder) if folder else "", steps=cfg.heads.steps, batch_size=cfg.heads.batch_size,
+                       width=cfg.heads.width, lr=cfg.heads.lr, standardize_features=cfg.heads.standardize_features,
+                       depth=cfg.heads.main_depth if kind == "main" else None, heads=4, seed=cfg.seed,
+                       device=cfg.device, progress=False, eval_every=max(1, cfg.heads.steps // 5),
+                       resume=_resume_from(folder) if folder else None)
+
+
+def _head(cfg: PipelineConfig, kind: str, folder: Path, data: str, tokenizer: str) -> dict[str, Any]:
+    from rvq.training.heads import train_head
+
+    report = train_head(_head_config(cfg, kind, folder, data, tokenizer))
     best = report["best"]
     keep = ("loss", "mean_token_accuracy", "token_accuracy", "chance_accuracy", "majority_accuracy",
             "layer_exact_match", "action_mse_raw", "tokenizer_mse_raw")
@@ -624,22 +606,29 @@ def _exit_departure(cfg: PipelineConfig, bundle, features, valid) -> dict[str, A
 def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict[str, Any]) -> dict[str, Any]:
     """One report row: `source` is the outputs of the policy folder's stage (`folder`), or of the tokenizer stage
     (`checkpoint`) for the expert's round trip, or empty for the plain expert."""
-    from rvq.eval import EvalConfig, run_eval
+    from rvq.eval import run_eval
 
-    path = run_eval(EvalConfig(suite=cfg.suite, tasks=cfg.tasks, trials=cfg.eval.trials, policy=kind,
-                               checkpoints=source.get("folder"), roundtrip_tokenizer=source.get("checkpoint"),
-                               env=cfg.env, label=label, exact=label not in RELAXED_RULES,
-                               **RELAXED_RULES.get(label, {}),
-                               # the main row decodes every layer (the lossless reference), main_exit stops early,
-                               # main_depth at a fixed depth
-                               exit_tolerance=cfg.eval.exit_tolerance if label == "main_exit" else 0.0,
-                               exit_depth=cfg.eval.exit_depth if label == "main_depth" else None,
-                               execute_steps=_execute_steps(cfg, kind), temporal_ensemble=_ensemble_decay(cfg, kind),
-                               expert_grasp_hold=cfg.expert_grasp_hold if kind == "expert" else "timer",
-                               expert_phase_end=cfg.expert_phase_end if kind == "expert" else "limit",
-                               out_dir=str(folder), workers=cfg.workers, render=False, device=cfg.device),
-                    progress=False)
+    path = run_eval(_eval_config(cfg, kind, label, folder, source), progress=False)
     return {"results": str(path)}
+
+
+def _eval_config(cfg: PipelineConfig, kind: str, label: str, folder: Path | None = None,
+                 source: dict[str, Any] | None = None):
+    """The `EvalConfig` of one report row (not yet validated: that reads the bundle)."""
+    from rvq.eval import EvalConfig
+
+    source = source or {}
+    return EvalConfig(suite=cfg.suite, tasks=list(cfg.tasks), trials=cfg.eval.trials, policy=kind,
+                      checkpoints=source.get("folder"), roundtrip_tokenizer=source.get("checkpoint"),
+                      env=cfg.env, label=label, exact=label not in RELAXED_RULES, **RELAXED_RULES.get(label, {}),
+                      # the main row decodes every layer (the lossless reference), main_exit stops early,
+                      # main_depth at a fixed depth
+                      exit_tolerance=cfg.eval.exit_tolerance if label == "main_exit" else 0.0,
+                      exit_depth=cfg.eval.exit_depth if label == "main_depth" else None,
+                      execute_steps=_execute_steps(cfg, kind), temporal_ensemble=_ensemble_decay(cfg, kind),
+                      expert_grasp_hold=cfg.expert_grasp_hold if kind == "expert" else "timer",
+                      expert_phase_end=cfg.expert_phase_end if kind == "expert" else "limit",
+                      out_dir=str(folder) if folder else "", workers=cfg.workers, render=False, device=cfg.device)
 
 
 def _head_lines(heads: dict[str, dict[str, Any]]) -> list[str]:

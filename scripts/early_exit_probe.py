@@ -1,4 +1,4 @@
-"""Early exit against full greedy decoding on a pipeline run's held-out Phase 2 rows (docs/RESULTS.md, "Decoding"):
+"""Early exit against full greedy decoding on a pipeline run's held-out Phase 2 rows (docs/history/RESULTS.md, "Decoding"):
 per rule, the mean depth (main passes per chunk at batch 1), the certified bound, the measured departure of the
 executed action from full greedy's, and the milliseconds per chunk of each decoder, side by side in one run (CPU,
 one thread, batch 1: features → codes → normalized actions).

@@ -1,7 +1,7 @@
 """Where does the scripted expert wait? Runs it on official initial states (physics only, one thread) and prints, per
 episode, the steps it spent in each phase, how many of them left the hand still (moved < `STALL_DISTANCE`), and
 whether a moving phase ran to its step limit: a still hand in a moving phase is a wait the state does not show, which
-a learned policy cannot time (docs/RESULTS.md, the eighth and twelfth passes). Ends with a JSON line of totals.
+a learned policy cannot time (docs/history/RESULTS.md, the eighth and twelfth passes). Ends with a JSON line of totals.
 
     python scripts/expert_phases.py --suite libero_spatial --trials 3 [--grasp-hold contact] [--phase-end stall]
 """

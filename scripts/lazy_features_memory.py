@@ -1,4 +1,4 @@
-"""Peak memory of head training on a Phase 2 file read lazily vs into RAM (docs/RESULTS.md, issue 18).
+"""Peak memory of head training on a Phase 2 file read lazily vs into RAM (docs/history/RESULTS.md, issue 18).
 
     PYTHONPATH=. python scripts/lazy_features_memory.py [ROWS] [DIM]
 

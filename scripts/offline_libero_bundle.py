@@ -1,5 +1,5 @@
 """Pack what the LIBERO simulator needs for chosen suites into size-capped tar.xz parts, for a GPU machine with no
-network (docs/RESULTS.md, "GPU suite").
+network (docs/history/RESULTS.md, "GPU suite").
 
     PYTHONPATH=. python scripts/offline_libero_bundle.py --suites libero_spatial libero_object --out bundle
 

@@ -1,4 +1,4 @@
-"""Rows of one policy decoded several ways, paired episode by episode against the first (docs/RESULTS.md,
+"""Rows of one policy decoded several ways, paired episode by episode against the first (docs/history/RESULTS.md,
 "Decoding"): success with its Wilson 95% interval, per task, episodes gained and lost against the first row with the
 exact McNemar p (two-sided binomial test on the discordant pairs), identical trajectories (outcome and step count),
 main passes per chunk and the early-exit bound from the records.

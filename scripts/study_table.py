@@ -1,4 +1,4 @@
-"""The learned-policy study's table (docs/RESULTS.md) from finished `rvq pipeline` runs of one suite.
+"""The learned-policy study's table (docs/history/RESULTS.md) from finished `rvq pipeline` runs of one suite.
 
     python scripts/study_table.py runs/study/libero_object_robust runs/study/libero_object_naive
 

@@ -1,4 +1,4 @@
-"""Cascade probe (docs/RESULTS.md, issue 14, seventh pass): layer 0 a one-layer FSQ autoencoder of its own (a naive
+"""Cascade probe (docs/history/RESULTS.md, issue 14, seventh pass): layer 0 a one-layer FSQ autoencoder of its own (a naive
 tokenizer with `num_layers=1`, trained for k = 1 alone), layers 1..L-1 a second tokenizer on the step's action-space
 residual `x - decode(layer 0)` (normalized units, re-normalized by its own q99 statistics). Trained one after the
 other. Not an rvq option: a measurement of whether decoupling layer 0 from the finer layers helps.

@@ -1,4 +1,4 @@
-"""Tokenizer probes on the embedded default's split (docs/RESULTS.md, issue 14, third pass): ideas tried by patching
+"""Tokenizer probes on the embedded default's split (docs/history/RESULTS.md, issue 14, third pass): ideas tried by patching
 a default `ActionRFSQAE` after construction, before any became an option. None is an rvq option.
 
     PYTHONPATH=. python scripts/tokenizer_probe.py '{"steps": 4000, "patch": ["compand"]}'
@@ -15,7 +15,7 @@ JSON: `TrainTokenizerConfig` fields plus "patch", a list of:
   coarse      a second decoder (a copy of the first at initialization) that decodes layer-0-only codes (k = 1),
               trained jointly: truncated chunks with k = 1 go through it
 (`k1first<N>` and `coarse` became the model options `layer0_warmup=N` and `coarse_decoder`; together, with quantize
-dropout 0.2, the options reproduce the patches' numbers to the digit, docs/RESULTS.md)
+dropout 0.2, the options reproduce the patches' numbers to the digit, docs/history/RESULTS.md)
 and "own_k1_decoder": true, which after training freezes the encoder and fits a copy of the decoder on layer-0 codes
 alone (4000 steps, best held-out error kept): how much of the k = 1 error is the shared decoder's; and "train_seed":
 the seed of the initial weights and batches (default: `seed`, which also draws the held-out episodes).

@@ -1,4 +1,4 @@
-"""Tokenizer recipe sweep on the embedded default's split (docs/RESULTS.md, issue 14).
+"""Tokenizer recipe sweep on the embedded default's split (docs/history/RESULTS.md, issue 14).
 
     python scripts/tokenizer_sweep.py '{"mlp_dim": 256, "steps": 10000, "quantize_dropout": 0.35}' ...
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import torch
-from tyro.conf import arg
 
 from rvq.backbones.extractor import FeatureExtractor
 from rvq.backbones.preprocess import POLICY_IMAGE_SIZE
@@ -31,7 +29,7 @@ SIZES = ("tiny", "7b")
 class TinyBackboneConfig:
     """`rvq make-tiny-backbone`: a randomly initialized tiny LLaVA backbone, saved like a hub model (tests, demos)."""
 
-    out_dir: Annotated[str, arg(aliases=("--out",))] = "runs/tiny-backbone"  # output folder
+    out_dir: str = "runs/tiny-backbone"  # output folder
     seed: int = 0  # the random initialization (part of the backbone's name, so of its features' identity)
 
 

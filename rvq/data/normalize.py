@@ -1,7 +1,7 @@
 """Action normalization: per-dimension affine maps fitted on the training split, travelling with the
 tokenizer checkpoint (`to_dict`) and inverted before actions reach the environment.
 
-Methods (`ActionNormalizer.fit(actions, method=...)`), chosen by measurement (docs/RESULTS.md, "Bounds"):
+Methods (`ActionNormalizer.fit(actions, method=...)`), chosen by measurement (docs/history/RESULTS.md, "Bounds"):
 
 - `q99_guarded` (default): the 1st and 99th percentiles map to -1 and 1 (OpenVLA's resolution for the bulk
   of the data), but values beyond them are kept, not clipped, up to a guard at the training split's

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
+from tyro.constructors import PrimitiveConstructorSpec
 
 MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
 NUM_TASKS = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10, "libero_90": 90}
@@ -49,6 +52,18 @@ def expand_task_spec(spec: str | None) -> list[int]:
         except ValueError as exc:
             raise ValueError(f"cannot parse task list {spec!r}: use e.g. 0,3,5 or 0-4 ({exc})") from exc
     return tasks
+
+
+def _task_ids_from_words(words: list[str]) -> list[int]:
+    return [task for word in words for task in expand_task_spec(word)]
+
+
+# A config field of task ids, given on the command line as ids, ranges or both: `--tasks 0 3 5`, `--tasks 0-4`,
+# `--tasks 0,3,5`, `--tasks all` (empty: the whole suite). In files and Python it is a list of ints.
+TaskIds = Annotated[list[int], PrimitiveConstructorSpec(
+    nargs="*", metavar="ID|LO-HI", instance_from_str=_task_ids_from_words,
+    is_instance=lambda value: isinstance(value, list) and all(isinstance(task, int) for task in value),
+    str_from_instance=lambda value: [str(task) for task in value])]
 
 
 def parse_tasks(spec: str | None, suite: str) -> list[int]:

@@ -12,7 +12,7 @@ from tyro.conf import Suppress
 
 from rvq.envs import ENV_KINDS
 from rvq.envs.scene_chain import SCENE_PROTOCOL
-from rvq.envs.suites import ENV_SEED, MAX_STEPS, TRIALS_PER_TASK, check_suite, check_tasks
+from rvq.envs.suites import ENV_SEED, MAX_STEPS, TRIALS_PER_TASK, TaskIds, check_suite, check_tasks
 from rvq.hub_format import payload_digest
 from rvq.policies import POLICIES
 from rvq.policies.bundle import BundleLayout, read_layout, verify_bundle
@@ -23,10 +23,10 @@ from rvq.rsd.early_exit import check_tolerance
 @dataclass
 class EvalConfig:
     """An evaluation run (`rvq eval`; `--config FILE` gives defaults): a policy on a LIBERO suite, OpenVLA/OFT
-    protocol. Task lists also take ranges (`--tasks 0-4`, `0,3,5`), `--shard i/n` its share."""
+    protocol. Task lists also take ranges (`--tasks 0-4`, `0,3,5`); `--shard I N` runs its share."""
 
     suite: str = "libero_spatial"  # libero_spatial, libero_object, libero_goal, libero_10, libero_90
-    tasks: list[int] = field(default_factory=list)  # task ids, e.g. 0 3 5, 0,3,5 or 0-4 (empty: all of the suite)
+    tasks: TaskIds = field(default_factory=list)  # task ids, e.g. 0 3 5, 0,3,5 or 0-4 (empty: all of the suite)
     trials: int = TRIALS_PER_TASK  # trials per task: trial i starts from initial state i
     policy: str = "rsd"  # rsd, main (main-only greedy), replay, noop, expert
     # rsd / main: a policy bundle folder (rvq.policies.bundle; the older tokenizer.pt/draft.pt/main.pt layout loads)
@@ -36,8 +36,7 @@ class EvalConfig:
     workers: int = 1  # simulator workers (local processes, or Ray actors)
     executor: str = "auto"  # inline | process | ray (rvq[ray]); auto: inline for 1 worker, else local processes
     ray_address: str | None = None  # ray: join this cluster ("auto" or host:port); None starts a local instance
-    # seconds of wall clock per episode; past it the episode is stopped and recorded as an error (None, or 0 as
-    # a flag: none)
+    # seconds of wall clock per episode; past it the episode is stopped and recorded as an error (None: none)
     episode_timeout: float | None = 3600.0
     max_worker_deaths: int = 2  # an episode that killed this many workers is recorded as an error (the run goes on)
     mock_step_latency_ms: float = 0.0  # mock env: sleep per step (stands in for a slow simulator in benchmarks)
@@ -45,11 +44,11 @@ class EvalConfig:
     policy_service: str = "auto"
     service_max_batch: int | None = None  # policy service: largest batch (None: the number of workers)
     service_max_wait_ms: float = 5.0  # policy service: how long to wait for more requests before running a batch
-    shard: tuple[int, int] = (0, 1)  # i n (or i/n): this job's share of the episodes
+    shard: tuple[int, int] = (0, 1)  # I N: this job's share of the episodes (shard I of N)
     videos: int = 0  # MP4s of the first K trials of each task
     env: str = "libero"  # libero (the simulator) or mock
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    exact: bool = True  # exact RSD (--no-exact, or --relaxed: relaxed, lossy acceptance)
+    exact: bool = True  # exact RSD (--no-exact: relaxed, lossy acceptance)
     tau: float = DEFAULT_TAU  # relaxed RSD: accept a draft layer when this fraction of its tokens agree with main's
     max_grid_distance: int | None = None  # relaxed RSD: ... or when every token is within this many grid steps
     # policy main: stop the main head's layer passes at the first depth whose certified bound on what the remaining
@@ -63,13 +62,13 @@ class EvalConfig:
     # actions of each chunk executed before the policy acts again (0: all). With neither this nor temporal_ensemble
     # given, a token policy takes its bundle's protocol (whole chunks if it names none)
     execute_steps: int | None = None
-    # act every step, execute the chunks' weighted mean w_i = exp(-M i) (ACT's temporal ensembling; a bare
-    # --temporal-ensemble takes ACT's 0.01); the gripper's mean is split at 0
+    # act every step, execute the chunks' weighted mean w_i = exp(-M i) (ACT's temporal ensembling: M = 0.01); the
+    # gripper's mean is split at 0
     temporal_ensemble: float | None = None
     render: bool = True  # False: physics only, no cameras (expert/replay/noop and state-feature policies, ~10x faster)
     roundtrip_tokenizer: str | None = None  # expert: execute its actions after a round trip through this tokenizer
-    expert_grasp_hold: str = "timer"  # expert: how its grasp ends (rvq.expert.scripted.GRASP_HOLDS); --grasp-hold
-    expert_phase_end: str = "limit"  # expert: how its moving phases end (rvq.expert.scripted.PHASE_ENDS); --phase-end
+    expert_grasp_hold: str = "timer"  # expert: how its grasp ends (rvq.expert.scripted.GRASP_HOLDS)
+    expert_phase_end: str = "limit"  # expert: how its moving phases end (rvq.expert.scripted.PHASE_ENDS)
     trust_remote_code: bool = False  # let the backbone run code it ships (OpenVLA/OFT); off by default
     # VLA images: resize | oft (rvq.backbones.preprocess); None: the bundle's declared steps, else resize
     image_transform: str | None = None
@@ -107,7 +106,7 @@ class EvalConfig:
             raise ValueError(f"unknown env {self.env!r}; choose one of {ENV_KINDS}")
         index, count = self.shard
         if not (count >= 1 and 0 <= index < count):
-            raise ValueError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
+            raise ValueError(f"shard must be I N with 0 <= I < N, got {index} {count}")
         episodes = len(self.tasks) * self.trials
         if index >= episodes:
             raise ValueError(f"shard {index}/{count} holds no episodes: the run has {episodes} "
@@ -133,10 +132,10 @@ class EvalConfig:
             raise ValueError(f"max_grid_distance must be >= 0, got {self.max_grid_distance}")
         relaxed = not self.exact or self.tau != DEFAULT_TAU or self.max_grid_distance is not None
         if relaxed and self.policy != "rsd":
-            raise ValueError(f"--no-exact (--relaxed), --tau and --max-grid-distance are RSD's acceptance rules: they "
+            raise ValueError(f"--no-exact, --tau and --max-grid-distance are RSD's acceptance rules: they "
                              f"do not apply to policy {self.policy!r}")
         if self.exact and (self.tau != DEFAULT_TAU or self.max_grid_distance is not None):
-            raise ValueError("--tau and --max-grid-distance are relaxed RSD's rules: add --no-exact (--relaxed)")
+            raise ValueError("--tau and --max-grid-distance are relaxed RSD's rules: add --no-exact")
         self._check_exit()
         if self.videos < 0:
             raise ValueError(f"videos must be >= 0, got {self.videos}")

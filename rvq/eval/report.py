@@ -8,9 +8,9 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from tyro.conf import Positional, arg
+from tyro.conf import Positional
 
 from rvq.eval.results import episode_key, read_results, row_name
 
@@ -21,7 +21,7 @@ class EvalReportConfig:
     report lists the files it merged (`files`)."""
 
     results: Positional[list[str]]  # results*.jsonl files or eval output folders
-    out_dir: Annotated[str, arg(aliases=("--out",))] = "runs/eval-report"  # output folder
+    out_dir: str = "runs/eval-report"  # output folder
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:

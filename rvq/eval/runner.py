@@ -26,6 +26,7 @@ import numpy as np
 from rvq.envs import make_env
 from rvq.eval.config import EvalConfig
 from rvq.eval.temporal_ensemble import TemporalEnsembler
+from rvq.files import write_bytes_atomic
 from rvq.eval.results import (CONFIG_FILE, RunLock, append_record, check_resume, episode_key, read_results,
                               repair_torn_tail)
 
@@ -226,9 +227,8 @@ def run_eval(cfg: EvalConfig, factory: PolicyFactory = build_policy, progress: b
         check_resume(out, settings)
         cfg.identity = settings["policy_identity"]
         config_path = out / CONFIG_FILE
-        tmp = config_path.with_name(f"{CONFIG_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**cfg.to_dict(), "result_settings": settings}, indent=2))
-        tmp.replace(config_path)  # shards of one run share the folder: written whole, never half
+        # shards of one run share the folder: written whole, never half
+        write_bytes_atomic(config_path, json.dumps({**cfg.to_dict(), "result_settings": settings}, indent=2))
         repair_torn_tail(path)  # this run owns the file: a line cut by a killed run is removed
         done = {episode_key(r) for r in read_results(path) if r.get("error") is None}
         episodes = plan(cfg, done)

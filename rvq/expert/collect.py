@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 
 from rvq.config_cli import save_run_config
-from rvq.envs.suites import ENV_SEED, check_tasks
+from rvq.envs.suites import ENV_SEED, TaskIds, check_tasks
 from rvq.expert.scripted import EXPERT_REVISION, check_grasp_hold, check_phase_end
 from rvq.expert.takeover import draw_takeover_step, policy_fingerprint, takeover_episode
 
@@ -47,7 +47,7 @@ class CollectConfig:
     suite, one LIBERO-layout HDF5 file per task (rerun to resume). Task lists also take ranges (`--tasks 0-4`)."""
 
     suite: str = "libero_spatial"
-    tasks: list[int] = field(default_factory=list)  # task ids, e.g. 0 3, 0,3 or 0-4 (empty: all of the suite)
+    tasks: TaskIds = field(default_factory=list)  # task ids, e.g. 0 3, 0,3 or 0-4 (empty: all of the suite)
     trials: int = 50  # episodes per task, from the fixed initial states 0..N-1
     out_dir: str = "runs/demos"  # output folder (rerun to resume)
     workers: int = 1
@@ -70,7 +70,7 @@ class CollectConfig:
     # takeover demos (DAgger-style, rvq.expert.takeover): this policy folder's main head acts from each randomized
     # reset, then the expert takes over and finishes; only the expert's part is recorded (needs random_resets)
     takeover_policy: str = ""
-    takeover_steps: tuple[int, int] = (20, 160)  # LO HI (or LO-HI): the takeover step is drawn per episode from it
+    takeover_steps: tuple[int, int] = (20, 160)  # LO HI: the takeover step is drawn per episode from it
     # how the expert's grasp ends: timer (a fixed 12 steps; every table before the seventh study pass) or contact
     # (the first step after both finger pads have held the object two steps in a row); recorded in the files
     grasp_hold: str = "timer"
@@ -116,7 +116,7 @@ def _record(env, obs: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 NOISE_SEED_BASE = 5_000_000  # noise generator of an episode: its reset seed (or trial) plus this
-# DART noise goes on the translation dimensions only. Measured on libero_object tasks 0-2 (docs/RESULTS.md): the
+# DART noise goes on the translation dimensions only. Measured on libero_object tasks 0-2 (docs/history/RESULTS.md): the
 # expert's rotation actions have std 0.005-0.03, so noise of 0.1 on them made the recorded rotation labels mostly the
 # expert's corrections (std 0.01 -> 0.04), the main head's layer-0 accuracy fell from 0.87 to 0.58 and success from
 # 22/30 to 10/30.

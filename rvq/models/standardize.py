@@ -5,8 +5,8 @@ Why: state features mix scales (metres of world position, centimetres of gripper
 quaternions, one-hot task ids). The heads' LayerNorm normalizes across the dimensions of one row, which keeps the
 centimetre-scale offsets that decide a grasp tiny next to the one-hot entries. Measured on the libero_object study
 data (main head, width 256, 3000 steps): held-out loss 1.234 → 1.160, layer-0 token accuracy 0.878 → 0.927
-(docs/RESULTS.md). Off by default: on a single task with 20 demos it raised held-out accuracy but cut closed-loop
-success from 10/10 to 2-3/10 (docs/RESULTS.md), which is not yet understood.
+(docs/history/RESULTS.md). Off by default: on a single task with 20 demos it raised held-out accuracy but cut closed-loop
+success from 10/10 to 2-3/10 (docs/history/RESULTS.md), which is not yet understood.
 """
 
 from __future__ import annotations

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from tyro.conf import arg
 
 from rvq.policies.bundle import PolicyBundle
 
@@ -22,7 +21,7 @@ class MakeBundleConfig:
     # the heads' feature source, as given to build-phase2-data: a VLA hub id (recorded, not copied) or local folder
     # (copied in), state:SUITE[+gripper][+goal], or a features.json
     backbone: str
-    out_dir: Annotated[str, arg(aliases=("--out",))]  # the bundle folder (new or empty)
+    out_dir: str  # the bundle folder (new or empty)
     draft: str | None = None  # draft head checkpoint (rvq train-draft); None: a main-only bundle
     suite: str | None = None  # protocol: the suite the heads were trained for
     execute_steps: int | None = None  # protocol: actions of each chunk executed before acting again (None: all)

@@ -46,7 +46,7 @@ from huggingface_hub import ModelHubMixin
 
 from rvq.backbones import FeatureExtractor
 from rvq.backbones.state import FEATURES_FILE, StateFeatures
-from rvq.checkpoint_io import write_bytes_atomic
+from rvq.files import write_bytes_atomic
 from rvq.envs.suites import check_suite
 from rvq.hub_format import CONFIG_NAME, payload_digest
 from rvq.models import DraftModel, HeadCheckpoint, MainModel, check_pair, read_draft, read_main

@@ -132,7 +132,7 @@ class ActionRFSQAE(nn.Module):
             nn.Linear(config.mlp_dim, config.action_dim),
         )
         # The linear paths lower the autoencoder's floor: a 7 -> 16 map is invertible, so the MLPs only model
-        # what is not linear (measured in docs/RESULTS.md, "A lower floor").
+        # what is not linear (measured in docs/history/RESULTS.md, "A lower floor").
         self.encoder_skip = nn.Linear(config.action_dim, config.hidden_dim) if config.linear_skip else None
         self.decoder_skip = nn.Linear(config.hidden_dim, config.action_dim) if config.linear_skip else None
         # Row k-1 is added to the decoder's hidden layer when k layers are decoded. Zeros at start: the
@@ -142,7 +142,7 @@ class ActionRFSQAE(nn.Module):
         )
         # k = 1's own decoder, a copy of the full one at initialization (so an untrained model decodes every prefix
         # with one mapping). Measured: with `layer0_warmup` it brings k = 1 below naive's error and lowers the full
-        # depth's too, since the full decoder no longer serves the coarsest prefix (docs/RESULTS.md, issue 14).
+        # depth's too, since the full decoder no longer serves the coarsest prefix (docs/history/RESULTS.md, issue 14).
         self.coarse_decoder = copy.deepcopy(self.decoder) if config.coarse_decoder else None
         self.coarse_decoder_skip = copy.deepcopy(self.decoder_skip) if config.coarse_decoder else None
         if config.linear_inverse:

@@ -3,7 +3,7 @@ layer 0 leaves of the action (`TokenizerConfig.cascade`).
 
 Each stage's autoencoder has an error floor relative to what it encodes; coding the action-space residual with a
 second autoencoder makes the second floor relative to layer 0's error instead of to the action (measured in
-docs/RESULTS.md, issue 14's ninth pass). Layer 0 is trained for k = 1 alone, so its prefix is a one-layer tokenizer's.
+docs/history/RESULTS.md, issue 14's ninth pass). Layer 0 is trained for k = 1 alone, so its prefix is a one-layer tokenizer's.
 
 Shapes as `ActionRFSQAE`: actions `[B, C, A]`, codes `[B, C, H, L]` int64 in `[0, num_levels)`; codes `[..., 0]`
 come from layer 0's stage and `[..., 1:]` from the residual stage.

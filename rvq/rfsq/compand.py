@@ -3,7 +3,7 @@ logarithm beyond, `sign(u) (1 + log|u|)`; its exact inverse expands the decoder'
 
 Why: q99_guarded keeps rare large actions (lift's keyboard actions reach ±7.2 normalized) that a tanh latent would
 otherwise squeeze into its flat ends; compressed, they cost the bulk of the data less resolution in the coarse
-layers. Both maps are continuous with slope 1 at ±1. Measured in docs/RESULTS.md (issue 14, third pass).
+layers. Both maps are continuous with slope 1 at ±1. Measured in docs/history/RESULTS.md (issue 14, third pass).
 """
 
 from __future__ import annotations

@@ -34,12 +34,12 @@ class TokenizerConfig:
     linear_skip: a linear path beside the encoder and decoder MLPs (False: the seed's exact architecture).
     prefix_encoder_grad: training only; weight of the straight-through gradient that truncated chunks send
         to the encoder (1: as full-depth chunks; 0: they train the decoder only). Lower values trade coarse
-        prefixes for a lower full-depth floor (docs/RESULTS.md).
+        prefixes for a lower full-depth floor (docs/history/RESULTS.md).
     prefix_weighting: training only; how the prefix length k of a dropped chunk is drawn: "uniform" in 1..L-1,
         or "inverse" (P(k) proportional to 1/k: short prefixes, the ones RSD's draft and chance-level fine layers
         leave, are trained more often).
     compand_tails: normalized actions beyond ±1 enter the encoder log-compressed (`rvq.rfsq.compand`) and the
-        decoder's output is expanded back. Off by default (docs/RESULTS.md: with `layer0_quantile` and inverse prefix
+        decoder's output is expanded back. Off by default (docs/history/RESULTS.md: with `layer0_quantile` and inverse prefix
         weighting it brings k = 1 to naive's error, at twice the full-depth error).
     layer0_quantile: robust only; 0 calibrates layer 0 on the latent's min / max (times `range_margin`); q > 0 on its
         q and 1 - q quantiles, so the tails fall in the edge cells (whose later layers widen to cover them up to
@@ -49,25 +49,25 @@ class TokenizerConfig:
     coarse_decoder: codes of layer 0 alone (k = 1) are decoded by a decoder of their own (the same MLP and linear
         path, equal to the full decoder at initialization), trained on the chunks whose drawn prefix is 1; the full
         decoder then serves k >= 2 only. Training it needs `quantize_dropout > 0` or `layer0_warmup > 0`, and
-        `num_layers >= 2`. On by default since issue 14's fifth pass (docs/RESULTS.md), with quantize_dropout 0.2
+        `num_layers >= 2`. On by default since issue 14's fifth pass (docs/history/RESULTS.md), with quantize_dropout 0.2
         (0.35 before) and `rvq train-tokenizer`'s `layer0_warmup_ratio` 0.2.
     layer0_warmup: training only; the first N training forwards (counted by the quantizer's `calibration_steps`,
         so a resumed run goes on where it stopped) reconstruct every chunk from layer 0 alone, before prefix
-        training starts: the coarse layout is learned first (docs/RESULTS.md, issue 14's fourth pass). A model
+        training starts: the coarse layout is learned first (docs/history/RESULTS.md, issue 14's fourth pass). A model
         knows no run length: `rvq train-tokenizer` sets it from `layer0_warmup_ratio` (a share of its steps).
     encoder_mlp: False: the encoder is its linear path alone, `tanh(W x + b)` (needs `linear_skip`). With
         `linear_inverse` the full depth then decodes any action in the tanh's range as exactly as a training one.
     linear_inverse: the decoders' linear paths read `atanh` of the latent (the inverse of the encoder's tanh, its
         argument clamped to ±(1 - 1e-6)) and start as the pseudo-inverse of the encoder's linear path, and the MLPs'
         output layers start at zero: the untrained model is an exactly invertible linear autoencoder, so the MLPs
-        only learn what the coarse prefixes need. Needs `linear_skip`. Off by default: measured (docs/RESULTS.md,
+        only learn what the coarse prefixes need. Needs `linear_skip`. Off by default: measured (docs/history/RESULTS.md,
         issue 14's sixth pass), with `encoder_mlp` False it brings the full depth below 1e-5 on the embedded default's
         split, while k = 2's error rises (atanh amplifies a coarse latent's error near the tanh's ends).
     cascade: layer 0 is a one-layer naive FSQ autoencoder of its own, trained alone for the first `layer0_warmup`
         training forwards and then fixed (or trained on `layer0_share` of each batch), and layers 1..L-1 a
         `quantizer` autoencoder of L - 1 layers (this config's other options) on the action-space residual layer 0
         leaves (`rvq.rfsq.cascade.CascadeRFSQAE`). Robust's default since issue 14's eleventh pass (see below);
-        measured in docs/RESULTS.md (issue 14's ninth to eleventh passes). Needs `layer0_warmup > 0` or `layer0_share > 0` when trained, a decodable quantizer, and
+        measured in docs/history/RESULTS.md (issue 14's ninth to eleventh passes). Needs `layer0_warmup > 0` or `layer0_share > 0` when trained, a decodable quantizer, and
         num_layers >= 3 with `coarse_decoder` (the residual stage's own k = 1 decoder), else >= 2.
     layer0_share: cascade only, training only; after layer 0's warm-up, this share of each batch's chunks (drawn
         per chunk, as quantize dropout draws prefixes) goes on training layer 0's stage on k = 1 alone while the rest
@@ -76,7 +76,7 @@ class TokenizerConfig:
 
     Unset (None) recipe fields take the quantizer's recipe (`resolved()`, which every model applies): robust is a
     cascade whose layer 0 trains on half of each batch and whose residual stage is the exactly invertible linear
-    autoencoder (`layer0_share` 0.5, `linear_inverse`, no encoder MLP; measured in docs/RESULTS.md, issue 14's tenth
+    autoencoder (`layer0_share` 0.5, `linear_inverse`, no encoder MLP; measured in docs/history/RESULTS.md, issue 14's tenth
     and eleventh passes) where the model has linear paths and `hidden_dim >= action_dim` (else its residual stage keeps
     the MLP encoder) and `num_layers` allows a cascade (else one autoencoder); naive and layernorm are one autoencoder
     (`cascade` False, `layer0_share` 0, MLP encoder, no atanh). `cascade=False` on robust gives the single autoencoder

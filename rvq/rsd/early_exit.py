@@ -23,7 +23,7 @@ from rvq.tokenizer import ActionTokenizer
 
 
 # The tolerance `rvq pipeline`'s bundles declare and its main_exit row runs with (raw action units), and what its
-# offline probe also measures. Chosen by closed-loop evidence (docs/RESULTS.md, "Decoding"): on the README main job's
+# offline probe also measures. Chosen by closed-loop evidence (docs/history/RESULTS.md, "Decoding"): on the README main job's
 # policy, libero_object tasks 0-2 x 50 official initial states, full greedy 136/150, 0.1 135/150 (2.11 main passes
 # per chunk), 0.01 133/150 (3.03 passes); neither differs from full greedy (McNemar p = 1.0 and 0.25).
 DEFAULT_EXIT_TOLERANCE = 0.1

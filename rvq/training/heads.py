@@ -42,7 +42,7 @@ class HeadModelConfig:
     heads: int = 8  # main: attention heads
     dropout: float = 0.1
     num_draft_layers: int = 3  # draft: the coarse layers it predicts
-    # standardize inputs with the training rows' statistics (docs/RESULTS.md: better held-out accuracy everywhere,
+    # standardize inputs with the training rows' statistics (docs/history/RESULTS.md: better held-out accuracy everywhere,
     # 62% vs 40% success on the 10-task study with lr 1e-3, but 2-3/10 vs 10/10 on a single task with 20 demos;
     # off by default until it is understood)
     standardize_features: bool = False

@@ -79,7 +79,7 @@ def scripted_demos(out_dir: Path, suite: str = "libero_spatial", tasks: str = "0
     if os.environ.get("RVQ_SCRIPTED_DEMOS"):
         return Path(os.environ["RVQ_SCRIPTED_DEMOS"])
     out = out_dir / "scripted-demos"
-    _cli(["collect-demos", "--suite", suite, "--tasks", tasks, "--trials", str(trials), "--out", str(out),
+    _cli(["collect-demos", "--suite", suite, "--tasks", tasks, "--trials", str(trials), "--out-dir", str(out),
           "--workers", str(eval_workers())])
     return out
 
@@ -94,7 +94,7 @@ def phase2(device: str, out_dir: Path, demos: Path, backbone: str | None = None,
 
     ck = out_dir / "checkpoints"
     tokenizer = str(out_dir / "tok" / "tokenizer")
-    _cli(["train-tokenizer", "--demos", str(demos), "--steps", str(steps), "--out-dir", str(out_dir / "tok"),
+    _cli(["train-tokenizer", "--demos", str(demos), "--optim.steps", str(steps), "--out-dir", str(out_dir / "tok"),
           "--device", device, "--no-progress"])
     tiny = backbone is None
     if tiny:
@@ -106,10 +106,10 @@ def phase2(device: str, out_dir: Path, demos: Path, backbone: str | None = None,
     reports = {}
     for kind in ("draft", "main"):
         _cli([f"train-{kind}", "--data", str(out_dir / "phase2.h5"), "--tokenizer", tokenizer,
-              "--steps", str(steps), "--out-dir", str(out_dir / kind), "--device", device, "--no-progress"])
+              "--optim.steps", str(steps), "--out-dir", str(out_dir / kind), "--device", device, "--no-progress"])
         reports[kind] = json.loads((out_dir / kind / "report.json").read_text())["best"]
     _cli(["make-bundle", "--tokenizer", tokenizer, "--main", str(out_dir / "main" / "main"),
-          "--draft", str(out_dir / "draft" / "draft"), "--backbone", backbone, "--out", str(ck), *remote])
+          "--draft", str(out_dir / "draft" / "draft"), "--backbone", backbone, "--out-dir", str(ck), *remote])
     if tiny:
         for kind, best in reports.items():
             l0, chance, majority = best["token_accuracy"][0], best["chance_accuracy"], best["majority_accuracy"][0]
@@ -151,7 +151,7 @@ def learned_policy_study(device: str, out_dir: Path, suite: str, min_rsd_success
     randomized resets → robust tokenizer → state-feature heads → main-only, exact and relaxed RSD on the official
     initial states, next to the expert. Asserts no episode errored, exact RSD acts exactly as main-only (same
     outcome per episode) and, when `min_rsd_success` is given, the RSD success rate. `scale` overrides config fields
-    (tasks, demos_per_task, eval_trials, ...) to check the logic on a CPU in minutes."""
+    (tasks, demos_per_task, trials, ...) to check the logic on a CPU in minutes."""
     from rvq.eval.results import read_results
     from rvq.pipeline import PipelineConfig, run_pipeline
 

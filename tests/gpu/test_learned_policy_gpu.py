@@ -1,7 +1,7 @@
 """The learned-policy study at full scale (issue 15): all 10 tasks, 50 randomized-reset demos per task, the 50
 official initial states; the learned RSD policy on robust tokens must reach the targets in `rvq.criteria`. The
 logic runs on a CPU too (`tests.gpu.checks.learned_policy_study('cpu', ..., tasks=[0], demos_per_task=3,
-eval_trials=2)`), in minutes."""
+trials=2)`), in minutes."""
 
 from __future__ import annotations
 

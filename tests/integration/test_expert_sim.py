@@ -31,7 +31,7 @@ def test_expert_succeeds_within_the_protocol(suite: str, task: int, tmp_path: Pa
     # spatial 4: the bowl sits in an open drawer, so the grasp yaw and rim point are planned around its walls.
     # goal 1 ("put the bowl on the stove") places on a fixture region (a site, not an object); goal 7 turns a knob.
     assert main(["eval", "--suite", suite, "--tasks", str(task), "--trials", "1", "--policy", "expert", "--no-render",
-                 "--out", str(tmp_path), "--no-progress"]) == 0
+                 "--out-dir", str(tmp_path), "--no-progress"]) == 0
     (record,) = read_results(tmp_path / "results.jsonl")
     assert record["error"] is None, record["error"]
     limit = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300}[suite]
@@ -42,7 +42,7 @@ def test_expert_succeeds_within_the_protocol(suite: str, task: int, tmp_path: Pa
 
 def test_collect_resume_and_replay(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demos"
-    argv = ["collect-demos", "--suite", "libero_spatial", "--tasks", "0", "--trials", "1", "--out", str(out),
+    argv = ["collect-demos", "--suite", "libero_spatial", "--tasks", "0", "--trials", "1", "--out-dir", str(out),
             "--resolution", "64"]
     assert main(argv) == 0
     (path,) = sorted(out.glob("*_demo.hdf5"))
@@ -63,7 +63,7 @@ def test_collect_resume_and_replay(tmp_path: Path, capsys) -> None:
     assert '"skipped": true' in capsys.readouterr().out
 
     assert main(["eval", "--suite", "libero_spatial", "--tasks", "0", "--trials", "1", "--policy", "replay",
-                 "--demos", str(out), "--no-render", "--out", str(tmp_path / "replay"), "--no-progress"]) == 0
+                 "--demos", str(out), "--no-render", "--out-dir", str(tmp_path / "replay"), "--no-progress"]) == 0
     (record,) = read_results(tmp_path / "replay" / "results.jsonl")
     assert record["success"] is True and record["steps"] <= steps
 
@@ -72,7 +72,7 @@ def test_dart_noise_keeps_expert_labels_and_lerobot_export(tmp_path: Path, capsy
     import numpy as np
 
     out = tmp_path / "noisy"
-    argv = ["collect-demos", "--suite", "libero_object", "--tasks", "0", "--trials", "1", "--out", str(out),
+    argv = ["collect-demos", "--suite", "libero_object", "--tasks", "0", "--trials", "1", "--out-dir", str(out),
             "--no-images", "--action-noise", "0.1", "--format", "lerobot"]
     assert main(argv) == 0
     (path,) = sorted(out.glob("*_demo.hdf5"))
@@ -103,7 +103,7 @@ def _collect_with_option(out: Path, capsys, task: tuple[str, int], option: tuple
     other settings). Returns the refusal's message."""
     import numpy as np
 
-    argv = ["collect-demos", "--suite", task[0], "--tasks", str(task[1]), "--trials", "1", "--out", str(out),
+    argv = ["collect-demos", "--suite", task[0], "--tasks", str(task[1]), "--trials", "1", "--out-dir", str(out),
             "--no-images", *option]
     assert main(argv) == 0
     (path,) = sorted(out.glob("*_demo.hdf5"))
@@ -146,7 +146,7 @@ def test_contact_grasp_lifts_once_the_fingers_hold_and_is_recorded(tmp_path: Pat
 
 def test_stall_rule_opens_on_a_bowl_resting_on_the_plate_and_is_recorded(tmp_path: Path, capsys) -> None:
     """libero_spatial task 2, trial 0: the bowl rests on the plate above the release height, and the limit rule
-    pushes the still hand down until the lower phase's 60 steps are spent (docs/RESULTS.md, twelfth pass)."""
+    pushes the still hand down until the lower phase's 60 steps are spent (docs/history/RESULTS.md, twelfth pass)."""
     import numpy as np
 
     from rvq.envs.libero_env import LiberoEnv
@@ -203,7 +203,7 @@ def test_a_tall_object_is_grasped_where_the_hand_reaches_and_the_revision_is_rec
     assert success and phases.count("down") <= 25, phases.count("down")
 
     out = tmp_path / "demos"
-    argv = ["collect-demos", "--suite", "libero_object", "--tasks", "2", "--trials", "1", "--out", str(out),
+    argv = ["collect-demos", "--suite", "libero_object", "--tasks", "2", "--trials", "1", "--out-dir", str(out),
             "--no-images"]
     assert main(argv) == 0
     (path,) = sorted(out.glob("*_demo.hdf5"))
@@ -273,7 +273,7 @@ def test_collect_takeover_demos_records_the_takeover_and_refuses_another_policy(
         (policy / name).write_bytes(name.encode())
     out = tmp_path / "takeover"
     argv = ["collect-demos", "--suite", "libero_object", "--tasks", "0", "--random-resets", "1", "--no-images",
-            "--takeover-policy", str(policy), "--takeover-steps", "12-12", "--out", str(out)]
+            "--takeover-policy", str(policy), "--takeover-steps", "12", "12", "--out-dir", str(out)]
     assert main(argv) == 0
     (path,) = sorted(out.glob("*_demo.hdf5"))
     with h5py.File(path, "r") as f:

@@ -20,8 +20,8 @@ def test_train_reload_and_roundtrip_raw_actions(tmp_path: Path, capsys) -> None:
     write_libero_folder(demos, ["pick up the black bowl", "open the top drawer", "turn on the stove"],
                         num_demos=6, steps=40, image_size=16)
     out = tmp_path / "run"
-    rc = main(["train-tokenizer", "--demos", str(demos), "--steps", "800", "--eval-every", "400",
-               "--batch-size", "128", "--out-dir", str(out), "--device", "cpu", "--no-progress"])
+    rc = main(["train-tokenizer", "--demos", str(demos), "--optim.steps", "800", "--optim.eval-every", "400",
+               "--optim.batch-size", "128", "--out-dir", str(out), "--device", "cpu", "--no-progress"])
     assert rc == 0
     assert "held-out MSE" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} >= {"tokenizer", "last.pt", "metrics.jsonl", "report.md", "report.json"}

@@ -28,7 +28,7 @@ def test_phase2_pipeline(tmp_path: Path, capsys) -> None:
     demos = tmp_path / "demos"
     write_libero_folder(demos, ["pick up the black bowl", "open the top drawer"], num_demos=6, steps=40,
                         image_size=32, images="action")
-    _run(["train-tokenizer", "--demos", str(demos), "--steps", "300", "--eval-every", "150", "--out-dir",
+    _run(["train-tokenizer", "--demos", str(demos), "--optim.steps", "300", "--optim.eval-every", "150", "--out-dir",
           str(tmp_path / "tok"), "--device", "cpu", "--no-progress"])
     tokenizer_path = tmp_path / "tok" / "tokenizer"
     _run(["make-tiny-backbone", "--out-dir", str(tmp_path / "backbone")])
@@ -42,8 +42,8 @@ def test_phase2_pipeline(tmp_path: Path, capsys) -> None:
     tokenizer = ActionTokenizer.from_checkpoint(tokenizer_path)
     extractor = load_feature_source(str(tmp_path / "backbone"), device="cpu")  # with LIBERO's observation steps
     assert data.tokenizer_identity == tokenizer.identity and data.feature_identity == extractor.identity
-    common = ["--data", str(tmp_path / "data.h5"), "--tokenizer", str(tokenizer_path), "--steps", "200",
-              "--eval-every", "100", "--batch-size", "64", "--width", "128", "--device", "cpu", "--no-progress"]
+    common = ["--data", str(tmp_path / "data.h5"), "--tokenizer", str(tokenizer_path), "--optim.steps", "200",
+              "--optim.eval-every", "100", "--optim.batch-size", "64", "--model.width", "128", "--device", "cpu", "--no-progress"]
     _run(["train-draft", *common, "--out-dir", str(tmp_path / "draft")])
     _run(["train-main", *common, "--out-dir", str(tmp_path / "main")])
     capsys.readouterr()
@@ -68,12 +68,12 @@ def test_phase2_pipeline(tmp_path: Path, capsys) -> None:
     assert actions.shape == (16, 8, 7) and torch.isfinite(actions).all()
 
     # A head is refused with another tokenizer, and training on data labelled by another tokenizer fails.
-    _run(["train-tokenizer", "--demos", str(demos), "--steps", "20", "--eval-every", "20", "--seed", "1",
+    _run(["train-tokenizer", "--demos", str(demos), "--optim.steps", "20", "--optim.eval-every", "20", "--seed", "1",
           "--out-dir", str(tmp_path / "tok2"), "--device", "cpu", "--no-progress"])
     other = ActionTokenizer.from_checkpoint(tmp_path / "tok2" / "tokenizer")
     with pytest.raises(ValueError, match="different tokenizer"):
         load_main(tmp_path / "main" / "main", tokenizer_identity=other.identity)
     rc = main(["train-main", "--data", str(tmp_path / "data.h5"), "--tokenizer", str(tmp_path / "tok2" / "tokenizer"),
-               "--steps", "1", "--out-dir", str(tmp_path / "bad"), "--device", "cpu", "--no-progress"])
+               "--optim.steps", "1", "--out-dir", str(tmp_path / "bad"), "--device", "cpu", "--no-progress"])
     assert rc == 2
     assert "not the tokenizer that labelled the data" in capsys.readouterr().err

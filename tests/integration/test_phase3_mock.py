@@ -38,7 +38,7 @@ def checkpoints(tmp_path_factory) -> Path:
 def test_rsd_eval_schema_resume_and_videos(checkpoints: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "eval"
     argv = [*BASE, "--tasks", "0,1", "--trials", "3", "--policy", "rsd", "--checkpoints", str(checkpoints),
-            "--out", str(out), "--videos", "1"]
+            "--out-dir", str(out), "--videos", "1"]
     assert main(argv) == 0
     records = read_results(out / "results.jsonl")
     assert len(records) == 6 and all(set(r) == SCHEMA for r in records)
@@ -90,9 +90,9 @@ def test_actions_match_main_only_and_stay_in_range(checkpoints: Path, tmp_path: 
 
 def test_shards_workers_and_report(checkpoints: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "shards"
-    common = [*BASE, "--tasks", "0-2", "--trials", "2", "--policy", "noop", "--out", str(out)]
-    assert main([*common, "--shard", "0/2", "--workers", "2"]) == 0
-    assert main([*common, "--shard", "1/2"]) == 0
+    common = [*BASE, "--tasks", "0-2", "--trials", "2", "--policy", "noop", "--out-dir", str(out)]
+    assert main([*common, "--shard", "0", "2", "--workers", "2"]) == 0
+    assert main([*common, "--shard", "1", "2"]) == 0
     a = read_results(out / "results-shard0-of-2.jsonl")
     b = read_results(out / "results-shard1-of-2.jsonl")
     assert len(a) == len(b) == 3
@@ -101,7 +101,7 @@ def test_shards_workers_and_report(checkpoints: Path, tmp_path: Path, capsys) ->
     assert {r["worker"] for r in b} == {os.getpid()}
     assert {(r["task"], r["trial"]) for r in a}.isdisjoint({(r["task"], r["trial"]) for r in b})
     capsys.readouterr()
-    assert main(["eval-report", str(out), "--out", str(tmp_path / "report")]) == 0
+    assert main(["eval-report", str(out), "--out-dir", str(tmp_path / "report")]) == 0
     report = json.loads((tmp_path / "report" / "eval_report.json").read_text())
     assert report["suites"][0]["episodes"] == 6 and report["suites"][0]["success_rate"] == 0.0
     assert len(report["tasks"]) == 3
@@ -163,10 +163,10 @@ def test_bad_runs_are_refused_before_any_simulator_starts(checkpoints: Path, tmp
         (["--policy", "rsd", "--checkpoints", str(mixed)], "different tokenizer"),
         (["--policy", "teleop"], "unknown policy"),
         (["--trials", "51"], "trials must be in"),
-        (["--shard", "2/2"], "shard must be"),
+        (["--shard", "2", "2"], "shard must be"),
     ]
     for extra, message in cases:
-        argv = ["eval", "--env", "mock", "--no-progress", "--out", str(tmp_path / "x"), *extra]
+        argv = ["eval", "--env", "mock", "--no-progress", "--out-dir", str(tmp_path / "x"), *extra]
         assert main(argv) == 2, extra
         assert message in capsys.readouterr().err, extra
 

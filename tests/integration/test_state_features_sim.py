@@ -56,7 +56,7 @@ def test_documented_scenes_are_the_bddl_objects(suite: str) -> None:
 def test_random_reset_demos_rebuild_the_live_state_features(tmp_path: Path) -> None:
     out = tmp_path / "demos"
     assert main(["collect-demos", "--suite", "libero_object", "--tasks", "0", "--random-resets", "1", "--no-images",
-                 "--out", str(out)]) == 0
+                 "--out-dir", str(out)]) == 0
     (path,) = sorted(out.glob("*_demo.hdf5"))
     with h5py.File(path, "r") as f:
         data = f["data"]
@@ -84,4 +84,4 @@ def test_random_reset_demos_rebuild_the_live_state_features(tmp_path: Path) -> N
     moved = np.abs(features.vector(live) - features.vector(fixed))[8:-10].max()
     assert moved > 0.01  # a randomized placement, not evaluation initial state 0
     assert main(["collect-demos", "--suite", "libero_object", "--tasks", "0", "--trials", "1", "--no-images",
-                 "--out", str(out)]) == 2  # a finished file of other settings is refused, not reused
+                 "--out-dir", str(out)]) == 2  # a finished file of other settings is refused, not reused

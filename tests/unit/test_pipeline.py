@@ -20,7 +20,7 @@ STAGES = ["collect", "tokenizer", "phase2", "draft", "main", "policy", "departur
 
 def tiny(tmp_path: Path) -> PipelineConfig:
     return config_from(PipelineConfig, suite="libero_object", tasks=[0, 1], env="mock", demos_per_task=3,
-                       tokenizer_steps=10, head_steps=4, head_width=32, main_depth=1, batch_size=16, eval_trials=1,
+                       tokenizer={"steps": 10}, heads={"steps": 4}, width=32, main_depth=1, batch_size=16, trials=1,
                        workers=1, policies=["main", "main_exit", "main_depth", "rsd", "rsd_grid"],
                        out_dir=str(tmp_path / "run"))
 
@@ -65,7 +65,7 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
     run_pipeline(updated(cfg, standardize_features=True), log=logs.append, plan=True)
     assert "[main] inputs changed since the last run: would be redone" in logs  # the heads' recipe is an input
     logs.clear()
-    run_pipeline(updated(cfg, head_steps=5, roundtrip_reference=True), log=logs.append, plan=True)
+    run_pipeline(updated(cfg, heads={"steps": 5}, roundtrip_reference=True), log=logs.append, plan=True)
     assert "[tokenizer] done before with the same inputs: would be skipped" in logs
     assert "[main] inputs changed since the last run: would be redone" in logs
     assert "[eval_expert_roundtrip] not done yet: would run" not in logs  # mock env: no expert rows
@@ -73,7 +73,7 @@ def test_pipeline_runs_skips_and_redoes_what_changed(tmp_path: Path) -> None:
 
     logs.clear()
     before = json.loads((run / "collect" / STAGE_FILE).read_text())["fingerprint"]
-    run_pipeline(updated(cfg, head_steps=5), log=logs.append)
+    run_pipeline(updated(cfg, heads={"steps": 5}), log=logs.append)
     redone = sorted(line.split("]")[0][1:] for line in logs if "inputs changed" in line)
     assert redone == sorted(["draft", "main", "policy", "departure", "eval_main", "eval_main_exit", "eval_main_depth",
                              "eval_rsd", "eval_rsd_grid"])
@@ -100,12 +100,12 @@ def test_interrupted_stage_runs_again_and_configs_are_checked(tmp_path: Path) ->
     assert not (tmp_path / "other" / "collect" / "demos").exists()  # trained on the given files, none collected
     assert json.loads((tmp_path / "other" / "tokenizer" / STAGE_FILE).read_text())["outputs"]["val_mse"] == \
         json.loads((Path(cfg.out_dir) / "tokenizer" / STAGE_FILE).read_text())["outputs"]["val_mse"]
-    with pytest.raises(FileNotFoundError, match="no .hdf5 demo files"):
+    with pytest.raises(ValueError, match="no .hdf5 demo files"):
         run_pipeline(updated(other, demos_dir=str(tmp_path)), log=logs.append)
     with pytest.raises(ValueError, match="policies must be a non-empty subset"):
         updated(cfg, policies=["expert"])
     with pytest.raises(ValueError, match="heads.lr must be > 0"):
-        updated(cfg, head_lr=0.0)
+        updated(cfg, lr=0.0)
     path = tmp_path / "p.toml"
     path.write_text('suite = "libero_object"\nbogus = 1\n')
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \[.bogus.\] for PipelineConfig"):
@@ -289,27 +289,12 @@ def test_a_new_expert_revision_redoes_the_libero_demos_and_expert_row_only(tmp_p
     assert before["mock"] == after["mock"]  # the mock's demos are not the expert's
 
 
-def test_the_tokenizer_recipe_is_an_input_of_the_tokenizer_stage(tmp_path: Path, monkeypatch) -> None:
+def test_the_tokenizer_recipe_is_an_input_of_the_tokenizer_stage(tmp_path: Path) -> None:
     import rvq.pipeline
 
-    # every recipe setting of `rvq train-tokenizer` is listed with its value before it was recorded (a field added
-    # since fails here until listed); a run names those that differ: today's defaults, issue 14's fifth pass (k = 1's
-    # own decoder, quantize_dropout 0.2) and eleventh (robust a cascade: layer 0 on half of each batch, no warm-up, a
-    # linear residual stage, checkpoints by every prefix), resolved as `rvq train-tokenizer` resolves them
-    assert set(rvq.pipeline._tokenizer_recipe(tiny(tmp_path))) == set(rvq.pipeline.TOKENIZER_RECIPE_BEFORE)
-    cascade = {"model.cascade": True, "model.layer0_share": 0.5, "model.linear_inverse": True,
-               "model.encoder_mlp": False, "select_by": "prefix_mean"}
-    assert rvq.pipeline._tokenizer_recipe_changes(tiny(tmp_path)) == {
-        "model.coarse_decoder": True, "model.quantize_dropout": 0.2, **cascade}
-    assert rvq.pipeline._tokenizer_recipe_changes(updated(tiny(tmp_path), cascade=False)) == {
-        "layer0_warmup_ratio": 0.2, "model.coarse_decoder": True, "model.quantize_dropout": 0.2}  # the fifth pass's
-    assert rvq.pipeline._tokenizer_recipe_changes(updated(tiny(tmp_path), quantizer="naive")) == {
-        "layer0_warmup_ratio": 0.2, "model.coarse_decoder": True, "model.quantize_dropout": 0.2}  # naive: no cascade
-    earlier = updated(tiny(tmp_path), quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0,
-                      cascade=False)
-    assert rvq.pipeline._tokenizer_recipe_changes(earlier) == {}  # the recipe before: nothing recorded
-    assert rvq.pipeline._tokenizer_recipe_changes(updated(earlier, cascade=True)) == cascade
-    assert rvq.pipeline._tokenizer_config(tiny(tmp_path)).model_config().cascade
+    # the stage trains with `rvq train-tokenizer`'s recipe, resolved: robust's default is the cascade
+    assert rvq.pipeline._tokenizer_config(tiny(tmp_path)).resolved().model_config().cascade
+    assert not rvq.pipeline._tokenizer_config(updated(tiny(tmp_path), quantizer="naive")).resolved().model.cascade
     with pytest.raises(ValueError, match=r"quantize_dropout must be in \[0, 1\], got 1.5"):  # before any stage runs
         config_from(PipelineConfig, quantize_dropout=1.5)
     cfg = updated(tiny(tmp_path), env="libero", policies=["main"])
@@ -319,12 +304,10 @@ def test_the_tokenizer_recipe_is_an_input_of_the_tokenizer_stage(tmp_path: Path,
     after = run_pipeline(recipe, log=lambda _: None, plan=True)["fingerprints"]
     unchanged = ["collect", "eval_expert"]  # the demos and the expert's own row do not use the tokenizer
     assert sorted(name for name in before if before[name] == after[name]) == unchanged
-    # a default of `rvq train-tokenizer` that changes after a run redoes its tokenizer, never reuses it silently
-    changed = dict(rvq.pipeline.TOKENIZER_RECIPE_BEFORE, **{"model.mlp_dim": 64})
-    monkeypatch.setattr(rvq.pipeline, "TOKENIZER_RECIPE_BEFORE", changed)
-    assert rvq.pipeline._tokenizer_recipe_changes(earlier) == {"model.mlp_dim": 256}
-    assert run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]["tokenizer"] != before["tokenizer"]
-    assert rvq.pipeline._tokenizer_recipe_changes(cfg)["model.mlp_dim"] == 256
+    # a recipe setting given as its resolved default is the same input as leaving it unset
+    default_ratio = rvq.pipeline._tokenizer_config(cfg).resolved().layer0_warmup_ratio
+    same = run_pipeline(updated(cfg, layer0_warmup_ratio=default_ratio), log=lambda _: None, plan=True)
+    assert same["fingerprints"] == before
 
 
 def test_temporal_ensemble_changes_only_the_learned_policies_eval_fingerprints(tmp_path: Path) -> None:
@@ -358,71 +341,92 @@ def test_a_second_writer_of_a_run_folder_is_refused_and_a_plan_is_not(tmp_path: 
     assert not (run / "collect").exists()  # nothing was run while the folder was held
 
 
-# Stage fingerprints made by the flat PipelineConfig (commit c1a4cc6, before the settings were grouped), first 12
-# hex digits: grouping the settings must not redo a stage of a run folder made before
-FLAT_ERA_FINGERPRINTS = {
-    "libero_object_robust.toml": {
-        "collect": "4ea1d8ec1c60", "tokenizer": "dc294e515f4d", "phase2": "f3e0ecba4da5", "draft": "3403b7854c09",
-        "main": "a01f75ea7ac5", "policy": "c1d455603b16", "departure": "bb2d1817e72b", "eval_main": "d0c831ade57e",
-        "eval_rsd": "5be9cca353d1", "eval_rsd_relaxed": "a40a55533ed1", "eval_rsd_grid": "4d6bb2bcb802",
-        "eval_expert": "f3d4499c45e0", "eval_expert_roundtrip": "2a3d88f0a4d0"},
-    "options": {
-        "collect": "b3c8856adc88", "tokenizer": "935863954eee", "phase2": "964e6ef9c4dd", "draft": "5317aafd8d75",
-        "main": "9daed4edc961", "policy": "0161a6f851fa", "takeover_r1": "40b7b91f7ec8", "phase2_r1": "2aa08ac4e35c",
-        "draft_r1": "3a9b6305a1d8", "main_r1": "670a95d9726a", "policy_r1": "0337e1eaa759",
-        "departure": "d44ba27b5492", "policy_untrained": "53a145eef11f", "eval_main": "5d119e1b273c",
-        "eval_rsd_grid": "b2e29fcb3115", "eval_main_untrained": "a0124e92591b", "eval_expert": "b9e7fa646af9"},
-    "mock_ensemble": {
-        "collect": "d9baa7edf09d", "tokenizer": "277209d169fb", "phase2": "220b6620fc51", "draft": "a6dd03cab5c7",
-        "main": "b228ad35a29d", "policy": "a048975e65cf", "eval_rsd": "b06401b75ae5"},
-}
+def test_a_stage_fingerprint_hashes_its_resolved_config_so_every_setting_and_default_counts(tmp_path: Path,
+                                                                                            monkeypatch) -> None:
+    import dataclasses
+
+    import rvq.pipeline
+    from rvq.rfsq import TokenizerConfig
+
+    cfg = updated(tiny(tmp_path), env="libero", policies=["main", "rsd"])
+    before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
+    # a recipe default of `rvq train-tokenizer` that changes after a run redoes its tokenizer (no list of names kept
+    # by hand: the stage hashes the resolved config it runs with)
+    resolved = TokenizerConfig.resolved
+    monkeypatch.setattr(TokenizerConfig, "resolved", lambda self: dataclasses.replace(resolved(self), mlp_dim=64))
+    tokenizer_default = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
+    assert tokenizer_default["tokenizer"] != before["tokenizer"] and tokenizer_default["collect"] == before["collect"]
+    monkeypatch.undo()
+    # so does any setting of the heads' config, also one the pipeline does not name
+    head_config = rvq.pipeline._head_config
+    monkeypatch.setattr(rvq.pipeline, "_head_config", lambda *a, **k: dataclasses.replace(
+        head_config(*a, **k), model=dataclasses.replace(head_config(*a, **k).model, dropout=0.5)))
+    head_default = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
+    assert sorted(k for k in before if before[k] != head_default[k]) == ["draft", "eval_main", "eval_rsd", "main",
+                                                                        "policy"]
+    monkeypatch.undo()
+    # a change to what the stages do bumps the version: every stage is redone
+    monkeypatch.setattr(rvq.pipeline, "PIPELINE_VERSION", rvq.pipeline.PIPELINE_VERSION + 1)
+    bumped = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
+    assert all(bumped[k] != before[k] for k in before)
+    monkeypatch.undo()
+    # how a row runs (workers) is not an input: its records are equal
+    assert run_pipeline(updated(cfg, workers=3), log=lambda _: None, plan=True)["fingerprints"] == before
 
 
-def test_grouped_settings_keep_the_stage_fingerprints_of_runs_made_before(tmp_path: Path) -> None:
-    options = config_from(  # every setting away from its default, in the flat names of the time
-        PipelineConfig, suite="libero_spatial", tasks=[1, 3], demos_per_task=7, demo_action_noise=0.05,
-        expert_grasp_hold="contact", takeover_rounds=1, takeover_demos_per_task=5, takeover_steps=[10, 90],
-        quantizer="naive", tokenizer_steps=11, head_steps=12, head_width=64, head_lr=2e-3, gripper_phase=True,
-        goal_slots=True, main_depth=1, batch_size=32, eval_trials=3, execute_steps=4, policies=["main", "rsd_grid"],
-        untrained_control=True, seed=5,
-        quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0)  # the tokenizer recipe of the time
-    configs = {"libero_object_robust.toml": PipelineConfig.from_file(STUDY / "libero_object_robust.toml"),
-               "options": options,
-               "mock_ensemble": config_from(PipelineConfig, env="mock", tasks=[0], demos_per_task=3,
-                                            temporal_ensemble=True, policies=["rsd"], expert_reference=False,
-                                            quantize_dropout=0.35, coarse_decoder=False, layer0_warmup_ratio=0.0,
-                                            cascade=False)}
-    for name, cfg in configs.items():
-        planned = run_pipeline(updated(cfg, out_dir=str(tmp_path / name)), log=lambda _: None, plan=True)
-        got = {stage: fp[:12] for stage, fp in planned["fingerprints"].items()}
-        assert sorted(got) == sorted(FLAT_ERA_FINGERPRINTS[name]), name
-        for stage, fingerprint in got.items():
-            # LIBERO's evaluation rows are redone once: their scenes no longer depend on an env's earlier resets
-            # (SCENE_PROTOCOL 2); the policy bundles are made again, since their protocol now names the early-exit
-            # tolerance (issue 45), and so is what reads them (seconds: no training); every other stage keeps its
-            # fingerprint
-            # (a takeover round and everything after it read the previous round's bundle)
-            reads_bundle = stage.startswith(("policy", "takeover", "departure")) or stage.endswith("_r1") or (
-                stage.startswith("eval_") and not stage.startswith("eval_expert"))
-            redone = (cfg.env == "libero" and stage.startswith("eval_")) or reads_bundle
-            assert (fingerprint != FLAT_ERA_FINGERPRINTS[name][stage]) == redone, (name, stage)
-    assert (options.heads.steps, options.tokenizer.steps, options.eval.trials) == (12, 11, 3)
-
-
-def test_settings_are_grouped_and_the_flat_names_still_parse(tmp_path: Path) -> None:
+def test_settings_have_one_spelling_dotted_flags_and_tables(tmp_path: Path) -> None:
     from rvq.config_cli import parse_config
 
     dotted = parse_config(PipelineConfig, ["--heads.steps", "7", "--tokenizer.steps", "9", "--eval.trials", "2",
                                            "--data.demos-per-task", "4", "--heads.standardize-features"], "p")
-    flat = parse_config(PipelineConfig, ["--head-steps", "7", "--tokenizer-steps", "9", "--eval-trials", "2",
-                                         "--demos-per-task", "4", "--standardize-features"], "p")
-    assert dotted == flat and (flat.heads.steps, flat.tokenizer.steps, flat.eval.trials) == (7, 9, 2)
-    assert flat.data.demos_per_task == 4 and flat.heads.standardize_features
-    (tmp_path / "flat.toml").write_text("head_steps = 5\neval_trials = 3\n")  # a config file written before the groups
-    assert PipelineConfig.from_file(tmp_path / "flat.toml", head_lr=1e-3).heads == \
-        updated(PipelineConfig(), head_steps=5, head_lr=1e-3).heads
-    (tmp_path / "steps.toml").write_text("steps = 5\n")  # two groups have `steps`: no flat spelling
+    assert (dotted.heads.steps, dotted.tokenizer.steps, dotted.eval.trials) == (7, 9, 2)
+    assert dotted.data.demos_per_task == 4 and dotted.heads.standardize_features
+    for flat in (["--head-steps", "7"], ["--demos-per-task", "4"], ["--out", "x"]):  # the old spellings are gone
+        with pytest.raises(SystemExit):
+            parse_config(PipelineConfig, flat, "p")
+    (tmp_path / "flat.toml").write_text("head_steps = 5\n")
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['head_steps'\]"):
+        PipelineConfig.from_file(tmp_path / "flat.toml")
+    (tmp_path / "flat_leaf.toml").write_text("lr = 1e-3\n")  # a file names the group's table
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['lr'\]"):
+        PipelineConfig.from_file(tmp_path / "flat_leaf.toml")
+    (tmp_path / "tables.toml").write_text("[heads]\nsteps = 5\n")
+    assert PipelineConfig.from_file(tmp_path / "tables.toml", lr=1e-3).heads == \
+        updated(PipelineConfig(), heads={"steps": 5, "lr": 1e-3}).heads
     with pytest.raises(ValueError, match=r"'steps' of PipelineConfig is ambiguous.*'tokenizer.steps', 'heads.steps'"):
-        PipelineConfig.from_file(tmp_path / "steps.toml")
+        updated(PipelineConfig(), steps=5)  # Python keywords: a leaf two groups share names neither
     with pytest.raises(ValueError, match="heads.lr must be > 0"):  # a group checks its own settings
-        updated(PipelineConfig(), head_lr=0.0)
+        updated(PipelineConfig(), lr=0.0)
+
+
+def test_a_copied_run_reads_its_own_files_and_demo_files_count_by_content(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    import h5py
+
+    cfg = updated(tiny(tmp_path), policies=["main"])
+    run_pipeline(cfg, log=lambda _: None)
+    copy = tmp_path / "copy"
+    shutil.copytree(cfg.out_dir, copy)
+    shutil.rmtree(cfg.out_dir)  # the original is gone: the copy reads only its own files
+    logs: list[str] = []
+    run_pipeline(updated(cfg, out_dir=str(copy)), log=logs.append)
+    assert not [line for line in logs if line.endswith("running")], logs
+    assert json.loads((copy / "policy" / STAGE_FILE).read_text())["outputs"]["folder"] == "<run>/policy/bundle"
+    # demos_dir is an input by content: a value rewritten in place with the size and time kept (as `cp -p` or
+    # `rsync -t` leave them), or an added `.h5` file the reader also reads, redoes the stages after it
+    demos = copy / "collect" / "demos"
+    other = updated(cfg, demos_dir=str(demos), out_dir=str(tmp_path / "other"))
+    before = run_pipeline(other, log=lambda _: None, plan=True)["fingerprints"]["collect"]
+    first = sorted(demos.glob("*.hdf5"))[0]
+    stat = first.stat()
+    with h5py.File(first, "r+") as handle:
+        actions = handle["data/demo_0/actions"]
+        actions[0, 0] = actions[0, 0] + 0.5
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert first.stat().st_size == stat.st_size and first.stat().st_mtime_ns == stat.st_mtime_ns
+    rewritten = run_pipeline(other, log=lambda _: None, plan=True)["fingerprints"]["collect"]
+    assert rewritten != before
+    shutil.copy(first, demos / "zz_extra.h5")
+    assert run_pipeline(other, log=lambda _: None, plan=True)["fingerprints"]["collect"] not in (before, rewritten)

@@ -103,7 +103,7 @@ def cli(argv: list[str]) -> None:
 
 def phase2_args(tmp: Path, data: Path) -> list[str]:
     return ["train-draft", "--data", str(data), "--tokenizer", str(tokenizer_file(tmp)), "--out-dir", str(tmp / "r"),
-            "--steps", "1", "--no-progress"]
+            "--optim.steps", "1", "--no-progress"]
 
 
 def resume_with_other_demos(tmp: Path) -> None:

@@ -175,7 +175,7 @@ def test_gripper_phase_layout_appends_the_history_and_leaves_the_plain_identity_
     from rvq.backbones.state import GRIPPER_HELD_SCALE
 
     plain, gripper = StateFeatures.for_suite("libero_spatial"), load_source("state:libero_spatial+gripper")
-    # heads trained before the option name this identity (libero_spatial's fourth-pass policy, docs/RESULTS.md)
+    # heads trained before the option name this identity (libero_spatial's fourth-pass policy, docs/history/RESULTS.md)
     assert plain.identity == "9db3681bad35893936bca1acc11e8982221d1da94e730972b6da0508bae0e3fb"
     assert gripper.gripper_phase and gripper.feature_dim == plain.feature_dim + 2
     assert gripper.identity != plain.identity

@@ -82,7 +82,7 @@ def test_eval_exits_nonzero_when_episodes_errored(tmp_path: Path, capsys, monkey
 
     monkeypatch.setattr(NoopPolicy, "act", broken)
     args = ["eval", "--suite", "libero_goal", "--tasks", "0", "--trials", "2", "--policy", "noop", "--env", "mock",
-            "--max-steps", "2", "--out", str(tmp_path / "eval"), "--no-progress", "--no-render"]
+            "--max-steps", "2", "--out-dir", str(tmp_path / "eval"), "--no-progress", "--no-render"]
     assert main(args) == 1
     assert "2 episode(s) ended in an error" in capsys.readouterr().err
     records = read_results(tmp_path / "eval" / "results.jsonl")

@@ -282,14 +282,14 @@ def test_make_bundle_assembles_trained_parts_and_refuses_a_foreign_feature_sourc
     parts = {name: str(bundle_dir / name) for name in ("tokenizer", "main", "draft")}
     argv = ["make-bundle", "--tokenizer", parts["tokenizer"], "--main", parts["main"], "--draft", parts["draft"],
             "--backbone", str(bundle_dir / "backbone"), "--suite", "libero_object", "--execute-steps", "4"]
-    assert main([*argv, "--out", str(tmp_path / "made")]) == 0
+    assert main([*argv, "--out-dir", str(tmp_path / "made")]) == 0
     made = verify_bundle(tmp_path / "made", "rsd")
     assert made.digests("rsd") == read_layout(bundle_dir, "rsd").digests("rsd")  # the same parts
     assert made.protocol == {"suite": "libero_object", "execute_steps": 4}
     assert made.processors()["observation"] == libero_observation_steps("resize")
     np.testing.assert_array_equal(_chunk(tmp_path / "made"), _chunk(bundle_dir))
     capsys.readouterr()
-    state = ["--backbone", "state:libero_object", "--out", str(tmp_path / "state")]
+    state = ["--backbone", "state:libero_object", "--out-dir", str(tmp_path / "state")]
     assert main([*argv[:-6], *state]) == 2  # heads trained on the tiny VLA's features, not on state features
     assert "different feature extractor" in capsys.readouterr().err
     assert not (tmp_path / "state").exists()

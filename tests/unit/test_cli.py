@@ -1,0 +1,26 @@
+"""`rvq` itself: the command list and the version answer without importing torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import rvq
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    code = ("import sys; from rvq.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
+            "print('torch imported:', 'torch' in sys.modules)\nsys.exit(code)")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_and_version_do_not_import_torch() -> None:
+    shown = _run("--help")
+    assert shown.returncode == 0 and "rvq COMMAND --help" in shown.stdout and "pipeline" in shown.stdout
+    assert "torch imported: False" in shown.stdout
+    version = _run("--version")
+    assert version.returncode == 0 and f"rvq {rvq.__version__}" in version.stdout
+    assert "torch imported: False" in version.stdout
+    unknown = _run("bogus-command")
+    assert unknown.returncode == 2 and "invalid choice: 'bogus-command'" in unknown.stderr
