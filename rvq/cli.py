@@ -119,7 +119,7 @@ def cmd_eval_report(argv: list[str]) -> int:
     from rvq.eval.report import EvalReportConfig
 
     cfg = parse_config(EvalReportConfig, argv, "rvq eval-report")
-    write_report(cfg.results, cfg.out_dir)
+    write_report(cfg.results, cfg.out_dir, cfg.paired_against)
     print((Path(cfg.out_dir) / "eval_report.md").read_text())
     return 0
 
@@ -170,6 +170,24 @@ COMMANDS = {
     "collect-demos": (cmd_collect_demos, "scripted expert → LIBERO-layout HDF5 demos, one file per task"),
     "pipeline": (cmd_pipeline, "collect → tokenizer → Phase 2 → draft/main → eval → report, one run folder (--plan: "
                                "say what a rerun would do)"),
+}
+
+
+# every command's config dataclass ("module:class", imported when needed): its options (docs/cli.md is generated from
+# these by rvq.cli_reference)
+CONFIGS = {
+    "train-tokenizer": "rvq.training.tokenizer:TrainTokenizerConfig",
+    "compare-tokenizers": "rvq.training.tokenizer:TrainTokenizerConfig",
+    "make-tiny-backbone": "rvq.backbones.tiny:TinyBackboneConfig",
+    "build-phase2-data": "rvq.data.phase2:Phase2DataConfig",
+    "train-draft": "rvq.training.heads:TrainHeadConfig",
+    "train-main": "rvq.training.heads:TrainHeadConfig",
+    "make-bundle": "rvq.policies.assemble:MakeBundleConfig",
+    "setup-libero": "rvq.envs.setup:SetupLiberoConfig",
+    "eval": "rvq.eval.config:EvalConfig",
+    "eval-report": "rvq.eval.report:EvalReportConfig",
+    "collect-demos": "rvq.expert.collect:CollectConfig",
+    "pipeline": "rvq.pipeline:PipelineConfig",
 }
 
 

@@ -21,6 +21,7 @@ from rvq.baselines.binning import UniformBinning
 from rvq.baselines.dct import DCTTokenizer
 from rvq.baselines.residual_fsq import ResidualFSQAE
 from rvq.config_cli import save_run_config, updated
+from rvq.plots import plot_prefix_error, plot_residual_std
 from rvq.rfsq import TokenizerModel, build_tokenizer_model
 from rvq.training.common import seed_everything
 from rvq.training.tokenizer import TrainTokenizerConfig, TokenizerData, fit_tokenizer, prepare_tokenizer_data
@@ -78,8 +79,7 @@ def _method_config(method: str, cfg: TrainTokenizerConfig) -> TrainTokenizerConf
     if method == "residual_fsq":  # the library drops layers itself: rvq's prefix options do not apply
         return updated(cfg, quantizer="naive", coarse_decoder=False, layer0_warmup=0, layer0_warmup_ratio=0.0)
     if method == "robust_seed_arch":
-        return updated(cfg, quantizer="robust", cascade=False, linear_skip=False, prefix_conditioned=False,
-                       quantize_dropout=0.0, mlp_dim=64, coarse_decoder=False, layer0_warmup=0, layer0_warmup_ratio=0.0)
+        return updated(cfg, quantizer="robust", cascade=False, linear_skip=False, quantize_dropout=0.0, mlp_dim=64, coarse_decoder=False, layer0_warmup=0, layer0_warmup_ratio=0.0)
     if method == "robust_single":
         return updated(cfg, quantizer="robust", cascade=False)
     return updated(cfg, quantizer=method)
@@ -138,7 +138,8 @@ def render_comparison(report: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|"]
     for r in report["rows"]:
         eff = r.get("effective_layers", "")
-        lines.append(f"| {r['method']} | {r['bits_per_chunk']:.0f} | {r['mse']:.3e} | {r['mse_raw']:.3e} | {eff} | "
+        raw = "–" if math.isnan(r["mse_raw"]) else f"{r['mse_raw']:.3e}"  # not decodable: no raw actions
+        lines.append(f"| {r['method']} | {r['bits_per_chunk']:.0f} | {r['mse']:.3e} | {raw} | {eff} | "
                      f"{r['note']} |")
     c = report["curves"]
     lines += ["", "Held-out MSE decoding the first k layers (every prefix is a token policy's possible output):", "",
@@ -148,43 +149,20 @@ def render_comparison(report: dict[str, Any]) -> str:
         cells = " | ".join(f"{c[m][k][1]:.3e}" for m in c)
         lines.append(f"| {k + 1} | {c['robust'][k][0]:.0f} | {cells} | {ratio:.2g} |")  # 2 digits, however small
     times = report["trained"]["naive"]["mse"] / report["trained"]["robust"]["mse"]
-    reduction = 100 * report["robust_vs_naive_reduction"]
-    lines += ["", f"Robust vs naive held-out MSE: {reduction:.2f}% lower ({times:.4g}x)."]
+    lines += ["", f"Robust vs naive held-out MSE: {times:.3g}x lower (naive / robust)."]
     return "\n".join(lines) + "\n"
 
 
 def plot_comparison(report: dict[str, Any], out_dir: Path) -> None:
-    """`residual_std.png` (per-layer residual std) and `error_vs_bits.png`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in ("naive", "robust", "residual_fsq"):
-        std = report["trained"][method]["residual_std"]
-        ax.semilogy(range(len(std)), std, marker="o", label=LABELS[method])
-    ax.set_xlabel("layer (residual before it; last = after all layers)")
-    ax.set_ylabel("held-out residual std (latent units)")
-    ax.set_title("Per-layer residual: naive layers 1+ are dead")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_dir / "residual_std.png", dpi=120)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, curve in report["curves"].items():
-        ax.loglog(*zip(*curve), marker="o", label=f"{LABELS[method]}: first k = 1..{len(curve)} layers")
-    for family, marker in (("openvla_bins", "s"), ("dct", "^")):
-        pts = [(r["bits_per_chunk"], r["mse"]) for r in report["rows"] if r["family"] == family]
-        ax.loglog(*zip(*pts), marker=marker, linestyle="--", label=LABELS[family])
-    ax.set_xlabel("bits per chunk (DCT: entropy-coded, a lower bound on its token cost)")
-    ax.set_ylabel("held-out MSE (normalized actions)")
-    ax.set_title(comparison_title(report), fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "error_vs_bits.png", dpi=120)
-    plt.close(fig)
+    """`residual_std.png` (per-layer residual std) and `error_vs_bits.png` (error of every prefix and of the
+    fixed-rate baselines, against bits)."""
+    plot_residual_std({LABELS[m]: report["trained"][m]["residual_std"] for m in ("naive", "robust", "residual_fsq")},
+                      out_dir / "residual_std.png")
+    curves = {f"{LABELS[m]}: first k = 1..{len(c)} layers": c for m, c in report["curves"].items()}
+    baselines = {LABELS[f]: [(r["bits_per_chunk"], r["mse"]) for r in report["rows"] if r["family"] == f]
+                 for f in ("openvla_bins", "dct")}
+    plot_prefix_error({**curves, **baselines}, out_dir / "error_vs_bits.png", comparison_title(report),
+                      "bits per chunk (DCT: entropy-coded, a lower bound on its token cost)", frozenset(baselines))
 
 
 def comparison_title(report: dict[str, Any]) -> str:

@@ -58,20 +58,15 @@ class PipelineDataConfig:
     the state features read from them."""
 
     demos_per_task: int = 20  # libero: successes kept from randomized resets; mock: demos per task
-    demo_action_noise: float = 0.0  # DART noise on the expert's executed actions while collecting (rvq.expert.collect)
     demos_dir: str = ""  # train on this folder of demo files (e.g. another run's collect/demos) instead of collecting
     # DAgger-style rounds (rvq.expert.takeover): the round's policy acts from randomized resets, the expert takes over
     # and finishes; the heads are trained again on every demo so far. 0: none
     takeover_rounds: int = 0
     takeover_demos_per_task: int = 30  # demos kept per task in each takeover round
     takeover_steps: list[int] = field(default_factory=lambda: [20, 160])  # the takeover step is drawn from this range
-    gripper_phase: bool = False  # state features also read the gripper history (rvq.backbones.state, `+gripper`)
-    goal_slots: bool = False  # state features also carry the task's objects of interest in fixed slots (`+goal`)
 
     def __post_init__(self) -> None:
         _at_least_one(self, "data.", "demos_per_task", "takeover_demos_per_task")
-        if not 0.0 <= self.demo_action_noise <= 1.0:
-            raise ValueError(f"demo_action_noise must be in [0, 1], got {self.demo_action_noise}")
         if self.takeover_rounds < 0:
             raise ValueError(f"takeover_rounds must be >= 0, got {self.takeover_rounds}")
         if len(self.takeover_steps) != 2 or not 0 <= self.takeover_steps[0] <= self.takeover_steps[1]:
@@ -118,7 +113,7 @@ class PipelineHeadsConfig:
     lr: float = 3e-4  # the study configs use 1e-3 with standardized features (docs/history/RESULTS.md)
     standardize_features: bool = False  # heads standardize their inputs (rvq.models.standardize); see TrainHeadConfig
     main_depth: int = 2  # the main head's transformer layers
-    batch_size: int = 128
+    batch_size: int = 128  # rows per training step of each head
 
     def __post_init__(self) -> None:
         _at_least_one(self, "heads.", "steps", "width", "main_depth", "batch_size")
@@ -183,9 +178,6 @@ class PipelineConfig:
             raise ValueError(f"env must be 'libero' or 'mock', got {self.env!r}")
         _at_least_one(self, "", "workers")
         collects = self.env == "libero" and not self.data.demos_dir  # the scripted expert collects the demos
-        if self.data.demo_action_noise and not collects:
-            raise ValueError("demo_action_noise applies to demos the scripted expert collects in LIBERO; the mock env "
-                             "and demos_dir do not collect with it")
         if check_grasp_hold(self.expert_grasp_hold, "expert_grasp_hold") != "timer" and not collects:
             raise ValueError("expert_grasp_hold applies to demos the scripted expert collects in LIBERO; the mock env "
                              "and demos_dir do not collect with it")
@@ -291,8 +283,8 @@ def feature_source(cfg: PipelineConfig):
     from rvq.envs.mock_env import mock_state_features
 
     if cfg.env == "mock":
-        return mock_state_features(cfg.suite, cfg.data.gripper_phase, cfg.data.goal_slots)
-    return StateFeatures.for_suite(cfg.suite, gripper_phase=cfg.data.gripper_phase, goal_slots=cfg.data.goal_slots)
+        return mock_state_features(cfg.suite)
+    return StateFeatures.for_suite(cfg.suite)
 
 
 def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: bool = False) -> dict[str, Any]:
@@ -318,8 +310,7 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
                           lambda folder: {"demos": str(Path(cfg.data.demos_dir).resolve()), "summaries": []})
     else:  # no seed here: collection seeds each randomized reset by (task, attempt), whatever the run's seed
         demos = run.stage("collect", {"suite": cfg.suite, "tasks": cfg.tasks, "env": cfg.env,
-                                      "demos_per_task": cfg.data.demos_per_task,
-                                      "demo_action_noise": cfg.data.demo_action_noise}
+                                      "demos_per_task": cfg.data.demos_per_task}
                           | (expert_settings if cfg.env == "libero" else {}),  # the mock's demos are not the expert's
                           [], lambda folder: _collect(cfg, folder))
     tokenizer = run.stage("tokenizer", config_settings(_tokenizer_config(cfg).resolved(), _RUN_ONLY),
@@ -421,7 +412,7 @@ def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:
         return {"demos": str(out), "summaries": []}
     wanted = cfg.data.demos_per_task
     summaries = collect_demos(CollectConfig(cfg.suite, cfg.tasks, out_dir=str(out), workers=cfg.workers, images=False,
-                                            random_resets=wanted, action_noise=cfg.data.demo_action_noise,
+                                            random_resets=wanted,
                                             grasp_hold=cfg.expert_grasp_hold, phase_end=cfg.expert_phase_end))
     short = [t["task"] for t in summaries if t.get("kept", wanted) < wanted]
     if short:

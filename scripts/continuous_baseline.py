@@ -178,7 +178,6 @@ def main() -> None:
     parser.add_argument("data", nargs="+", help="Phase 2 files built with state features")
     parser.add_argument("--suite", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--gripper-phase", action="store_true", help="the data's features are state:SUITE+gripper")
     parser.add_argument("--tasks", default="0-9")
     parser.add_argument("--trials", type=int, default=0, help="official initial states per task to run (0: none)")
     parser.add_argument("--execute-steps", type=int, default=None)
@@ -194,7 +193,7 @@ def main() -> None:
         raise SystemExit(f"--loss must be l1 or mse, got {cfg.loss!r}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    features = StateFeatures.for_suite(args.suite, gripper_phase=args.gripper_phase)
+    features = StateFeatures.for_suite(args.suite)
     data = load_phase2_data(args.data)
     if data.feature_identity != features.identity:
         raise SystemExit(f"the data's features ({data.feature_identity[:12]}…) are not {args.suite}'s state features "

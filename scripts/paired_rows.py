@@ -11,19 +11,9 @@ The rows must hold the same episodes (task, trial); a difference is refused.
 from __future__ import annotations
 
 import argparse
-import math
 
-from rvq.eval.report import wilson_interval
+from rvq.eval.report import mcnemar_exact, wilson_interval
 from rvq.eval.results import read_results
-
-
-def mcnemar_exact(gained: int, lost: int) -> float:
-    """Two-sided exact McNemar p: the binomial(n = gained + lost, 1/2) probability of a split at least this uneven."""
-    n = gained + lost
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(gained, lost) + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ def encoder_after_warmup(model: ActionRFSQAE, mode: str) -> None:
                 z = z.detach()
             else:
                 z = torch.where((keep == 1).reshape(-1, 1, 1), z, z.detach())
-        z_hat, codes = self.quantizer(z, keep_layers=keep, prefix_grad=self.config.prefix_encoder_grad)
+        z_hat, codes = self.quantizer(z, keep_layers=keep)
         return self.decode_latent(z_hat, keep), codes
 
     model.forward = types.MethodType(forward, model)

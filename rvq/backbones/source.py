@@ -1,6 +1,5 @@
 """One way to name a feature source, for every command: a VLA (hub id or folder), or state features
-(`state:<suite>` for a suite's layout, with options appended: `+gripper` the gripper-history block, `+goal` the
-objects-of-interest block, in any order; or the path of a `features.json` layout file)."""
+(`state:<suite>` for a suite's layout, or the path of a `features.json` layout file)."""
 
 from __future__ import annotations
 
@@ -11,19 +10,13 @@ from rvq.backbones.state import FEATURES_FILE, StateFeatures
 from rvq.processors import ObservationFeatures, Pipeline, default_observation_steps
 
 STATE_PREFIX = "state:"
-STATE_OPTIONS = {"gripper": "gripper_phase", "goal": "goal_slots"}  # `state:<suite>+<option>` → `for_suite` flag
 
 
 def load_source(source: str, device: str = "auto", trust_remote_code: bool = False) -> FeatureExtractor | StateFeatures:
     """`state:<suite>` or a `features.json` → `StateFeatures`; anything else → `FeatureExtractor.from_pretrained`.
     The bare source: it reads observations as they are given (no observation steps)."""
     if source.startswith(STATE_PREFIX):
-        suite, *options = source[len(STATE_PREFIX):].split("+")
-        unknown = [o for o in options if o not in STATE_OPTIONS]
-        if unknown or len(set(options)) != len(options):
-            raise ValueError(f"{source}: state-feature options are {sorted(STATE_OPTIONS)}, each at most once "
-                             f"(`state:<suite>+gripper+goal`); got {options}")
-        return StateFeatures.for_suite(suite, **{STATE_OPTIONS[o]: True for o in options})
+        return StateFeatures.for_suite(source[len(STATE_PREFIX):])
     if Path(source).name == FEATURES_FILE:
         if not Path(source).is_file():
             raise FileNotFoundError(f"state-feature layout not found: {source}")

@@ -8,16 +8,6 @@ One feature vector `[D]` has a fixed layout per suite, so one head serves every 
                      present 1, world position 3, position minus the end effector's 3, quaternion (x, y, z, w) 4
                      (an object the task's scene does not have: present 0 and zeros; that is the layout)
     task       [T]   one-hot of the suite's task index (no language model)
-    gripper    [2]   only in a layout made with `gripper_phase=True` (`state:<suite>+gripper`): the observation's
-                     `gripper_history`, the last executed gripper command's sign and the steps it has been held,
-                     divided by `GRIPPER_HELD_SCALE` and capped at 1 (the grasp phase, which the state alone
-                     does not show)
-    goal       [G]   only in a layout made with `goal_slots=True` (`state:<suite>+goal`): the task's objects of
-                     interest (LIBERO's `obj_of_interest` from the task's BDDL: the object to move, then where it
-                     goes), each as world position 3, position minus the end effector's 3, quaternion 4, then the
-                     offset from each to the next 3; G = 10 n + 3 (n - 1). The same objects' slots above are
-                     unchanged: these are copies in a place that is the same for every task, so one head need not
-                     learn from the task one-hot which slot to read
 
 An observation carries `"state"`, `"task_id"` and `"objects"` (name → `[7]` position + quaternion, as LIBERO's
 `<name>_pos` / `<name>_quat`). An object the task's scene has but the observation lacks, an object the layout does
@@ -40,9 +30,6 @@ FEATURES_FILE = "features.json"  # in a checkpoint folder, in place of backbone/
 LAYOUT_VERSION = 1
 SLOT_DIM = 11
 POSE_DIM = 7
-GRIPPER_DIM = 2
-GRIPPER_HELD_SCALE = 40.0  # steps: the expert closes, holds and lifts well within this many
-GOAL_SLOT_DIM = 10  # position 3, position minus the end effector's 3, quaternion 4
 
 # The objects of each task's scene, from the suites' BDDL files (hf-libero 0.1.4); the integration suite checks
 # them against the simulator's observations.
@@ -65,14 +52,6 @@ SCENE_OBJECTS: dict[str, dict[int, tuple[str, ...]]] = {
     "libero_object": _OBJECT_SCENES,
     "libero_spatial": {task: _SPATIAL_SCENE for task in range(10)},
 }
-# Each task's objects of interest: LIBERO's `obj_of_interest` (the task's BDDL), the object to move first; the
-# integration suite checks them against the simulator's.
-GOAL_OBJECTS: dict[str, dict[int, tuple[str, ...]]] = {
-    "libero_object": {task: (obj, "basket_1") for task, obj in enumerate((
-        "alphabet_soup_1", "cream_cheese_1", "salad_dressing_1", "bbq_sauce_1", "ketchup_1", "tomato_sauce_1",
-        "butter_1", "milk_1", "chocolate_pudding_1", "orange_juice_1"))},
-    "libero_spatial": {task: ("akita_black_bowl_1", "plate_1") for task in range(10)},
-}
 SUITE_OBJECTS = {suite: tuple(sorted({n for names in scenes.values() for n in names}))
                  for suite, scenes in SCENE_OBJECTS.items()}
 
@@ -82,12 +61,9 @@ class StateFeatures:
 
     device = torch.device("cpu")
 
-    def __init__(self, name: str, objects: Sequence[str], scenes: dict[int, Sequence[str]],
-                 gripper_phase: bool = False, goals: dict[int, Sequence[str]] | None = None) -> None:
-        """`objects`: the slot order; `scenes`: task index → the objects its scene has (each in `objects`);
-        `gripper_phase`: append the gripper history block; `goals`: task index → its objects of interest (the same
-        number for every task, each in the task's scene), appended as the goal block."""
-        self.name, self.objects, self.gripper_phase = name, tuple(objects), bool(gripper_phase)
+    def __init__(self, name: str, objects: Sequence[str], scenes: dict[int, Sequence[str]]) -> None:
+        """`objects`: the slot order; `scenes`: task index → the objects its scene has (each in `objects`)."""
+        self.name, self.objects = name, tuple(objects)
         self.scenes = {int(task): tuple(names) for task, names in scenes.items()}
         if sorted(self.scenes) != list(range(len(self.scenes))):
             raise ValueError(f"{name}: scenes must be given for tasks 0..N-1, got {sorted(self.scenes)}")
@@ -95,45 +71,19 @@ class StateFeatures:
         if unknown:
             raise ValueError(f"{name}: scene objects {unknown} have no slot in the layout")
         self.num_tasks = len(self.scenes)
-        self.goals = None if goals is None else {int(task): tuple(names) for task, names in goals.items()}
-        self.num_goal_objects = 0
-        if self.goals is not None:
-            if sorted(self.goals) != sorted(self.scenes):
-                raise ValueError(f"{name}: goals must be given for tasks {sorted(self.scenes)}, got {sorted(self.goals)}")
-            counts = {len(names) for names in self.goals.values()}
-            if len(counts) != 1 or 0 in counts:
-                raise ValueError(f"{name}: every task needs the same number (>= 1) of goal objects, got {self.goals}")
-            for task, names in self.goals.items():
-                if not set(names) <= set(self.scenes[task]):
-                    raise ValueError(f"{name} task {task}: goal objects {sorted(set(names) - set(self.scenes[task]))} "
-                                     "are not in the task's scene")
-            self.num_goal_objects = counts.pop()
-        self.feature_dim = (STATE_DIM + SLOT_DIM * len(self.objects) + self.num_tasks
-                            + (GRIPPER_DIM if self.gripper_phase else 0) + self.goal_dim)
+        self.feature_dim = STATE_DIM + SLOT_DIM * len(self.objects) + self.num_tasks
         self._identity: str | None = None
 
-    @property
-    def goal_dim(self) -> int:
-        """Size of the goal block (0 without one)."""
-        n = self.num_goal_objects
-        return GOAL_SLOT_DIM * n + 3 * max(n - 1, 0)
-
     @classmethod
-    def for_suite(cls, suite: str, gripper_phase: bool = False, goal_slots: bool = False) -> "StateFeatures":
+    def for_suite(cls, suite: str) -> "StateFeatures":
         if suite not in SCENE_OBJECTS:
             raise ValueError(f"no state-feature layout for {suite!r}; layouts exist for {sorted(SCENE_OBJECTS)}")
-        return cls(suite, SUITE_OBJECTS[suite], SCENE_OBJECTS[suite], gripper_phase,
-                   GOAL_OBJECTS[suite] if goal_slots else None)
+        return cls(suite, SUITE_OBJECTS[suite], SCENE_OBJECTS[suite])
 
     def describe(self) -> dict[str, Any]:
         """What determines the features: the layout (slots, scenes, task count) and its version."""
-        described = {"kind": "state", "version": LAYOUT_VERSION, "name": self.name, "objects": list(self.objects),
-                     "scenes": {str(t): list(n) for t, n in self.scenes.items()}, "feature_dim": self.feature_dim}
-        if self.gripper_phase:  # absent otherwise, so layouts made before the option keep their identity
-            described["gripper_phase"] = True
-        if self.goals is not None:  # likewise
-            described["goals"] = {str(t): list(n) for t, n in self.goals.items()}
-        return described
+        return {"kind": "state", "version": LAYOUT_VERSION, "name": self.name, "objects": list(self.objects),
+                "scenes": {str(t): list(n) for t, n in self.scenes.items()}, "feature_dim": self.feature_dim}
 
     @property
     def identity(self) -> str:
@@ -163,14 +113,11 @@ class StateFeatures:
         missing = [k for k in ("name", "objects", "scenes", "feature_dim") if k not in data]
         if missing:
             raise ValueError(f"{path}: state-feature layout lacks {missing}")
-        if not isinstance(data.get("gripper_phase", False), bool):
-            raise ValueError(f"{path}: gripper_phase must be true or false, got {data['gripper_phase']!r}")
-        goals = data.get("goals")
-        if goals is not None and not isinstance(goals, dict):
-            raise ValueError(f"{path}: goals must map task indices to object names, got {str(goals)[:200]}")
-        features = cls(data["name"], data["objects"], {int(t): n for t, n in data["scenes"].items()},
-                       data.get("gripper_phase", False),
-                       None if goals is None else {int(t): n for t, n in goals.items()})
+        removed = sorted({"gripper_phase", "goals"} & set(data))
+        if removed:
+            raise ValueError(f"{path}: the layout has {removed}, options removed from rvq (measured and not adopted: "
+                             "docs/decisions.md); retrain on the plain layout")
+        features = cls(data["name"], data["objects"], {int(t): n for t, n in data["scenes"].items()})
         if features.feature_dim != data["feature_dim"]:
             raise ValueError(f"{path}: feature_dim {data['feature_dim']} does not match its layout "
                              f"({features.feature_dim})")
@@ -202,19 +149,6 @@ class StateFeatures:
         task_onehot = np.zeros(self.num_tasks)
         task_onehot[int(task)] = 1.0
         parts = [state, slots.reshape(-1), task_onehot]
-        if self.gripper_phase:
-            if "gripper_history" not in obs:
-                raise KeyError(f"observation lacks 'gripper_history', which this layout reads (gripper_phase); "
-                               f"has {sorted(obs)}")
-            command, held = _finite(obs["gripper_history"], (GRIPPER_DIM,), "gripper_history")
-            if command not in (-1.0, 0.0, 1.0) or held < 0 or held != int(held) or (held == 0) != (command == 0):
-                raise ValueError(f"observation gripper_history must be [sign of the last command, steps held], got "
-                                 f"{[command, held]}")
-            parts.append([command, min(held / GRIPPER_HELD_SCALE, 1.0)])
-        if self.goals is not None:
-            goal = [slots[self.objects.index(n)] for n in self.goals[int(task)]]  # present, pos 3, rel 3, quat 4
-            parts += [slot[1:] for slot in goal]
-            parts += [goal[i + 1][1:4] - goal[i][1:4] for i in range(len(goal) - 1)]
         return np.concatenate(parts).astype(np.float32)
 
     def features(self, observations: Sequence[dict[str, Any]]) -> torch.Tensor:

@@ -8,7 +8,6 @@ the H level indices into one integer).
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import torch
 from einops import rearrange
@@ -82,8 +81,7 @@ class ResidualFSQAE(ActionRFSQAE):
     """`ActionRFSQAE` with the library's ResidualFSQ as its quantizer (config.quantizer is ignored).
 
     `config.quantize_dropout > 0` turns on the library's own `quantize_dropout` (one random cut-off layer
-    per training batch, every batch) in place of ours. Its decoder is never prefix-conditioned: the library
-    does not say which prefix a training batch kept, so rows for k < L could not be trained."""
+    per training batch, every batch) in place of ours."""
 
     name = "residual_fsq"
 
@@ -91,7 +89,7 @@ class ResidualFSQAE(ActionRFSQAE):
         if config.coarse_decoder or config.layer0_warmup:
             raise ValueError("ResidualFSQ drops layers itself and does not say which prefix a batch kept: "
                              "coarse_decoder and layer0_warmup are rvq's quantizers' options only")
-        super().__init__(config=replace(config, prefix_conditioned=False))
+        super().__init__(config=config)
         self.quantizer = LibraryResidualFSQ(config.hidden_dim, config.num_layers, config.num_levels,
                                             quantize_dropout=config.quantize_dropout > 0)
 

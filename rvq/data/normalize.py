@@ -8,8 +8,6 @@ Methods (`ActionNormalizer.fit(actions, method=...)`), chosen by measurement (do
   min / max. Rare large actions (a wrist turn) survive the round trip.
 - `bounds_q99`: OpenVLA's BOUNDS_Q99: percentiles map to [-1, 1] and everything beyond is clipped. Earlier
   checkpoints use it; it cuts rare large actions off.
-- `bounds_minmax`: min / max map to [-1, 1]; nothing inside the training range is clipped, but one outlier
-  widens the whole dimension's scale.
 
 The gripper dimension (mask False) is passed through, kept in [-1, 1]. A dimension constant on the
 training split maps to 0.
@@ -26,7 +24,7 @@ import torch
 from rvq.validation import REAL_DTYPE_KINDS
 
 KIND = "bounds_q99"
-METHODS = ("q99_guarded", "bounds_q99", "bounds_minmax")
+METHODS = ("q99_guarded", "bounds_q99")
 DEFAULT_METHOD = "q99_guarded"
 
 
@@ -66,8 +64,6 @@ class ActionNormalizer:
         lo, hi = actions.min(axis=0), actions.max(axis=0)
         if method == "bounds_q99":
             return cls(q01.astype(np.float32), q99.astype(np.float32), mask, kind="bounds_q99")
-        if method == "bounds_minmax":
-            return cls(lo.astype(np.float32), hi.astype(np.float32), mask, kind="bounds_minmax")
         flat = q99 <= q01  # percentiles that coincide: scale by the full range so rare values are not lost
         low, high = np.where(flat, lo, q01), np.where(flat, hi, q99)
         return cls(low.astype(np.float32), high.astype(np.float32), mask, lo.astype(np.float32),

@@ -45,13 +45,12 @@ class Phase2DataConfig:
 
     demos: list[str]  # LIBERO-layout HDF5 files or folders (one task per file), or LeRobot datasets
     tokenizer: str  # Phase 1 tokenizer checkpoint (labels the actions)
-    # hub id or local folder of the VLA (or a tiny backbone), or state:SUITE for state features (options: +gripper
-    # the gripper history, +goal the objects of interest, e.g. state:SUITE+gripper+goal; demos from
+    # hub id or local folder of the VLA (or a tiny backbone), or state:SUITE for state features (demos from
     # `rvq collect-demos`); give the same source to `rvq make-bundle`
     backbone: str
     out: str  # output .h5 file
     image_key: str = DEFAULT_IMAGE_KEY  # observation key of the camera image
-    batch_size: int = 32
+    batch_size: int = 32  # observations per feature-extraction batch
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     progress: bool = True  # show the progress bar
     # run Python code shipped in the backbone folder or hub repo (OpenVLA/OFT need it); off: a backbone that asks

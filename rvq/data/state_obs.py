@@ -2,10 +2,7 @@
 
 Step t's observation is rebuilt from `obs/ee_pos`, `obs/ee_ori`, `obs/gripper_states` (the env's "state") and
 `obs/objects/<name>` (poses), with the suite's task index from the file's `env_args` (not the file's position in
-a folder, which is what `Episode.task_id` holds). `gripper_history` (`rvq.envs.observation.GripperHistory`) is
-`obs/gripper_history` where recorded, else rebuilt from the executed actions (`executed_actions`, else `actions`);
-an older takeover demo (`takeover_step`) without the record has none: the commands before the takeover were the
-policy's.
+a folder, which is what `Episode.task_id` holds).
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ import numpy as np
 
 from rvq.data.episodes import Episode
 from rvq.data.hdf5 import read_hdf5
-from rvq.envs.observation import gripper_histories
 
 # The env's "state" [8] as recorded demo observations: these columns of it, under these keys.
 STATE_COLUMNS = {"ee_pos": slice(0, 3), "ee_ori": slice(3, 6), "gripper_states": slice(6, 8)}
@@ -61,17 +57,4 @@ def _read(handle: h5py.File, episode: Episode) -> list[dict[str, Any]]:
     poses = {k[len("objects/"):]: v for k, v in arrays.items() if k.startswith("objects/")}
     rows = [{"state": state[t], "task_id": task, "instruction": episode.instruction,
              "objects": {name: values[t] for name, values in poses.items()}} for t in range(len(episode))]
-    if "gripper_history" in obs:
-        histories = np.asarray(obs["gripper_history"][()], dtype=np.float32)
-    elif "takeover_step" not in group.attrs:
-        executed = group["executed_actions"] if "executed_actions" in group else group["actions"]
-        histories = gripper_histories(np.asarray(executed[()]))
-    else:
-        histories = None
-    if histories is not None:
-        if histories.shape != (len(rows), 2):
-            raise ValueError(f"{episode.name}: gripper history of shape {list(histories.shape)} for {len(rows)} "
-                             "observations; expected [T, 2]")
-        for row, history in zip(rows, histories):
-            row["gripper_history"] = history
     return rows

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rvq.envs.observation import GripperHistory, check_observation, object_poses, quat_to_axis_angle
+from rvq.envs.observation import check_observation, object_poses, quat_to_axis_angle
 from rvq.envs.scene_chain import SceneChain
 from rvq.envs.suites import ACTION_DIM, ENV_SEED, MAX_STEPS, NOOP_ACTION, NUM_WAIT_STEPS, RESOLUTION, check_suite
 
@@ -75,7 +75,6 @@ class LiberoEnv:
         self._property_samplers = list(self.sim_env.object_property_initializers)
         self.scenes = SceneChain(seed, Path(scene_cache) / f"{suite}-task{task_id}" if scene_cache else None)
         self.raw_obs: dict[str, Any] = {}
-        self.gripper = GripperHistory()  # commands sent through `step` since the last reset
 
     @property
     def sim_env(self):
@@ -91,7 +90,7 @@ class LiberoEnv:
             raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"],
         ]).astype(np.float32)
         obs: dict[str, Any] = {"state": state, "instruction": self.instruction, "task_id": self.task_id,
-                               "objects": object_poses(raw), "gripper_history": self.gripper.vector()}
+                               "objects": object_poses(raw)}
         if self.render:
             obs["agentview"] = np.ascontiguousarray(raw["agentview_image"])
             obs["wrist"] = np.ascontiguousarray(raw["robot0_eye_in_hand_image"])
@@ -124,12 +123,10 @@ class LiberoEnv:
         self.env.reset()
 
     def _settle(self) -> dict[str, Any]:
-        """After a reset: `NUM_WAIT_STEPS` no-op actions while objects settle, then a fresh gripper history (the
-        settle steps are the env's, not the policy's); returns the first observation."""
+        """After a reset: `NUM_WAIT_STEPS` no-op actions while objects settle; returns the first observation."""
         for _ in range(NUM_WAIT_STEPS):
             raw, _, _, _ = self.env.step(NOOP_ACTION)
         self.raw_obs = raw
-        self.gripper = GripperHistory()
         return self.observation(raw)
 
     def success(self) -> bool:
@@ -142,7 +139,6 @@ class LiberoEnv:
             raise ValueError(f"action must be {ACTION_DIM} finite values, got {action.shape} {action}")
         raw, _, _, _ = self.env.step(action)
         self.raw_obs = raw
-        self.gripper.update(float(action[-1]))
         return self.observation(raw), self.success()
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from rvq.envs.observation import GripperHistory, check_observation
+from rvq.envs.observation import check_observation
 from rvq.envs.suites import ACTION_DIM, MAX_STEPS, NOOP_ACTION, NUM_TASKS, NUM_WAIT_STEPS, TRIALS_PER_TASK, check_suite
 
 STEP_SCALE = 0.05
@@ -39,7 +39,6 @@ class MockLiberoEnv:
         self.eef = np.zeros(3)
         self.gripper = -1.0
         self.target = np.zeros(3)
-        self.history = GripperHistory()
 
     def target_for(self, trial: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.task_id, trial])
@@ -59,7 +58,6 @@ class MockLiberoEnv:
             "instruction": self.instruction,
             "task_id": self.task_id,
             "objects": {MOCK_OBJECT: np.concatenate([self.target, [0.0, 0.0, 0.0, 1.0]])},
-            "gripper_history": self.history.vector(),
         }
         check_observation(obs, self.resolution)
         return obs
@@ -72,7 +70,6 @@ class MockLiberoEnv:
         self.target = self.target_for(trial)
         for _ in range(NUM_WAIT_STEPS):
             self.step(NOOP_ACTION)
-        self.history = GripperHistory()  # as LiberoEnv: the settle steps are the env's
         return self.observation()
 
     def success(self) -> bool:
@@ -86,7 +83,6 @@ class MockLiberoEnv:
             time.sleep(self.step_latency_s)
         self.eef = self.eef + np.clip(action[:3], -1, 1) * STEP_SCALE
         self.gripper = 1.0 if action[6] > 0 else -1.0
-        self.history.update(float(action[6]))
         return self.observation(), self.success()
 
     def expert_actions(self, trial: int, steps: int = 60) -> np.ndarray:
@@ -104,11 +100,8 @@ class MockLiberoEnv:
         pass
 
 
-def mock_state_features(suite: str, gripper_phase: bool = False, goal_slots: bool = False):
-    """The state-feature layout of the mock suite: one object slot (the target, also its one goal object), the
-    suite's task count."""
+def mock_state_features(suite: str):
+    """The state-feature layout of the mock suite: one object slot (the target), the suite's task count."""
     from rvq.backbones.state import StateFeatures
 
-    tasks = range(NUM_TASKS[suite])
-    return StateFeatures(f"mock_{suite}", (MOCK_OBJECT,), {t: (MOCK_OBJECT,) for t in tasks}, gripper_phase,
-                         {t: (MOCK_OBJECT,) for t in tasks} if goal_slots else None)
+    return StateFeatures(f"mock_{suite}", (MOCK_OBJECT,), {t: (MOCK_OBJECT,) for t in range(NUM_TASKS[suite])})

@@ -5,9 +5,7 @@
      "state":     [8] float32       (end-effector position 3, axis-angle 3, gripper joint positions 2),
      "instruction": str,
      "task_id": int                 (the suite's task index),
-     "objects": {name: [7] float}   (position 3 + quaternion x, y, z, w of every object of the scene),
-     "gripper_history": [2] float32 (LIBERO envs: the last executed gripper command's sign, and for how many
-                                     steps in a row it has been commanded; see `GripperHistory`)}
+     "objects": {name: [7] float}   (position 3 + quaternion x, y, z, w of every object of the scene)}
 
 Physics-only envs (no cameras) omit the images.
 """
@@ -20,34 +18,6 @@ import numpy as np
 
 STATE_DIM = 8
 IMAGE_KEYS = ("agentview", "wrist")
-
-
-class GripperHistory:
-    """The gripper commands executed since a reset, as a grasp-phase observation `[2]`: the sign of the last
-    executed command (+1 close, -1 open, 0 before the first step) and the number of consecutive steps it has been
-    commanded with that sign. The scripted expert holds a closed gripper for a fixed number of steps before lifting;
-    the robot's state looks the same during that hold, this count does not."""
-
-    def __init__(self) -> None:
-        self.command, self.held = 0.0, 0
-
-    def update(self, gripper_command: float) -> None:
-        """Record one executed step's gripper command (the action's last value)."""
-        sign = float(np.sign(gripper_command))
-        self.held = self.held + 1 if sign == self.command else 1
-        self.command = sign
-
-    def vector(self) -> np.ndarray:
-        return np.array([self.command, self.held], dtype=np.float32)
-
-
-def gripper_histories(actions: np.ndarray) -> np.ndarray:
-    """Executed actions `[T, 7]` → `[T, 2]`: row t is the history the observation before action t carries."""
-    history, rows = GripperHistory(), []
-    for action in np.asarray(actions):
-        rows.append(history.vector())
-        history.update(float(action[-1]))
-    return np.stack(rows) if rows else np.zeros((0, 2), dtype=np.float32)
 
 
 def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:

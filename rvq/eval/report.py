@@ -1,15 +1,17 @@
 """Merge result files (shards) into per-task and per-suite success rates with Wilson 95% intervals,
-RSD acceptance and latency; JSON and a markdown table. Errored episodes count as failures (and are shown apart)."""
+RSD acceptance and latency; JSON and a markdown table. Errored episodes count as failures (and are shown apart).
+With a baseline row, every other row of its suite is also paired with it episode by episode (the exact McNemar test
+on the discordant episodes), since a study's claims compare rows run on the same initial states."""
 
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scipy.stats import binomtest
 from tyro.conf import Positional
 
 from rvq.eval.results import episode_key, read_results, row_name
@@ -22,17 +24,53 @@ class EvalReportConfig:
 
     results: Positional[list[str]]  # results*.jsonl files or eval output folders
     out_dir: str = "runs/eval-report"  # output folder
+    # a row name (label, else policy): pair every other row of its suite with it, episode by episode (gained, lost,
+    # exact McNemar p over the episodes both hold)
+    paired_against: str | None = None
 
 
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (95% by default)."""
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (scipy's; 95% by default); no trials: (0, 1)."""
     if trials == 0:
         return (0.0, 1.0)
-    p = successes / trials
-    denom = 1 + z * z / trials
-    center = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return (max(0.0, center - half), min(1.0, center + half))
+    ci = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
+    return (float(ci.low), float(ci.high))
+
+
+def mcnemar_exact(gained: int, lost: int) -> float:
+    """Two-sided exact McNemar p of paired outcomes: the binomial test (p = 1/2) on the discordant pairs, `gained`
+    (the row succeeded, the baseline failed) against `lost`; no discordant pair: 1."""
+    n = gained + lost
+    return 1.0 if n == 0 else float(binomtest(gained, n, 0.5).pvalue)
+
+
+def paired_rows(records: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
+    """Every row of each suite that holds `baseline` paired with it over the episodes (task, trial) both hold: an
+    errored episode is a failure. Refuses a baseline no record names, and a row that shares no episode with it."""
+    outcome: dict[tuple[str, str], dict[tuple[int, int], bool]] = defaultdict(dict)
+    for r in records:
+        outcome[(row_name(r), r["suite"])][(int(r["task"]), int(r["trial"]))] = \
+            bool(r["success"]) and r.get("error") is None
+    suites = sorted(suite for row, suite in outcome if row == baseline)
+    if not suites:
+        raise ValueError(f"paired_against {baseline!r}: no such row; rows are {sorted({row for row, _ in outcome})}")
+    out = []
+    for suite in suites:
+        base = outcome[(baseline, suite)]
+        for (row, row_suite), episodes in sorted(outcome.items()):
+            if row_suite != suite or row == baseline:
+                continue
+            common = sorted(episodes.keys() & base.keys())
+            if not common:
+                raise ValueError(f"row {row!r} shares no episode (task, trial) with {baseline!r} on {suite}")
+            gained = sum(episodes[k] and not base[k] for k in common)
+            lost = sum(base[k] and not episodes[k] for k in common)
+            out.append({"policy": row, "baseline": baseline, "suite": suite, "episodes": len(common),
+                        "successes": sum(episodes[k] for k in common),
+                        "baseline_successes": sum(base[k] for k in common), "gained": gained, "lost": lost,
+                        "mcnemar_p": mcnemar_exact(gained, lost), "unpaired": len(episodes) - len(common),
+                        "baseline_unpaired": len(base) - len(common)})
+    return out
 
 
 def result_files(paths: list[str | Path]) -> list[Path]:
@@ -109,7 +147,9 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def build_report(paths: list[str | Path]) -> dict[str, Any]:
+def build_report(paths: list[str | Path], paired_against: str | None = None) -> dict[str, Any]:
+    """The report of the merged records of `paths`; `paired_against`: a row to pair the others with
+    (`paired_rows`)."""
     records = merge_results(paths)
     by_task: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     by_suite: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -125,6 +165,7 @@ def build_report(paths: list[str | Path]) -> dict[str, Any]:
         by_suite[(row_name(r), r["suite"])].append(r)
     return {
         "files": [str(p) for p in result_files(paths)],
+        **({"paired": paired_rows(records, paired_against)} if paired_against is not None else {}),
         "tasks": [{"policy": p, "suite": s, "task": t, "instruction": next((r["instruction"] for r in rs if r.get("instruction")), None), **_summary(rs)}
                   for (p, s, t), rs in sorted(by_task.items())],
         "suites": [{"policy": p, "suite": s, **_summary(rs)} for (p, s), rs in sorted(by_suite.items())],
@@ -152,11 +193,17 @@ def render_markdown(report: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['policy']} | {r['suite']} | {r['task']} | {r.get('instruction') or '–'} | {r['episodes']} | "
               f"{rate(r)} | {r['errors']} | {extra(r)} |" for r in report["tasks"]]
+    if report.get("paired"):
+        lines += ["", "| policy | against | suite | paired episodes | successes | against's | gained | lost | "
+                      "McNemar p (exact) |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['policy']} | {r['baseline']} | {r['suite']} | {r['episodes']} | {r['successes']} | "
+                  f"{r['baseline_successes']} | {r['gained']} | {r['lost']} | {r['mcnemar_p']:.3g} |"
+                  for r in report["paired"]]
     return "\n".join(lines) + "\n"
 
 
-def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
-    report = build_report(paths)
+def write_report(paths: list[str | Path], out_dir: str | Path, paired_against: str | None = None) -> dict[str, Any]:
+    report = build_report(paths, paired_against)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval_report.json").write_text(json.dumps(report, indent=2))

@@ -10,8 +10,8 @@ One file per task, `<task_name>_demo.hdf5`, the layout of LIBERO's own datasets 
         obs/agentview_rgb, eye_in_hand_rgb [T, H, W, 3] uint8 (as rendered), ee_pos [T, 3], ee_ori [T, 3],
             gripper_states [T, 2], joint_states [T, 7], objects/<name> [T, 7] (position + quaternion x, y, z, w)
 
-Observation t is the one the action t was chosen on. Only successful episodes are kept unless
-`keep_failures`; a task without a kept episode gets no file (the summary says so). A task whose file
+Observation t is the one the action t was chosen on. Only successful episodes are kept; a task without a
+kept episode gets no file (the summary says so). A task whose file
 is marked complete is skipped on rerun (resume); files are written atomically.
 
 Starts: by default trial i starts from the suite's fixed initial state i (the evaluation states). With
@@ -46,13 +46,12 @@ class CollectConfig:
     """A demo collection run (`rvq collect-demos`; `--config FILE` gives defaults): the scripted expert on a LIBERO
     suite, one LIBERO-layout HDF5 file per task (rerun to resume). Task lists also take ranges (`--tasks 0-4`)."""
 
-    suite: str = "libero_spatial"
+    suite: str = "libero_spatial"  # libero_spatial, libero_object, libero_goal, libero_10 or libero_90
     tasks: TaskIds = field(default_factory=list)  # task ids, e.g. 0 3, 0,3 or 0-4 (empty: all of the suite)
     trials: int = 50  # episodes per task, from the fixed initial states 0..N-1
     out_dir: str = "runs/demos"  # output folder (rerun to resume)
-    workers: int = 1
+    workers: int = 1  # simulator processes, one task each at a time
     resolution: int = 128  # camera resolution of the recorded images (LIBERO's datasets are 128×128)
-    keep_failures: bool = False  # also keep unsuccessful episodes
     # False (--no-images): physics only, no cameras (~10x faster); the files then hold actions, states,
     # proprioception and object poses, no images
     images: bool = True
@@ -60,9 +59,6 @@ class CollectConfig:
     # evaluation initial states: training data with no leakage into evaluation
     random_resets: int = 0
     max_attempts: int = 0  # randomized resets: episodes per task at most (0: 3 N + 10)
-    # DART: std of Gaussian noise on the executed translation actions (x, y, z); the recorded actions stay the
-    # expert's, which corrects the drift
-    action_noise: float = 0.0
     # lerobot: also write the demos as a LeRobot dataset in <out_dir>/lerobot (the HDF5 files stay the resumable
     # store); needs pip install "rvq[lerobot]"
     format: str = "hdf5"
@@ -108,45 +104,27 @@ def _record(env, obs: dict[str, Any]) -> dict[str, np.ndarray]:
     }
     for name, pose in obs["objects"].items():  # obs/objects/<name> [T, 7]: what state features read
         record[f"objects/{name}"] = pose
-    if "gripper_history" in obs:  # obs/gripper_history [T, 2]: takeover demos need it (the policy's commands)
-        record["gripper_history"] = np.asarray(obs["gripper_history"])
     if "agentview" in obs:
         record["agentview_rgb"], record["eye_in_hand_rgb"] = obs["agentview"], obs["wrist"]
     return record
 
 
-NOISE_SEED_BASE = 5_000_000  # noise generator of an episode: its reset seed (or trial) plus this
-# DART noise goes on the translation dimensions only. Measured on libero_object tasks 0-2 (docs/history/RESULTS.md): the
-# expert's rotation actions have std 0.005-0.03, so noise of 0.1 on them made the recorded rotation labels mostly the
-# expert's corrections (std 0.01 -> 0.04), the main head's layer-0 accuracy fell from 0.87 to 0.58 and success from
-# 22/30 to 10/30.
-NOISED_DIMS = (0, 1, 2)
-NOISED_DIMS_NAME = "xyz"
-
-
-def expert_episode(env, expert, trial: int, seed: int | None = None, action_noise: float = 0.0) -> dict[str, Any]:
+def expert_episode(env, expert, trial: int, seed: int | None = None) -> dict[str, Any]:
     """One expert episode with everything a LIBERO demo holds: from fixed initial state `trial`, or from a
-    randomized reset with `seed`.
-
-    `action_noise` > 0 (DART, Laskey et al. 2017): the env executes the expert's action plus Gaussian noise of that
-    std on the translation dimensions `NOISED_DIMS` (clipped to [-1, 1]), while `actions` records the expert's own
-    action. The expert plans from the state it reaches, so the demos show how to return from the drift a learned
-    policy makes; the executed actions are kept as `executed_actions`. The noise is seeded by the episode's start."""
+    randomized reset with `seed`."""
     obs = env.reset(trial) if seed is None else env.reset_random(seed)
-    rng = np.random.default_rng(NOISE_SEED_BASE + (trial if seed is None else seed))
-    episode = expert_rollout(env, expert, obs, trial, rng, action_noise)
+    episode = expert_rollout(env, expert, obs, trial)
     episode["seed"] = seed
     return episode
 
 
-def expert_rollout(env, expert, obs: dict[str, Any], trial: int, rng: np.random.Generator,
-                   action_noise: float = 0.0) -> dict[str, Any]:
+def expert_rollout(env, expert, obs: dict[str, Any], trial: int) -> dict[str, Any]:
     """The expert acts from `obs` (the env's current state) until success or `env.max_steps` steps, recording
-    what a LIBERO demo holds; `expert_episode` documents the noise."""
+    what a LIBERO demo holds."""
     expert.attach_env(env)
     expert.reset(env.instruction, env.task_id, trial)
     frames: dict[str, list] = {}
-    actions, executed, states = [], [], []
+    actions, states = [], []
     success = False
     for _ in range(env.max_steps):
         for key, value in _record(env, obs).items():
@@ -154,16 +132,11 @@ def expert_rollout(env, expert, obs: dict[str, Any], trial: int, rng: np.random.
         states.append(env.sim_env.sim.get_state().flatten())
         action = expert.act(obs)[0]
         actions.append(action)
-        if action_noise > 0:
-            action = np.asarray(action, dtype=np.float64).copy()
-            dims = list(NOISED_DIMS)
-            action[dims] = np.clip(action[dims] + rng.normal(0.0, action_noise, len(dims)), -1.0, 1.0)
-        executed.append(action)
         obs, success = env.step(action)
         if success:
             break
     steps = len(actions)
-    return {"actions": np.asarray(actions), "executed_actions": np.asarray(executed), "states": np.asarray(states),
+    return {"actions": np.asarray(actions), "states": np.asarray(states),
             "obs": {k: np.asarray(v) for k, v in frames.items()}, "success": bool(success), "steps": steps,
             "trial": trial}
 
@@ -194,17 +167,15 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
         env.close()
         with h5py.File(path, "r") as f:
             attrs = f["data"].attrs
-            noise = float(attrs.get("action_noise", 0.0))
-            found = {"starts": str(attrs.get("starts", "fixed_initial_states")), "action_noise": noise,
-                     # files from before the noise moved to the translation dims had it on all six arm dims
-                     "action_noise_dims": str(attrs.get("action_noise_dims", "arm" if noise else "")),
+            # DART noise (removed, docs/decisions.md): a file made with it is not reused
+            found = {"starts": str(attrs.get("starts", "fixed_initial_states")),
+                     "action_noise": float(attrs.get("action_noise", 0.0)),
                      **{key: str(attrs.get(key, "")) for key in takeover},
                      "expert_grasp_hold": str(attrs.get("expert_grasp_hold", "timer")),  # older files: the timer
                      "expert_phase_end": str(attrs.get("expert_phase_end", "limit")),  # older files: the limit
                      "expert_revision": int(attrs.get("expert_revision", 1))}  # older files: the first expert
             rate = float(attrs["success_rate"])
-        wanted = {"starts": cfg.starts(), "action_noise": cfg.action_noise,
-                  "action_noise_dims": NOISED_DIMS_NAME if cfg.action_noise else "", **takeover,
+        wanted = {"starts": cfg.starts(), "action_noise": 0.0, **takeover,
                   "expert_grasp_hold": cfg.grasp_hold, "expert_phase_end": cfg.phase_end,
                   "expert_revision": EXPERT_REVISION}
         if found != wanted:
@@ -238,10 +209,10 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                     episode = takeover_episode(env, policy, expert, seed, step)
                     policy_solved += episode["policy_solved"]
                 else:
-                    episode = expert_episode(env, expert, trial, seed, cfg.action_noise)
+                    episode = expert_episode(env, expert, trial, seed)
                 attempts += 1
                 successes += episode["success"]
-                if not (episode["success"] or cfg.keep_failures) or episode.get("policy_solved"):
+                if not episode["success"] or episode.get("policy_solved"):
                     continue
                 demo = data.create_group(f"demo_{kept}")
                 kept += 1
@@ -251,8 +222,6 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                     start["takeover_holding"] = episode["started_holding"]  # the hand held the object at takeover
                 demo.attrs.update({"num_samples": episode["steps"], "success": episode["success"], **start})
                 demo.create_dataset("actions", data=episode["actions"])
-                if cfg.action_noise > 0:
-                    demo.create_dataset("executed_actions", data=episode["executed_actions"])
                 demo.create_dataset("states", data=episode["states"])
                 rewards = np.zeros(episode["steps"])
                 rewards[-1] = float(episode["success"])
@@ -262,9 +231,8 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
                 for key, value in episode["obs"].items():
                     obs.create_dataset(key, data=value, compression="gzip" if value.dtype == np.uint8 else None)
             data.attrs.update({"attempts": attempts, "successes": successes, "success_rate": successes / attempts,
-                               "kept": kept, "starts": cfg.starts(), "action_noise": cfg.action_noise,
+                               "kept": kept, "starts": cfg.starts(),
                                **takeover, **({"policy_solved": policy_solved} if policy is not None else {}),
-                               "action_noise_dims": NOISED_DIMS_NAME if cfg.action_noise else "",
                                "expert_grasp_hold": cfg.grasp_hold, "expert_phase_end": cfg.phase_end,
                                "expert_revision": EXPERT_REVISION, "complete": True})
         if kept == 0:  # a file without demos is not a dataset; the summary records the attempt
@@ -294,8 +262,6 @@ def _takeover_settings(cfg: CollectConfig) -> dict[str, str]:
 def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
     """Collect every task of `cfg` (in parallel with `workers` processes); returns one summary per task."""
     tasks = check_tasks(cfg.tasks, cfg.suite)
-    if not 0.0 <= cfg.action_noise <= 1.0:
-        raise ValueError(f"action_noise must be in [0, 1] (a std in action units), got {cfg.action_noise}")
     check_grasp_hold(cfg.grasp_hold)
     check_phase_end(cfg.phase_end)
     if cfg.format not in ("hdf5", "lerobot"):
@@ -306,8 +272,6 @@ def collect_demos(cfg: CollectConfig) -> list[dict[str, Any]]:
         low, high = cfg.takeover_steps
         if not cfg.random_resets:
             raise ValueError("takeover demos start from randomized resets: set random_resets (--random-resets N)")
-        if cfg.action_noise:
-            raise ValueError("takeover demos and DART noise are separate ways to reach off-demo states; use one")
         if not 0 <= low <= high:
             raise ValueError(f"takeover_steps must be 0 <= low <= high, got {cfg.takeover_steps}")
         policy_fingerprint(cfg.takeover_policy)  # a missing or incomplete folder fails here, before any env starts

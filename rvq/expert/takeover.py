@@ -62,7 +62,7 @@ def takeover_episode(env, policy, expert, seed: int, takeover_step: int) -> dict
     if solved:
         return {"success": False, "policy_solved": True, "policy_steps": policy_steps, "steps": 0, "seed": seed,
                 "trial": -1}
-    episode = expert_rollout(env, expert, obs, trial=-1, rng=np.random.default_rng(0), action_noise=0.0)
+    episode = expert_rollout(env, expert, obs, trial=-1)
     episode.update({"policy_solved": False, "policy_steps": policy_steps, "seed": seed,
                     "started_holding": bool(expert.plan.get("started_holding", False))})
     return episode

@@ -19,7 +19,7 @@ class MakeBundleConfig:
     tokenizer: str  # Phase 1 tokenizer checkpoint
     main: str  # main head checkpoint (rvq train-main)
     # the heads' feature source, as given to build-phase2-data: a VLA hub id (recorded, not copied) or local folder
-    # (copied in), state:SUITE[+gripper][+goal], or a features.json
+    # (copied in), state:SUITE, or a features.json
     backbone: str
     out_dir: str  # the bundle folder (new or empty)
     draft: str | None = None  # draft head checkpoint (rvq train-draft); None: a main-only bundle

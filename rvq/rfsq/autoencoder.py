@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from rvq.rfsq.bound import PrefixIntervals
-from rvq.rfsq.compand import compress_tails, expand_tails
 from rvq.rfsq.config import TokenizerConfig
 from rvq.rfsq.layernorm import LayerNormRFSQ
 from rvq.rfsq.naive import NaiveRFSQ
@@ -48,10 +47,8 @@ def build_quantizer(config: TokenizerConfig) -> ResidualScalarQuantizer:
             config.hidden_dim,
             config.num_layers,
             config.num_levels,
-            grid_std_range=config.grid_std_range,
             momentum=config.calibration_momentum,
             range_margin=config.range_margin,
-            layer0_quantile=config.layer0_quantile,
         )
     if config.quantizer == "naive":
         return NaiveRFSQ(config.hidden_dim, config.num_layers, config.num_levels)
@@ -76,16 +73,10 @@ class ActionRFSQAE(nn.Module):
         quantizer: str | None = None,
         mlp_dim: int = 256,
         chunk_size: int = 8,
-        grid_std_range: float | None = None,
         calibration_momentum: float = 0.05,
         range_margin: float = 1.1,
         quantize_dropout: float = 0.2,
         linear_skip: bool = True,
-        prefix_encoder_grad: float = 1.0,
-        prefix_conditioned: bool = False,
-        prefix_weighting: str = "uniform",
-        compand_tails: bool = False,
-        layer0_quantile: float = 0.0,
         coarse_decoder: bool = True,
         layer0_warmup: int = 0,
         encoder_mlp: bool = True,
@@ -102,16 +93,10 @@ class ActionRFSQAE(nn.Module):
                 quantizer=quantizer or ("robust" if use_layernorm else "naive"),
                 mlp_dim=mlp_dim,
                 chunk_size=chunk_size,
-                grid_std_range=grid_std_range,
                 calibration_momentum=calibration_momentum,
                 range_margin=range_margin,
                 quantize_dropout=quantize_dropout,
                 linear_skip=linear_skip,
-                prefix_encoder_grad=prefix_encoder_grad,
-                prefix_conditioned=prefix_conditioned,
-                prefix_weighting=prefix_weighting,
-                compand_tails=compand_tails,
-                layer0_quantile=layer0_quantile,
                 coarse_decoder=coarse_decoder,
                 layer0_warmup=layer0_warmup,
                 encoder_mlp=encoder_mlp,
@@ -135,11 +120,6 @@ class ActionRFSQAE(nn.Module):
         # what is not linear (measured in docs/history/RESULTS.md, "A lower floor").
         self.encoder_skip = nn.Linear(config.action_dim, config.hidden_dim) if config.linear_skip else None
         self.decoder_skip = nn.Linear(config.hidden_dim, config.action_dim) if config.linear_skip else None
-        # Row k-1 is added to the decoder's hidden layer when k layers are decoded. Zeros at start: the
-        # untrained model decodes every prefix with one mapping, as without it.
-        self.prefix_embedding = (
-            nn.Parameter(torch.zeros(config.num_layers, config.mlp_dim)) if config.prefix_conditioned else None
-        )
         # k = 1's own decoder, a copy of the full one at initialization (so an untrained model decodes every prefix
         # with one mapping). Measured: with `layer0_warmup` it brings k = 1 below naive's error and lowers the full
         # depth's too, since the full decoder no longer serves the coarsest prefix (docs/history/RESULTS.md, issue 14).
@@ -166,10 +146,6 @@ class ActionRFSQAE(nn.Module):
     @classmethod
     def from_config(cls, config: TokenizerConfig) -> "ActionRFSQAE":
         return cls(config=config)
-
-    def no_weight_decay(self) -> set[str]:
-        """The per-prefix embedding is not decayed (rvq.training.optim)."""
-        return {"prefix_embedding"} if self.prefix_embedding is not None else set()
 
     # --- shape properties -----------------------------------------------------------------------
 
@@ -209,8 +185,6 @@ class ActionRFSQAE(nn.Module):
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """actions `[B, C, A]` → latent `[B, C, H]` in (-1, 1)."""
         self._check_actions(x)
-        if self.config.compand_tails:
-            x = compress_tails(x)
         pre = self.encoder[:-1](x) if self.config.encoder_mlp else 0.0
         if self.encoder_skip is not None:
             pre = pre + self.encoder_skip(x)
@@ -218,25 +192,18 @@ class ActionRFSQAE(nn.Module):
 
     def decode_latent(self, z_hat: torch.Tensor, num_layers: int | torch.Tensor | None = None) -> torch.Tensor:
         """latent `[B, C, H]` → actions `[B, C, A]`. `num_layers`: how many layers `z_hat` sums (an int, or
-        `[B]` per chunk; None: all L), used by a prefix-conditioned decoder."""
+        `[B]` per chunk; None: all L): layer 0 alone goes to the coarse decoder where there is one."""
         if self.coarse_decoder is not None and isinstance(num_layers, int) and num_layers == 1:
-            out = self._decode_coarse(z_hat)  # layer 0 alone: the full decoder is not needed
-            return expand_tails(out) if self.config.compand_tails else out
-        hidden = self.decoder[0](z_hat)
-        if self.prefix_embedding is not None:
-            k = self.num_layers if num_layers is None else num_layers
-            index = torch.as_tensor(k, device=z_hat.device).long() - 1
-            embedding = self.prefix_embedding[index]  # [mlp] or [B, mlp]
-            hidden = hidden + (embedding if embedding.dim() == 1 else embedding[:, None, :])
-        out = self.decoder[1:](hidden)
+            return self._decode_coarse(z_hat)  # layer 0 alone: the full decoder is not needed
+        out = self.decoder(z_hat)
         out = out if self.decoder_skip is None else out + self.decoder_skip(self._skip_input(z_hat))
         if self.coarse_decoder is not None and num_layers is not None and not isinstance(num_layers, int):
             coarse = (torch.as_tensor(num_layers, device=z_hat.device) == 1).reshape(-1, 1, 1)  # [B] or a scalar
             out = torch.where(coarse, self._decode_coarse(z_hat), out)
-        return expand_tails(out) if self.config.compand_tails else out
+        return out
 
     def _decode_coarse(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """latent of layer 0 alone `[B, C, H]` → actions `[B, C, A]` (before the tails' expansion)."""
+        """latent of layer 0 alone `[B, C, H]` → actions `[B, C, A]`."""
         out = self.coarse_decoder(z_hat)
         return out if self.coarse_decoder_skip is None else out + self.coarse_decoder_skip(self._skip_input(z_hat))
 
@@ -257,13 +224,13 @@ class ActionRFSQAE(nn.Module):
         `decode_from_indices(codes)` gives."""
         z = self.encode_latent(x)
         keep = self._prefix_lengths(z.shape[0], z.device) if self.training else None
-        z_hat, codes = self.quantizer(z, keep_layers=keep, prefix_grad=self.config.prefix_encoder_grad)
+        z_hat, codes = self.quantizer(z, keep_layers=keep)
         return self.decode_latent(z_hat, keep), codes
 
     def _prefix_lengths(self, batch: int, device: torch.device) -> torch.Tensor | None:
         """Layers each chunk's training reconstruction keeps: 1 during the first `layer0_warmup` training forwards;
-        then L, or for a `quantize_dropout` fraction a k in 1..L-1 drawn by `prefix_weighting` (the global torch
-        RNG, which training states save). `[B]` int64, or None."""
+        then L, or for a `quantize_dropout` fraction a k drawn uniformly in 1..L-1 (the global torch RNG, which
+        training states save). `[B]` int64, or None."""
         p, num_layers = self.config.quantize_dropout, self.num_layers
         if self.coarse_decoder is not None and p == 0.0 and self.config.layer0_warmup == 0:
             raise ValueError("coarse_decoder is trained only on chunks decoded from layer 0 alone: set "
@@ -273,11 +240,7 @@ class ActionRFSQAE(nn.Module):
         if p == 0.0 or num_layers == 1:
             return None
         dropped = torch.rand(batch, device=device) < p
-        if self.config.prefix_weighting == "inverse":
-            weights = 1.0 / torch.arange(1, num_layers, device=device, dtype=torch.float32)
-            k = torch.multinomial(weights, batch, replacement=True) + 1
-        else:
-            k = torch.randint(1, num_layers, (batch,), device=device)
+        k = torch.randint(1, num_layers, (batch,), device=device)
         return torch.where(dropped, k, torch.full_like(k, num_layers))
 
     @torch.no_grad()

@@ -45,8 +45,6 @@ class AutoencoderIntervals:
     for k = 0)."""
 
     def __init__(self, model: nn.Module) -> None:
-        if model.config.compand_tails or model.prefix_embedding is not None:
-            raise NotImplementedError("no certified interval for compand_tails or prefix_conditioned decoders")
         quantizer = model.quantizer
         if not quantizer.decodable:
             raise NotDecodableError(f"{type(quantizer).__name__} has no code-only reconstruction to bound")

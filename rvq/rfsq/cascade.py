@@ -48,8 +48,7 @@ class CascadeRFSQAE(nn.Module):
         self.config = config
         self.stage0 = ActionRFSQAE.from_config(replace(
             config, quantizer="naive", num_layers=1, coarse_decoder=False, quantize_dropout=0.0, layer0_warmup=0,
-            prefix_conditioned=False, encoder_mlp=True, linear_inverse=False, compand_tails=False, cascade=False,
-            layer0_share=0.0))
+            encoder_mlp=True, linear_inverse=False, cascade=False, layer0_share=0.0))
         self.stage1 = ActionRFSQAE.from_config(replace(config, num_layers=config.num_layers - 1, layer0_warmup=0,
                                                        cascade=False, layer0_share=0.0))
         self.register_buffer("residual_scale", torch.ones(config.action_dim))
@@ -58,9 +57,6 @@ class CascadeRFSQAE(nn.Module):
     @classmethod
     def from_config(cls, config: TokenizerConfig) -> "CascadeRFSQAE":
         return cls(config)
-
-    def no_weight_decay(self) -> set[str]:
-        return {f"stage1.{name}" for name in self.stage1.no_weight_decay()}
 
     action_dim = property(lambda self: self.config.action_dim)
     hidden_dim = property(lambda self: self.config.hidden_dim)

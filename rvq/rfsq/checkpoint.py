@@ -139,7 +139,6 @@ def _seed_config(raw: dict[str, Any] | None, state_dict: dict[str, torch.Tensor]
     if "encoder.2.weight" in state_dict:
         config.setdefault("hidden_dim", int(state_dict["encoder.2.weight"].shape[0]))
     config["linear_skip"] = "encoder_skip.weight" in state_dict
-    config["prefix_conditioned"] = "prefix_embedding" in state_dict
     config["coarse_decoder"] = "coarse_decoder.0.weight" in state_dict
     config["quantizer"] = seed_quantizer(raw, state_dict, source, quantizer)
     ignored = sorted(set(raw) - set(SEED_MODEL_KEYS) - {"use_layernorm", "quantizer", "mlp_dim"})

@@ -7,11 +7,12 @@ from typing import Any
 
 QUANTIZERS = ("naive", "layernorm", "robust")
 # Fields added after the first checkpoints were written, with the value those checkpoints imply.
-LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False, "prefix_conditioned": False,
-                   "prefix_weighting": "uniform", "compand_tails": False, "layer0_quantile": 0.0,
-                   "coarse_decoder": False, "layer0_warmup": 0, "encoder_mlp": True, "linear_inverse": False,
-                   "cascade": False, "layer0_share": 0.0}
-PREFIX_WEIGHTINGS = ("uniform", "inverse")
+LEGACY_DEFAULTS = {"quantize_dropout": 0.0, "linear_skip": False, "coarse_decoder": False, "layer0_warmup": 0,
+                   "encoder_mlp": True, "linear_inverse": False, "cascade": False, "layer0_share": 0.0}
+# Fields of experiments measured and removed (docs/decisions.md), with their neutral value: a checkpoint that names one
+# at that value holds the architecture trained today and loads; at any other value it is refused, naming it.
+REMOVED_FIELDS = {"grid_std_range": None, "prefix_encoder_grad": 1.0, "prefix_conditioned": False,
+                  "prefix_weighting": "uniform", "compand_tails": False, "layer0_quantile": 0.0}
 # The recipe's fields that a config may leave unset (None) and their values then: `cascade` is the quantizer's
 # (robust trains as a cascade since issue 14's eleventh pass; naive and the seed's LayerNorm stay one autoencoder,
 # the seed's methods), and the others follow the resolved `cascade` (`TokenizerConfig.resolved`).
@@ -23,89 +24,52 @@ RECIPE_FIELDS = ("cascade", "layer0_share", *LINEAR_STAGE)
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    """Shapes and quantizer strategy of the action tokenizer.
-
-    quantizer: "robust" (decodable, calibrated), "naive" (same grid every layer, dead layers),
-               or "layernorm" (the seed's per-token LayerNorm; forward only, not decodable).
-    grid_std_range: robust only; grid half-range in residual stds (None: sqrt(3)(n-1)/n).
-    range_margin: robust only; layer 0 covers the calibrated latent range widened by this factor.
-    quantize_dropout: training only; the fraction of chunks whose reconstruction uses a random prefix of
-        k < L layers (k uniform in 1..L-1), so every prefix decodes to a good action. 0 turns it off.
-    linear_skip: a linear path beside the encoder and decoder MLPs (False: the seed's exact architecture).
-    prefix_encoder_grad: training only; weight of the straight-through gradient that truncated chunks send
-        to the encoder (1: as full-depth chunks; 0: they train the decoder only). Lower values trade coarse
-        prefixes for a lower full-depth floor (docs/history/RESULTS.md).
-    prefix_weighting: training only; how the prefix length k of a dropped chunk is drawn: "uniform" in 1..L-1,
-        or "inverse" (P(k) proportional to 1/k: short prefixes, the ones RSD's draft and chance-level fine layers
-        leave, are trained more often).
-    compand_tails: normalized actions beyond ±1 enter the encoder log-compressed (`rvq.rfsq.compand`) and the
-        decoder's output is expanded back. Off by default (docs/history/RESULTS.md: with `layer0_quantile` and inverse prefix
-        weighting it brings k = 1 to naive's error, at twice the full-depth error).
-    layer0_quantile: robust only; 0 calibrates layer 0 on the latent's min / max (times `range_margin`); q > 0 on its
-        q and 1 - q quantiles, so the tails fall in the edge cells (whose later layers widen to cover them up to
-        the tanh bound) and the bulk gets finer coarse cells.
-    prefix_conditioned: the decoder is told how many layers it decodes (a learned `[L, mlp_dim]` embedding
-        added to its hidden layer). Off by default: measured, it did not lower the k = 1 error.
-    coarse_decoder: codes of layer 0 alone (k = 1) are decoded by a decoder of their own (the same MLP and linear
-        path, equal to the full decoder at initialization), trained on the chunks whose drawn prefix is 1; the full
-        decoder then serves k >= 2 only. Training it needs `quantize_dropout > 0` or `layer0_warmup > 0`, and
-        `num_layers >= 2`. On by default since issue 14's fifth pass (docs/history/RESULTS.md), with quantize_dropout 0.2
-        (0.35 before) and `rvq train-tokenizer`'s `layer0_warmup_ratio` 0.2.
-    layer0_warmup: training only; the first N training forwards (counted by the quantizer's `calibration_steps`,
-        so a resumed run goes on where it stopped) reconstruct every chunk from layer 0 alone, before prefix
-        training starts: the coarse layout is learned first (docs/history/RESULTS.md, issue 14's fourth pass). A model
-        knows no run length: `rvq train-tokenizer` sets it from `layer0_warmup_ratio` (a share of its steps).
-    encoder_mlp: False: the encoder is its linear path alone, `tanh(W x + b)` (needs `linear_skip`). With
-        `linear_inverse` the full depth then decodes any action in the tanh's range as exactly as a training one.
-    linear_inverse: the decoders' linear paths read `atanh` of the latent (the inverse of the encoder's tanh, its
-        argument clamped to ±(1 - 1e-6)) and start as the pseudo-inverse of the encoder's linear path, and the MLPs'
-        output layers start at zero: the untrained model is an exactly invertible linear autoencoder, so the MLPs
-        only learn what the coarse prefixes need. Needs `linear_skip`. Off by default: measured (docs/history/RESULTS.md,
-        issue 14's sixth pass), with `encoder_mlp` False it brings the full depth below 1e-5 on the embedded default's
-        split, while k = 2's error rises (atanh amplifies a coarse latent's error near the tanh's ends).
-    cascade: layer 0 is a one-layer naive FSQ autoencoder of its own, trained alone for the first `layer0_warmup`
-        training forwards and then fixed (or trained on `layer0_share` of each batch), and layers 1..L-1 a
-        `quantizer` autoencoder of L - 1 layers (this config's other options) on the action-space residual layer 0
-        leaves (`rvq.rfsq.cascade.CascadeRFSQAE`). Robust's default since issue 14's eleventh pass (see below);
-        measured in docs/history/RESULTS.md (issue 14's ninth to eleventh passes). Needs `layer0_warmup > 0` or `layer0_share > 0` when trained, a decodable quantizer, and
-        num_layers >= 3 with `coarse_decoder` (the residual stage's own k = 1 decoder), else >= 2.
-    layer0_share: cascade only, training only; after layer 0's warm-up, this share of each batch's chunks (drawn
-        per chunk, as quantize dropout draws prefixes) goes on training layer 0's stage on k = 1 alone while the rest
-        train the residual stage, so layer 0 learns for the whole run as a one-layer tokenizer does. 0: layer 0 is
-        fixed after its warm-up. With a share, `layer0_warmup` may be 0 (both stages train from the first step).
+    """Shapes and quantizer strategy of the action tokenizer; each field's comment says what it does, and
+    docs/history/RESULTS.md (issue 14) what was measured for it.
 
     Unset (None) recipe fields take the quantizer's recipe (`resolved()`, which every model applies): robust is a
     cascade whose layer 0 trains on half of each batch and whose residual stage is the exactly invertible linear
-    autoencoder (`layer0_share` 0.5, `linear_inverse`, no encoder MLP; measured in docs/history/RESULTS.md, issue 14's tenth
-    and eleventh passes) where the model has linear paths and `hidden_dim >= action_dim` (else its residual stage keeps
-    the MLP encoder) and `num_layers` allows a cascade (else one autoencoder); naive and layernorm are one autoencoder
-    (`cascade` False, `layer0_share` 0, MLP encoder, no atanh). `cascade=False` on robust gives the single autoencoder
-    that was the default before.
-    Checkpoints written before a field existed load with `LEGACY_DEFAULTS` (the architecture they had).
+    autoencoder (`layer0_share` 0.5, `linear_inverse`, no encoder MLP; issue 14's tenth and eleventh passes) where the
+    model has linear paths and `hidden_dim >= action_dim` (else its residual stage keeps the MLP encoder) and
+    `num_layers` allows a cascade (else one autoencoder); naive and layernorm are one autoencoder (`cascade` False,
+    `layer0_share` 0, MLP encoder, no atanh). `cascade=False` on robust gives the single autoencoder that was the
+    default before. Checkpoints written before a field existed load with `LEGACY_DEFAULTS` (the architecture they
+    had); fields of removed experiments with `REMOVED_FIELDS`.
     """
 
-    action_dim: int = 7
-    hidden_dim: int = 16
-    num_layers: int = 8
-    num_levels: int = 7
+    action_dim: int = 7  # action dimensions per step (LIBERO: 7, the gripper last)
+    hidden_dim: int = 16  # latent dimensions per step, each quantized by every layer
+    num_layers: int = 8  # residual layers (tokens per latent dimension)
+    num_levels: int = 7  # grid levels per layer and dimension
+    # robust (calibrated per layer, decodable), naive (the same grid every layer: dead layers after the first), or
+    # layernorm (the seed's per-token LayerNorm: forward only, not decodable from codes)
     quantizer: str = "robust"
-    mlp_dim: int = 256
-    chunk_size: int = 8
-    grid_std_range: float | None = None
-    calibration_momentum: float = 0.05
-    range_margin: float = 1.1
+    mlp_dim: int = 256  # hidden width of the encoder and decoder MLPs
+    chunk_size: int = 8  # actions per chunk (one token sequence)
+    calibration_momentum: float = 0.05  # robust: moving-average momentum of the per-layer calibration
+    range_margin: float = 1.1  # robust: layer 0 covers the calibrated latent range widened by this factor
+    # training: the share of chunks reconstructed from a random prefix of k < L layers (k uniform in 1..L-1), so every
+    # prefix decodes to a good action; 0: off
     quantize_dropout: float = 0.2
-    linear_skip: bool = True
-    prefix_encoder_grad: float = 1.0
-    prefix_conditioned: bool = False
-    prefix_weighting: str = "uniform"
-    compand_tails: bool = False
-    layer0_quantile: float = 0.0
+    linear_skip: bool = True  # a linear path beside the encoder and decoder MLPs (False: the seed's architecture)
+    # layer 0 alone (k = 1) is decoded by a decoder of its own (a copy of the full one at initialization), trained on
+    # the chunks whose drawn prefix is 1; needs quantize_dropout > 0 or layer0_warmup > 0, and num_layers >= 2
     coarse_decoder: bool = True
+    # training: the first N training forwards (counted by the quantizer's calibration_steps, so a resumed run goes on
+    # where it stopped) reconstruct every chunk from layer 0 alone; `rvq train-tokenizer` sets it from its
+    # layer0_warmup_ratio
     layer0_warmup: int = 0
+    # False: the encoder is its linear path alone, tanh(W x + b) (needs linear_skip). None: the quantizer's recipe
     encoder_mlp: bool | None = None
+    # the decoders' linear paths read atanh of the latent and start as the pseudo-inverse of the encoder's, the MLPs'
+    # output layers at zero: an exactly invertible linear autoencoder at initialization (needs linear_skip and
+    # hidden_dim >= action_dim). None: the quantizer's recipe
     linear_inverse: bool | None = None
+    # layer 0 a one-layer naive FSQ autoencoder of its own, layers 1..L-1 an autoencoder of this config on the action
+    # residual it leaves (rvq.rfsq.cascade.CascadeRFSQAE). None: the quantizer's recipe (robust: a cascade)
     cascade: bool | None = None
+    # cascade, training: this share of each batch's chunks goes on training layer 0's stage on k = 1 alone after its
+    # warm-up (0: layer 0 fixed after it). None: the quantizer's recipe (robust: 0.5)
     layer0_share: float | None = None
 
     @property
@@ -142,10 +106,6 @@ class TokenizerConfig:
             raise ValueError(f"num_levels must be >= 2, got {self.num_levels}")
         if not 0.0 <= self.quantize_dropout <= 1.0:
             raise ValueError(f"quantize_dropout must be in [0, 1], got {self.quantize_dropout}")
-        if self.prefix_weighting not in PREFIX_WEIGHTINGS:
-            raise ValueError(f"prefix_weighting must be one of {PREFIX_WEIGHTINGS}, got {self.prefix_weighting!r}")
-        if not 0.0 <= self.layer0_quantile < 0.5:
-            raise ValueError(f"layer0_quantile must be in [0, 0.5), got {self.layer0_quantile}")
         if self.coarse_decoder and self.num_layers == 1:
             # with one layer k = 1 is the full depth: training's forward would reach the full decoder and decoding
             # from codes the coarse one, so the two would give different actions
@@ -170,8 +130,6 @@ class TokenizerConfig:
             raise ValueError(f"layer0_share must be in [0, 1), got {self.layer0_share}")
         if self.layer0_share and not self.cascade:
             raise ValueError("layer0_share is the share of chunks that train a cascade's layer 0: set cascade=True")
-        if not 0.0 <= self.prefix_encoder_grad <= 1.0:
-            raise ValueError(f"prefix_encoder_grad must be in [0, 1], got {self.prefix_encoder_grad}")
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, the recipe's resolved (a checkpoint names the architecture it holds)."""
@@ -179,6 +137,13 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TokenizerConfig":
+        """A checkpoint's config; fields added since it was written take `LEGACY_DEFAULTS`, removed ones
+        (`REMOVED_FIELDS`) must hold their neutral value."""
+        used = {name: data[name] for name in REMOVED_FIELDS if name in data and data[name] != REMOVED_FIELDS[name]}
+        if used:
+            raise ValueError(f"tokenizer config uses option(s) removed from rvq: {used} (measured and not adopted: "
+                             f"docs/decisions.md); retrain without them")
+        data = {name: value for name, value in data.items() if name not in REMOVED_FIELDS}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -133,24 +133,17 @@ class ResidualScalarQuantizer(nn.Module):
             self.calibration_steps += 1
         return z_hat, torch.stack(codes, dim=-1), residuals, scales
 
-    def forward(
-        self, z: torch.Tensor, keep_layers: torch.Tensor | None = None, prefix_grad: float = 1.0
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, keep_layers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`z: [B, ..., H]` → `(z_hat [B, ..., H], codes [B, ..., H, L])`; straight-through gradient to `z`.
 
         `keep_layers` `[B]` (training: quantize dropout): sample b's `z_hat` sums its first `keep_layers[b]`
-        layers only, as `decode(codes[..., :k])` would; the codes are unchanged. The straight-through
-        gradient of a truncated sample is scaled by `prefix_grad`."""
+        layers only, as `decode(codes[..., :k])` would; the codes are unchanged."""
         if keep_layers is None:
             z_hat, codes, _ = self._quantize(z)
         else:
             z_hat, codes = self._prefix_quantize(z, keep_layers)
         if torch.is_grad_enabled() and z.requires_grad:
-            weight = 1.0
-            if keep_layers is not None and prefix_grad != 1.0:
-                full = keep_layers >= self.num_layers
-                weight = torch.where(full, 1.0, prefix_grad).to(z.dtype).view(-1, *([1] * (z.dim() - 1)))
-            z_hat = z_hat.detach() + weight * (z - z.detach())  # value z_hat, gradient weight * dz
+            z_hat = z_hat.detach() + (z - z.detach())  # value z_hat, gradient dz
         return z_hat, codes
 
     def _prefix_quantize(self, z: torch.Tensor, keep_layers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,24 +48,17 @@ class RobustRFSQ(ResidualScalarQuantizer):
         dim: int,
         num_layers: int,
         num_levels: int,
-        grid_std_range: float | None = None,
         momentum: float = 0.05,
         range_margin: float = 1.1,
-        layer0_quantile: float = 0.0,
     ) -> None:
         super().__init__(dim, num_layers, num_levels)
-        self.c = default_grid_std_range(num_levels) if grid_std_range is None else float(grid_std_range)
-        if not self.c > 0:
-            raise ValueError(f"grid_std_range must be > 0, got {grid_std_range}")
+        self.c = default_grid_std_range(num_levels)
         if not 0.0 < momentum <= 1.0:
             raise ValueError(f"calibration momentum must be in (0, 1], got {momentum}")
         self.momentum = momentum
         if range_margin < 1.0:
             raise ValueError(f"range_margin must be >= 1, got {range_margin}")
         self.range_margin = range_margin
-        if not 0.0 <= layer0_quantile < 0.5:
-            raise ValueError(f"layer0_quantile must be in [0, 0.5), got {layer0_quantile}")
-        self.layer0_quantile = layer0_quantile
         schedule = torch.tensor([num_levels ** -float(layer) for layer in range(num_layers)]) / self.c
         self.scale.copy_(schedule[:, None].expand(num_layers, dim))
 
@@ -93,19 +86,14 @@ class RobustRFSQ(ResidualScalarQuantizer):
         if layer > 0:
             self._ema(self.scale[layer], residual.pow(2).mean(dim=0).sqrt())
             return
-        q = self.layer0_quantile
-        if q > 0:  # the bulk's range; tails go to the edge cells (see `edge_multiplier`)
-            batch_lo, batch_hi = torch.quantile(residual, q, dim=0), torch.quantile(residual, 1 - q, dim=0)
-        else:
-            batch_lo, batch_hi = residual.min(dim=0).values, residual.max(dim=0).values
+        batch_lo, batch_hi = residual.min(dim=0).values, residual.max(dim=0).values
         if int(self.calibration_steps) == 0:
             lo, hi = batch_lo, batch_hi
         else:  # moving average of the range; with min / max it always covers the current batch
             half = self._coverage(self.scale[0]) / self.range_margin
             lo, hi = torch.lerp(self.center - half, batch_lo, self.momentum), torch.lerp(self.center + half, batch_hi,
                                                                                           self.momentum)
-            if q == 0:
-                lo, hi = torch.minimum(lo, batch_lo), torch.maximum(hi, batch_hi)
+            lo, hi = torch.minimum(lo, batch_lo), torch.maximum(hi, batch_hi)
         self.center.copy_((lo + hi) / 2)
         self.scale[0].copy_((hi - lo) / 2 * self.range_margin / self._coverage(torch.ones_like(lo)))
 

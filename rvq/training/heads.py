@@ -35,12 +35,12 @@ KINDS = ("draft", "main")
 
 @dataclass
 class HeadModelConfig:
-    """The draft or main head's shape (`--model.width`, or `width` in a `[model]` table; `--width` still works)."""
+    """The draft or main head's shape (`--model.width`, or `width` in a `[model]` table)."""
 
-    width: int = 512
+    width: int = 512  # hidden width (the draft's MLP, the main transformer's model dimension)
     depth: int | None = None  # draft: MLP layers (None: 2); main: transformer blocks (None: 4)
     heads: int = 8  # main: attention heads
-    dropout: float = 0.1
+    dropout: float = 0.1  # dropout in training
     num_draft_layers: int = 3  # draft: the coarse layers it predicts
     # standardize inputs with the training rows' statistics (docs/history/RESULTS.md: better held-out accuracy everywhere,
     # 62% vs 40% success on the 10-task study with lr 1e-3, but 2-3/10 vs 10/10 on a single task with 20 demos;
@@ -56,13 +56,13 @@ class TrainHeadConfig:
     data: list[str] = field(default_factory=list)  # Phase 2 data files (from `rvq build-phase2-data`)
     tokenizer: str = ""  # the tokenizer checkpoint that labelled the Phase 2 data
     out_dir: str = "runs/head"  # output folder
-    seed: int = 0
+    seed: int = 0  # initial weights, batch order and the held-out split
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     val_fraction: float = 0.2  # held-out episodes
     resume: str | None = None  # resume from a run's last.pt
     progress: bool = True  # show the progress bar
     log_to: str = "none"  # also log each evaluation to "tensorboard" or "wandb" (rvq.training.loggers)
-    wandb_project: str = "rvq"
+    wandb_project: str = "rvq"  # wandb: the project the run logs to (with --log-to wandb)
     model: HeadModelConfig = field(default_factory=HeadModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 

@@ -106,7 +106,13 @@ def train_loop(
                 if logger is not None:
                     logger.log(scalar_metrics(record, train_key), step)
                 bar.set_postfix(**postfix(metrics))
-                if metrics[metric] < best[metric]:
+                improved = metrics[metric] < best[metric]
+                if cfg.progress:  # a line per evaluation: what a log file keeps (a bar redraws one line)
+                    shown = ", ".join(f"{k} {v}" for k, v in postfix(metrics).items())
+                    tqdm.write(f"{desc} step {step}/{optim.steps}: train {record[train_key]:.4g}, held-out {shown}"
+                               f"{' (best so far, saved)' if improved and out_dir else ''}, "
+                               f"{time.perf_counter() - start:.0f} s")
+                if improved:
                     best = {**metrics, "step": step}
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     if out_dir and save_best:

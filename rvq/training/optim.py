@@ -17,14 +17,14 @@ import torch
 
 @dataclass
 class OptimConfig:
-    """The optimization of a training run (`--optim.lr`, or `lr` in a `[optim]` table; `--lr` still works)."""
+    """The optimization of a training run (`--optim.lr`, or `lr` in an `[optim]` table)."""
 
-    steps: int = 2000
-    batch_size: int = 128
-    lr: float = 3e-4
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 128  # chunks (tokenizer) or rows (heads) per step
+    lr: float = 3e-4  # AdamW's peak learning rate, after the linear warm-up, then cosine decay to 0
     weight_decay: float = 0.01  # AdamW decay on weight matrices only (rvq.training.optim)
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
+    warmup_steps: int = 100  # steps of linear learning-rate warm-up
+    grad_clip: float = 1.0  # the gradients' global norm is clipped to this
     eval_every: int = 200  # steps between evaluations on the held-out episodes
 
 

@@ -17,6 +17,7 @@ import torch
 from rvq.config_cli import save_run_config
 from rvq.data import ActionNormalizer, ChunkSet, Episode, embedded_demo_files, make_chunks, read_demos, split_by_episode
 from rvq.device import resolve_device
+from rvq.plots import plot_prefix_error, plot_residual_std
 from rvq.rfsq import TokenizerConfig, TokenizerModel, build_tokenizer_model, save_tokenizer
 from rvq.training.common import fingerprint, seed_everything
 from rvq.training.loop import train_loop
@@ -30,22 +31,22 @@ SELECTION_METRICS = {"full_depth": "mse", "prefix_mean": "mse_prefix_mean"}  # s
 @dataclass
 class TrainTokenizerConfig:
     """Everything a tokenizer training run depends on (`rvq train-tokenizer`; `--config FILE` gives defaults).
-    `model` is the tokenizer's own config (`rvq.rfsq.TokenizerConfig`: `--model.hidden-dim`, or `--hidden-dim`)."""
+    `model` is the tokenizer's own config (`rvq.rfsq.TokenizerConfig`: `--model.hidden-dim`)."""
 
     # HDF5 demo files, folders of them (LIBERO: one file per task) or LeRobot dataset folders; empty: robosuite's
     # bundled demos
     demos: list[str] = field(default_factory=list)
     out_dir: str = "runs/tokenizer"  # output folder
-    seed: int = 0
+    seed: int = 0  # the held-out split, initial weights and batch order
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     val_fraction: float = 0.2  # held-out episodes
-    # q99_guarded: 1st/99th percentiles to [-1, 1], rarer values kept up to the training extremes; bounds_q99
-    # (OpenVLA's, clips beyond the percentiles) or bounds_minmax
+    # q99_guarded: 1st/99th percentiles to [-1, 1], rarer values kept up to the training extremes; or bounds_q99
+    # (OpenVLA's, clips beyond the percentiles)
     normalization: str = "q99_guarded"
     resume: str | None = None  # resume from a run's last.pt
     progress: bool = True  # show the progress bar
     log_to: str = "none"  # also log each evaluation to "tensorboard" or "wandb" (rvq.training.loggers)
-    wandb_project: str = "rvq"
+    wandb_project: str = "rvq"  # wandb: the project the run logs to (with --log-to wandb)
     # the first share of the training steps reconstructs every chunk from layer 0 alone: sets `model.layer0_warmup`
     # to round(ratio × optim.steps); a count given as `model.layer0_warmup` overrides it (as `warmup_steps` overrides
     # `warmup_ratio` in transformers' Trainer); 0: off. None: 0 for a cascade whose layer 0 trains on a share of every
@@ -193,10 +194,24 @@ def train_tokenizer(cfg: TrainTokenizerConfig) -> dict[str, Any]:
     model = build_tokenizer_model(cfg.model_config())
     result = fit_tokenizer(model, data, cfg, out_dir)
     report = {"config": asdict(cfg), "data": data.describe(), "best": result.best, "seconds": result.seconds,
-              "device": str(resolve_device(cfg.device)), "checkpoint": str(out_dir / "tokenizer")}
+              "device": str(resolve_device(cfg.device)), "checkpoint": str(out_dir / "tokenizer"),
+              "figures": plot_run(result.best, cfg.model.quantizer, out_dir)}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     (out_dir / "report.md").write_text(render_report(report))
     return report
+
+
+def plot_run(best: dict[str, Any], quantizer: str, out_dir: Path) -> list[str]:
+    """The best checkpoint's figures, from the numbers `report.md` tabulates: `residual_std.png` (held-out residual
+    std per layer) and `error_by_prefix.png` (held-out MSE decoding the first k layers)."""
+    figures = [plot_residual_std({quantizer: best["residual_std"]}, out_dir / "residual_std.png")]
+    if "mse_by_layers" in best:
+        errors = best["mse_by_layers"]
+        title = (f"{quantizer}: held-out MSE {errors[0]:.3g} from layer 0 alone, {errors[-1]:.3g} from all "
+                 f"{len(errors)} layers")
+        figures.append(plot_prefix_error({quantizer: list(zip(range(1, len(errors) + 1), errors))},
+                                         out_dir / "error_by_prefix.png", title, "layers decoded (k)"))
+    return [path.name for path in figures]
 
 
 def rare_reach_line(metrics: dict[str, Any]) -> str:
@@ -237,5 +252,7 @@ def render_report(report: dict[str, Any]) -> str:
     if "mse_by_layers" in best:
         lines += ["", "Held-out MSE decoding the first k layers: "
                   + ", ".join(f"k={k + 1}: {v:.2e}" for k, v in enumerate(best["mse_by_layers"]))]
+    if report.get("figures"):
+        lines += ["", "Figures (the numbers above): " + ", ".join(f"`{name}`" for name in report["figures"])]
     return "\n".join(lines) + "\n"
 

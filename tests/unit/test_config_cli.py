@@ -68,11 +68,11 @@ def test_nested_groups_take_dotted_flags_and_tables(tmp_path: Path) -> None:
 
 def test_no_tokenizer_field_is_dropped_on_the_way_to_the_model() -> None:
     settable = {f.name for f in dataclasses.fields(TokenizerConfig)}
-    cfg = parse_config(TrainTokenizerConfig, ["--model.grid-std-range", "1.5", "--model.calibration-momentum", "0.2",
-                                              "--model.range-margin", "1.3"], "rvq t")
+    cfg = parse_config(TrainTokenizerConfig, ["--model.calibration-momentum", "0.2", "--model.range-margin", "1.3"],
+                       "rvq t")
     model = cfg.model  # the run's model group is the tokenizer's own config: nothing to copy, nothing to drop
     assert isinstance(model, TokenizerConfig)
-    assert (model.grid_std_range, model.calibration_momentum, model.range_margin) == (1.5, 0.2, 1.3)
+    assert (model.calibration_momentum, model.range_margin) == (0.2, 1.3)
     assert settable <= set(leaf_paths(TrainTokenizerConfig))  # every field has a flag
 
 

@@ -198,14 +198,6 @@ def test_contact_run_differs_from_the_object_cascade_run_in_its_grasp_rule() -> 
     assert plans["contact"]["collect"] != plans["robust"]["collect"]
 
 
-def test_demo_action_noise_is_checked_and_changes_only_the_collect_fingerprint() -> None:
-    with pytest.raises(ValueError, match=r"demo_action_noise must be in \[0, 1\]"):
-        config_from(PipelineConfig, demo_action_noise=-0.1)
-    with pytest.raises(ValueError, match="the mock env and demos_dir do not collect with it"):
-        config_from(PipelineConfig, env="mock", demo_action_noise=0.1)
-    assert config_from(PipelineConfig, demo_action_noise=0.05).data.demo_action_noise == 0.05
-
-
 def test_execute_steps_changes_only_the_learned_policies_eval_fingerprints(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="execute_steps must be >= 0"):
         config_from(PipelineConfig, execute_steps=-1)
@@ -238,15 +230,6 @@ def test_takeover_rounds_add_stages_after_round_zero_and_evaluate_the_last_polic
                         plan=True)["fingerprints"]
     redone = sorted(name for name in after if after[name] != more[name])
     assert "takeover_r1" in redone and "phase2" not in redone and "main" not in redone
-
-
-def test_feature_options_change_the_phase2_stage_and_what_follows_not_the_demos(tmp_path: Path) -> None:
-    cfg = updated(tiny(tmp_path), env="libero", policies=["main"])
-    before = run_pipeline(cfg, log=lambda _: None, plan=True)["fingerprints"]
-    for option in ("goal_slots", "gripper_phase"):
-        after = run_pipeline(updated(cfg, **{option: True}), log=lambda _: None, plan=True)["fingerprints"]
-        changed = sorted(name for name in before if before[name] != after[name])
-        assert changed == ["eval_main", "main", "phase2", "policy"], option
 
 
 def test_expert_grasp_hold_redoes_the_demos_and_the_expert_row(tmp_path: Path) -> None:

@@ -82,21 +82,3 @@ def test_registry_envs_follow_the_env_contract_and_the_benchmark_spec() -> None:
     assert success is False and obs["state"].shape == (8,)
 
 
-def test_gripper_history_counts_consecutive_commands_and_restarts_at_reset() -> None:
-    from rvq.envs.observation import GripperHistory, gripper_histories
-
-    history = GripperHistory()
-    seen = [history.vector().tolist()]
-    for command in (-1.0, -0.3, 0.7, 1.0, 1.0, -1.0):
-        history.update(command)
-        seen.append(history.vector().tolist())
-    assert seen == [[0, 0], [-1, 1], [-1, 2], [1, 1], [1, 2], [1, 3], [-1, 1]]
-    actions = np.zeros((6, 7))
-    actions[:, -1] = (-1.0, -0.3, 0.7, 1.0, 1.0, -1.0)
-    assert gripper_histories(actions).tolist() == seen[:-1]  # row t: before action t
-    env = MockLiberoEnv("libero_object", 0)
-    assert env.reset(0)["gripper_history"].tolist() == [0, 0]  # the settle steps are not the policy's
-    obs, _ = env.step(np.array([0, 0, 0, 0, 0, 0, 1.0]))
-    obs, _ = env.step(np.array([0, 0, 0, 0, 0, 0, 1.0]))
-    assert obs["gripper_history"].tolist() == [1, 2]
-    assert env.reset(1)["gripper_history"].tolist() == [0, 0]

@@ -91,3 +91,25 @@ def test_labels_and_identities_keep_runs_apart(tmp_path: Path) -> None:
     _write(tmp_path / "results.jsonl", [naive, {**robust, "label": "noop-naive", "trial": 1}])
     with pytest.raises(ValueError, match=r"\['noop-naive'\] hold episodes of different policies"):
         build_report([tmp_path])
+
+
+def test_rows_are_paired_with_a_baseline_episode_by_episode(tmp_path: Path) -> None:
+    from rvq.eval.report import render_markdown
+
+    base = [_rec(0, t, t < 6) for t in range(10)]  # 6 of 10
+    other = [{**_rec(0, t, t in (0, 1, 2, 6, 7, 8, 9)), "policy": "main", "label": "exit"} for t in range(10)]
+    other[9]["error"], other[9]["success"] = "Traceback ...", False  # an error is a failure
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _write(tmp_path / "a" / "results.jsonl", base)
+    _write(tmp_path / "b" / "results.jsonl", other + [{**_rec(1, 0, True), "policy": "main", "label": "exit"}])
+    report = build_report([tmp_path / "a", tmp_path / "b"], paired_against="noop")
+    (paired,) = report["paired"]
+    # trials 6, 7, 8 gained; 3, 4, 5 lost; task 1's episode has no partner
+    assert (paired["policy"], paired["episodes"], paired["gained"], paired["lost"]) == ("exit", 10, 3, 3)
+    assert (paired["successes"], paired["baseline_successes"], paired["unpaired"]) == (6, 6, 1)
+    assert paired["mcnemar_p"] == pytest.approx(1.0)
+    assert "| exit | noop | libero_goal | 10 | 6 | 6 | 3 | 3 | 1 |" in render_markdown(report)
+    with pytest.raises(ValueError, match="paired_against 'nobody': no such row; rows are \\['exit', 'noop'\\]"):
+        build_report([tmp_path / "a", tmp_path / "b"], paired_against="nobody")
+    assert "paired" not in build_report([tmp_path / "a"])

@@ -84,8 +84,6 @@ def test_takeover_settings_are_refused_before_any_simulator_starts(tmp_path: Pat
     out = str(tmp_path / "out")
     with pytest.raises(ValueError, match="start from randomized resets"):
         collect_demos(CollectConfig(takeover_policy=str(folder), out_dir=out))
-    with pytest.raises(ValueError, match="use one"):
-        collect_demos(CollectConfig(takeover_policy=str(folder), random_resets=2, action_noise=0.1, out_dir=out))
     with pytest.raises(ValueError, match="0 <= low <= high"):
         collect_demos(CollectConfig(takeover_policy=str(folder), random_resets=2, takeover_steps=(50, 10),
                                     out_dir=out))

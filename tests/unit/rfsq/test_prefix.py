@@ -61,39 +61,25 @@ def test_dropout_draws_prefixes_at_the_configured_rate() -> None:
     assert ActionRFSQAE(quantize_dropout=0.0, coarse_decoder=False)._prefix_lengths(4, torch.device("cpu")) is None
 
 
-def test_inverse_weighting_draws_short_prefixes_more_often() -> None:
-    torch.manual_seed(0)
-    keep = ActionRFSQAE(quantize_dropout=1.0, prefix_weighting="inverse")._prefix_lengths(40000, torch.device("cpu"))
-    share = torch.bincount(keep, minlength=8)[1:8].float() / len(keep)
-    expected = (1.0 / torch.arange(1, 8)) / (1.0 / torch.arange(1, 8)).sum()  # P(k) ~ 1/k
-    assert torch.allclose(share, expected, atol=0.01)
-    with pytest.raises(ValueError, match="prefix_weighting must be one of"):
-        TokenizerConfig(prefix_weighting="geometric")
-    assert TokenizerConfig.from_dict({"quantizer": "robust"}).prefix_weighting == "uniform"
-
-
 def test_quantize_dropout_is_validated_and_old_configs_mean_no_dropout_no_skip() -> None:
     with pytest.raises(ValueError, match="quantize_dropout must be in"):
         TokenizerConfig(quantize_dropout=1.5)
     legacy = TokenizerConfig.from_dict({"quantizer": "robust"})  # a checkpoint from before these fields
-    assert legacy.quantize_dropout == 0.0 and legacy.linear_skip is False and legacy.prefix_conditioned is False
-    assert not {"encoder_skip.weight", "prefix_embedding"} & set(ActionRFSQAE.from_config(legacy).state_dict())
+    assert legacy.quantize_dropout == 0.0 and legacy.linear_skip is False
+    assert "encoder_skip.weight" not in ActionRFSQAE.from_config(legacy).state_dict()
     assert "encoder_skip.weight" in ActionRFSQAE().state_dict()
-    assert "prefix_embedding" in ActionRFSQAE(prefix_conditioned=True).state_dict()
-    with pytest.raises(ValueError, match="prefix_encoder_grad must be in"):
-        TokenizerConfig(prefix_encoder_grad=-0.1)
 
 
-@pytest.mark.parametrize("weight", [0.0, 0.25, 1.0])
-def test_truncated_chunks_send_the_configured_share_of_gradient_to_the_encoder(weight: float) -> None:
-    torch.manual_seed(0)
-    model = ActionRFSQAE(quantize_dropout=0.5, prefix_encoder_grad=weight).train()
-    z = torch.randn(4, 8, 16).tanh().requires_grad_(True)
-    keep = torch.tensor([8, 3, 1, 8])
-    z_hat, _ = model.quantizer(z, keep_layers=keep, prefix_grad=weight)
-    z_hat.sum().backward()
-    assert torch.equal(z.grad[[0, 3]], torch.ones(2, 8, 16))  # full depth: plain straight-through
-    assert torch.equal(z.grad[[1, 2]], torch.full((2, 8, 16), weight))
+def test_a_checkpoint_naming_a_removed_option_loads_at_its_neutral_value_and_is_refused_at_another() -> None:
+    neutral = {"quantizer": "robust", "prefix_conditioned": False, "prefix_weighting": "uniform",
+               "prefix_encoder_grad": 1.0, "compand_tails": False, "layer0_quantile": 0.0, "grid_std_range": None}
+    assert TokenizerConfig.from_dict(neutral) == TokenizerConfig.from_dict({"quantizer": "robust"})
+    for name, value in [("prefix_conditioned", True), ("prefix_weighting", "inverse"), ("prefix_encoder_grad", 0.1),
+                        ("compand_tails", True), ("layer0_quantile", 0.02), ("grid_std_range", 1.5)]:
+        with pytest.raises(ValueError, match=f"removed from rvq: {{'{name}'.*docs/decisions.md"):
+            TokenizerConfig.from_dict({**neutral, name: value})
+    with pytest.raises(TypeError):  # not a field any more
+        TokenizerConfig(prefix_conditioned=True)
 
 
 def trained_and_decoded_views(model: ActionRFSQAE, x: torch.Tensor, keep: torch.Tensor):
@@ -110,19 +96,6 @@ def trained_and_decoded_views(model: ActionRFSQAE, x: torch.Tensor, keep: torch.
             assert torch.allclose(trained_view[b], from_codes, atol=1e-5), (b, k)
             decoded.append((b, k, from_codes))
     return codes, decoded
-
-
-def test_prefix_conditioned_decoder_decodes_k_layers_with_row_k_in_training_and_from_codes() -> None:
-    model = prefix_trained(1, steps=1, prefix_conditioned=True)
-    with torch.no_grad():
-        model.prefix_embedding.copy_(torch.randn_like(model.prefix_embedding))  # rows that differ visibly
-    x = smooth_actions(6, seed=3)
-    codes, decoded = trained_and_decoded_views(model, x, torch.tensor([1, 2, 3, 5, 7, 8]))
-    with torch.no_grad():
-        for b, k, from_codes in decoded:
-            if k < 8:  # another row gives another action: the row is really used
-                other = model.decode_latent(model.quantizer.decode(codes[b : b + 1, ..., :k]), k + 1)[0]
-                assert not torch.allclose(other, from_codes, atol=1e-3)
 
 
 def test_coarse_decoder_decodes_layer_0_alone_in_training_and_from_codes_and_nothing_else() -> None:

@@ -5,7 +5,6 @@ import torch
 
 from rvq.config_cli import config_from
 from rvq.models.config import TokenSpace
-from rvq.rfsq.autoencoder import ActionRFSQAE
 from rvq.training.heads import TrainHeadConfig, build_head
 from rvq.training.optim import configure_optimizer, no_weight_decay_names, weight_decay_groups
 
@@ -29,12 +28,6 @@ def test_main_head_decays_matrices_not_norms_biases_or_embeddings():
             "blocks.0.norm1.weight", "context.0.weight", "blocks.0.qkv.bias"} <= keep
     # Every decayed parameter is a matrix that multiplies an input: no norm gain, bias or embedding among them.
     assert all("norm" not in n and "bias" not in n and "embedding" not in n for n in decay)
-
-
-def test_tokenizer_prefix_embedding_is_not_decayed():
-    model = ActionRFSQAE(prefix_conditioned=True)
-    decay, keep = _groups(model)
-    assert "prefix_embedding" in keep and "encoder.0.weight" in decay and "encoder.0.bias" in keep
 
 
 def test_decay_moves_only_the_decay_group():

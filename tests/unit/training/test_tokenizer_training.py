@@ -110,3 +110,21 @@ def test_rare_action_reach_measures_how_much_of_a_large_action_survives() -> Non
     clipped = rare_action_reach(raw.clamp(-0.5, 0.5), raw, valid, mask)
     assert clipped["rare_reach_min"] == pytest.approx(0.25)  # 2.0 executed as 0.5
     assert clipped["rare_reach_p05"] < 0.9 and clipped["rare_reach_median"] == pytest.approx(1.0)  # the rest intact
+
+
+def test_the_job_prints_a_line_per_evaluation_and_draws_its_figures_from_its_tables(tmp_path: Path, demo_dir: Path,
+                                                                                   capsys) -> None:
+    from rvq.plots import residual_std_title
+
+    report = train_tokenizer(_cfg(demo_dir, steps=40, eval_every=20, progress=True, out_dir=str(tmp_path / "run")))
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if " step " in line and "held-out" in line]
+    assert [line.split(" step ")[1].split(":")[0] for line in lines] == ["20/40", "40/40"], out  # in a log file too
+    assert "(best so far, saved)" in lines[0]
+    assert report["figures"] == ["residual_std.png", "error_by_prefix.png"]
+    for name in report["figures"]:
+        assert (tmp_path / "run" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "`residual_std.png`, `error_by_prefix.png`" in (tmp_path / "run" / "report.md").read_text()
+    std = report["best"]["residual_std"]
+    title = residual_std_title({"robust": std})  # the title states what the plotted numbers show
+    assert f"{std[0] / std[-1]:.3g}x" in title
