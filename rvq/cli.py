@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import pickle
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -206,14 +208,23 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv)  # prints the usage or the version (exit 0 for --help, 2 otherwise)
+    from PIL.Image import DecompressionBombError
+
     from rvq.eval.results import RunInUse  # (imports torch: after --help)
     from rvq.rfsq.residual import NotDecodableError
 
     command = argv[0]
+    # what a user's input or environment can cause: one line naming it (RVQ_DEBUG=1 shows the traceback); anything
+    # else is a bug of rvq's and keeps its traceback
+    user_errors = (ValueError, OSError, KeyError, ModuleNotFoundError, NotDecodableError, RunInUse,
+                   pickle.UnpicklingError, DecompressionBombError)
     try:
         return COMMANDS[command][0](argv[1:])
-    except (ValueError, OSError, KeyError, ModuleNotFoundError, NotDecodableError, RunInUse) as exc:
-        print(f"rvq {command}: error: {exc}", file=sys.stderr)
+    except user_errors as exc:
+        if os.environ.get("RVQ_DEBUG"):
+            raise
+        message = str(exc).strip() or type(exc).__name__
+        print(f"rvq {command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,8 +53,6 @@ def _is_group(field_type: Any) -> bool:
 
 
 def _field_types(cls: type) -> dict[str, Any]:
-    import typing
-
     hints = typing.get_type_hints(cls, include_extras=False)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
@@ -107,17 +108,88 @@ def nest(cls: type, values: dict[str, Any], where: str = "", by_leaf: bool = Fal
     return nested
 
 
-def build(cls: type[T], values: dict[str, Any], base: T | None = None) -> T:
+def build(cls: type[T], values: dict[str, Any], base: T | None = None, where: str = "") -> T:
     """A `cls` from nested values, each group starting from `base`'s (default: the class's defaults), so a group's
-    own defaults in `cls` (the tokenizer's learning rate, not the heads') are kept where a value is not given."""
+    own defaults in `cls` (the tokenizer's learning rate, not the heads') are kept where a value is not given. Every
+    value is checked against its field's type (`check_value`), naming the field."""
+    values = checked(cls, values, where)
     if base is None:  # the class's defaults; fields without one (a command's inputs) must be among `values`
         base = cls(**{name: values[name] for name in required_fields(cls) if name in values})
     changes = {}
     for name, value in values.items():
         group = getattr(base, name)
         nested = dataclasses.is_dataclass(group) and isinstance(value, dict)
-        changes[name] = build(type(group), value, group) if nested else value
+        changes[name] = build(type(group), value, group, f"{where}{name}.") if nested else value
     return dataclasses.replace(base, **changes)
+
+
+def checked(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """Nested values of `cls` with every leaf checked against its field's type (`check_value`); a group given as its
+    config object is its own (its `__post_init__` checked it)."""
+    hints, out = _field_types(cls), {}
+    for name, value in values.items():
+        if _is_group(hints[name]) and isinstance(value, dict):
+            out[name] = checked(hints[name], value, f"{where}{name}.")
+        elif _is_group(hints[name]) and dataclasses.is_dataclass(value):
+            out[name] = value
+        else:
+            out[name] = check_value(f"{where}{name}", value, hints[name])
+    return out
+
+
+def check_value(name: str, value: Any, hint: Any) -> Any:
+    """`value` as field `name` of type `hint` holds it, or a ValueError naming the field: a bool is not a number, a
+    float is not an int, NaN / inf are not numbers a setting means, a list's items and a tuple's length are checked.
+    An int given for a float field becomes that float (so `lr = 1` and `lr = 1.0` are one setting)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        return check_value(name, value, args[0])
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return check_value(name, value, option)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[0] if len(errors) == 1 else f"{name}: expected {_type_name(hint)}, got {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{name}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name}: expected a list ({_type_name(hint)}), got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ValueError(f"{name}: expected {len(args)} values ({_type_name(hint)}), got {value!r}")
+            return tuple(check_value(f"{name}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        checked = [check_value(f"{name}[{i}]", v, item) for i, v in enumerate(value)]
+        return tuple(checked) if origin is tuple else checked
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name}: expected a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: expected a string, got {value!r}")
+        return value
+    return value  # a type this check does not know: the config's own __post_init__ checks it
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "")
+
 
 
 def config_from(cls: type[T], **values: Any) -> T:
@@ -134,8 +206,6 @@ def updated(cfg: T, **values: Any) -> T:
 
 def _optional_bool_paths(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     """The paths of `cls`'s leaves typed `bool | None` (unset: a default that depends on other settings)."""
-    import typing
-
     out = []
     for name, field_type in _field_types(cls).items():
         if _is_group(field_type):
@@ -177,7 +247,7 @@ def read_config_file(path: str | Path, cls: type) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"--config {path}: expected a table of settings, got {type(data).__name__}")
     try:
-        return nest(cls, data)
+        return checked(cls, nest(cls, data))
     except ValueError as exc:
         raise ValueError(f"--config {path}: {exc}") from exc
 

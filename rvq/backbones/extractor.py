@@ -57,14 +57,21 @@ def _strip_volatile(config: Any) -> Any:
     return config
 
 
-def weight_fingerprint(model: torch.nn.Module, values_per_tensor: int = 64) -> str:
-    """Cheap hash of the weights: the first values of every parameter (differs across inits/fine-tunes)."""
+def weight_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 of every parameter and buffer, by name, shape and every value (as float32, so a checkpoint stored in
+    bf16 has one fingerprint whether it runs in bf16 or float32); a NaN or inf anywhere is refused, naming the tensor.
+    One pass over the weights when the identity is first asked for: a 7B backbone is 28 GB of float32, which sha256
+    reads at 0.5-2 GB/s on one CPU core (measured 0.47 GB/s on this project's busy 2-core machine): 15-60 s per
+    process, once."""
     digest = hashlib.sha256()
-    for name, param in model.named_parameters():
-        head = param.detach().reshape(-1)[:values_per_tensor].float().cpu()
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    for name, tensor in sorted(tensors, key=lambda item: item[0]):
+        if tensor.is_floating_point() and tensor.numel() and not bool(torch.isfinite(tensor.detach()).all()):
+            raise ValueError(f"backbone weight {name!r} {list(tensor.shape)} holds NaN or inf")  # checked where it is
+        values = tensor.detach().float().cpu().contiguous()
         digest.update(name.encode())
-        digest.update(str(list(param.shape)).encode())
-        digest.update(head.numpy().tobytes())
+        digest.update(str(list(tensor.shape)).encode())
+        digest.update(values.numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -213,8 +213,12 @@ class EvalConfig:
         bundle: the chunk's executed steps (or temporal ensemble) from its protocol, the image transform and the
         gripper flip from its declared steps."""
         if self.policy not in ("rsd", "main"):
-            self.image_transform = self.image_transform or "resize"
-            self.flip_gripper = bool(self.flip_gripper)
+            given = [flag for flag, value in (("--checkpoints", self.checkpoints), ("--flip-gripper", self.flip_gripper))
+                     if value]
+            if given:  # a token policy's options: ignoring them would run something else than asked
+                raise ValueError(f"{' and '.join(given)}: token policies' options (rsd, main), not {self.policy!r}'s")
+            self.image_transform = self.image_transform or "resize"  # another value is refused below, named
+            self.flip_gripper = False
             return None
         if not self.checkpoints:
             raise ValueError(f"policy {self.policy!r} needs --checkpoints")

@@ -151,6 +151,8 @@ def build_report(paths: list[str | Path], paired_against: str | None = None) -> 
     """The report of the merged records of `paths`; `paired_against`: a row to pair the others with
     (`paired_rows`)."""
     records = merge_results(paths)
+    if not records:
+        raise ValueError(f"no episode records in {[str(p) for p in result_files(paths)]}: nothing to report")
     by_task: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     by_suite: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     identities: dict[str, set[str]] = defaultdict(set)

@@ -54,7 +54,7 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
             problem = f"not JSON ({exc.msg})"
         else:
             missing = [k for k in REQUIRED_KEYS if k not in record] if isinstance(record, dict) else list(REQUIRED_KEYS)
-            problem = f"missing key(s) {missing}" if missing else None
+            problem = f"missing key(s) {missing}" if missing else _bad_values(record)
         if problem:
             torn = number == len(lines) and not line.endswith("}")
             what = "a torn last line (a run still writing, or one killed mid-line)" if torn else problem
@@ -62,6 +62,19 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
             continue
         records.append(record)
     return records
+
+
+def _bad_values(record: dict[str, Any]) -> str | None:
+    """What is wrong with a record's required values (None: nothing): a count that is not a whole number >= 0
+    (NaN included), an outcome that is not true / false, a name that is not a string."""
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    bad = [key for key in ("task", "trial", "steps") if not whole(record[key])]
+    bad += [] if isinstance(record["success"], bool) else ["success"]
+    bad += [key for key in ("suite", "policy") if not isinstance(record[key], str)]
+    bad += [] if record["error"] is None or isinstance(record["error"], str) else ["error"]
+    return f"bad value(s) of {bad}: {[record[key] for key in bad]}" if bad else None
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -134,16 +147,20 @@ def check_resume(folder: Path, settings: dict[str, Any]) -> None:
     """Refuse to add to a folder whose stored run settings differ from `settings` in anything that changes
     results (each key of `settings` is such a setting); a folder without results may be reused freely."""
     stored_path = folder / CONFIG_FILE
-    has_results = any(folder.glob("results*.jsonl"))
-    if not has_results or not stored_path.is_file():
+    if not any(folder.glob("results*.jsonl")):
         return
+    if not stored_path.is_file():  # results of unknown settings: adding to them could mix two runs
+        raise ValueError(f"{folder} holds results but not {CONFIG_FILE}, the settings they were made with; "
+                         f"resuming could mix them: choose another --out-dir")
     try:
-        stored = json.loads(stored_path.read_text()).get("result_settings")
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{stored_path}: unreadable ({exc}); move the folder aside or choose another --out") from exc
-    if stored is None:
+        stored = json.loads(stored_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{stored_path}: unreadable ({exc}); move the folder aside or choose another --out-dir") \
+            from exc
+    stored = stored.get("result_settings") if isinstance(stored, dict) else None
+    if not isinstance(stored, dict):
         raise ValueError(f"{stored_path} does not record the settings its results were made with (written by an "
-                         f"older rvq); choose another --out")
+                         f"older rvq); choose another --out-dir")
     absent = object()  # a key one side lacks (a setting recorded only when set) differs from every value
     changed = {k: (stored.get(k, absent), settings.get(k, absent)) for k in set(stored) | set(settings)
                if stored.get(k, absent) != settings.get(k, absent)}

@@ -125,6 +125,10 @@ def prepare_tokenizer_data(
     """Read demos (or the embedded default), split by episode, fit the normalization on train, chunk."""
     paths = list(demos) if demos else [str(p) for p in embedded_demo_files()]
     episodes = read_demos(paths)
+    longest = max((len(e) for e in episodes), default=0)
+    if longest < chunk_size:  # every chunk would be mostly padding: no full chunk to learn or measure on
+        raise ValueError(f"demos {paths}: the longest of {len(episodes)} episode(s) has {longest} steps, fewer than "
+                         f"one chunk of {chunk_size}; a tokenizer needs episodes of at least chunk_size steps")
     train_eps, val_eps = split_by_episode(episodes, val_fraction, seed)
     normalizer = ActionNormalizer.fit(np.concatenate([e.actions for e in train_eps]), method=normalization)
     return TokenizerData(

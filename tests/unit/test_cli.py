@@ -24,3 +24,17 @@ def test_help_and_version_do_not_import_torch() -> None:
     assert "torch imported: False" in version.stdout
     unknown = _run("bogus-command")
     assert unknown.returncode == 2 and "invalid choice: 'bogus-command'" in unknown.stderr
+
+
+def test_a_user_error_is_one_line_and_rvq_debug_shows_its_traceback(tmp_path, capsys, monkeypatch) -> None:
+    import pytest
+
+    from rvq.cli import main
+
+    argv = ["eval-report", str(tmp_path / "missing"), "--out-dir", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rvq eval-report: error: no results file or folder")
+    monkeypatch.setenv("RVQ_DEBUG", "1")
+    with pytest.raises(FileNotFoundError):
+        main(argv)

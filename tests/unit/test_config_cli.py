@@ -210,3 +210,37 @@ def test_eval_reads_its_config_and_task_ranges_are_a_typed_value(tmp_path: Path,
     assert (cfg.suite, cfg.tasks, cfg.exact, cfg.tau) == ("libero_object", [1, 2], False, 0.8)
     with pytest.raises(SystemExit):  # not a setting of an evaluation
         parse_config(EvalConfig, ["--identity", "x"], "rvq eval")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[heads]\nsteps = 5.5\n", "heads.steps: expected a whole number, got 5.5"),
+    ("[heads]\nsteps = true\n", "heads.steps: expected a whole number, got True"),  # a bool is not a count
+    ("seed = nan\n", "seed: expected a whole number, got nan"),
+    ("[heads]\nlr = inf\n", "heads.lr: expected a finite number, got inf"),
+    ("[heads]\nlr = nan\n", "heads.lr: expected a finite number, got nan"),
+    ("tasks = 'zero'\n", "tasks: expected a list"),
+    ("tasks = [0, 1.5]\n", r"tasks\[1\]: expected a whole number, got 1.5"),
+    ("[eval]\npolicies = 'main'\n", "eval.policies: expected a list"),
+    ("[eval]\ntemporal_ensemble = 1\n", "eval.temporal_ensemble: expected true or false, got 1"),
+    ("suite = 3\n", "suite: expected a string, got 3"),
+])
+def test_a_config_file_value_of_the_wrong_type_is_refused_naming_the_file_and_key(tmp_path: Path, text: str,
+                                                                                  message: str) -> None:
+    from rvq.pipeline import PipelineConfig
+
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"--config {path}: {message}"):
+        PipelineConfig.from_file(path)
+    with pytest.raises(ValueError, match=message):  # a flag's file and Python's keywords, the same check
+        parse_config(PipelineConfig, ["--config", str(path)], "rvq pipeline")
+
+
+def test_python_keywords_are_checked_and_a_whole_number_is_a_float_where_one_is_meant() -> None:
+    from rvq.pipeline import PipelineConfig
+
+    with pytest.raises(ValueError, match="heads.steps: expected a whole number, got 5.5"):
+        config_from(PipelineConfig, heads={"steps": 5.5})
+    cfg = config_from(TrainHeadConfig, lr=1)  # `lr = 1` and `lr = 1.0` are one setting (and one fingerprint)
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert config_from(TrainHeadConfig, lr=1) == config_from(TrainHeadConfig, lr=1.0)

@@ -170,3 +170,18 @@ def test_append_token_if_missing_respects_right_padding() -> None:
 def test_unknown_model_family_is_refused() -> None:
     with pytest.raises(TypeError, match="neither a Prismatic"):
         FeatureExtractor(nn.Linear(2, 2), processor=None, name="x")
+
+
+def test_the_identity_pins_every_weight_and_refuses_a_non_finite_one() -> None:
+    a, b = build_backbone("tiny", seed=0), build_backbone("tiny", seed=0)
+    assert a.identity == b.identity
+    name, param = max(b.model.named_parameters(), key=lambda item: item[1].numel())
+    with torch.no_grad():  # beyond the first values of the largest tensor: an identity of heads must see it
+        param.view(-1)[-1] += 1e-3
+    b._identity = None
+    assert b.identity != a.identity
+    with torch.no_grad():
+        param.view(-1)[-1] = float("nan")
+    b._identity = None
+    with pytest.raises(ValueError, match=f"backbone weight '{name}'.*NaN or inf"):
+        _ = b.identity

@@ -105,6 +105,8 @@ def test_progress_in_a_log_is_plain_lines() -> None:
     ({"service_max_batch": 0}, "service_max_batch must be >= 1"), ({"service_max_wait_ms": -1.0}, "must be >= 0"),
     ({"image_transform": "crop"}, "unknown image transform"), ({"image_transform": "oft"}, "applies to token policies"),
     ({"mock_step_latency_ms": -1.0}, "mock_step_latency_ms must be >= 0"),
+    ({"checkpoints": "some/bundle"}, "--checkpoints: token policies' options"),  # not ignored for a noop policy
+    ({"flip_gripper": True}, "--flip-gripper: token policies' options"),
 ])
 def test_executor_arguments_are_checked(tmp_path: Path, kw: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

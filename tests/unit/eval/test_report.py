@@ -113,3 +113,19 @@ def test_rows_are_paired_with_a_baseline_episode_by_episode(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="paired_against 'nobody': no such row; rows are \\['exit', 'noop'\\]"):
         build_report([tmp_path / "a", tmp_path / "b"], paired_against="nobody")
     assert "paired" not in build_report([tmp_path / "a"])
+
+
+def test_records_with_values_of_the_wrong_kind_are_skipped_naming_the_line_and_empty_runs_refused(
+        tmp_path: Path) -> None:
+    bad = [{**_rec(0, 1, True), "steps": float("nan")}, {**_rec(0, 2, True), "success": "yes"},
+           {**_rec(0, 3, True), "trial": -1}]
+    _write(tmp_path / "results.jsonl", [_rec(0, 0, True), *bad])
+    with pytest.warns(CorruptResultsWarning) as caught:
+        records = read_results(tmp_path / "results.jsonl")
+    assert [r["trial"] for r in records] == [0]
+    assert [str(w.message).split(": skipped")[0].rsplit(":", 1)[1] for w in caught] == ["2", "3", "4"]
+    assert "bad value(s) of ['steps']: [nan]" in str(caught[0].message)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "results.jsonl").write_text("")
+    with pytest.raises(ValueError, match="no episode records in .*empty/results.jsonl.*nothing to report"):
+        build_report([tmp_path / "empty"])

@@ -33,6 +33,14 @@ def test_resume_refuses_other_result_settings_and_extends_with_more_trials(tmp_p
     assert [r["trial"] for r in read_results(path)] == [0, 1, 2]
     stored = json.loads((path.parent / "eval_config.json").read_text())
     assert stored["trials"] == 3 and stored["result_settings"]["max_steps"] == 3
+    # without its record of settings, a folder of results is never resumed (another max_steps would mix in)
+    (path.parent / "eval_config.json").unlink()
+    with pytest.raises(ValueError, match="holds results but not eval_config.json"):
+        run_eval(noop(tmp_path, max_steps=4, trials=3), progress=False)
+    (path.parent / "eval_config.json").write_text("[]")  # not a record of settings
+    with pytest.raises(ValueError, match="does not record the settings"):
+        run_eval(noop(tmp_path, trials=3), progress=False)
+    assert [r["trial"] for r in read_results(path)] == [0, 1, 2]  # nothing added
 
 
 def test_second_run_on_a_results_file_is_refused(tmp_path: Path) -> None:

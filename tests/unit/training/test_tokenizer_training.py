@@ -128,3 +128,9 @@ def test_the_job_prints_a_line_per_evaluation_and_draws_its_figures_from_its_tab
     std = report["best"]["residual_std"]
     title = residual_std_title({"robust": std})  # the title states what the plotted numbers show
     assert f"{std[0] / std[-1]:.3g}x" in title
+
+
+def test_demos_shorter_than_one_chunk_are_refused_not_trained_on_padding(tmp_path: Path) -> None:
+    write_libero_folder(tmp_path / "short", ["reach"], num_demos=4, steps=5, images=False)
+    with pytest.raises(ValueError, match=r"the longest of 4 episode\(s\) has [1-7] steps, fewer than one chunk of 8"):
+        prepare_tokenizer_data([str(tmp_path / "short")], 8, 0.2, 0)
