@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -79,8 +80,9 @@ def read_info(root: Path) -> dict[str, Any]:
     features = info.get("features")
     if not isinstance(features, dict) or "action" not in features:
         raise ValueError(f"{path}: no 'action' feature (features: {sorted(features) if isinstance(features, dict) else features})")
-    if not isinstance(info.get("fps"), (int, float)) or info["fps"] <= 0:
-        raise ValueError(f"{path}: 'fps' must be a positive number, got {info.get('fps')!r}")
+    fps = info.get("fps")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"{path}: 'fps' must be a finite positive number, got {fps!r}")
     return info
 
 
@@ -97,13 +99,27 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _task_table(pairs: list[tuple[Any, Any]], where: str) -> dict[int, str]:
+    """(task_index, task text) rows → a table; an index that is not a whole number, a text that is not a string, or
+    an index given twice is refused (the last text would silently win)."""
+    tasks: dict[int, str] = {}
+    for row, (index, text) in enumerate(pairs):
+        if isinstance(index, bool) or not isinstance(index, int) or not isinstance(text, str):
+            raise ValueError(f"{where} row {row}: task_index must be a whole number and task a string, got "
+                             f"{index!r}, {text!r}")
+        if index in tasks:
+            raise ValueError(f"{where} row {row}: task_index {index} is given twice ({tasks[index]!r}, {text!r})")
+        tasks[index] = text
+    return tasks
+
+
 def read_tasks(root: Path, version: str) -> dict[int, str]:
     """task_index → task text."""
     if version == "v2.1":
         rows = _read_jsonl(root / "meta" / "tasks.jsonl")
         try:
-            return {int(r["task_index"]): str(r["task"]) for r in rows}
-        except KeyError as exc:
+            return _task_table([(r["task_index"], r["task"]) for r in rows], f"{root}/meta/tasks.jsonl")
+        except (KeyError, TypeError) as exc:
             raise ValueError(f"{root}/meta/tasks.jsonl: a row lacks {exc}") from exc
     _, pq = _pyarrow()
     path = root / "meta" / "tasks.parquet"
@@ -114,7 +130,7 @@ def read_tasks(root: Path, version: str) -> dict[int, str]:
     text = next((c for c in ("task", "__index_level_0__") if c in table.column_names), None)
     if "task_index" not in table.column_names or text is None:
         raise ValueError(f"{path}: expected columns task_index and task, found {table.column_names}")
-    return dict(zip((int(i) for i in table["task_index"].to_pylist()), (str(t) for t in table[text].to_pylist())))
+    return _task_table(list(zip(table["task_index"].to_pylist(), table[text].to_pylist())), str(path))
 
 
 def _data_files(root: Path) -> list[Path]:
@@ -178,8 +194,13 @@ def read_lerobot_dataset(root: str | Path, task_offset: int = 0, action_dim: int
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing} (has {table.column_names})")
         columns = {c: table[c].to_pylist() for c in FRAME_COLUMNS}
-        for row in zip(*columns.values()):
-            frames.setdefault(int(row[1]), []).append(row)
+        for number, row in enumerate(zip(*columns.values())):
+            bad = [name for name, value in zip(FRAME_COLUMNS[1:], row[1:])
+                   if isinstance(value, bool) or not isinstance(value, int) or value < 0]
+            if bad:
+                raise ValueError(f"{path} row {number}: {bad} must be whole numbers >= 0, got "
+                                 f"{[row[FRAME_COLUMNS.index(name)] for name in bad]}")
+            frames.setdefault(row[1], []).append(row)
     episodes = []
     for index in sorted(frames):
         rows = sorted(frames[index], key=lambda r: r[2])
@@ -190,10 +211,12 @@ def read_lerobot_dataset(root: str | Path, task_offset: int = 0, action_dim: int
         if len(task_index) != 1 or next(iter(task_index)) not in tasks:
             raise ValueError(f"{where}: task_index {sorted(task_index)} is not one task of meta/tasks "
                              f"({sorted(tasks)})")
-        try:
-            actions = np.asarray([r[0] for r in rows], dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: 'action' values are not equal-length lists of numbers ({exc})") from exc
+        values = np.asarray([r[0] for r in rows], dtype=object)
+        kinds = {type(v) for row in values.reshape(len(rows), -1) for v in row} if values.size else set()
+        if not kinds <= {int, float} or values.ndim != 2:  # a string or bool stored as an action is refused, not cast
+            raise ValueError(f"{where}: 'action' values must be equal-length lists of numbers, found "
+                             f"{sorted(k.__name__ for k in kinds) or 'none'} with shape {list(values.shape)}")
+        actions = values.astype(np.float32)
         if actions.ndim != 2 or actions.shape[1] == 0:
             raise ValueError(f"{where}: actions must be [T, A], got shape {list(actions.shape)}")
         bad = np.nonzero(~np.isfinite(actions).all(axis=1))[0]
@@ -279,6 +302,8 @@ def _decode_video(root: Path, info: dict[str, Any], key: str, index: int) -> np.
         raise FileNotFoundError(f"{root}: video of episode {index}, camera {key!r}, not found: {path}")
     with imageio.get_reader(path, format="ffmpeg") as reader:
         frames = [frame for i, frame in enumerate(reader) if i >= start and (stop is None or i < stop)]
+    if not frames:
+        raise ValueError(f"{root}: episode {index}, camera {key!r}: no frames in {path} from frame {start}")
     return np.stack(frames).astype(np.uint8)
 
 
@@ -291,9 +316,32 @@ def episode_metadata(root: str | Path) -> dict[int, dict[str, Any]]:
         _, pq = _pyarrow()
         rows = [row for path in sorted((root / "meta" / "episodes").rglob("*.parquet"))
                 for row in pq.read_table(path).to_pylist()]
-    if any("episode_index" not in row for row in rows):
-        raise ValueError(f"{root}: an episode metadata row has no episode_index")
-    return {int(row["episode_index"]): row for row in rows}
+    indices = [row.get("episode_index") for row in rows]
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in indices):
+        raise ValueError(f"{root}: episode metadata rows need a whole-number episode_index, got {indices}")
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"{root}: episode metadata gives an episode_index twice ({sorted(indices)})")
+    _check_video_ranges(root, rows)
+    return {row["episode_index"]: row for row in rows}
+
+
+def _check_video_ranges(root: Path, rows: list[dict[str, Any]]) -> None:
+    """v3.0: episodes that share a video file must own disjoint time ranges of it (else an episode would get
+    another's frames)."""
+    spans: dict[tuple[str, Any, Any], list[tuple[float, float, int]]] = {}
+    for row in rows:
+        for key in row:
+            if key.startswith("videos/") and key.endswith("/from_timestamp"):
+                prefix = key[: -len("from_timestamp")]
+                where = (prefix, row.get(prefix + "chunk_index"), row.get(prefix + "file_index"))
+                spans.setdefault(where, []).append((float(row[key]), float(row[prefix + "to_timestamp"]),
+                                                    row["episode_index"]))
+    for (prefix, chunk, file), ranges in spans.items():
+        ranges.sort()
+        for (start_a, stop_a, a), (start_b, _, b) in zip(ranges, ranges[1:]):
+            if start_b < stop_a or stop_a < start_a:
+                raise ValueError(f"{root}: episodes {a} and {b} overlap in {prefix}chunk {chunk} file {file} "
+                                 f"([{start_a}, {stop_a}) and from {start_b}); each episode's frames must be its own")
 
 
 def _v30_episode_meta(root: Path, index: int) -> dict[str, Any]:

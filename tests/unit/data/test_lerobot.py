@@ -154,7 +154,8 @@ def _rewrite_frames(dataset: Path, change) -> None:
     pq.write_table(change(table), path)
 
 
-@pytest.mark.parametrize("case", ["version", "no_action", "nan", "gap", "task"])
+@pytest.mark.parametrize("case", ["version", "no_action", "nan", "gap", "task", "fps_nan", "fps_bool", "string_actions",
+                                  "bool_actions", "null_episode", "duplicate_task"])
 def test_bad_datasets_are_refused_naming_the_problem(hdf5, tmp_path: Path, case: str) -> None:
     dataset = write_lerobot_dataset(read_demos([hdf5], split_arms=False)[:2], tmp_path / "ds")
     info_path = dataset / "meta" / "info.json"
@@ -177,10 +178,29 @@ def test_bad_datasets_are_refused_naming_the_problem(hdf5, tmp_path: Path, case:
     elif case == "gap":
         _rewrite_frames(dataset, lambda table: table.filter(pa.compute.not_equal(table["frame_index"], 4)))
         match = "frame_index values are not"
-    else:
+    elif case == "task":
         _rewrite_frames(dataset, lambda t: t.set_column(t.column_names.index("task_index"), "task_index",
                                                         pa.array([7] * len(t), type=pa.int64())))
         match = r"task_index \[7\] is not one task"
+    elif case in ("fps_nan", "fps_bool"):
+        info_path.write_text(json.dumps({**info, "fps": float("nan") if case == "fps_nan" else True}))
+        match = "'fps' must be a finite positive number"
+    elif case in ("string_actions", "bool_actions"):
+        def stored_as(table):
+            rows = table["action"].to_pylist()
+            kind = pa.string() if case == "string_actions" else pa.bool_()
+            cast = [[str(v) for v in row] if case == "string_actions" else [v > 0 for v in row] for row in rows]
+            return table.set_column(table.column_names.index("action"), "action", pa.array(cast, type=pa.list_(kind)))
+        _rewrite_frames(dataset, stored_as)
+        match = "'action' values must be equal-length lists of numbers, found \\['" + \
+            ("str" if case == "string_actions" else "bool")
+    elif case == "null_episode":
+        _rewrite_frames(dataset, lambda t: t.set_column(t.column_names.index("episode_index"), "episode_index",
+                                                        pa.array([None] * len(t), type=pa.int64())))
+        match = r"row 0: \['episode_index'\] must be whole numbers >= 0, got \[None\]"
+    else:
+        pq.write_table(pa.table({"task_index": [0, 0], "task": ["a", "b"]}), dataset / "meta" / "tasks.parquet")
+        match = "task_index 0 is given twice \\('a', 'b'\\)"
     with pytest.raises(ValueError, match=match):
         read_demos([dataset])
 
@@ -190,3 +210,15 @@ def test_writing_into_a_folder_that_holds_a_dataset_is_refused(hdf5, tmp_path: P
     write_lerobot_dataset(episodes, tmp_path / "ds")
     with pytest.raises(FileExistsError, match="already holds a dataset"):
         write_lerobot_dataset(episodes, tmp_path / "ds")
+
+
+def test_episodes_whose_video_ranges_overlap_are_refused(tmp_path: Path) -> None:
+    root, _ = _video_dataset(tmp_path / "video", "v3.0", [5, 7])
+    path = root / "meta/episodes/chunk-000/file-000.parquet"
+    table = pq.read_table(path)
+    column = "videos/observation.images.image/from_timestamp"
+    starts = table[column].to_pylist()
+    starts[1] = starts[1] - 0.2  # episode 1 would begin inside episode 0's frames
+    pq.write_table(table.set_column(table.column_names.index(column), column, pa.array(starts)), path)
+    with pytest.raises(ValueError, match="episodes 0 and 1 overlap in videos/observation.images.image/"):
+        episode_metadata(root)
