@@ -20,12 +20,35 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
+from rvq.backbones.state import StateFeatures
+from rvq.config_cli import build, config_from, nest, read_config_file
+from rvq.data.episodes import list_demo_files
+from rvq.data.feature_store import as_tensor
+from rvq.data.lerobot import is_lerobot_dataset
+from rvq.data.phase2 import build_phase2_data, load_phase2_data
+from rvq.envs.mock_env import mock_state_features
 from rvq.envs.scene_chain import SCENE_PROTOCOL
 from rvq.envs.suites import TaskIds, check_suite, check_tasks
+from rvq.eval import EvalConfig, run_eval
+from rvq.eval.report import render_markdown, write_report
+from rvq.eval.results import RunLock
+from rvq.eval.temporal_ensemble import DEFAULT_ENSEMBLE_DECAY
+from rvq.expert.collect import CollectConfig, collect_demos, collect_mock_demos
 from rvq.expert.scripted import check_grasp_hold, check_phase_end, expert_identity
 from rvq.files import file_digest, json_digest, tree_digests, write_bytes_atomic
+from rvq.models import HeadCheckpoint, MainModel, read_draft, read_main
+from rvq.policies.bundle import PolicyBundle, load_bundle
+from rvq.processors import gripper_flip
+from rvq.rsd import greedy_decode, speculative_decode
 from rvq.rsd.decode import DEFAULT_TAU
-from rvq.rsd.early_exit import DEFAULT_EXIT_TOLERANCE, PROBE_DEPTHS, PROBE_TOLERANCES
+from rvq.rsd.early_exit import DEFAULT_EXIT_TOLERANCE, PROBE_DEPTHS, PROBE_TOLERANCES, exit_departure, probe_rules
+from rvq.rsd.stats import token_departure
+from rvq.tokenizer import ActionTokenizer
+from rvq.training.heads import TrainHeadConfig, train_head
+from rvq.training.tokenizer import TrainTokenizerConfig, train_tokenizer
+
 
 # in every stage's fingerprint: raised when what a stage does with the same config changes (every stage is redone)
 PIPELINE_VERSION = 2
@@ -56,7 +79,6 @@ def _at_least_one(cfg: Any, group: str, *names: str) -> None:
 class PipelineDataConfig:
     """The demonstrations the heads learn from (collected by the scripted expert in LIBERO, or `demos_dir`), and
     the state features read from them."""
-
     demos_per_task: int = 20  # libero: successes kept from randomized resets; mock: demos per task
     demos_dir: str = ""  # train on this folder of demo files (e.g. another run's collect/demos) instead of collecting
     # DAgger-style rounds (rvq.expert.takeover): the round's policy acts from randomized resets, the expert takes over
@@ -76,7 +98,6 @@ class PipelineDataConfig:
 @dataclass
 class PipelineTokenizerConfig:
     """The action tokenizer (`rvq train-tokenizer`'s defaults for everything not set here)."""
-
     quantizer: str = "robust"  # robust or naive RFSQ
     steps: int = 3000  # training steps
     # the model recipe's options (rvq.rfsq.TokenizerConfig); None: `rvq train-tokenizer`'s default
@@ -91,8 +112,6 @@ class PipelineTokenizerConfig:
 
     def __post_init__(self) -> None:
         _at_least_one(self, "tokenizer.", "steps")
-        from rvq.config_cli import config_from
-        from rvq.training.tokenizer import TrainTokenizerConfig
 
         # a bad value is refused before any stage runs, by the config the stage builds (`_tokenizer_config`)
         config_from(TrainTokenizerConfig, quantizer=self.quantizer, **self.recipe())
@@ -107,7 +126,6 @@ class PipelineTokenizerConfig:
 @dataclass
 class PipelineHeadsConfig:
     """The draft and main token predictors (`rvq train-draft` / `train-main`'s defaults for everything else)."""
-
     steps: int = 1500  # training steps of each head
     width: int = 256  # hidden width of both heads
     lr: float = 3e-4  # the study configs use 1e-3 with standardized features (docs/history/RESULTS.md)
@@ -124,7 +142,6 @@ class PipelineHeadsConfig:
 @dataclass
 class PipelineEvalConfig:
     """The report's rows and how they are evaluated (physics only)."""
-
     trials: int = 10  # trial i from the suite's fixed initial state i (never seen in training on libero)
     execute_steps: int = 0  # learned policies execute this many actions of each chunk, then act again (0: all)
     temporal_ensemble: bool = False  # learned policies act every step, chunks ensembled (ACT, decay 0.01; rvq.eval)
@@ -156,7 +173,6 @@ class PipelineEvalConfig:
 class PipelineConfig:
     """Everything a pipeline run depends on, in groups: `data`, `tokenizer`, `heads`, `eval` (dotted flags such as
     `--heads.lr`, TOML tables such as `[heads]`). `env`: "libero" (the real simulator) or "mock"."""
-
     suite: str = "libero_object"  # libero_spatial, libero_object, libero_goal, libero_10 or libero_90
     tasks: TaskIds = field(default_factory=lambda: [0, 1, 2])  # the suite's task ids (0 1 2, 0-2)
     env: str = "libero"  # libero (the real simulator) or mock
@@ -191,8 +207,6 @@ class PipelineConfig:
     def from_file(cls, path: str | Path, **overrides: Any) -> "PipelineConfig":
         """A TOML or JSON file of `PipelineConfig` settings, groups as tables (unknown keys are refused), then
         `overrides` (as `config_from` takes them; None: not given)."""
-        from rvq.config_cli import build, nest, read_config_file
-
         given = nest(cls, {k: v for k, v in overrides.items() if v is not None}, by_leaf=True)
         return build(cls, given, build(cls, read_config_file(path, cls)))
 
@@ -227,7 +241,6 @@ def config_settings(config: Any, leave_out: tuple[str, ...]) -> dict[str, Any]:
 
 class Run:
     """The run folder and its stages' records."""
-
     def __init__(self, cfg: PipelineConfig, log: Callable[[str], None] = print, plan: bool = False) -> None:
         self.cfg, self.root, self.log, self.plan = cfg, Path(cfg.out_dir).resolve(), log, plan
         self.fingerprints: dict[str, str] = {}
@@ -279,9 +292,6 @@ class Run:
 
 
 def feature_source(cfg: PipelineConfig):
-    from rvq.backbones.state import StateFeatures
-    from rvq.envs.mock_env import mock_state_features
-
     if cfg.env == "mock":
         return mock_state_features(cfg.suite)
     return StateFeatures.for_suite(cfg.suite)
@@ -293,7 +303,6 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
     run = Run(cfg, log, plan)
     if plan:  # reads only: a plan may be made while another process runs the folder
         return _run_stages(run, cfg)
-    from rvq.eval.results import RunLock
 
     run.root.mkdir(parents=True, exist_ok=True)
     with RunLock(run.root, "pipeline run", lock_path=run.root / ".pipeline.lock"):  # one writer per run folder
@@ -380,8 +389,6 @@ def _head_kinds(cfg: PipelineConfig) -> list[str]:
 
 def _ensemble_decay(cfg: PipelineConfig, kind: str) -> float | None:
     """The temporal ensemble's decay for a row of this policy kind (None: off; the expert acts every step anyway)."""
-    from rvq.eval.temporal_ensemble import DEFAULT_ENSEMBLE_DECAY
-
     return DEFAULT_ENSEMBLE_DECAY if cfg.eval.temporal_ensemble and kind != "expert" else None
 
 
@@ -394,9 +401,6 @@ def _execute_steps(cfg: PipelineConfig, kind: str) -> int | None:
 def _demo_files(folder: str) -> dict[str, str]:
     """What a given demo folder holds, by content: every file under it (the HDF5 reader's `.hdf5` / `.h5`, a LeRobot
     dataset's parquet and metadata) → its sha256. Not its path: the same files elsewhere are the same input."""
-    from rvq.data.episodes import list_demo_files
-    from rvq.data.lerobot import is_lerobot_dataset
-
     path = Path(folder)
     if is_lerobot_dataset(path):
         return tree_digests(path)
@@ -404,8 +408,6 @@ def _demo_files(folder: str) -> dict[str, str]:
 
 
 def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:
-    from rvq.expert.collect import CollectConfig, collect_demos, collect_mock_demos
-
     out = folder / "demos"
     if cfg.env == "mock":
         collect_mock_demos(cfg.suite, cfg.tasks, cfg.data.demos_per_task, out)
@@ -423,8 +425,6 @@ def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:
 def _takeover(cfg: PipelineConfig, folder: Path, policy: str, log: Callable[[str], None]) -> dict[str, Any]:
     """Takeover demos with `policy` (a policy folder). A task may keep fewer than asked when the policy finishes
     episodes before the takeover (those have no expert part): the summaries say how many, the log names them."""
-    from rvq.expert.collect import CollectConfig, collect_demos
-
     out, wanted, (low, high) = folder / "demos", cfg.data.takeover_demos_per_task, cfg.data.takeover_steps
     summaries = collect_demos(CollectConfig(cfg.suite, cfg.tasks, out_dir=str(out), workers=cfg.workers, images=False,
                                             random_resets=wanted, takeover_policy=policy, takeover_steps=(low, high),
@@ -447,9 +447,6 @@ _EVAL_RUN_ONLY = ("checkpoints", "roundtrip_tokenizer", "out_dir", "workers", "e
 
 def _tokenizer_config(cfg: PipelineConfig, folder: Path | None = None, demos: str | None = None):
     """The `TrainTokenizerConfig` the tokenizer stage trains with."""
-    from rvq.config_cli import config_from
-    from rvq.training.tokenizer import TrainTokenizerConfig
-
     return config_from(TrainTokenizerConfig, quantizer=cfg.tokenizer.quantizer, demos=[demos] if demos else [],
                        out_dir=str(folder) if folder else "", steps=cfg.tokenizer.steps, seed=cfg.seed,
                        device=cfg.device, progress=False, resume=_resume_from(folder) if folder else None,
@@ -457,17 +454,12 @@ def _tokenizer_config(cfg: PipelineConfig, folder: Path | None = None, demos: st
 
 
 def _tokenizer(cfg: PipelineConfig, folder: Path, demos: str) -> dict[str, Any]:
-    from rvq.training.tokenizer import train_tokenizer
-
     report = train_tokenizer(_tokenizer_config(cfg, folder, demos))
     best = report["best"]
     return {"checkpoint": report["checkpoint"], "val_mse": best["mse"], "mse_by_layers": best.get("mse_by_layers")}
 
 
 def _phase2(folder: Path, demos: list[str], tokenizer: str, features) -> dict[str, Any]:
-    from rvq.data.phase2 import build_phase2_data
-    from rvq.tokenizer import ActionTokenizer
-
     path = build_phase2_data(demos, ActionTokenizer.from_checkpoint(tokenizer, device="cpu"), features,
                              folder / "phase2.h5", progress=False)
     return {"data": str(path)}
@@ -483,9 +475,6 @@ def _resume_from(folder: Path) -> str | None:
 def _head_config(cfg: PipelineConfig, kind: str, folder: Path | None = None, data: str | None = None,
                  tokenizer: str | None = None):
     """The `TrainHeadConfig` a head stage trains with."""
-    from rvq.config_cli import config_from
-    from rvq.training.heads import TrainHeadConfig
-
     return config_from(TrainHeadConfig, kind=kind, data=[data] if data else [], tokenizer=tokenizer or "",
                        out_dir=str(folder) if folder else "", steps=cfg.heads.steps, batch_size=cfg.heads.batch_size,
                        width=cfg.heads.width, lr=cfg.heads.lr, standardize_features=cfg.heads.standardize_features,
@@ -495,8 +484,6 @@ def _head_config(cfg: PipelineConfig, kind: str, folder: Path | None = None, dat
 
 
 def _head(cfg: PipelineConfig, kind: str, folder: Path, data: str, tokenizer: str) -> dict[str, Any]:
-    from rvq.training.heads import train_head
-
     report = train_head(_head_config(cfg, kind, folder, data, tokenizer))
     best = report["best"]
     keep = ("loss", "mean_token_accuracy", "token_accuracy", "chance_accuracy", "majority_accuracy",
@@ -523,10 +510,6 @@ def _write_bundle(folder: Path, bundle) -> dict[str, Any]:
 def _assemble(cfg: PipelineConfig, folder: Path, tokenizer: str, heads: dict[str, dict[str, Any]],
               features) -> dict[str, Any]:
     """The policy bundle of the run's tokenizer, heads and feature source (verified as it is made)."""
-    from rvq.models import read_draft, read_main
-    from rvq.policies.bundle import PolicyBundle
-    from rvq.tokenizer import ActionTokenizer
-
     main = read_main(heads["main"]["checkpoint"])
     draft = read_draft(heads["draft"]["checkpoint"]) if "draft" in heads else None
     bundle = PolicyBundle(ActionTokenizer.from_checkpoint(tokenizer), main, draft, features, protocol=_protocol(cfg))
@@ -536,10 +519,6 @@ def _assemble(cfg: PipelineConfig, folder: Path, tokenizer: str, heads: dict[str
 def _assemble_untrained(folder: Path, trained: str, seed: int) -> dict[str, Any]:
     """The trained policy bundle with its main head replaced by a freshly initialized one of the same config and
     identities: what the learned policy would do had training taught it nothing."""
-    import torch
-
-    from rvq.models import HeadCheckpoint, MainModel
-    from rvq.policies.bundle import PolicyBundle, load_bundle
 
     trained_bundle = load_bundle(trained, "main", device="cpu")
     old = trained_bundle.heads["main"]
@@ -554,14 +533,6 @@ def _departure(cfg: PipelineConfig, rows: list[str], data: str, folder: str) -> 
     """How far each relaxed RSD rule departs from exact decoding on the held-out Phase 2 episodes (the heads'
     validation split): token, layer and chunk mismatch against main's greedy tokens, the action MSE (raw units)
     between the two decodings, and the accepted draft layers and main passes it buys."""
-    import torch
-
-    from rvq.data.feature_store import as_tensor
-    from rvq.data.phase2 import load_phase2_data
-    from rvq.policies.bundle import load_bundle
-    from rvq.rsd import greedy_decode, speculative_decode
-    from rvq.rsd.stats import token_departure
-    from rvq.training.heads import TrainHeadConfig
 
     bundle = load_bundle(folder, "rsd" if rows else "main", device="cpu")
     tokenizer, draft, main = bundle.tokenizer, bundle.draft, bundle.main
@@ -585,9 +556,6 @@ def _departure(cfg: PipelineConfig, rows: list[str], data: str, folder: str) -> 
 def _exit_departure(cfg: PipelineConfig, bundle, features, valid) -> dict[str, Any]:
     """Early exit against full greedy on held-out rows, for the run's tolerance, the probe's tolerances and fixed
     depths (`rvq.rsd.early_exit.exit_departure`)."""
-    from rvq.processors import gripper_flip
-    from rvq.rsd.early_exit import exit_departure, probe_rules
-
     flip = gripper_flip(bundle.actions)
     rules = probe_rules(bundle.tokenizer, sorted({cfg.eval.exit_tolerance, *PROBE_TOLERANCES}), PROBE_DEPTHS, flip)
     return {name: exit_departure(bundle.main, bundle.tokenizer, features, valid, rule, flip)
@@ -597,8 +565,6 @@ def _exit_departure(cfg: PipelineConfig, bundle, features, valid) -> dict[str, A
 def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict[str, Any]) -> dict[str, Any]:
     """One report row: `source` is the outputs of the policy folder's stage (`folder`), or of the tokenizer stage
     (`checkpoint`) for the expert's round trip, or empty for the plain expert."""
-    from rvq.eval import run_eval
-
     path = run_eval(_eval_config(cfg, kind, label, folder, source), progress=False)
     return {"results": str(path)}
 
@@ -606,8 +572,6 @@ def _eval(cfg: PipelineConfig, kind: str, label: str, folder: Path, source: dict
 def _eval_config(cfg: PipelineConfig, kind: str, label: str, folder: Path | None = None,
                  source: dict[str, Any] | None = None):
     """The `EvalConfig` of one report row (not yet validated: that reads the bundle)."""
-    from rvq.eval import EvalConfig
-
     source = source or {}
     return EvalConfig(suite=cfg.suite, tasks=list(cfg.tasks), trials=cfg.eval.trials, policy=kind,
                       checkpoints=source.get("folder"), roundtrip_tokenizer=source.get("checkpoint"),
@@ -682,8 +646,6 @@ def _rsd_lines(episodes: dict[str, Any]) -> list[str]:
 
 
 def _report(run: Run, cfg: PipelineConfig, heads: dict[str, dict[str, Any]], evals: dict[str, dict[str, Any]]):
-    from rvq.eval.report import render_markdown, write_report
-
     episodes = write_report([ev["results"] for ev in evals.values()], run.root)
     text = "\n".join([f"# rvq pipeline: {cfg.suite} tasks {cfg.tasks} ({cfg.env})", "", render_markdown(episodes),
                       *_rsd_lines(episodes), *_departure_lines(run.outputs.get("departure")),
