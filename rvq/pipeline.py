@@ -25,6 +25,7 @@ import torch
 from rvq.backbones.state import StateFeatures
 from rvq.config_cli import build, config_from, nest, read_config_file
 from rvq.data.episodes import list_demo_files
+from rvq.device import check_device
 from rvq.data.feature_store import as_tensor
 from rvq.data.lerobot import is_lerobot_dataset
 from rvq.data.phase2 import build_phase2_data, load_phase2_data
@@ -193,6 +194,7 @@ class PipelineConfig:
         if self.env not in ("libero", "mock"):
             raise ValueError(f"env must be 'libero' or 'mock', got {self.env!r}")
         _at_least_one(self, "", "workers")
+        check_device(self.device)
         collects = self.env == "libero" and not self.data.demos_dir  # the scripted expert collects the demos
         if check_grasp_hold(self.expert_grasp_hold, "expert_grasp_hold") != "timer" and not collects:
             raise ValueError("expert_grasp_hold applies to demos the scripted expert collects in LIBERO; the mock env "

@@ -10,6 +10,7 @@ from typing import Any
 
 from tyro.conf import Suppress
 
+from rvq.device import check_device
 from rvq.envs import ENV_KINDS
 from rvq.envs.scene_chain import SCENE_PROTOCOL
 from rvq.envs.suites import ENV_SEED, MAX_STEPS, TRIALS_PER_TASK, TaskIds, check_suite, check_tasks
@@ -97,6 +98,7 @@ class EvalConfig:
     def validate(self) -> "EvalConfig":
         """Refuse bad runs before any simulator starts."""
         check_suite(self.suite)
+        check_device(self.device)
         self.tasks = check_tasks(self.tasks, self.suite)
         if not 1 <= self.trials <= TRIALS_PER_TASK:
             raise ValueError(f"trials must be in [1, {TRIALS_PER_TASK}] (one per fixed initial state), got {self.trials}")

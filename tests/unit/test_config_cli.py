@@ -244,3 +244,15 @@ def test_python_keywords_are_checked_and_a_whole_number_is_a_float_where_one_is_
     cfg = config_from(TrainHeadConfig, lr=1)  # `lr = 1` and `lr = 1.0` are one setting (and one fingerprint)
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
     assert config_from(TrainHeadConfig, lr=1) == config_from(TrainHeadConfig, lr=1.0)
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "gpu", "CPU", ""])
+def test_a_device_rvq_cannot_run_on_is_refused_when_planned_not_when_the_job_starts(device: str) -> None:
+    from rvq.eval import EvalConfig
+    from rvq.pipeline import PipelineConfig
+
+    with pytest.raises(ValueError, match=f"device must be auto, cpu, cuda or cuda:N, got '{device}'"):
+        config_from(PipelineConfig, env="mock", device=device)
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N"):
+        EvalConfig(suite="libero_goal", tasks=[0], trials=1, policy="noop", env="mock", device=device).validate()
+    assert config_from(PipelineConfig, env="mock", device="cuda:1").device == "cuda:1"  # planned on a CPU machine
