@@ -85,7 +85,7 @@ def nest(cls: type, values: dict[str, Any], where: str = "", by_leaf: bool = Fal
     """Nested values (groups as dicts or config objects) → nested values of `cls`, unknown keys refused. `by_leaf`
     (Python keywords only): a key may also be a leaf name that only one field has."""
     groups = {name for name, t in _field_types(cls).items() if _is_group(t)}
-    top = {name for name in _field_types(cls)} - groups
+    top = set(_field_types(cls)) - groups
     paths = leaf_paths(cls) if by_leaf else {name: (name,) for name in top}
     ambiguous, nested = ambiguous_leaves(cls) if by_leaf else {}, {}
     for key, value in values.items():
@@ -112,14 +112,18 @@ def build(cls: type[T], values: dict[str, Any], base: T | None = None, where: st
     """A `cls` from nested values, each group starting from `base`'s (default: the class's defaults), so a group's
     own defaults in `cls` (the tokenizer's learning rate, not the heads') are kept where a value is not given. Every
     value is checked against its field's type (`check_value`), naming the field."""
-    values = checked(cls, values, where)
+    return _build(cls, checked(cls, values, where), base)
+
+
+def _build(cls: type[T], values: dict[str, Any], base: T | None) -> T:
+    """`build` of values already checked (the groups' too: `checked` went through them)."""
     if base is None:  # the class's defaults; fields without one (a command's inputs) must be among `values`
         base = cls(**{name: values[name] for name in required_fields(cls) if name in values})
     changes = {}
     for name, value in values.items():
         group = getattr(base, name)
         nested = dataclasses.is_dataclass(group) and isinstance(value, dict)
-        changes[name] = build(type(group), value, group, f"{where}{name}.") if nested else value
+        changes[name] = _build(type(group), value, group) if nested else value
     return dataclasses.replace(base, **changes)
 
 
@@ -166,8 +170,8 @@ def check_value(name: str, value: Any, hint: Any) -> Any:
                 raise ValueError(f"{name}: expected {len(args)} values ({_type_name(hint)}), got {value!r}")
             return tuple(check_value(f"{name}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
         item = args[0] if args else Any
-        checked = [check_value(f"{name}[{i}]", v, item) for i, v in enumerate(value)]
-        return tuple(checked) if origin is tuple else checked
+        items = [check_value(f"{name}[{i}]", v, item) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
     if hint is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{name}: expected true or false, got {value!r}")

@@ -25,10 +25,10 @@ import torch
 from rvq.backbones.state import StateFeatures
 from rvq.config_cli import build, config_from, nest, read_config_file
 from rvq.data.episodes import list_demo_files
-from rvq.device import check_device
 from rvq.data.feature_store import as_tensor
 from rvq.data.lerobot import is_lerobot_dataset
 from rvq.data.phase2 import build_phase2_data, load_phase2_data
+from rvq.device import check_device
 from rvq.envs.mock_env import mock_state_features
 from rvq.envs.scene_chain import SCENE_PROTOCOL
 from rvq.envs.suites import TaskIds, check_suite, check_tasks
@@ -401,8 +401,8 @@ def _execute_steps(cfg: PipelineConfig, kind: str) -> int | None:
 
 
 def _demo_files(folder: str) -> dict[str, str]:
-    """What a given demo folder holds, by content: every file under it (the HDF5 reader's `.hdf5` / `.h5`, a LeRobot
-    dataset's parquet and metadata) → its sha256. Not its path: the same files elsewhere are the same input."""
+    """What a given demo folder holds, by content: each file the reader takes (the HDF5 reader's `.hdf5` / `.h5`, or
+    every file of a LeRobot dataset) → its sha256. Not its path: the same files elsewhere are the same input."""
     path = Path(folder)
     if is_lerobot_dataset(path):
         return tree_digests(path)

@@ -20,7 +20,6 @@ def _save(fig, ax, path: Path, legend: bool) -> None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    fig.clf()
 
 
 def residual_std_title(curves: dict[str, list[float]]) -> str:

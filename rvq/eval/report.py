@@ -49,8 +49,8 @@ def paired_rows(records: list[dict[str, Any]], baseline: str) -> list[dict[str, 
     errored episode is a failure. Refuses a baseline no record names, and a row that shares no episode with it."""
     outcome: dict[tuple[str, str], dict[tuple[int, int], bool]] = defaultdict(dict)
     for r in records:
-        outcome[(row_name(r), r["suite"])][(int(r["task"]), int(r["trial"]))] = \
-            bool(r["success"]) and r.get("error") is None
+        _, task, trial = episode_key(r)
+        outcome[(row_name(r), r["suite"])][(task, trial)] = bool(r["success"]) and r.get("error") is None
     suites = sorted(suite for row, suite in outcome if row == baseline)
     if not suites:
         raise ValueError(f"paired_against {baseline!r}: no such row; rows are {sorted({row for row, _ in outcome})}")
