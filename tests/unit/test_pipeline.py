@@ -157,17 +157,20 @@ def test_study_configs_train_the_tokenizer_their_rows_name() -> None:
     assert {m.quantize_dropout for m in models.values()} == {0.35}
 
 
-def test_decoding_study_configs_take_the_headline_runs_demos_and_settings() -> None:
-    """The decoding rows (issue 45) learn from the headline runs' demos with their settings, under temporal
-    ensembling; the naive runs differ in the quantizer and decode main_depth at one layer."""
+def test_decoding_study_configs_collect_the_headline_runs_demos_with_their_settings() -> None:
+    """The decoding rows (issue 45) collect the headline runs' demos (the same collect stage: same settings, so the
+    same fingerprint) and learn with their settings under temporal ensembling; the naive runs read the robust run's
+    demos and differ in the quantizer and decode main_depth at one layer."""
     for suite, headline in (("object", "libero_object_contact_cascade"), ("spatial", "libero_spatial_stall_cascade")):
         robust, naive = (PipelineConfig.from_file(STUDY / f"decoding_libero_{suite}{tail}.toml")
                          for tail in ("", "_naive"))
         base = PipelineConfig.from_file(STUDY / f"{headline}.toml")
-        assert robust.data.demos_dir == naive.data.demos_dir == f"{base.out_dir}/collect/demos"
+        plans = [run_pipeline(c, log=lambda _: None, plan=True)["fingerprints"] for c in (robust, base)]
+        assert not robust.data.demos_dir and plans[0]["collect"] == plans[1]["collect"]
+        assert naive.data.demos_dir == f"{robust.out_dir}/collect/demos"
         assert robust.heads == naive.heads == base.heads and robust.tokenizer == base.tokenizer
         assert robust.eval.temporal_ensemble and naive.eval.temporal_ensemble and robust.eval.trials == 50
-        assert robust.eval.policies == ["main", "main_exit", "rsd"] and naive.eval.policies == ["main", "main_depth"]
+        assert robust.eval.policies == ["main_exit", "main", "rsd"] and naive.eval.policies == ["main", "main_depth"]
         assert naive.tokenizer.quantizer == "naive" and naive.eval.exit_depth == 1
 
 
