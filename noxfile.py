@@ -1,5 +1,6 @@
 """Sessions: `unit`, `mock_integration` (the README's test command runs both), `gpu`, `benchmark`, `demo` (the
-README's main job: `rvq pipeline`), `tokenizer` (the tokenizer-only job).
+README's main job: `rvq pipeline`), `tokenizer` (the tokenizer-only job), `lerobot` (rvq's LeRobot datasets checked with
+LeRobot's own code, in LeRobot's own environment).
 
 torch is installed first, pinned by RVQ_TORCH_SPEC (default `torch==2.13.0`): on machines whose pip
 has a local CPU wheel of that version it is taken from there; elsewhere pip fetches the same version
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -109,3 +111,32 @@ def tokenizer(session: nox.Session) -> None:
     """The tokenizer-only job: train the robust tokenizer on robosuite's bundled real demos (no simulator)."""
     install(session, "data")
     session.run("rvq", "train-tokenizer", *session.posargs)
+
+
+# LeRobot 0.4.4 is the newest release that installs on Python 3.11 (0.6 needs 3.12); it pins torch < 2.11, so it gets
+# its own environment with the torch it wants (a CUDA build from PyPI on x86_64: several GB, once).
+LEROBOT_SPEC = ["lerobot==0.4.4", "torch==2.9.1", "torchvision==0.24.1"]
+
+
+@nox.session(venv_backend=BACKEND)
+def lerobot(session: nox.Session) -> None:
+    """LeRobot's own tools on what rvq writes, and rvq on what LeRobot writes (issue 49): `rvq collect-demos --format
+    lerobot` on libero_object task 0 (2 demos, layouts v3.0 and v2.1), then in LeRobot's environment
+    tests/lerobot/test_lerobot_reads_rvq.py (every frame, stats against LeRobot's computation, the v2.1 → v3.0
+    converter, two steps of lerobot-train, datasets made by LeRobotDataset.create), then in rvq's environment
+    tests/lerobot/test_rvq_reads_lerobot.py. Not part of the README's test command (a GB-sized install)."""
+    env = shared_env(session)
+    work = Path("runs/lerobot-check").resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    collect = ["collect-demos", "--suite", "libero_object", "--tasks", "0", "--trials", "2", "--format", "lerobot"]
+    run_shared(session, "rvq", *collect, "--out-dir", str(work / "demos"), env=env)
+    (work / "demos_v21").mkdir()
+    for path in (work / "demos").iterdir():  # the same demos: collection resumes from them, then writes v2.1
+        if path.is_file():
+            shutil.copy(path, work / "demos_v21" / path.name)
+    run_shared(session, "rvq", *collect, "--lerobot-version", "v2.1", "--out-dir", str(work / "demos_v21"), env=env)
+    session.install(*LEROBOT_SPEC, "h5py", "pytest", "hypothesis")
+    session.run("pytest", "tests/lerobot/test_lerobot_reads_rvq.py", *session.posargs,
+                env={"RVQ_LEROBOT_CHECK": str(work), "HF_HUB_OFFLINE": "1"})
+    run_shared(session, "pytest", "tests/lerobot/test_rvq_reads_lerobot.py",
+               env={**env, "RVQ_LEROBOT_CHECK": str(work)})

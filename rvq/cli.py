@@ -210,18 +210,20 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().parse_args(argv)  # prints the usage or the version (exit 0 for --help, 2 otherwise)
     from PIL.Image import DecompressionBombError
 
-    from rvq.eval.results import RunInUse  # (imports torch: after --help)
+    from rvq.eval.results import EvalStopped, RunInUse  # (imports torch: after --help)
     from rvq.rfsq.residual import NotDecodableError
 
     command = argv[0]
     # what a user's input or environment can cause: one line naming it (RVQ_DEBUG=1 shows the traceback); anything
     # else is a bug of rvq's and keeps its traceback
-    user_errors = (ValueError, OSError, KeyError, ModuleNotFoundError, NotDecodableError, RunInUse,
+    user_errors = (ValueError, OSError, KeyError, ModuleNotFoundError, NotDecodableError, RunInUse, EvalStopped,
                    pickle.UnpicklingError, DecompressionBombError)
     try:
         return COMMANDS[command][0](argv[1:])
     except user_errors as exc:
         if os.environ.get("RVQ_DEBUG"):
+            if getattr(exc, "detail", ""):  # another process's traceback
+                print(exc.detail, file=sys.stderr)
             raise
         message = str(exc).strip() or type(exc).__name__
         print(f"rvq {command}: error: {message}", file=sys.stderr)

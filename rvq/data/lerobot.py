@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 
 from rvq.data.episodes import ARM_DIM, Episode
+from rvq.data.lerobot_stats import (Stats, aggregate_stats, column_stats, flat_stats_columns, image_stats,
+                                   stats_to_json)
 
 VERSIONS = ("v2.1", "v3.0")
 FRAME_COLUMNS = ("action", "episode_index", "frame_index", "task_index")
@@ -372,14 +374,61 @@ def _state(episode: Episode) -> np.ndarray | None:
     return np.concatenate([read_obs(episode, k).reshape(len(episode), -1) for k in keys], axis=1).astype(np.float32)
 
 
+# Dimension names in info.json (LeRobot lists them per feature): rvq's actions are LIBERO's (delta end-effector
+# position and axis-angle rotation, gripper command -1 open / +1 closed); the state is LIBERO's LeRobot state.
+ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+STATE_NAMES = ("eef_x", "eef_y", "eef_z", "eef_axis_angle_x", "eef_axis_angle_y", "eef_axis_angle_z",
+               "gripper_left", "gripper_right")
+INDEX_FEATURES = (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"), ("index", "int64"),
+                  ("task_index", "int64"))  # LeRobot's default features, `names` null as LeRobot writes them
+
+
+def _episode_columns(episode: Episode, state: np.ndarray | None, cameras: list[str], index: int, start: int,
+                     task_index: int, fps: int) -> dict[str, np.ndarray]:
+    """One episode's frame columns: name → [T, ...] (cameras [T, H, W, 3] uint8, turned upright)."""
+    from rvq.data.episodes import read_obs
+
+    n = len(episode)
+    columns = {"action": episode.actions.astype(np.float32)}
+    if state is not None:
+        columns["observation.state"] = state
+    for key in cameras:
+        columns[CAMERA_ALIASES[key]] = np.ascontiguousarray(read_obs(episode, key)[:, ::-1, ::-1])  # raw -> upright
+    return columns | {"timestamp": np.arange(n, dtype=np.float32) / fps, "frame_index": np.arange(n, dtype=np.int64),
+                      "episode_index": np.full(n, index, dtype=np.int64),
+                      "index": np.arange(start, start + n, dtype=np.int64),
+                      "task_index": np.full(n, task_index, dtype=np.int64)}
+
+
+def _arrow_table(columns: dict[str, np.ndarray], features: dict[str, dict[str, Any]]):
+    """Frame columns as LeRobot's parquet holds them: vectors as fixed-size lists, images as PNG structs."""
+    pyarrow, _ = _pyarrow()
+    image = pyarrow.struct([("bytes", pyarrow.binary()), ("path", pyarrow.string())])
+    arrays = {}
+    for name, values in columns.items():
+        feature = features[name]
+        if feature["dtype"] == "image":
+            arrays[name] = pyarrow.array([{"bytes": _png(f), "path": None} for f in values], type=image)
+        elif feature["shape"] == [1]:
+            arrays[name] = pyarrow.array(values)
+        else:
+            width = feature["shape"][0]
+            arrays[name] = pyarrow.FixedSizeListArray.from_arrays(pyarrow.array(values.reshape(-1)), width)
+    return pyarrow.table(arrays)
+
+
+def _episode_stats(columns: dict[str, np.ndarray], features: dict[str, dict[str, Any]]) -> dict[str, Stats]:
+    return {name: image_stats(values) if features[name]["dtype"] == "image" else column_stats(values)
+            for name, values in columns.items()}
+
+
 def write_lerobot_dataset(episodes: Sequence[Episode], out: str | Path, version: str = "v3.0",
                           fps: int = DEFAULT_FPS, robot_type: str = "panda") -> Path:
     """rvq demos (HDF5 `Episode`s) → a LeRobot dataset folder of layout `version`: actions, `observation.state` when
     recorded, and the cameras the demos hold (`agentview_rgb` → `observation.images.image`, `eye_in_hand_rgb` →
-    `observation.images.wrist_image`) as PNG `image` features, turned upright. Tasks are the demos' instructions.
-    Refuses a folder that already holds a dataset."""
-    from rvq.data.episodes import read_obs
-
+    `observation.images.wrist_image`) as PNG `image` features, turned upright; the stats LeRobot normalizes with
+    (`meta/stats.json`; per episode `stats/*` columns in v3.0's `meta/episodes`, `meta/episodes_stats.jsonl` in v2.1).
+    Tasks are the demos' instructions. Refuses a folder that already holds a dataset."""
     if version not in VERSIONS:
         raise ValueError(f"unknown LeRobot layout {version!r}; choose one of {VERSIONS}")
     if not episodes:
@@ -391,43 +440,33 @@ def write_lerobot_dataset(episodes: Sequence[Episode], out: str | Path, version:
     action_dim = {e.actions.shape[1] for e in episodes}
     if len(action_dim) != 1:
         raise ValueError(f"episodes have different action widths {sorted(action_dim)}")
+    width = next(iter(action_dim))
     cameras = [k for k in CAMERA_ALIASES if all(k in e.obs_keys for e in episodes)]
     states = [_state(e) for e in episodes]
     with_state = all(s is not None for s in states)
     task_texts = list(dict.fromkeys(e.instruction for e in episodes))
-    starts = [_init_state_index(e) for e in episodes]
-    tables, lengths, shapes = [], [], {}
-    start = 0
-    for index, (episode, state) in enumerate(zip(episodes, states)):
-        n = len(episode)
-        columns: dict[str, Any] = {"action": pyarrow.array(list(episode.actions.astype(np.float32)),
-                                                           type=pyarrow.list_(pyarrow.float32()))}
-        if with_state:
-            columns["observation.state"] = pyarrow.array(list(state), type=pyarrow.list_(pyarrow.float32()))
-        for key in cameras:
-            frames = read_obs(episode, key)[:, ::-1, ::-1]  # raw renders -> upright
-            shapes[key] = list(frames.shape[1:])
-            columns[CAMERA_ALIASES[key]] = pyarrow.array([{"bytes": _png(f), "path": None} for f in frames],
-                                                         type=pyarrow.struct([("bytes", pyarrow.binary()),
-                                                                              ("path", pyarrow.string())]))
-        columns.update(timestamp=pyarrow.array(np.arange(n, dtype=np.float32) / fps),
-                       frame_index=pyarrow.array(np.arange(n, dtype=np.int64)),
-                       episode_index=pyarrow.array(np.full(n, index, dtype=np.int64)),
-                       index=pyarrow.array(np.arange(start, start + n, dtype=np.int64)),
-                       task_index=pyarrow.array(np.full(n, task_texts.index(episode.instruction), dtype=np.int64)))
-        tables.append(pyarrow.table(columns))
-        lengths.append(n)
-        start += n
-    features = {"action": {"dtype": "float32", "shape": [next(iter(action_dim))], "names": None}}
+    features = {"action": {"dtype": "float32", "shape": [width],
+                           "names": list(ACTION_NAMES) if width == len(ACTION_NAMES) else None}}
     if with_state:
-        features["observation.state"] = {"dtype": "float32", "shape": [8], "names": None}
-    for key in cameras:
-        features[CAMERA_ALIASES[key]] = {"dtype": "image", "shape": shapes[key], "names": ["height", "width", "channel"]}
-    for name, dtype in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
-                        ("index", "int64"), ("task_index", "int64")):
-        features[name] = {"dtype": dtype, "shape": [1], "names": None}
+        features["observation.state"] = {"dtype": "float32", "shape": [len(STATE_NAMES)], "names": list(STATE_NAMES)}
+    index_features = {name: {"dtype": dtype, "shape": [1], "names": None} for name, dtype in INDEX_FEATURES}
+    tables, lengths, stats = [], [], []
+    for index, (episode, state) in enumerate(zip(episodes, states)):
+        columns = _episode_columns(episode, state if with_state else None, cameras, index, sum(lengths),
+                                   task_texts.index(episode.instruction), fps)
+        for name in (CAMERA_ALIASES[key] for key in cameras):
+            shape = list(columns[name].shape[1:])
+            if features.setdefault(name, {"dtype": "image", "shape": shape, "names": ["height", "width", "channel"]}
+                                   )["shape"] != shape:
+                raise ValueError(f"{episode.source}: {episode.demo}'s {name} frames are {shape}, the first "
+                                 f"episode's {features[name]['shape']}; a dataset's camera has one frame shape")
+        tables.append(_arrow_table(columns, features | index_features))
+        stats.append(_episode_stats(columns, features | index_features))
+        lengths.append(len(episode))
+    features |= index_features
+    starts = [_init_state_index(e) for e in episodes]
     info = {"codebase_version": version, "robot_type": robot_type, "total_episodes": len(episodes),
-            "total_frames": start, "total_tasks": len(task_texts), "chunks_size": 1000, "fps": fps,
+            "total_frames": sum(lengths), "total_tasks": len(task_texts), "chunks_size": 1000, "fps": fps,
             "splits": {"train": f"0:{len(episodes)}"}, "features": features, "video_path": None}
     (out / "meta").mkdir(parents=True)
     if version == "v2.1":
@@ -441,6 +480,8 @@ def write_lerobot_dataset(episodes: Sequence[Episode], out: str | Path, version:
         (out / "meta" / "episodes.jsonl").write_text("".join(
             json.dumps({"episode_index": i, "tasks": [e.instruction], "length": n, "init_state_index": start}) + "\n"
             for i, (e, n, start) in enumerate(zip(episodes, lengths, starts))))
+        (out / "meta" / "episodes_stats.jsonl").write_text("".join(
+            json.dumps({"episode_index": i, "stats": stats_to_json(s)}) + "\n" for i, s in enumerate(stats)))
     else:
         info.update(data_path=V30_DATA_PATH, data_files_size_in_mb=100, video_files_size_in_mb=200)
         path = out / V30_DATA_PATH.format(chunk_index=0, file_index=0)
@@ -448,6 +489,7 @@ def write_lerobot_dataset(episodes: Sequence[Episode], out: str | Path, version:
         pq.write_table(pyarrow.concat_tables(tables), path)
         _write_tasks_parquet(out / "meta" / "tasks.parquet", task_texts)
         bounds = np.concatenate([[0], np.cumsum(lengths)])
+        flat = [flat_stats_columns(s) for s in stats]
         episodes_table = pyarrow.table({
             "episode_index": pyarrow.array(np.arange(len(episodes), dtype=np.int64)),
             "tasks": pyarrow.array([[e.instruction] for e in episodes], type=pyarrow.list_(pyarrow.string())),
@@ -459,10 +501,12 @@ def write_lerobot_dataset(episodes: Sequence[Episode], out: str | Path, version:
             "meta/episodes/chunk_index": pyarrow.array(np.zeros(len(episodes), dtype=np.int64)),
             "meta/episodes/file_index": pyarrow.array(np.zeros(len(episodes), dtype=np.int64)),
             "init_state_index": pyarrow.array(np.asarray(starts, dtype=np.int64)),
+            **{column: pyarrow.array([row[column] for row in flat]) for column in flat[0]},
         })
         meta_path = out / V30_EPISODES_PATH
         meta_path.parent.mkdir(parents=True)
         pq.write_table(episodes_table, meta_path)
+    (out / "meta" / "stats.json").write_text(json.dumps(stats_to_json(aggregate_stats(stats)), indent=4))
     (out / "meta" / "info.json").write_text(json.dumps(info, indent=4))
     return out
 

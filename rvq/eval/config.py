@@ -40,6 +40,9 @@ class EvalConfig:
     # seconds of wall clock per episode; past it the episode is stopped and recorded as an error (None: none)
     episode_timeout: float | None = 3600.0
     max_worker_deaths: int = 2  # an episode that killed this many workers is recorded as an error (the run goes on)
+    # seconds a worker holding an episode (or the policy service) may go without a sign of progress before it is
+    # killed: a worker's episode is requeued, a stalled policy service stops the run (None: only the episode timeout)
+    stall_timeout: float | None = 120.0
     mock_step_latency_ms: float = 0.0  # mock env: sleep per step (stands in for a slow simulator in benchmarks)
     # on | off | auto (on for rsd/main with process workers): one process holds the policy and batches the requests
     policy_service: str = "auto"
@@ -156,6 +159,8 @@ class EvalConfig:
                 raise ValueError("--executor ray needs Ray: pip install 'rvq[ray]'") from exc
         if self.episode_timeout is not None and not self.episode_timeout > 0:
             raise ValueError(f"episode_timeout must be > 0 seconds (or unset for none), got {self.episode_timeout}")
+        if self.stall_timeout is not None and not self.stall_timeout > 0:
+            raise ValueError(f"stall_timeout must be > 0 seconds (or unset for none), got {self.stall_timeout}")
         if self.mock_step_latency_ms < 0 or (self.mock_step_latency_ms and self.env != "mock"):
             raise ValueError(f"mock_step_latency_ms must be >= 0 and needs env 'mock', got {self.mock_step_latency_ms}")
         if self.image_transform not in ("resize", "oft"):

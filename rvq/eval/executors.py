@@ -7,7 +7,9 @@
   run on many workers. A worker that dies (segfault, OOM kill, `kill -9`) is detected, replaced, and its episode
   requeued; an episode that has killed `max_worker_deaths` workers is recorded as an error. An episode past
   `episode_timeout` is stopped (its worker killed and replaced when it does not stop by itself) and recorded as
-  an error.
+  an error. Workers report their steps (a heartbeat at least every `HEARTBEAT_S` while stepping); one holding an
+  episode that reports nothing for `stall_timeout` (stopped, deadlocked) is killed and its episode requeued, as
+  for a death. The policy service beats too; a service silent for `stall_timeout` stops the run (one line).
 - `ray`: the same on Ray actors (`rvq.eval.ray_executor`, the optional `ray` extra), on a local instance or an
   existing cluster (`--ray-address`).
 
@@ -30,12 +32,14 @@ from typing import Any, Protocol
 
 from rvq.eval.config import EvalConfig
 from rvq.eval.progress import EvalProgress
+from rvq.eval.results import EvalStopped
 from rvq.eval.runner import Episode, EpisodeRunner, PolicyFactory, episode_record, share_cores
 
 Emit = Callable[..., None]  # emit(record, worker=None)
 EXECUTORS = ("auto", "inline", "process", "ray")
 POLL_S = 0.2  # how often the parent looks at its workers while no message comes
-STEP_EVERY = 10  # a worker reports its episode's steps every this many env steps
+STEP_EVERY = 10  # a worker reports its episode's steps every this many env steps ...
+HEARTBEAT_S = 1.0  # ... and at least this often (seconds) while it steps
 TIMEOUT_GRACE_S = 10.0  # past the timeout, a worker's own check gets up to this long before the worker is killed
 MAX_START_FAILURES = 3  # workers that die before they are ready: the run stops instead of restarting forever
 
@@ -146,9 +150,13 @@ def _process_worker(wid: int, cfg: EvalConfig, factory: PolicyFactory, inbox: "m
         return
     outbox.put(("ready", wid, os.getpid()))
 
+    last = time.monotonic()
+
     def on_step(steps: int) -> None:
-        if steps % STEP_EVERY == 0:
+        nonlocal last
+        if steps % STEP_EVERY == 0 or time.monotonic() - last >= HEARTBEAT_S:
             outbox.put(("step", wid, steps))
+            last = time.monotonic()
 
     try:
         for task, trial in iter(inbox.get, None):
@@ -168,6 +176,7 @@ class _Slot:
     ready: bool = False
     episode: Episode | None = None
     started: float = 0.0
+    seen: float = 0.0  # when it last said anything (ready, a step, a record)
     task: int | None = None
 
 
@@ -184,6 +193,7 @@ class ProcessExecutor:
         counter = iter(range(1 << 30))
         start_failures = 0
         workers = min(self.cfg.workers, len(episodes))
+        stall = self.cfg.stall_timeout
         service = None
         if self.cfg.serves_policy:
             from rvq.eval.policy_service import PolicyService
@@ -204,9 +214,10 @@ class ProcessExecutor:
             kind, wid, payload = message
             slot = slots.get(wid)
             if kind == "fatal":
-                raise RuntimeError(f"evaluation worker could not start:\n{payload}")
+                raise EvalStopped.from_traceback("evaluation worker could not start", payload)
             if slot is None:
                 return  # from a worker already given up on (killed at its timeout)
+            slot.seen = time.monotonic()
             if kind == "ready":
                 slot.ready, slot.pid = True, payload
             elif kind == "step":
@@ -242,13 +253,19 @@ class ProcessExecutor:
                 start()
             while sched.pending or any(s.episode is not None for s in slots.values()):
                 if service is not None and not service.alive():
-                    raise RuntimeError(f"the policy service died (exit code {service.process.exitcode}); the "
-                                       f"finished episodes are kept, rerun to resume")
+                    raise EvalStopped(f"the policy service died (exit code {service.process.exitcode}); the "
+                                      f"finished episodes are kept, rerun to resume")
+                if service is not None and stall is not None and service.silent_for() > stall:
+                    service.kill()
+                    raise EvalStopped(f"the policy service (pid {service.process.pid}) made no progress for "
+                                      f"{stall:g} s (--stall-timeout: stopped or hung); it was killed, the finished "
+                                      f"episodes are kept, rerun to resume")
                 for wid, slot in slots.items():
                     if slot.ready and slot.episode is None and sched.pending:
                         others = [o.task for o in slots.values() if o is not slot and o.task is not None]
                         slot.episode = sched.take(slot.task, others)
                         slot.task, slot.started = slot.episode[0], time.monotonic()
+                        slot.seen = slot.started
                         slot.inbox.put(slot.episode)
                 drain(POLL_S)
                 now = time.monotonic()
@@ -261,8 +278,19 @@ class ProcessExecutor:
                         elif not slot.ready:
                             start_failures += 1
                             if start_failures >= MAX_START_FAILURES:
-                                raise RuntimeError(f"{start_failures} evaluation workers died before they were "
-                                                   f"ready (last exit code {slot.process.exitcode})")
+                                raise EvalStopped(f"{start_failures} evaluation workers died before they were "
+                                                  f"ready (last exit code {slot.process.exitcode})")
+                        retire(wid)
+                        if sched.pending:
+                            start()
+                    elif (slot.episode is not None and stall is not None and now - slot.seen > stall
+                          and (service is None or service.silent_for() <= stall)):  # else the service is stalled
+                        kill(slot)
+                        drain(0.1)
+                        if slot.episode is not None:
+                            why = (f"evaluation worker {slot.pid} made no progress for {stall:g} s (--stall-timeout: "
+                                   f"stopped or hung) and was killed")
+                            sched.worker_died(slot.episode, why, slot.pid, now - slot.started, wid)
                         retire(wid)
                         if sched.pending:
                             start()
@@ -278,8 +306,10 @@ class ProcessExecutor:
         finally:
             for slot in slots.values():
                 slot.inbox.put(None)
+            # workers get 10 s in all to finish; none when the service they wait on is gone
+            deadline = time.monotonic() + (10 if service is None or service.alive() else 0)
             for wid in list(slots):
-                slots[wid].process.join(timeout=10)
+                slots[wid].process.join(timeout=max(0.0, deadline - time.monotonic()))
                 retire(wid)
             if service is not None:
                 self.service_stats = service.close()

@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 
 from rvq.eval.config import EvalConfig
+from rvq.eval.results import EvalStopped
 
 SERVED_POLICIES = ("rsd", "main")  # the expert and replay read the simulator's state: they stay in the worker
+BEAT_S = 1.0  # the service tells the parent it is alive at least this often (seconds) while not inside a batch
 
 
 def _serve(cfg: EvalConfig, factory, requests: "mp.Queue", channels: list, control: "mp.Queue",
@@ -41,9 +43,15 @@ def _serve(cfg: EvalConfig, factory, requests: "mp.Queue", channels: list, contr
     control.put(("ready", os.getpid()))
     sizes: Counter[int] = Counter()
     waits: list[float] = []
-    stop = False
+    stop, beat = False, time.monotonic()
     while not stop:
-        first = requests.get()
+        if time.monotonic() - beat >= BEAT_S:  # idle or serving: alive and not stuck in a batch
+            control.put(("beat", None))
+            beat = time.monotonic()
+        try:
+            first = requests.get(timeout=BEAT_S)
+        except queue.Empty:
+            continue
         if first is None:
             break
         batch = [first]
@@ -148,11 +156,12 @@ class PolicyService:
                 break
             except queue.Empty:
                 if not self.process.is_alive():
-                    raise RuntimeError(f"the policy service died while starting (exit code "
+                    raise EvalStopped(f"the policy service died while starting (exit code "
                                        f"{self.process.exitcode})") from None
         if kind == "fatal":
             self.process.join(timeout=5)
-            raise RuntimeError(f"the policy service could not start:\n{payload}")
+            raise EvalStopped.from_traceback("the policy service could not start", payload)
+        self.last_beat = time.monotonic()
 
     def factory(self, channel: int) -> ServedPolicyFactory:
         return ServedPolicyFactory(self.cfg.policy, self.requests, self.channels[channel], channel,
@@ -161,16 +170,41 @@ class PolicyService:
     def alive(self) -> bool:
         return self.process.is_alive()
 
-    def close(self) -> dict[str, Any]:
-        if self.process.is_alive():
-            self.requests.put(None)
-            try:
-                kind, payload = self.control.get(timeout=30)
+    def _read_control(self, wait_s: float = 0.0) -> None:
+        """Take the service's messages (beats, its final stats), waiting up to `wait_s` for the first."""
+        try:
+            while True:
+                kind, payload = self.control.get(timeout=wait_s) if wait_s else self.control.get_nowait()
+                wait_s = 0.0
+                self.last_beat = time.monotonic()
                 if kind == "stats":
                     self.stats = payload
-            except queue.Empty:
-                pass
-        self.process.join(timeout=10)
+        except queue.Empty:
+            return
+
+    def silent_for(self) -> float:
+        """Seconds since the service last said anything (a beat comes at least every `BEAT_S` outside a batch)."""
+        self._read_control()
+        return time.monotonic() - self.last_beat
+
+    def close(self) -> dict[str, Any]:
+        """Stop the service (killed when it does not stop within 30 s: stopped or hung) and return its stats. Its
+        queues are not flushed at exit: a stopped reader would keep this process from ever exiting."""
+        if self.process.is_alive() and self.silent_for() < 30:
+            self.requests.put(None)
+            deadline = time.monotonic() + 30
+            while not self.stats and self.process.is_alive() and time.monotonic() < deadline:
+                self._read_control(wait_s=0.5)
+            self._read_control()
+            self.process.join(timeout=10)
+        self.kill()
+        return self.stats
+
+    def kill(self) -> None:
+        """Kill the service if it still runs (SIGKILL also ends a stopped process) and let this process exit
+        without flushing the service's queues."""
         if self.process.is_alive():
             self.process.kill()
-        return self.stats
+            self.process.join(timeout=10)
+        for q in (self.requests, self.control, *self.channels):
+            q.cancel_join_thread()

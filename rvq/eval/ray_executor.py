@@ -14,6 +14,7 @@ from typing import Any
 from rvq.eval.config import EvalConfig
 from rvq.eval.executors import POLL_S, Emit, Scheduler, hard_deadline
 from rvq.eval.progress import EvalProgress
+from rvq.eval.results import EvalStopped
 from rvq.eval.runner import Episode, EpisodeRunner, PolicyFactory
 
 
@@ -64,7 +65,7 @@ class RayExecutor:
             try:
                 ray.get(handle.ready.remote())
             except ray.exceptions.RayActorError as exc:
-                raise RuntimeError(f"evaluation actor could not start: {exc}") from exc
+                raise EvalStopped.from_traceback("evaluation actor could not start", str(exc)) from exc
             aid = next(counter)
             actors[aid] = handle
             idle.append(aid)

@@ -109,6 +109,21 @@ class RunInUse(RuntimeError):
     """Another process is writing the same run (its results file, or its pipeline folder)."""
 
 
+class EvalStopped(RuntimeError):
+    """A run stopped by something outside rvq's code: a policy service that died or stalled, workers that cannot
+    start (their traceback, from the other process, is `detail`). The finished episodes are kept."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+    @classmethod
+    def from_traceback(cls, what: str, trace: str) -> "EvalStopped":
+        """`what`, then the last line of another process's traceback (the error itself)."""
+        lines = [line for line in trace.strip().splitlines() if line.strip()]
+        return cls(f"{what}: {lines[-1].strip() if lines else 'no traceback'}", trace)
+
+
 class RunLock:
     """An exclusive lock on a results file for the life of the run writing it (`.<name>.lock` beside it): a second
     run on the same file is refused. Shards of one job array write different files and do not block each other.

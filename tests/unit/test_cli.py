@@ -38,3 +38,26 @@ def test_a_user_error_is_one_line_and_rvq_debug_shows_its_traceback(tmp_path, ca
     monkeypatch.setenv("RVQ_DEBUG", "1")
     with pytest.raises(FileNotFoundError):
         main(argv)
+
+
+def test_a_run_stopped_by_another_process_is_one_line_and_rvq_debug_shows_that_processs_traceback(
+        capsys, monkeypatch) -> None:
+    """A worker or policy service failing is not rvq's traceback to show: one line ending with the other process's
+    error; RVQ_DEBUG=1 prints that process's traceback too."""
+    import pytest
+
+    from rvq import cli
+    from rvq.eval.results import EvalStopped
+
+    trace = 'Traceback (most recent call last):\n  File "w.py", line 3, in build\nOSError: weights missing\n'
+
+    def stopped(argv: list[str]) -> int:
+        raise EvalStopped.from_traceback("evaluation worker could not start", trace)
+
+    monkeypatch.setitem(cli.COMMANDS, "eval", (stopped, *cli.COMMANDS["eval"][1:]))
+    assert cli.main(["eval"]) == 2
+    assert capsys.readouterr().err == "rvq eval: error: evaluation worker could not start: OSError: weights missing\n"
+    monkeypatch.setenv("RVQ_DEBUG", "1")
+    with pytest.raises(EvalStopped):
+        cli.main(["eval"])
+    assert trace.strip() in capsys.readouterr().err

@@ -71,6 +71,35 @@ def test_written_datasets_read_back_unchanged(hdf5, dataset) -> None:
     assert [m["init_state_index"] for _, m in sorted(episode_metadata(dataset).items())] == [0, 1, 2, 10, 11, 12]
 
 
+def test_written_datasets_carry_lerobots_stats_column_types_and_names(hdf5, dataset) -> None:
+    """meta/stats.json aggregates per-episode stats of every feature (v3.0: `stats/*` columns of meta/episodes; v2.1:
+    meta/episodes_stats.jsonl); vectors are fixed-size lists and the action / state dimensions are named."""
+    source = read_demos([hdf5], split_arms=False)
+    info = json.loads((dataset / "meta" / "info.json").read_text())
+    stats = json.loads((dataset / "meta" / "stats.json").read_text())
+    assert set(stats) == set(info["features"])
+    actions = np.concatenate([e.actions for e in source]).astype(np.float64)
+    np.testing.assert_allclose(stats["action"]["mean"], actions.mean(axis=0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(stats["action"]["std"], actions.std(axis=0), rtol=1e-6, atol=1e-9)
+    assert stats["action"]["count"] == [len(actions)] and len(stats["action"]["q99"]) == 7
+    assert np.asarray(stats["observation.images.image"]["mean"]).shape == (3, 1, 1)
+    assert stats["index"]["max"] == [len(actions) - 1] and stats["episode_index"]["count"] == [len(actions)]
+    if info["codebase_version"] == "v2.1":
+        rows = [json.loads(line) for line in (dataset / "meta" / "episodes_stats.jsonl").read_text().splitlines()]
+        episode_means = [row["stats"]["action"]["mean"] for row in rows]
+    else:
+        table = pq.read_table(dataset / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
+        stat_names = ("min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99")
+        assert {f"stats/{feature}/{k}" for feature in info["features"] for k in stat_names} <= set(table.schema.names)
+        episode_means = table["stats/action/mean"].to_pylist()
+    np.testing.assert_allclose(episode_means, [e.actions.astype(np.float64).mean(axis=0) for e in source],
+                               rtol=1e-6, atol=1e-9)
+    data = pq.read_table(sorted((dataset / "data").rglob("*.parquet"))[0])
+    assert data.schema.field("action").type == pa.list_(pa.float32(), 7)
+    assert data.schema.field("observation.state").type == pa.list_(pa.float32(), 8)
+    assert len(info["features"]["action"]["names"]) == 7 and len(info["features"]["observation.state"]["names"]) == 8
+
+
 def test_pandas_reads_the_task_table_with_the_task_text_as_its_index(dataset) -> None:
     import pandas as pd
 

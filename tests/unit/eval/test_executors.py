@@ -1,17 +1,21 @@
 """Executors under faults, on the mock env: a killed worker's episode is requeued (once) or recorded as an error
-(every time), a hung policy call is stopped at the timeout, a slow episode is stopped between steps; every
-episode is recorded exactly once and the run never hangs. Progress lines carry no escape codes in logs."""
+(every time), a stopped worker is killed at the stall timeout, a stopped policy service stops the run, a hung policy
+call is stopped at the timeout, a slow episode is stopped between steps; every episode is recorded exactly once and
+the run never hangs. Progress lines carry no escape codes in logs."""
 
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
 
-from mocks.fault_policies import FaultyPolicyFactory
+import time
+
+from mocks.fault_policies import FaultyPolicyFactory, StoppingBatchPolicyFactory
 from rvq.eval import EvalConfig, run_eval
-from rvq.eval.executors import Scheduler, hard_deadline
+from rvq.eval.executors import ProcessExecutor, Scheduler, hard_deadline
 from rvq.eval.progress import EvalProgress
 from rvq.eval.results import read_results
 
@@ -42,6 +46,41 @@ def test_an_episode_that_always_kills_its_worker_is_an_error_and_the_run_goes_on
     errors = {r["trial"]: r["error"] for r in records}
     assert errors[0] is None and errors[2] is None
     assert "died (exit code -9)" in errors[1] and "killed its worker 2 times" in errors[1]
+
+
+def test_a_stopped_worker_is_killed_at_the_stall_timeout_and_its_episode_requeued(tmp_path: Path) -> None:
+    """SIGSTOP leaves a worker alive and silent: past `stall_timeout` without a step it is killed and replaced, its
+    episode run again (once here), long before the hour-long episode timeout."""
+    factory = FaultyPolicyFactory(stop_trials={1}, once_dir=str(tmp_path / "once"))
+    start = time.monotonic()
+    records = read_results(run_eval(cfg(tmp_path, tasks=[0], trials=3, stall_timeout=2.0), factory=factory,
+                                    progress=False))
+    assert episodes(records) == [(0, 0), (0, 1), (0, 2)]
+    assert all(r["error"] is None and r["steps"] == 16 for r in records)
+    assert (tmp_path / "once" / "stopped-task0-trial1").exists() and time.monotonic() - start < 60
+
+
+def test_an_episode_that_always_stalls_is_an_error_naming_the_stall(tmp_path: Path) -> None:
+    factory = FaultyPolicyFactory(stop_trials={0})
+    records = read_results(run_eval(cfg(tmp_path, tasks=[0], trials=2, stall_timeout=1.5), factory=factory,
+                                    progress=False))
+    errors = {r["trial"]: r["error"] for r in records}
+    assert errors[1] is None and "made no progress for 1.5 s" in errors[0] and "killed its worker 2 times" in errors[0]
+
+
+def test_a_stopped_policy_service_stops_the_run_in_one_line_and_is_killed(tmp_path: Path) -> None:
+    """The policy service beats; stopped mid-run it is silent, and the run stops naming it instead of waiting an
+    episode timeout per request; the service process is killed, so the program can exit."""
+    config = cfg(tmp_path, policy="main", tasks=[0], trials=4, stall_timeout=2.0, policy_service="on")
+    executor, records = ProcessExecutor(config, StoppingBatchPolicyFactory(stop_at=3)), []
+    Path(config.out_dir).mkdir(parents=True)  # run_eval makes it; the service's stats are written there
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"policy service \(pid \d+\) made no progress for 2 s") as caught:
+        executor.run([(0, trial) for trial in range(4)], lambda record, worker=None: records.append(record),
+                     EvalProgress(4, "stall", enabled=False))
+    assert time.monotonic() - start < 60 and len(records) < 4 and all(r["error"] is None for r in records)
+    pid = int(re.search(r"pid (\d+)", str(caught.value)).group(1))
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
 
 
 def test_a_hung_policy_call_is_stopped_at_the_timeout(tmp_path: Path) -> None:
