@@ -92,3 +92,54 @@ class StoppingBatchPolicy:
             os.kill(os.getpid(), signal.SIGSTOP)
         step = {"ms": 0.0, "feature_ms": 0.0, "batch": len(observations), "rsd": None}
         return [(np.tile(NOOP_ACTION, (8, 1)), step) for _ in observations]
+
+
+@dataclass
+class ReplicaKillingFactory:
+    """Wraps a real policy factory for a policy replica: the replica's process exits at its `kill_at`-th batch, the
+    first time only (a marker in `once_dir`), as a replica lost to an OOM kill or a node failure would."""
+
+    inner: Any
+    once_dir: str
+    kill_at: int = 3
+
+    def __call__(self, cfg: Any) -> "ReplicaKillingPolicy":
+        return ReplicaKillingPolicy(self.inner(cfg), self)
+
+
+class ReplicaKillingPolicy:
+    def __init__(self, policy: Any, spec: ReplicaKillingFactory) -> None:
+        self.policy, self.spec, self.batches = policy, spec, 0
+
+    def act_batch(self, observations: list, instructions: list, pad_to: int | None = None) -> list:
+        self.batches += 1
+        marker = Path(self.spec.once_dir) / "replica-killed"
+        if self.batches == self.spec.kill_at and not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            os._exit(1)
+        return self.policy.act_batch(observations, instructions, pad_to=pad_to)
+
+
+@dataclass
+class LatencyPolicyFactory:
+    """A batched policy whose cost stands in for a GPU's: `fixed_ms` per batch plus `per_sample_ms` per request
+    (a launch-bound 7B step is mostly the fixed part); acts a no-op chunk. For the Ray scaling benchmark."""
+
+    fixed_ms: float = 50.0
+    per_sample_ms: float = 2.0
+
+    def __call__(self, cfg: Any) -> "LatencyPolicy":
+        return LatencyPolicy(self)
+
+
+class LatencyPolicy:
+    name = "latency"
+
+    def __init__(self, spec: LatencyPolicyFactory) -> None:
+        self.spec = spec
+
+    def act_batch(self, observations: list, instructions: list, pad_to: int | None = None) -> list:
+        time.sleep((self.spec.fixed_ms + self.spec.per_sample_ms * len(observations)) / 1e3)
+        step = {"ms": 0.0, "feature_ms": 0.0, "batch": len(observations), "rsd": None}
+        return [(np.tile(NOOP_ACTION, (8, 1)), step) for _ in observations]

@@ -48,6 +48,9 @@ class EvalConfig:
     policy_service: str = "auto"
     service_max_batch: int | None = None  # policy service: largest batch (None: the number of workers)
     service_max_wait_ms: float = 5.0  # policy service: how long to wait for more requests before running a batch
+    # --executor ray: policy actors (one model copy each, on a GPU node when the policy runs on CUDA) shared by every
+    # simulator actor
+    policy_replicas: int = 1
     shard: tuple[int, int] = (0, 1)  # I N: this job's share of the episodes (shard I of N)
     videos: int = 0  # MP4s of the first K trials of each task
     env: str = "libero"  # libero (the simulator) or mock
@@ -89,9 +92,10 @@ class EvalConfig:
 
     @property
     def serves_policy(self) -> bool:
-        """Whether one policy service serves the workers (`policy_service`, auto: rsd/main on process workers)."""
+        """Whether the workers share served policies (`policy_service`, auto: rsd/main on process workers or Ray
+        actors): one policy service process locally, `policy_replicas` policy actors on Ray."""
         if self.policy_service == "auto":
-            return self.policy in ("rsd", "main") and self.executor_kind == "process"
+            return self.policy in ("rsd", "main") and self.executor_kind in ("process", "ray")
         return self.policy_service == "on"
 
     @property
@@ -170,9 +174,13 @@ class EvalConfig:
                              f"policy {self.policy!r} read no images)")
         if self.policy_service not in ("auto", "on", "off"):
             raise ValueError(f"policy_service must be auto, on or off, got {self.policy_service!r}")
-        if self.policy_service == "on" and (self.policy not in ("rsd", "main") or self.executor_kind != "process"):
-            raise ValueError("--policy-service on serves rsd/main policies to local process workers "
+        if self.policy_service == "on" and (self.policy not in ("rsd", "main") or self.executor_kind == "inline"):
+            raise ValueError("--policy-service on serves rsd/main policies to process workers or Ray actors "
                              f"(policy {self.policy!r}, executor {self.executor_kind!r})")
+        if self.policy_replicas < 1 or (self.policy_replicas != 1 and not (self.serves_policy
+                                                                          and self.executor_kind == "ray")):
+            raise ValueError(f"--policy-replicas {self.policy_replicas}: policy actors serve rsd/main policies on "
+                             f"--executor ray (at least 1; policy {self.policy!r}, executor {self.executor_kind!r})")
         if self.service_max_batch is not None and self.service_max_batch < 1:
             raise ValueError(f"service_max_batch must be >= 1, got {self.service_max_batch}")
         if not self.service_max_wait_ms >= 0:
