@@ -82,25 +82,43 @@ def _serve(cfg: EvalConfig, factory, requests: "mp.Queue", channels: list, contr
                            "mean_queue_ms": float(np.mean(waits) * 1e3) if waits else None}))
 
 
-class ServedPolicy:
-    """A worker's handle on the service (the `Policy` interface)."""
+class RemotePolicy:
+    """The `Policy` interface for a policy that runs elsewhere: keeps the episode's instruction and statistics;
+    `_ask(obs)` returns the chunk and the decoding step's statistics (the local service's queues, a Ray actor)."""
 
-    def __init__(self, mode: str, requests: "mp.Queue", answers: "mp.Queue", channel: int, timeout_s: float | None):
+    def __init__(self, mode: str) -> None:
         from rvq.policies.token_policy import EpisodeStats
 
         self.name, self.mode = mode, mode
-        self.requests, self.answers, self.channel, self.timeout_s = requests, answers, channel, timeout_s
-        self.id, self.seq = uuid.uuid4().hex, 0
         self.instruction = ""
         self.stats = EpisodeStats(mode)
+
+    def _ask(self, obs: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        raise NotImplementedError
 
     def reset(self, instruction: str, task_id: int, trial: int) -> None:
         from rvq.policies.token_policy import EpisodeStats
 
-        self.instruction = instruction
-        self.stats = EpisodeStats(self.mode)
+        self.instruction, self.stats = instruction, EpisodeStats(self.mode)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
+        chunk, step = self._ask(obs)
+        self.stats.add(step)
+        return chunk
+
+    def episode_stats(self) -> dict[str, Any]:
+        return self.stats.to_dict()
+
+
+class ServedPolicy(RemotePolicy):
+    """A worker's handle on the local service: requests on the shared queue, answers on its channel."""
+
+    def __init__(self, mode: str, requests: "mp.Queue", answers: "mp.Queue", channel: int, timeout_s: float | None):
+        super().__init__(mode)
+        self.requests, self.answers, self.channel, self.timeout_s = requests, answers, channel, timeout_s
+        self.id, self.seq = uuid.uuid4().hex, 0
+
+    def _ask(self, obs: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         self.seq += 1
         self.requests.put({"id": self.id, "seq": self.seq, "channel": self.channel, "obs": obs,
                            "instruction": self.instruction, "sent": time.monotonic()})
@@ -115,12 +133,7 @@ class ServedPolicy:
                 continue  # meant for a worker that died on this channel before it was answered
             if error is not None:
                 raise RuntimeError(f"the policy service failed on this request:\n{error}")
-            chunk, step = answer
-            self.stats.add(step)
-            return chunk
-
-    def episode_stats(self) -> dict[str, Any]:
-        return self.stats.to_dict()
+            return answer
 
 
 @dataclass

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from rvq.eval.config import EvalConfig
+from rvq.eval.policy_service import RemotePolicy
 
 POLICY_RESTARTS = 3  # a policy actor that dies is restarted this many times, its calls in flight retried
 
@@ -85,30 +86,17 @@ class PolicyActor:
                 "node": ray.get_runtime_context().get_node_id()}
 
 
-class RayServedPolicy:
-    """A simulator actor's handle on a policy replica (the `Policy` interface): keeps its episode's statistics."""
+class RayServedPolicy(RemotePolicy):
+    """A simulator actor's handle on its policy replica."""
 
     def __init__(self, mode: str, replica: Any) -> None:
-        from rvq.policies.token_policy import EpisodeStats
+        super().__init__(mode)
+        self.replica = replica
 
-        self.name, self.mode, self.replica = mode, mode, replica
-        self.instruction = ""
-        self.stats = EpisodeStats(mode)
-
-    def reset(self, instruction: str, task_id: int, trial: int) -> None:
-        from rvq.policies.token_policy import EpisodeStats
-
-        self.instruction, self.stats = instruction, EpisodeStats(self.mode)
-
-    def act(self, obs: dict[str, Any]) -> np.ndarray:
+    def _ask(self, obs: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         import ray
 
-        chunk, step = ray.get(self.replica.act.remote(obs, self.instruction))
-        self.stats.add(step)
-        return chunk
-
-    def episode_stats(self) -> dict[str, Any]:
-        return self.stats.to_dict()
+        return ray.get(self.replica.act.remote(obs, self.instruction))
 
 
 @dataclass

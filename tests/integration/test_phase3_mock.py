@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +26,8 @@ BASE = ["eval", "--env", "mock", "--suite", "libero_spatial", "--max-steps", "24
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ck")
-    subprocess.run([sys.executable, "mocks/generate_mock_checkpoints.py", "--output-dir", str(out), "--seed", "0"],
-                   check=True, capture_output=True)
-    return out
+def checkpoints(mock_bundle: Path) -> Path:
+    return mock_bundle
 
 
 def test_rsd_eval_schema_resume_and_videos(checkpoints: Path, tmp_path: Path, capsys) -> None:

@@ -5,8 +5,6 @@ same mock bundle, also when the replica dies mid-run (Ray restarts it and retrie
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,14 +15,6 @@ from rvq.eval.results import read_results
 from rvq.eval.runner import build_policy
 
 ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ck")
-    subprocess.run([sys.executable, "mocks/generate_mock_checkpoints.py", "--output-dir", str(out), "--seed", "0"],
-                   check=True, capture_output=True)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +38,10 @@ def outcome(records: list[dict]) -> list[tuple]:
 
 
 def test_one_replica_on_the_gpu_node_serves_every_simulator_and_survives_its_death(
-        bundle: Path, two_nodes: str, tmp_path: Path, monkeypatch) -> None:
+        mock_bundle: Path, two_nodes: str, tmp_path: Path, monkeypatch) -> None:
     import rvq.eval.ray_policy as ray_policy
 
-    common = dict(suite="libero_spatial", tasks=[0, 1], trials=2, policy="rsd", checkpoints=str(bundle), env="mock",
+    common = dict(suite="libero_spatial", tasks=[0, 1], trials=2, policy="rsd", checkpoints=str(mock_bundle), env="mock",
                   device="cpu", max_steps=24, render=True)
     inline = read_results(run_eval(EvalConfig(**common, out_dir=str(tmp_path / "inline")), progress=False))
     # the replica asks for the GPU (as a policy on CUDA does) while its policy runs on the CPU
