@@ -444,7 +444,7 @@ _RUN_ONLY = ("demos", "data", "tokenizer", "out_dir", "resume", "progress", "log
 # fields of an evaluation config that change how it runs, not its episodes' results (records are equal across them)
 _EVAL_RUN_ONLY = ("checkpoints", "roundtrip_tokenizer", "out_dir", "workers", "executor", "ray_address",
                   "episode_timeout", "stall_timeout", "max_worker_deaths", "policy_service", "service_max_batch",
-                  "service_max_wait_ms", "progress", "videos", "identity")
+                  "service_max_wait_ms", "policy_replicas", "progress", "videos", "identity")
 
 
 def _tokenizer_config(cfg: PipelineConfig, folder: Path | None = None, demos: str | None = None):
