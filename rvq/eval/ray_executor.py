@@ -3,8 +3,9 @@ on a local Ray instance or an existing cluster (`--ray-address`). Token policies
 `--policy-replicas` policy actors that batch every simulator's requests (`rvq.eval.ray_policy`); other policies are
 built in each simulator actor. The driver keeps the scheduling and is the only writer of the results file; faults
 follow `rvq.eval.executors.Scheduler` (a dead simulator actor is replaced and its episode requeued; an episode past
-the timeout has its actor killed and is recorded as an error; a dead policy actor is restarted by Ray and its
-requests retried).
+the timeout has its actor killed and is recorded as an error; an actor whose step count stops moving for
+`stall_timeout` is killed and its episode requeued; a dead policy actor is restarted by Ray and its requests
+retried).
 
 Ray is an optional extra (`pip install 'rvq[ray]'`); this module imports it only when a run asks for it.
 """
@@ -17,26 +18,36 @@ from pathlib import Path
 from typing import Any
 
 from rvq.eval.config import EvalConfig
-from rvq.eval.executors import POLL_S, Emit, Scheduler, hard_deadline
+from rvq.eval.executors import HEARTBEAT_S, POLL_S, Emit, Scheduler, hard_deadline
 from rvq.eval.progress import EvalProgress
 from rvq.eval.results import EvalStopped
 from rvq.eval.runner import Episode, EpisodeRunner, PolicyFactory
 
 
 class _EpisodeActor:
+    """A simulator actor. Ray runs it with two threads, so `steps` answers while `run` steps an episode: the
+    driver's heartbeat (an actor that stops answering, or answers with the same count, makes no progress)."""
+
     def __init__(self, cfg: EvalConfig, factory: PolicyFactory, threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
         self.runner = EpisodeRunner(cfg, factory)
+        self.progress = 0  # env steps taken in all episodes so far
 
     def ready(self) -> int:
         import os
 
         return os.getpid()
 
+    def steps(self) -> int:
+        return self.progress
+
+    def _count(self, steps: int) -> None:
+        self.progress += 1
+
     def run(self, task: int, trial: int) -> dict[str, Any]:
-        return self.runner.run(task, trial)
+        return self.runner.run(task, trial, self._count)
 
 
 class RayExecutor:
@@ -67,7 +78,7 @@ class RayExecutor:
             if started_here:
                 ray.shutdown()
             raise ValueError(problem)
-        actor_class = ray.remote(num_cpus=self.cpus_per_worker, max_restarts=0)(_EpisodeActor)
+        actor_class = ray.remote(num_cpus=self.cpus_per_worker, max_restarts=0, max_concurrency=2)(_EpisodeActor)
         simulators = min(self.cfg.workers, len(episodes))
         replicas = []
         if self.cfg.serves_policy:
@@ -98,10 +109,33 @@ class RayExecutor:
             actors[aid] = handle
             idle.append(aid)
 
+        stall = self.cfg.stall_timeout
+        heard: dict[int, tuple[float, int]] = {}  # busy actor → (when its step count last moved, that count)
+        asked: dict[Any, int] = {}  # `steps` call in flight → actor
+        last_asked: dict[int, float] = {}
+
         def replace(aid: int) -> None:
             ray.kill(actors.pop(aid), no_restart=True)
+            heard.pop(aid, None)
             if sched.pending:
                 start()
+
+        def listen(now: float) -> None:
+            """Ask each busy actor for its step count (one question at a time); a count that moved is progress."""
+            pending = set(asked.values())
+            for aid in heard:
+                if aid not in pending and aid in actors and now - last_asked.get(aid, 0.0) >= HEARTBEAT_S:
+                    asked[actors[aid].steps.remote()] = aid
+                    last_asked[aid] = now
+            answered, _ = ray.wait(list(asked), num_returns=len(asked), timeout=0)
+            for ref in answered:
+                aid = asked.pop(ref)
+                try:
+                    count = ray.get(ref)
+                except ray.exceptions.RayError:
+                    continue  # a dead actor: its episode's call says so
+                if aid in heard and count != heard[aid][1]:
+                    heard[aid] = (now, count)
 
         try:
             for _ in range(simulators):
@@ -113,6 +147,7 @@ class RayExecutor:
                     episode = sched.take(last_task.get(aid), others)
                     last_task[aid] = episode[0]
                     in_flight[actors[aid].run.remote(*episode)] = (aid, episode, time.monotonic())
+                    heard[aid] = (time.monotonic(), -1)
                 done, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_S)
                 now = time.monotonic()
                 for ref in done:
@@ -125,11 +160,19 @@ class RayExecutor:
                         replace(aid)
                         continue
                     sched.finish(episode, record, aid)
+                    heard.pop(aid, None)
                     idle.append(aid)
-                if self.cfg.episode_timeout is None:
-                    continue
+                if stall is not None:
+                    listen(now)
                 for ref, (aid, episode, started) in list(in_flight.items()):
-                    if now - started > hard_deadline(self.cfg.episode_timeout):
+                    if stall is not None and now - heard[aid][0] > stall:
+                        del in_flight[ref]
+                        sched.worker_died(episode, f"evaluation actor made no progress for {stall:g} s "
+                                          f"(--stall-timeout: stopped or hung) and was killed", None,
+                                          now - started, aid)
+                        replace(aid)
+                    elif (self.cfg.episode_timeout is not None
+                          and now - started > hard_deadline(self.cfg.episode_timeout)):
                         del in_flight[ref]
                         sched.timed_out(episode, None, now - started, aid)
                         replace(aid)

@@ -34,6 +34,16 @@ def test_ray_matches_inline_and_survives_a_killed_actor(tmp_path: Path) -> None:
     assert not ray.is_initialized()  # the local instance it started is shut down
 
 
+def test_a_stopped_ray_actor_is_killed_at_the_stall_timeout_and_its_episode_requeued(tmp_path: Path) -> None:
+    """SIGSTOP leaves an actor alive and silent: the driver's step-count questions go unanswered, so past
+    `stall_timeout` it is killed and replaced, and its episode runs again."""
+    factory = FaultyPolicyFactory(stop_trials={1}, once_dir=str(tmp_path / "once"))
+    records = read_results(run_eval(cfg(tmp_path / "ray", executor="ray", workers=2, stall_timeout=3.0),
+                                    factory=factory, progress=False))
+    assert outcome(records) == outcome(read_results(run_eval(cfg(tmp_path / "inline"), progress=False)))
+    assert sorted(p.name for p in (tmp_path / "once").iterdir()) == ["stopped-task0-trial1", "stopped-task1-trial1"]
+
+
 def test_ray_refuses_more_workers_than_the_cluster_has_cpus(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="CPUs asked for"):
         run_eval(cfg(tmp_path / "big", executor="ray", workers=512, trials=50, tasks=list(range(10))), progress=False)
