@@ -24,9 +24,8 @@ import torch
 
 from rvq.backbones.state import StateFeatures
 from rvq.config_cli import build, config_from, nest, read_config_file
-from rvq.data.episodes import list_demo_files
 from rvq.data.feature_store import as_tensor
-from rvq.data.lerobot import is_lerobot_dataset
+from rvq.data.identity import demo_digests
 from rvq.data.phase2 import build_phase2_data, load_phase2_data
 from rvq.device import check_device
 from rvq.envs.mock_env import mock_state_features
@@ -38,7 +37,7 @@ from rvq.eval.results import RunLock
 from rvq.eval.temporal_ensemble import DEFAULT_ENSEMBLE_DECAY
 from rvq.expert.collect import CollectConfig, collect_demos, collect_mock_demos
 from rvq.expert.scripted import check_grasp_hold, check_phase_end, expert_identity
-from rvq.files import file_digest, json_digest, tree_digests, write_bytes_atomic
+from rvq.files import json_digest, write_bytes_atomic
 from rvq.models import HeadCheckpoint, MainModel, read_draft, read_main
 from rvq.policies.bundle import PolicyBundle, load_bundle
 from rvq.processors import gripper_flip
@@ -317,7 +316,7 @@ def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
     # a setting of every stage the scripted expert acts in
     expert_settings = expert_identity(cfg.expert_grasp_hold, cfg.expert_phase_end)
     if cfg.data.demos_dir:  # the files themselves are the input: added or rewritten files redo what follows
-        demos = run.stage("collect", {"demos_dir": _demo_files(cfg.data.demos_dir)}, [],
+        demos = run.stage("collect", {"demos_dir": demo_digests(cfg.data.demos_dir)}, [],
                           lambda folder: {"demos": str(Path(cfg.data.demos_dir).resolve()), "summaries": []})
     else:  # no seed here: collection seeds each randomized reset by (task, attempt), whatever the run's seed
         demos = run.stage("collect", {"suite": cfg.suite, "tasks": cfg.tasks, "env": cfg.env,
@@ -398,15 +397,6 @@ def _execute_steps(cfg: PipelineConfig, kind: str) -> int | None:
     """Actions executed per chunk for a row of this policy kind: the learned policies' K, None for the whole chunk
     (the expert reference always runs whole chunks)."""
     return (cfg.eval.execute_steps or None) if kind != "expert" else None
-
-
-def _demo_files(folder: str) -> dict[str, str]:
-    """What a given demo folder holds, by content: each file the reader takes (the HDF5 reader's `.hdf5` / `.h5`, or
-    every file of a LeRobot dataset) → its sha256. Not its path: the same files elsewhere are the same input."""
-    path = Path(folder)
-    if is_lerobot_dataset(path):
-        return tree_digests(path)
-    return {demo.name: file_digest(demo) for demo in list_demo_files(path)}  # refuses a folder without demo files
 
 
 def _collect(cfg: PipelineConfig, folder: Path) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tyro.conf import Suppress
@@ -280,8 +279,9 @@ def policy_identity(cfg: EvalConfig) -> str:
     if cfg.policy in ("rsd", "main"):
         parts.update(read_layout(cfg.checkpoints, cfg.policy).digests(cfg.policy))
     elif cfg.policy == "replay":
-        # names and sizes: demo files with images run to gigabytes, too many to hash at every start
-        parts["demos"] = {p.name: p.stat().st_size for p in sorted(Path(cfg.demos).glob("*.hdf5"))}
+        from rvq.data.identity import demo_digests
+
+        parts["demos"] = demo_digests(cfg.demos)  # by content (a few seconds a GB of demo files, once per run)
     if cfg.roundtrip_tokenizer:
         parts["roundtrip_tokenizer"] = payload_digest(cfg.roundtrip_tokenizer)
     if cfg.policy == "expert":  # rows of another revision, grasp or phase-end rule are not this expert's
