@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
-import queue
+import pickle
 import time
 import traceback
 from collections import Counter, deque
@@ -139,28 +140,31 @@ class Scheduler:
         self.finish(episode, lost_episode_record(self.cfg, episode, why, pid, seconds), worker)
 
 
-def _process_worker(wid: int, cfg: EvalConfig, factory: PolicyFactory, inbox: "mp.Queue", outbox: "mp.Queue",
+def _process_worker(wid: int, cfg: EvalConfig, factory: PolicyFactory, inbox: "mp.Queue", outbox: Any,
                     parent: int) -> None:
-    """A spawn worker: build the runner, say ready, run the episodes the parent sends until it sends None."""
+    """A spawn worker: build the runner, say ready, run the episodes the parent sends until it sends None. `outbox`
+    is this worker's own pipe to the parent: a worker killed in the middle of a message can garble only its own pipe
+    (a queue shared by all workers stays locked by a writer killed mid-write, and every other worker's messages with
+    it)."""
     try:
         share_cores(cfg.workers)
         runner = EpisodeRunner(cfg, factory)
     except Exception:  # noqa: BLE001 - the parent stops the run with this traceback
-        outbox.put(("fatal", wid, traceback.format_exc()))
+        outbox.send(("fatal", wid, traceback.format_exc()))
         return
-    outbox.put(("ready", wid, os.getpid()))
+    outbox.send(("ready", wid, os.getpid()))
 
     last = time.monotonic()
 
     def on_step(steps: int) -> None:
         nonlocal last
         if steps % STEP_EVERY == 0 or time.monotonic() - last >= HEARTBEAT_S:
-            outbox.put(("step", wid, steps))
+            outbox.send(("step", wid, steps))
             last = time.monotonic()
 
     try:
         for task, trial in iter(inbox.get, None):
-            outbox.put(("done", wid, runner.run(task, trial, on_step)))
+            outbox.send(("done", wid, runner.run(task, trial, on_step)))
             if os.getppid() != parent:  # the run was killed: stop after this episode instead of running on
                 raise SystemExit(f"eval worker {os.getpid()}: parent {parent} is gone")
     finally:
@@ -172,6 +176,7 @@ class _Slot:
     process: Any
     inbox: Any
     channel: int
+    messages: Any  # the parent's end of the worker's pipe
     pid: int | None = None
     ready: bool = False
     episode: Episode | None = None
@@ -188,7 +193,6 @@ class ProcessExecutor:
 
     def run(self, episodes: list[Episode], emit: Emit, progress: EvalProgress) -> None:
         sched = Scheduler(self.cfg, episodes, emit)
-        outbox = self.ctx.Queue()
         slots: dict[int, _Slot] = {}
         counter = iter(range(1 << 30))
         start_failures = 0
@@ -204,11 +208,13 @@ class ProcessExecutor:
 
         def start() -> None:
             wid, inbox, channel = next(counter), self.ctx.Queue(), free_channels.pop(0)
+            receive, send = self.ctx.Pipe(duplex=False)
             factory = service.factory(channel) if service is not None else self.factory
             process = self.ctx.Process(target=_process_worker, daemon=True,
-                                       args=(wid, self.cfg, factory, inbox, outbox, os.getpid()))
+                                       args=(wid, self.cfg, factory, inbox, send, os.getpid()))
             process.start()
-            slots[wid] = _Slot(process, inbox, channel)
+            send.close()  # the worker holds the only writing end: its exit reads as the pipe's end
+            slots[wid] = _Slot(process, inbox, channel, receive)
 
         def handle(message: tuple) -> None:
             kind, wid, payload = message
@@ -228,16 +234,25 @@ class ProcessExecutor:
 
         def drain(wait_s: float) -> None:
             """Wait up to `wait_s` for a message, then take whatever else is already there and return at once (a
-            freed worker gets its next episode without waiting out the poll interval)."""
-            try:
-                handle(outbox.get(timeout=wait_s))
-                while True:
-                    handle(outbox.get_nowait())
-            except queue.Empty:
-                return
+            freed worker gets its next episode without waiting out the poll interval). A pipe whose worker is gone
+            (or that a killed worker left mid-message) is closed; the process check then handles the worker."""
+            while True:
+                pipes = {s.messages: s for s in slots.values() if not s.messages.closed}
+                ready = mp_connection.wait(list(pipes), timeout=wait_s) if pipes else []
+                if not ready:
+                    return
+                for pipe in ready:
+                    try:
+                        message = pipe.recv()
+                    except (EOFError, OSError, pickle.UnpicklingError):
+                        pipe.close()
+                        continue
+                    handle(message)
+                wait_s = 0.0
 
         def retire(wid: int) -> None:
             slot = slots.pop(wid)
+            slot.messages.close()
             if slot.process.is_alive():
                 slot.process.kill()
             slot.process.join(timeout=5)
