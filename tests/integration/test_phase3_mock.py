@@ -168,19 +168,23 @@ def test_bad_runs_are_refused_before_any_simulator_starts(checkpoints: Path, tmp
 
 def test_orphaned_worker_stops_after_its_current_episode(tmp_path: Path) -> None:
     # A worker whose parent is gone (killed run) must not keep simulating the rest of its episodes.
+    import multiprocessing
     import queue
 
     from rvq.eval.executors import _process_worker
 
     cfg = EvalConfig(suite="libero_spatial", tasks=[0], trials=3, policy="noop", out_dir=str(tmp_path), env="mock",
                      device="cpu", max_steps=4)
-    inbox, outbox = queue.Queue(), queue.Queue()
+    inbox = queue.Queue()
+    receive, outbox = multiprocessing.Pipe(duplex=False)  # the worker's own pipe to the parent, as the executor's
     for trial in range(3):
         inbox.put((0, trial))
     inbox.put(None)
     with pytest.raises(SystemExit, match="parent .* is gone"):
         _process_worker(0, cfg, build_policy, inbox, outbox, parent=-1)
-    messages = [outbox.get_nowait() for _ in range(outbox.qsize())]
+    messages = []
+    while receive.poll():
+        messages.append(receive.recv())
     assert messages[0][0] == "ready"
     assert [m[2]["trial"] for m in messages if m[0] == "done"] == [0]
 
