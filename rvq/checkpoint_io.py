@@ -78,7 +78,8 @@ def check_state_dict(
     source: str,
     optional: tuple[str, ...] = (),
 ) -> None:
-    """Raise naming every missing or unexpected key and every shape mismatch against `reference`."""
+    """Raise naming every missing or unexpected key and every shape or dtype-kind mismatch against `reference` (an
+    integer tensor where the model holds floats, or the reverse, would be cast by `load_state_dict` without a word)."""
     missing = sorted(k for k in reference if k not in state_dict and not k.startswith(optional or ("\0",)))
     unexpected = sorted(k for k in state_dict if k not in reference)
     problems = []
@@ -89,5 +90,16 @@ def check_state_dict(
     for key, value in state_dict.items():
         if key in reference and tuple(value.shape) != tuple(reference[key].shape):
             problems.append(f"{key}: shape {list(value.shape)} in file, {list(reference[key].shape)} expected")
+        elif key in reference and _kind(value) != _kind(reference[key]):
+            problems.append(f"{key}: dtype {value.dtype} in file, {reference[key].dtype} expected")
     if problems:
         raise ValueError(f"{source}: state dict does not match the model: " + "; ".join(problems))
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    """float, complex, bool or int: what a tensor's values mean (precisions of one kind load into each other)."""
+    if tensor.is_floating_point():
+        return "float"
+    if tensor.is_complex():
+        return "complex"
+    return "bool" if tensor.dtype == torch.bool else "int"

@@ -118,11 +118,13 @@ def cmd_eval(argv: list[str]) -> int:
 
 def cmd_eval_report(argv: list[str]) -> int:
     from rvq.eval import write_report
-    from rvq.eval.report import EvalReportConfig
+    from rvq.eval.report import EvalReportConfig, incomplete_rows
 
     cfg = parse_config(EvalReportConfig, argv, "rvq eval-report")
-    write_report(cfg.results, cfg.out_dir, cfg.paired_against)
+    report = write_report(cfg.results, cfg.out_dir, cfg.paired_against)
     print((Path(cfg.out_dir) / "eval_report.md").read_text())
+    for line in incomplete_rows(report):
+        print(f"rvq eval-report: warning: {line}", file=sys.stderr)
     return 0
 
 

@@ -99,6 +99,8 @@ def nest(cls: type, values: dict[str, Any], where: str = "", by_leaf: bool = Fal
             for group in head:
                 target = target.setdefault(group, {})
             target[leaf] = value
+        elif key in groups:
+            raise ValueError(f"{where + key}: expected a table of settings (a group), got {value!r}")
         elif key in ambiguous:
             raise ValueError(f"setting {where + key!r} of {cls.__name__} is ambiguous: give it as one of "
                              f"{[where + path for path in ambiguous[key]]}")
@@ -179,6 +181,10 @@ def check_value(name: str, value: Any, hint: Any) -> Any:
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{name}: expected a whole number, got {value!r}")
+        if not -2 ** 63 <= value < 2 ** 63:  # what torch and numpy take (a larger one fails deep inside them)
+            raise ValueError(f"{name}: expected a whole number of 64 bits, got {value!r}")
+        if name.rsplit(".", 1)[-1] == "seed" and value < 0:  # numpy's generators refuse negative seeds
+            raise ValueError(f"{name}: a seed must be >= 0, got {value!r}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -219,6 +219,35 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _read_record(path: Path) -> dict[str, Any]:
+    """A finished stage's record: a JSON object with a fingerprint string and an outputs object. It is written last and
+    atomically, so anything else was changed by hand or by a failing disk: refused, never taken as done or redone."""
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a stage record ({exc}); delete its folder to run the stage again") from exc
+    if not (isinstance(record, dict) and isinstance(record.get("fingerprint"), str)
+            and isinstance(record.get("outputs"), dict)):
+        shown = sorted(record) if isinstance(record, dict) else type(record).__name__
+        raise ValueError(f"{path}: not a stage record (expected an object with a fingerprint string and an outputs "
+                         f"object, got {shown}); delete its folder to run the stage again")
+    return record
+
+
+def _check_outputs_exist(record_path: Path, recorded: Any, resolved: Any) -> None:
+    """A finished stage's files inside the run folder must still be there (a stage taken as done would otherwise
+    point its followers at nothing, or at a report of work whose files were deleted)."""
+    if isinstance(recorded, dict):
+        for key in recorded:
+            _check_outputs_exist(record_path, recorded[key], resolved[key])
+    elif isinstance(recorded, list):
+        for item, path in zip(recorded, resolved):
+            _check_outputs_exist(record_path, item, path)
+    elif isinstance(recorded, str) and recorded.startswith(RUN_PREFIX) and not Path(resolved).exists():
+        raise ValueError(f"{record_path}: the stage's output {resolved} is missing; delete its folder "
+                         f"({record_path.parent}) to run the stage again")
+
+
 def _paths_in_run(value: Any, root: str, to_record: bool) -> Any:
     """Stage outputs with paths inside the run folder written as `<run>/...` (`to_record`), or read back as paths
     under this run's folder."""
@@ -258,10 +287,11 @@ class Run:
         record_path = folder / STAGE_FILE
         self.fingerprints[name] = fingerprint
         if record_path.is_file():
-            record = json.loads(record_path.read_text())
-            if record.get("fingerprint") == fingerprint:
+            record = _read_record(record_path)
+            if record["fingerprint"] == fingerprint:
                 self.log(f"[{name}] done before with the same inputs: {'would be ' if self.plan else ''}skipped")
                 self.outputs[name] = _paths_in_run(record["outputs"], str(self.root), to_record=False)
+                _check_outputs_exist(record_path, record["outputs"], self.outputs[name])
                 return self.outputs[name]
             self.log(f"[{name}] inputs changed since the last run: {'would be ' if self.plan else ''}redone")
         started = _read_json(folder / STARTED_FILE).get("fingerprint") == fingerprint

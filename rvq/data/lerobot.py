@@ -82,10 +82,23 @@ def read_info(root: Path) -> dict[str, Any]:
     features = info.get("features")
     if not isinstance(features, dict) or "action" not in features:
         raise ValueError(f"{path}: no 'action' feature (features: {sorted(features) if isinstance(features, dict) else features})")
+    for name, feature in features.items():
+        if not isinstance(feature, dict) or not isinstance(feature.get("dtype"), str):
+            raise ValueError(f"{path}: features.{name} must be an object with a dtype, got {feature!r}")
+        shape = feature.get("shape")
+        if not isinstance(shape, list) or not all(_whole(n) and n > 0 for n in shape):
+            raise ValueError(f"{path}: features.{name}.shape must be a list of whole numbers > 0, got {shape!r}")
     fps = info.get("fps")
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
         raise ValueError(f"{path}: 'fps' must be a finite positive number, got {fps!r}")
+    for key in ("total_episodes", "total_frames", "chunks_size"):
+        if key in info and not (_whole(info[key]) and info[key] >= (1 if key == "chunks_size" else 0)):
+            raise ValueError(f"{path}: {key!r} must be a whole number, got {info[key]!r}")
     return info
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -238,7 +251,27 @@ def read_lerobot_dataset(root: str | Path, task_offset: int = 0, action_dim: int
                              + (" or a multiple of it (multi-arm)" if split_arms else ""))
     if not episodes:
         raise ValueError(f"{root}: the LeRobot dataset holds no episodes")
+    _check_counts(root, info, {index: len(rows) for index, rows in frames.items()})
     return episodes
+
+
+def _check_counts(root: Path, info: dict[str, Any], lengths: dict[int, int]) -> None:
+    """The frames read must be the dataset's whole: the episodes and lengths its episode metadata lists and the
+    totals of `info.json` (a data file missing or cut short would otherwise read as a smaller dataset)."""
+    meta = episode_metadata(root)
+    where = f"{root}/meta/{'episodes.jsonl' if info['codebase_version'] == 'v2.1' else 'episodes'}"
+    if sorted(meta) != sorted(lengths):
+        missing, extra = sorted(set(meta) - set(lengths)), sorted(set(lengths) - set(meta))
+        raise ValueError(f"{where} lists episodes the data files do not hold ({missing[:10]}) or the data holds "
+                         f"episodes it does not list ({extra[:10]}): a data file missing or out of place")
+    for index, row in sorted(meta.items()):
+        if row.get("length") != lengths[index]:
+            raise ValueError(f"{where}: episode {index} has length {row.get('length')!r} but the data files hold "
+                             f"{lengths[index]} frames of it")
+    totals = {"total_episodes": len(lengths), "total_frames": sum(lengths.values())}
+    for key, found in totals.items():
+        if key in info and info[key] != found:
+            raise ValueError(f"{root}/meta/info.json: {key} is {info[key]} but the data files hold {found}")
 
 
 def lerobot_task_count(root: str | Path) -> int:
@@ -260,7 +293,7 @@ def read_lerobot_frames(episode: Episode, key: str) -> np.ndarray:
         cameras = sorted(k for k, v in info["features"].items() if v.get("dtype") in ("image", "video"))
         raise KeyError(f"{episode.name}: no camera {key!r}; the dataset's cameras: {cameras}")
     if feature["dtype"] == "image":
-        frames = _decode_images(_frames(root, episode_index(episode), [name])[name], episode.name)
+        frames = _decode_images(_frames(root, episode_index(episode), [name])[name], f"{episode.name}: camera {name!r}")
     else:
         frames = _decode_video(root, info, name, episode_index(episode))
     if len(frames) != len(episode):
@@ -277,7 +310,10 @@ def _decode_images(cells: list, where: str) -> np.ndarray:
         if not data:
             raise ValueError(f"{where}: image of frame {i} has no embedded bytes (an image stored as a path is not "
                              "supported)")
-        images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        try:
+            images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL: UnidentifiedImageError is an OSError
+            raise ValueError(f"{where}: image of frame {i} cannot be decoded ({type(exc).__name__}: {exc})") from exc
     return np.stack(images)
 
 

@@ -175,7 +175,6 @@ def _process_worker(wid: int, cfg: EvalConfig, factory: PolicyFactory, inbox: "m
 class _Slot:
     process: Any
     inbox: Any
-    channel: int
     messages: Any  # the parent's end of the worker's pipe
     pid: int | None = None
     ready: bool = False
@@ -202,19 +201,20 @@ class ProcessExecutor:
         if self.cfg.serves_policy:
             from rvq.eval.policy_service import PolicyService
 
-            service = PolicyService(self.cfg, self.factory, workers, self.cfg.service_max_batch or workers,
+            service = PolicyService(self.cfg, self.factory, self.cfg.service_max_batch or workers,
                                     self.cfg.service_max_wait_ms, self.ctx)
-        free_channels = list(range(workers))
 
         def start() -> None:
-            wid, inbox, channel = next(counter), self.ctx.Queue(), free_channels.pop(0)
+            wid, inbox = next(counter), self.ctx.Queue()
             receive, send = self.ctx.Pipe(duplex=False)
-            factory = service.factory(channel) if service is not None else self.factory
+            factory = service.connect() if service is not None else self.factory
             process = self.ctx.Process(target=_process_worker, daemon=True,
                                        args=(wid, self.cfg, factory, inbox, send, os.getpid()))
             process.start()
             send.close()  # the worker holds the only writing end: its exit reads as the pipe's end
-            slots[wid] = _Slot(process, inbox, channel, receive)
+            if service is not None:
+                factory.release()  # likewise its end of the connection to the service
+            slots[wid] = _Slot(process, inbox, receive)
 
         def handle(message: tuple) -> None:
             kind, wid, payload = message
@@ -257,7 +257,6 @@ class ProcessExecutor:
                 slot.process.kill()
             slot.process.join(timeout=5)
             progress.in_flight.pop(wid, None)
-            free_channels.append(slot.channel)
 
         def kill(slot: _Slot) -> None:
             slot.process.kill()

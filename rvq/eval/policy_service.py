@@ -3,22 +3,25 @@ workers, batching their requests (dynamic batching: it takes what has arrived, w
 more, up to `max_batch`).
 
 Each worker gets a `ServedPolicy` (the `Policy` interface: it keeps its episode's statistics, sends observations,
-waits for chunks) on a channel of its own. Batches run padded to `max_batch` (`TokenPolicy.act_batch(pad_to=...)`),
-so an episode's actions do not depend on which requests shared its batch: a served run equals an unserved one.
-Requests and answers carry the asking policy's id and a sequence number, so a worker that replaces a dead one on
-the same channel never reads an answer meant for its predecessor.
+waits for chunks) on a connection made for it alone: requests go out and answers come back on it, so a worker killed
+in the middle of a message breaks only its own connection (a queue shared by all would stay locked by it and starve the
+others), and a replacement worker gets a new one. Batches run padded to `max_batch`
+(`TokenPolicy.act_batch(pad_to=...)`), so an episode's actions do not depend on which requests shared its batch: a
+served run equals an unserved one.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import queue
 import time
 import traceback
-import uuid
 from collections import Counter
 from dataclasses import dataclass
+from multiprocessing import connection as mp_connection
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -30,8 +33,47 @@ SERVED_POLICIES = ("rsd", "main")  # the expert and replay read the simulator's 
 BEAT_S = 1.0  # the service tells the parent it is alive at least this often (seconds) while not inside a batch
 
 
-def _serve(cfg: EvalConfig, factory, requests: "mp.Queue", channels: list, control: "mp.Queue",
-           max_batch: int, max_wait_s: float) -> None:
+def _receive(conn: Connection) -> Any:
+    """The next message on `conn`, or None when its other end is gone (a worker that exited, or was killed in the
+    middle of a message: every writing end closed, so the read ends instead of waiting for the rest)."""
+    try:
+        return conn.recv()
+    except (EOFError, OSError, pickle.UnpicklingError):
+        return None
+
+
+def _gather(links: Connection, workers: list[Connection], max_batch: int,
+            max_wait_s: float) -> tuple[list[tuple[Connection, dict[str, Any]]], bool]:
+    """One batch of requests: what has arrived, waiting up to `BEAT_S` for the first and `max_wait_s` after it, up
+    to `max_batch` (a worker has one request in flight at most). New workers' connections arrive on `links`;
+    returns (batch, stop) where stop: the parent asked the service to end."""
+    batch: list[tuple[Connection, dict[str, Any]]] = []
+    deadline = None
+    while len(batch) < max_batch:
+        wait_s = BEAT_S if deadline is None else max(0.0, deadline - time.monotonic())
+        ready = mp_connection.wait([links, *workers], timeout=wait_s)
+        if not ready:
+            break
+        for conn in ready:
+            if conn is links:
+                link = _receive(links)
+                if link is None:
+                    return batch, True
+                workers.append(link)
+            elif len(batch) < max_batch:
+                request = _receive(conn)
+                if request is None:  # its worker is gone
+                    workers.remove(conn)
+                    conn.close()
+                else:
+                    batch.append((conn, request))
+        if batch and deadline is None:
+            deadline = time.monotonic() + max_wait_s
+    return batch, False
+
+
+def _serve(cfg: EvalConfig, factory, links: Connection, control: "mp.Queue", max_batch: int,
+           max_wait_s: float) -> None:
     try:
         import torch
 
@@ -43,40 +85,31 @@ def _serve(cfg: EvalConfig, factory, requests: "mp.Queue", channels: list, contr
     control.put(("ready", os.getpid()))
     sizes: Counter[int] = Counter()
     waits: list[float] = []
+    workers: list[Connection] = []
     stop, beat = False, time.monotonic()
     while not stop:
         if time.monotonic() - beat >= BEAT_S:  # idle or serving: alive and not stuck in a batch
             control.put(("beat", None))
             beat = time.monotonic()
-        try:
-            first = requests.get(timeout=BEAT_S)
-        except queue.Empty:
+        batch, stop = _gather(links, workers, max_batch, max_wait_s)
+        if not batch:
             continue
-        if first is None:
-            break
-        batch = [first]
-        deadline = time.monotonic() + max_wait_s
-        while len(batch) < max_batch:
-            try:
-                item = requests.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if item is None:
-                stop = True
-                break
-            batch.append(item)
         sizes[len(batch)] += 1
         now = time.monotonic()
-        waits += [now - item["sent"] for item in batch]
+        waits += [now - request["sent"] for _, request in batch]
         try:
-            answers = policy.act_batch([item["obs"] for item in batch], [item["instruction"] for item in batch],
+            answers = policy.act_batch([r["obs"] for _, r in batch], [r["instruction"] for _, r in batch],
                                        pad_to=max_batch)
-            replies = [(item["id"], item["seq"], answer, None) for item, answer in zip(batch, answers)]
+            replies = [(answer, None) for answer in answers]
         except Exception:  # noqa: BLE001 - each asking episode records the error
-            error = traceback.format_exc()
-            replies = [(item["id"], item["seq"], None, error) for item in batch]
-        for item, reply in zip(batch, replies):
-            channels[item["channel"]].put(reply)
+            replies = [(None, traceback.format_exc())] * len(batch)
+        for (conn, _), reply in zip(batch, replies):
+            try:
+                conn.send(reply)
+            except OSError:  # its worker died while waiting
+                if conn in workers:
+                    workers.remove(conn)
+                conn.close()
     control.put(("stats", {"batches": sum(sizes.values()), "batch_sizes": dict(sorted(sizes.items())),
                            "requests": sum(k * v for k, v in sizes.items()), "max_batch": max_batch,
                            "mean_queue_ms": float(np.mean(waits) * 1e3) if waits else None}))
@@ -111,58 +144,57 @@ class RemotePolicy:
 
 
 class ServedPolicy(RemotePolicy):
-    """A worker's handle on the local service: requests on the shared queue, answers on its channel."""
+    """A worker's handle on the local service: a connection of its own, requests out and answers back."""
 
-    def __init__(self, mode: str, requests: "mp.Queue", answers: "mp.Queue", channel: int, timeout_s: float | None):
+    def __init__(self, mode: str, conn: Connection, timeout_s: float | None):
         super().__init__(mode)
-        self.requests, self.answers, self.channel, self.timeout_s = requests, answers, channel, timeout_s
-        self.id, self.seq = uuid.uuid4().hex, 0
+        self.conn, self.timeout_s = conn, timeout_s
 
     def _ask(self, obs: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        self.seq += 1
-        self.requests.put({"id": self.id, "seq": self.seq, "channel": self.channel, "obs": obs,
-                           "instruction": self.instruction, "sent": time.monotonic()})
-        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
-        while True:
-            try:
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                ident, seq, answer, error = self.answers.get(timeout=wait)
-            except queue.Empty:
-                raise RuntimeError(f"no answer from the policy service in {self.timeout_s:g} s") from None
-            if (ident, seq) != (self.id, self.seq):
-                continue  # meant for a worker that died on this channel before it was answered
-            if error is not None:
-                raise RuntimeError(f"the policy service failed on this request:\n{error}")
-            return answer
+        try:
+            self.conn.send({"obs": obs, "instruction": self.instruction, "sent": time.monotonic()})
+            if not self.conn.poll(self.timeout_s):
+                raise RuntimeError(f"no answer from the policy service in {self.timeout_s:g} s")
+            answer, error = self.conn.recv()
+        except (EOFError, OSError):
+            raise RuntimeError("the policy service closed this worker's connection (it is gone)") from None
+        if error is not None:
+            raise RuntimeError(f"the policy service failed on this request:\n{error}")
+        return answer
 
 
 @dataclass
 class ServedPolicyFactory:
-    """A picklable policy factory for one worker: builds its `ServedPolicy` on channel `channel`."""
+    """A picklable policy factory for one worker: its `ServedPolicy` on `conn`, the worker's end of a connection
+    made for it alone (so a worker killed in the middle of a message harms no other worker's)."""
 
     mode: str
-    requests: Any
-    answers: Any
-    channel: int
+    conn: Connection
     timeout_s: float | None
 
     def __call__(self, cfg: EvalConfig) -> ServedPolicy:
-        return ServedPolicy(self.mode, self.requests, self.answers, self.channel, self.timeout_s)
+        return ServedPolicy(self.mode, self.conn, self.timeout_s)
+
+    def release(self) -> None:
+        """Close the parent's copy of the worker's end once the worker has its own (then the worker's exit closes
+        the connection for the service)."""
+        self.conn.close()
 
 
 class PolicyService:
-    """The parent's handle: starts the service process, hands out channel factories, stops it, keeps its stats."""
+    """The parent's handle: starts the service process, connects each worker to it, stops it, keeps its stats."""
 
-    def __init__(self, cfg: EvalConfig, factory, channels: int, max_batch: int, max_wait_ms: float,
+    def __init__(self, cfg: EvalConfig, factory, max_batch: int, max_wait_ms: float,
                  ctx: Any = None) -> None:
         self.cfg = cfg
         self.ctx = ctx or mp.get_context("spawn")
-        self.requests, self.control = self.ctx.Queue(), self.ctx.Queue()
-        self.channels = [self.ctx.Queue() for _ in range(channels)]
+        self.control = self.ctx.Queue()
+        links, self.links = self.ctx.Pipe(duplex=False)  # the parent hands the service each worker's connection
         self.stats: dict[str, Any] = {}
         self.process = self.ctx.Process(target=_serve, daemon=True, args=(
-            cfg, factory, self.requests, self.channels, self.control, max_batch, max_wait_ms / 1e3))
+            cfg, factory, links, self.control, max_batch, max_wait_ms / 1e3))
         self.process.start()
+        links.close()
         while True:
             try:
                 kind, payload = self.control.get(timeout=1.0)
@@ -176,9 +208,13 @@ class PolicyService:
             raise EvalStopped.from_traceback("the policy service could not start", payload)
         self.last_beat = time.monotonic()
 
-    def factory(self, channel: int) -> ServedPolicyFactory:
-        return ServedPolicyFactory(self.cfg.policy, self.requests, self.channels[channel], channel,
-                                   self.cfg.episode_timeout)
+    def connect(self) -> ServedPolicyFactory:
+        """A new worker's policy factory, on a connection of its own (the service's end is sent to the service;
+        call `release()` on the factory once the worker has started)."""
+        service_end, worker_end = self.ctx.Pipe()
+        self.links.send(service_end)
+        service_end.close()
+        return ServedPolicyFactory(self.cfg.policy, worker_end, self.cfg.episode_timeout)
 
     def alive(self) -> bool:
         return self.process.is_alive()
@@ -204,7 +240,7 @@ class PolicyService:
         """Stop the service (killed when it does not stop within 30 s: stopped or hung) and return its stats. Its
         queues are not flushed at exit: a stopped reader would keep this process from ever exiting."""
         if self.process.is_alive() and self.silent_for() < 30:
-            self.requests.put(None)
+            self.links.send(None)
             deadline = time.monotonic() + 30
             while not self.stats and self.process.is_alive() and time.monotonic() < deadline:
                 self._read_control(wait_s=0.5)
@@ -219,5 +255,5 @@ class PolicyService:
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=10)
-        for q in (self.requests, self.control, *self.channels):
-            q.cancel_join_thread()
+        self.control.cancel_join_thread()
+        self.links.close()

@@ -6,6 +6,7 @@ on the discordant episodes), since a study's claims compare rows run on the same
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any
 from scipy.stats import binomtest
 from tyro.conf import Positional
 
-from rvq.eval.results import episode_key, read_results, row_name
+from rvq.eval.results import CONFIG_FILE, episode_key, read_results, row_name
+
+SHARD_FILE = re.compile(r"results(?:-shard(\d+)-of-(\d+))?\.jsonl")
 
 
 @dataclass
@@ -44,13 +47,46 @@ def mcnemar_exact(gained: int, lost: int) -> float:
     return 1.0 if n == 0 else float(binomtest(gained, n, 0.5).pvalue)
 
 
+def suite_label(record: dict[str, Any]) -> str:
+    """The suite a record's row is reported under: the mock env's runs say so (they are not LIBERO results)."""
+    return f"{record['suite']} (mock env)" if record.get("env") == "mock" else record["suite"]
+
+
+def planned_episodes(paths: list[str | Path]) -> dict[tuple[str, str], set[tuple[int, int]]]:
+    """(row, suite label) → the (task, trial) episodes the runs behind `paths` set out to run, from the
+    `eval_config.json` beside their results: every shard's for a folder, a shard file's own for a file. Runs without
+    that file (or a results file not named as rvq names them) plan nothing known."""
+    planned: dict[tuple[str, str], set[tuple[int, int]]] = defaultdict(set)
+    for path in map(Path, paths):
+        folder = path if path.is_dir() else path.parent
+        shard = None if path.is_dir() else SHARD_FILE.fullmatch(path.name)
+        config_path = folder / CONFIG_FILE
+        if not config_path.is_file() or (not path.is_dir() and shard is None):
+            continue
+        try:
+            config = json.loads(config_path.read_text())
+            row, tasks, trials = config["result_settings"]["row"], config["tasks"], config["trials"]
+            label = suite_label({"suite": config["suite"], "env": config.get("env")})
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{config_path}: not an evaluation's settings ({type(exc).__name__}: {exc})") from exc
+        if not (isinstance(trials, int) and isinstance(tasks, list) and all(isinstance(t, int) for t in tasks)):
+            raise ValueError(f"{config_path}: tasks must be a list of task ids and trials a whole number, got "
+                             f"{tasks!r}, {trials!r}")
+        episodes = [(task, trial) for task in tasks for trial in range(trials)]
+        if shard is not None and shard.group(1) is not None:  # one shard's file: its round-robin share
+            index, count = int(shard.group(1)), int(shard.group(2))
+            episodes = [e for i, e in enumerate(episodes) if i % count == index]
+        planned[(row, label)].update(episodes)
+    return planned
+
+
 def paired_rows(records: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
     """Every row of each suite that holds `baseline` paired with it over the episodes (task, trial) both hold: an
     errored episode is a failure. Refuses a baseline no record names, and a row that shares no episode with it."""
     outcome: dict[tuple[str, str], dict[tuple[int, int], bool]] = defaultdict(dict)
     for r in records:
         _, task, trial = episode_key(r)
-        outcome[(row_name(r), r["suite"])][(task, trial)] = bool(r["success"]) and r.get("error") is None
+        outcome[(row_name(r), suite_label(r))][(task, trial)] = bool(r["success"]) and r.get("error") is None
     suites = sorted(suite for row, suite in outcome if row == baseline)
     if not suites:
         raise ValueError(f"paired_against {baseline!r}: no such row; rows are {sorted({row for row, _ in outcome})}")
@@ -163,15 +199,30 @@ def build_report(paths: list[str | Path], paired_against: str | None = None) -> 
         raise ValueError(f"report row(s) {sorted(mixed)} hold episodes of different policies (identities {mixed}); "
                          f"evaluate each with its own --label")
     for r in records:
-        by_task[(row_name(r), r["suite"], int(r["task"]))].append(r)
-        by_suite[(row_name(r), r["suite"])].append(r)
+        by_task[(row_name(r), suite_label(r), int(r["task"]))].append(r)
+        by_suite[(row_name(r), suite_label(r))].append(r)
+    planned = planned_episodes(paths)
+
+    def plan(row: str, suite: str, task: int | None = None) -> dict[str, Any]:
+        if (row, suite) not in planned:
+            return {"planned": None}
+        return {"planned": sum(task is None or t == task for t, _ in planned[(row, suite)])}
+
     return {
         "files": [str(p) for p in result_files(paths)],
         **({"paired": paired_rows(records, paired_against)} if paired_against is not None else {}),
-        "tasks": [{"policy": p, "suite": s, "task": t, "instruction": next((r["instruction"] for r in rs if r.get("instruction")), None), **_summary(rs)}
-                  for (p, s, t), rs in sorted(by_task.items())],
-        "suites": [{"policy": p, "suite": s, **_summary(rs)} for (p, s), rs in sorted(by_suite.items())],
+        "tasks": [{"policy": p, "suite": s, "task": t,
+                   "instruction": next((r["instruction"] for r in rs if r.get("instruction")), None), **_summary(rs),
+                   **plan(p, s, t)} for (p, s, t), rs in sorted(by_task.items())],
+        "suites": [{"policy": p, "suite": s, **_summary(rs), **plan(p, s)} for (p, s), rs in sorted(by_suite.items())],
     }
+
+
+def incomplete_rows(report: dict[str, Any]) -> list[str]:
+    """One line per row of `report` that holds fewer episodes than its run planned."""
+    return [f"{r['policy']} on {r['suite']}: {r['episodes']} of {r['planned']} planned episodes (the run is not "
+            f"finished: rerun its command to complete it)" for r in report["suites"]
+            if r.get("planned") is not None and r["episodes"] < r["planned"]]
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -179,6 +230,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         if row["success_rate"] is None:
             return "–"
         return f"{row['success_rate']:.1%} [{row['ci95'][0]:.1%}, {row['ci95'][1]:.1%}]"
+
+    def count(row):
+        planned = row.get("planned")
+        return f"{row['episodes']} of {planned} planned" if planned is not None and row["episodes"] < planned \
+            else str(row["episodes"])
 
     def extra(row):
         passes = f"{row['mean_main_passes']:.2f}" if "mean_main_passes" in row else "–"
@@ -189,11 +245,11 @@ def render_markdown(report: dict[str, Any]) -> str:
 
     columns = "main passes per chunk | RSD acceptance | early-exit bound (max) | ms per chunk |"
     lines = [f"| policy | suite | episodes | success (95% CI) | errors | {columns}", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['policy']} | {r['suite']} | {r['episodes']} | {rate(r)} | {r['errors']} | {extra(r)} |"
+    lines += [f"| {r['policy']} | {r['suite']} | {count(r)} | {rate(r)} | {r['errors']} | {extra(r)} |"
               for r in report["suites"]]
     lines += ["", f"| policy | suite | task | instruction | episodes | success (95% CI) | errors | {columns}",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['policy']} | {r['suite']} | {r['task']} | {r.get('instruction') or '–'} | {r['episodes']} | "
+    lines += [f"| {r['policy']} | {r['suite']} | {r['task']} | {r.get('instruction') or '–'} | {count(r)} | "
               f"{rate(r)} | {r['errors']} | {extra(r)} |" for r in report["tasks"]]
     if report.get("paired"):
         lines += ["", "| policy | against | suite | paired episodes | successes | against's | gained | lost | "

@@ -43,13 +43,15 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     records = []
-    lines = path.read_text().split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    lines = path.read_bytes().split(b"\n")
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
             continue
-        problem = None
+        problem, line = None, raw.decode("utf-8", errors="replace")
         try:
-            record = json.loads(line)
+            record = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            problem = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
         except json.JSONDecodeError as exc:
             problem = f"not JSON ({exc.msg})"
         else:

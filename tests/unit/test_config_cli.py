@@ -216,6 +216,8 @@ def test_eval_reads_its_config_and_task_ranges_are_a_typed_value(tmp_path: Path,
     ("[heads]\nsteps = 5.5\n", "heads.steps: expected a whole number, got 5.5"),
     ("[heads]\nsteps = true\n", "heads.steps: expected a whole number, got True"),  # a bool is not a count
     ("seed = nan\n", "seed: expected a whole number, got nan"),
+    ("seed = -1\n", "seed: a seed must be >= 0, got -1"),  # numpy's generators refuse it deep inside
+    ("seed = 99999999999999999999\n", "seed: expected a whole number of 64 bits"),  # torch's manual_seed overflows
     ("[heads]\nlr = inf\n", "heads.lr: expected a finite number, got inf"),
     ("[heads]\nlr = nan\n", "heads.lr: expected a finite number, got nan"),
     ("tasks = 'zero'\n", "tasks: expected a list"),
@@ -223,6 +225,7 @@ def test_eval_reads_its_config_and_task_ranges_are_a_typed_value(tmp_path: Path,
     ("[eval]\npolicies = 'main'\n", "eval.policies: expected a list"),
     ("[eval]\ntemporal_ensemble = 1\n", "eval.temporal_ensemble: expected true or false, got 1"),
     ("suite = 3\n", "suite: expected a string, got 3"),
+    ("heads = 3\n", r"heads: expected a table of settings \(a group\), got 3"),  # was "unknown setting 'heads'"
 ])
 def test_a_config_file_value_of_the_wrong_type_is_refused_naming_the_file_and_key(tmp_path: Path, text: str,
                                                                                   message: str) -> None:

@@ -416,3 +416,37 @@ def test_a_copied_run_reads_its_own_files_and_demo_files_count_by_content(tmp_pa
     assert rewritten != before
     shutil.copy(first, demos / "zz_extra.h5")
     assert run_pipeline(other, log=lambda _: None, plan=True)["fingerprints"]["collect"] not in (before, rewritten)
+
+
+@pytest.mark.parametrize("text, names", [("[]", "got list"), ("{", "not a stage record (Expecting"),
+                                         ('{"fingerprint": "x"}', "got ['fingerprint']"),
+                                         ('{"fingerprint": "x", "outputs": [1]}', "got ['fingerprint', 'outputs']"),
+                                         (b"\xff\xfe", "not a stage record ('utf-8' codec")])
+def test_a_stage_record_changed_by_hand_is_refused_naming_its_file(tmp_path: Path, text, names) -> None:
+    from rvq.pipeline import Run
+
+    run = Run(tiny(tmp_path), log=lambda _: None)
+    ran: list[Path] = []
+    run.stage("tokenizer", {"a": 1}, [], lambda folder: ran.append(folder) or {"checkpoint": str(folder / "t")})
+    record = run.root / "tokenizer" / STAGE_FILE
+    assert ran and json.loads(record.read_text())["outputs"] == {"checkpoint": "<run>/tokenizer/t"}
+    record.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ValueError, match="delete its folder to run the stage again") as info:
+        run.stage("tokenizer", {"a": 1}, [], lambda folder: ran.append(folder) or {})
+    assert str(record) in str(info.value) and names in str(info.value) and len(ran) == 1
+
+
+def test_a_finished_stage_whose_output_was_deleted_is_refused_naming_it(tmp_path: Path) -> None:
+    from rvq.pipeline import Run
+
+    run = Run(tiny(tmp_path), log=lambda _: None)
+
+    def body(folder: Path) -> dict:
+        (folder / "t").mkdir()
+        return {"checkpoint": str(folder / "t"), "files": [str(folder / "t")], "elsewhere": str(tmp_path)}
+
+    run.stage("tokenizer", {"a": 1}, [], body)
+    assert run.stage("tokenizer", {"a": 1}, [], body)["checkpoint"] == str(run.root / "tokenizer" / "t")
+    (run.root / "tokenizer" / "t").rmdir()
+    with pytest.raises(ValueError, match=r"stage.json: the stage's output .*tokenizer/t is missing; delete its folder"):
+        run.stage("tokenizer", {"a": 1}, [], body)

@@ -63,6 +63,15 @@ def tokenizer_file(tmp: Path, stats: dict | None = None, poison: str | None = No
     return save_tokenizer(tmp / "tokenizer.pt", model, action_stats=stats)
 
 
+def integer_weights(path: Path) -> Path:
+    """The checkpoint at `path` with its float weights stored as int64 (its recorded hashes rewritten to match)."""
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"] = {k: v.to(torch.int64) if v.is_floating_point() else v
+                             for k, v in payload["state_dict"].items()}
+    torch.save(payload, path)
+    return path
+
+
 def main_file(tmp: Path, nan: bool = False, tokenizer_identity: object = "t" * 64) -> Path:
     model = small_main(tokens=TokenSpace())
     if nan:
@@ -168,6 +177,11 @@ CASES = [
          ValueError, ("{tmp}/tokenizer.pt", "decoder.2.weight", "NaN/inf")),
     Case("main.pt with all-NaN weights", lambda t: load_main(main_file(t, nan=True)),
          ValueError, ("{tmp}/main.pt", "not finite", "NaN/inf")),
+    Case("tokenizer weights stored as int64 (were cast: 'actions contains NaN' at encode)",
+         lambda t: ActionTokenizer.from_checkpoint(integer_weights(tokenizer_file(t))),
+         ValueError, ("{tmp}/tokenizer.pt", "dtype torch.int64 in file, torch.float32 expected")),
+    Case("main head weights stored as int64", lambda t: load_main(integer_weights(main_file(t))),
+         ValueError, ("{tmp}/main.pt", "dtype torch.int64 in file, torch.float32 expected")),
     # unclear errors
     Case("corrupt HDF5 object header", lambda t: read_demos([corrupt_object_header(t)]),
          ValueError, ("{tmp}/corrupt.hdf5", "corrupt")),

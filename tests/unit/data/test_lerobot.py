@@ -147,6 +147,8 @@ def _video_dataset(root: Path, version: str, lengths: list[int]) -> tuple[Path, 
             (root / "videos/chunk-000/observation.images.image").mkdir(parents=True, exist_ok=True)
             write(clip, root / f"videos/chunk-000/observation.images.image/episode_{e:06d}.mp4")
         (root / "meta/tasks.jsonl").write_text(json.dumps({"task_index": 0, "task": "stack"}) + "\n")
+        (root / "meta/episodes.jsonl").write_text("".join(
+            json.dumps({"episode_index": e, "tasks": ["stack"], "length": n}) + "\n" for e, n in enumerate(lengths)))
     else:
         (root / "data/chunk-000").mkdir(parents=True)
         pq.write_table(pa.concat_tables(rows), root / "data/chunk-000/file-000.parquet")
@@ -184,7 +186,8 @@ def _rewrite_frames(dataset: Path, change) -> None:
 
 
 @pytest.mark.parametrize("case", ["version", "no_action", "nan", "gap", "task", "fps_nan", "fps_bool", "string_actions",
-                                  "bool_actions", "null_episode", "duplicate_task"])
+                                  "bool_actions", "null_episode", "duplicate_task", "feature_not_object", "shape",
+                                  "total_str", "chunks_str", "episode_missing", "episode_cut", "total_frames"])
 def test_bad_datasets_are_refused_naming_the_problem(hdf5, tmp_path: Path, case: str) -> None:
     dataset = write_lerobot_dataset(read_demos([hdf5], split_arms=False)[:2], tmp_path / "ds")
     info_path = dataset / "meta" / "info.json"
@@ -227,6 +230,27 @@ def test_bad_datasets_are_refused_naming_the_problem(hdf5, tmp_path: Path, case:
         _rewrite_frames(dataset, lambda t: t.set_column(t.column_names.index("episode_index"), "episode_index",
                                                         pa.array([None] * len(t), type=pa.int64())))
         match = r"row 0: \['episode_index'\] must be whole numbers >= 0, got \[None\]"
+    elif case == "feature_not_object":
+        info_path.write_text(json.dumps({**info, "features": {**info["features"], "action": 5}}))
+        match = "features.action must be an object with a dtype, got 5"
+    elif case == "shape":
+        info["features"]["action"]["shape"] = ["x"]
+        info_path.write_text(json.dumps(info))
+        match = r"features.action.shape must be a list of whole numbers > 0, got \['x'\]"
+    elif case in ("total_str", "chunks_str"):
+        key = "total_episodes" if case == "total_str" else "chunks_size"
+        info_path.write_text(json.dumps({**info, key: "two"}))
+        match = f"'{key}' must be a whole number, got 'two'"
+    elif case == "total_frames":
+        info_path.write_text(json.dumps({**info, "total_frames": info["total_frames"] + 1}))
+        match = f"total_frames is {info['total_frames'] + 1} but the data files hold {info['total_frames']}"
+    elif case == "episode_missing":  # a data file lost: its episode would silently be missing
+        _rewrite_frames(dataset, lambda t: t.filter(pa.compute.not_equal(t["episode_index"], 1)))
+        match = r"lists episodes the data files do not hold \(\[1\]\)"
+    elif case == "episode_cut":  # the last frames of an episode lost: still 0..T'-1, so only its length tells
+        _rewrite_frames(dataset, lambda t: t.filter(pa.compute.invert(pa.compute.and_(
+            pa.compute.equal(t["episode_index"], 1), pa.compute.greater_equal(t["frame_index"], 5)))))
+        match = r"episode 1 has length \d+ but the data files hold 5 frames of it"
     else:
         pq.write_table(pa.table({"task_index": [0, 0], "task": ["a", "b"]}), dataset / "meta" / "tasks.parquet")
         match = "task_index 0 is given twice \\('a', 'b'\\)"
@@ -251,3 +275,19 @@ def test_episodes_whose_video_ranges_overlap_are_refused(tmp_path: Path) -> None
     pq.write_table(table.set_column(table.column_names.index(column), column, pa.array(starts)), path)
     with pytest.raises(ValueError, match="episodes 0 and 1 overlap in videos/observation.images.image/"):
         episode_metadata(root)
+
+
+def test_an_image_that_cannot_be_decoded_is_refused_naming_the_episode_camera_and_frame(hdf5, tmp_path: Path) -> None:
+    dataset = write_lerobot_dataset(read_demos([hdf5], split_arms=False)[:1], tmp_path / "ds")
+
+    def corrupt(table):
+        column = next(c for c in table.column_names if c.startswith("observation.images."))
+        cells = table[column].to_pylist()
+        cells[2] = {**cells[2], "bytes": b"not an image"}
+        return table.set_column(table.column_names.index(column), column, pa.array(cells, type=table[column].type))
+
+    _rewrite_frames(dataset, corrupt)
+    episode = read_demos([dataset])[0]
+    with pytest.raises(ValueError, match=r"episode_000000: camera 'observation.images.image': image of frame 2 cannot "
+                                         r"be decoded \(UnidentifiedImageError"):
+        read_obs(episode, "agentview_rgb")

@@ -70,6 +70,15 @@ def test_a_corrupt_middle_line_is_named_and_skipped_not_cut(tmp_path: Path) -> N
     assert [r["trial"] for r in records] == [0, 1] and path.read_bytes() == before
 
 
+def test_a_line_that_is_not_utf8_is_named_and_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(json.dumps(_rec(0, 0, True)).encode() + b"\n\xff\xfe garbage\n" + json.dumps(_rec(0, 1, False)).encode()
+                     + b"\n")
+    with pytest.warns(CorruptResultsWarning, match=r"results.jsonl:2: skipped, not UTF-8 text \(invalid start byte"):
+        records = read_results(path)
+    assert [r["trial"] for r in records] == [0, 1]
+
+
 def test_conflicting_records_of_one_episode_are_refused(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -129,3 +138,25 @@ def test_records_with_values_of_the_wrong_kind_are_skipped_naming_the_line_and_e
     (tmp_path / "empty" / "results.jsonl").write_text("")
     with pytest.raises(ValueError, match="no episode records in .*empty/results.jsonl.*nothing to report"):
         build_report([tmp_path / "empty"])
+
+
+def test_a_run_with_fewer_episodes_than_planned_says_so_and_mock_rows_say_mock(tmp_path: Path) -> None:
+    from rvq.eval import EvalConfig, run_eval
+    from rvq.eval.report import incomplete_rows, render_markdown
+
+    cfg = EvalConfig(suite="libero_spatial", tasks=[0, 1], trials=2, policy="noop", env="mock", max_steps=4,
+                     out_dir=str(tmp_path / "run"), render=False, workers=1, device="cpu", shard=(0, 2))
+    path = run_eval(cfg, progress=False)  # shard 0 of 2: episodes 0 and 2 of (0,0) (0,1) (1,0) (1,1)
+    complete = build_report([path])
+    assert [(r["suite"], r["episodes"], r["planned"]) for r in complete["suites"]] == [
+        ("libero_spatial (mock env)", 2, 2)] and not incomplete_rows(complete)
+    folder = build_report([tmp_path / "run"])  # the folder: every shard's episodes, and shard 1 never ran
+    assert incomplete_rows(folder) == ["noop on libero_spatial (mock env): 2 of 4 planned episodes (the run is not "
+                                       "finished: rerun its command to complete it)"]
+    assert "| 2 of 4 planned |" in render_markdown(folder)
+    assert [(r["task"], r["episodes"], r["planned"]) for r in folder["tasks"]] == [(0, 1, 2), (1, 1, 2)]
+    lines = path.read_text().splitlines()
+    path.write_text(lines[0] + "\n")
+    assert incomplete_rows(build_report([path])) == [
+        "noop on libero_spatial (mock env): 1 of 2 planned episodes (the run is not finished: rerun its command to "
+        "complete it)"]
