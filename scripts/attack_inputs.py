@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from mocks.libero_files import write_libero_folder  # noqa: E402
 from rvq.data.episodes import read_demos  # noqa: E402
-from rvq.data.lerobot import write_lerobot_dataset  # noqa: E402
+from rvq.data.lerobot_write import write_lerobot_dataset  # noqa: E402
 
 RVQ = [sys.executable, "-m", "rvq.cli"]
 TINY = ["--env", "mock", "--suite", "libero_spatial", "--tasks", "0", "--workers", "1", "--data.demos-per-task", "2",

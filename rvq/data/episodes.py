@@ -12,46 +12,17 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from rvq.data.episode import ARM_DIM, Episode
 from rvq.data.hdf5 import read_hdf5
+from rvq.data.lerobot import is_lerobot_dataset, lerobot_task_count, read_lerobot_dataset, read_lerobot_frames
 from rvq.validation import REAL_DTYPE_KINDS
 
-ARM_DIM = 7
-
-
-@dataclass(frozen=True)
-class Episode:
-    """One demonstration (or one arm of a multi-arm demonstration).
-
-    actions: `[T, 7]` float32 raw env units. `arm` is the arm index for split multi-arm demos, else None.
-    """
-
-    actions: np.ndarray
-    source: str
-    demo: str
-    task_id: int
-    instruction: str
-    arm: int | None = None
-    obs_keys: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def name(self) -> str:
-        arm = "" if self.arm is None else f"/arm{self.arm}"
-        return f"{self.source}:{self.demo}{arm}"
-
-    @property
-    def group(self) -> str:
-        """Identifier shared by all arms of one demonstration (the unit of train/val splits)."""
-        return f"{self.source}:{self.demo}"
-
-    def __len__(self) -> int:
-        return int(self.actions.shape[0])
-
+__all__ = ["ARM_DIM", "Episode", "list_demo_files", "read_actions", "read_demo_file", "read_demos", "read_obs"]
 
 def _demo_sort_key(name: str) -> tuple[int, str]:
     match = re.search(r"(\d+)$", name)
@@ -145,8 +116,6 @@ def read_obs(episode: Episode, key: str) -> np.ndarray:
     """One observation array `[T, ...]` of an episode, e.g. `agentview_rgb` `[T, H, W, 3]` (an episode of a LeRobot
     dataset: its cameras, by feature name or LIBERO name, in the simulator's raw orientation)."""
     if Path(episode.source).is_dir():
-        from rvq.data.lerobot import read_lerobot_frames
-
         return read_lerobot_frames(episode, key)
     with h5py.File(episode.source, "r") as handle:
         group = handle["data"][episode.demo]
@@ -170,8 +139,6 @@ def list_demo_files(folder: str | Path) -> list[Path]:
 def read_demos(paths: list[str | Path], action_dim: int = ARM_DIM, split_arms: bool = True) -> list[Episode]:
     """Episodes of several files or folders, tasks numbered in order: each HDF5 file is one task; a LeRobot dataset
     folder (`rvq.data.lerobot`) adds its tasks in `task_index` order."""
-    from rvq.data.lerobot import is_lerobot_dataset, lerobot_task_count, read_lerobot_dataset
-
     episodes: list[Episode] = []
     task_id = 0
     for p in paths:

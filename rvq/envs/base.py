@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from rvq.envs import suites
+import rvq.envs.suites as suites
 
 
 class Env(Protocol):

@@ -17,6 +17,7 @@ import numpy as np
 
 from rvq.envs.observation import check_observation, object_poses, quat_to_axis_angle
 from rvq.envs.scene_chain import SceneChain
+from rvq.envs.setup import prepare_libero
 from rvq.envs.suites import ACTION_DIM, ENV_SEED, MAX_STEPS, NOOP_ACTION, NUM_WAIT_STEPS, RESOLUTION, check_suite
 
 
@@ -36,8 +37,6 @@ class LiberoEnv:
         """render=False: physics only (no cameras, ~10× faster); observations then lack images. Success
         and dynamics are the same: for policies that do not look (the scripted expert).
         scene_cache: a folder where envs of this task (other workers too) share the scene chain's states."""
-        from rvq.envs.setup import prepare_libero
-
         self.suite = check_suite(suite)
         prepare_libero()
         from libero.libero.envs import OffScreenRenderEnv  # noqa: PLC0415

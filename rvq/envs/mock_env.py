@@ -102,6 +102,6 @@ class MockLiberoEnv:
 
 def mock_state_features(suite: str):
     """The state-feature layout of the mock suite: one object slot (the target), the suite's task count."""
-    from rvq.backbones.state import StateFeatures
+    from rvq.backbones.state import StateFeatures  # here: it imports rvq.envs, whose package imports this module
 
     return StateFeatures(f"mock_{suite}", (MOCK_OBJECT,), {t: (MOCK_OBJECT,) for t in range(NUM_TASKS[suite])})

@@ -9,15 +9,21 @@ from typing import Any
 
 from tyro.conf import Suppress
 
+from rvq.data.identity import demo_digests
 from rvq.device import check_device
 from rvq.envs import ENV_KINDS
 from rvq.envs.scene_chain import SCENE_PROTOCOL
 from rvq.envs.suites import ENV_SEED, MAX_STEPS, TRIALS_PER_TASK, TaskIds, check_suite, check_tasks
+from rvq.expert.scripted import check_grasp_hold, check_phase_end
+from rvq.expert.scripted import expert_identity
 from rvq.hub_format import payload_digest
 from rvq.policies import POLICIES
 from rvq.policies.bundle import BundleLayout, read_layout, verify_bundle
 from rvq.rsd.decode import DEFAULT_TAU
 from rvq.rsd.early_exit import check_tolerance
+from rvq.tokenizer import ActionTokenizer
+
+EXECUTORS = ("auto", "inline", "process", "ray")  # where episodes run (rvq.eval.executors, rvq.eval.ray_executor)
 
 
 @dataclass
@@ -149,8 +155,6 @@ class EvalConfig:
             raise ValueError(f"videos must be >= 0, got {self.videos}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
-        from rvq.eval.executors import EXECUTORS
-
         if self.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {self.executor!r}; choose one of {EXECUTORS}")
         if self.ray_address is not None and self.executor != "ray":
@@ -188,7 +192,6 @@ class EvalConfig:
             raise ValueError(f"max_worker_deaths must be >= 1, got {self.max_worker_deaths}")
         if self.policy == "expert" and self.env != "libero":
             raise ValueError("the scripted expert reads the real simulator's state: use --env libero")
-        from rvq.expert.scripted import check_grasp_hold, check_phase_end
 
         if check_grasp_hold(self.expert_grasp_hold, "expert_grasp_hold") != "timer" and self.policy != "expert":
             raise ValueError("--grasp-hold applies to the expert policy only")
@@ -197,7 +200,6 @@ class EvalConfig:
         if self.roundtrip_tokenizer is not None:
             if self.policy != "expert":
                 raise ValueError("--roundtrip-tokenizer applies to the expert policy only")
-            from rvq.tokenizer import ActionTokenizer
 
             ActionTokenizer.from_checkpoint(self.roundtrip_tokenizer)  # refuse a bad file before any simulator
         if not self.render and layout is not None and not layout.reads_state:
@@ -279,13 +281,10 @@ def policy_identity(cfg: EvalConfig) -> str:
     if cfg.policy in ("rsd", "main"):
         parts.update(read_layout(cfg.checkpoints, cfg.policy).digests(cfg.policy))
     elif cfg.policy == "replay":
-        from rvq.data.identity import demo_digests
-
         parts["demos"] = demo_digests(cfg.demos)  # by content (a few seconds a GB of demo files, once per run)
     if cfg.roundtrip_tokenizer:
         parts["roundtrip_tokenizer"] = payload_digest(cfg.roundtrip_tokenizer)
     if cfg.policy == "expert":  # rows of another revision, grasp or phase-end rule are not this expert's
-        from rvq.expert.scripted import expert_identity
 
         parts.update(expert_identity(cfg.expert_grasp_hold, cfg.expert_phase_end))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

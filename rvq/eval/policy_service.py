@@ -28,6 +28,7 @@ import numpy as np
 
 from rvq.eval.config import EvalConfig
 from rvq.eval.results import EvalStopped
+from rvq.policies.token_policy import EpisodeStats
 
 SERVED_POLICIES = ("rsd", "main")  # the expert and replay read the simulator's state: they stay in the worker
 BEAT_S = 1.0  # the service tells the parent it is alive at least this often (seconds) while not inside a batch
@@ -120,8 +121,6 @@ class RemotePolicy:
     `_ask(obs)` returns the chunk and the decoding step's statistics (the local service's queues, a Ray actor)."""
 
     def __init__(self, mode: str) -> None:
-        from rvq.policies.token_policy import EpisodeStats
-
         self.name, self.mode = mode, mode
         self.instruction = ""
         self.stats = EpisodeStats(mode)
@@ -130,8 +129,6 @@ class RemotePolicy:
         raise NotImplementedError
 
     def reset(self, instruction: str, task_id: int, trial: int) -> None:
-        from rvq.policies.token_policy import EpisodeStats
-
         self.instruction, self.stats = instruction, EpisodeStats(self.mode)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:

@@ -2,7 +2,7 @@
 on a local Ray instance or an existing cluster (`--ray-address`). Token policies (rsd, main) live in
 `--policy-replicas` policy actors that batch every simulator's requests (`rvq.eval.ray_policy`); other policies are
 built in each simulator actor. The driver keeps the scheduling and is the only writer of the results file; faults
-follow `rvq.eval.executors.Scheduler` (a dead simulator actor is replaced and its episode requeued; an episode past
+follow `rvq.eval.scheduler.Scheduler` (a dead simulator actor is replaced and its episode requeued; an episode past
 the timeout has its actor killed and is recorded as an error; an actor whose step count stops moving for
 `stall_timeout` is killed and its episode requeued; a dead policy actor is restarted by Ray and its requests
 retried).
@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from rvq.eval.config import EvalConfig
-from rvq.eval.executors import HEARTBEAT_S, POLL_S, Emit, Scheduler, hard_deadline
 from rvq.eval.progress import EvalProgress
+from rvq.eval.ray_policy import RayServedPolicyFactory, start_replicas
 from rvq.eval.results import EvalStopped
 from rvq.eval.runner import Episode, EpisodeRunner, PolicyFactory
+from rvq.eval.scheduler import HEARTBEAT_S, POLL_S, Emit, Scheduler, hard_deadline
 
 
 class _EpisodeActor:
@@ -82,8 +83,6 @@ class RayExecutor:
         simulators = min(self.cfg.workers, len(episodes))
         replicas = []
         if self.cfg.serves_policy:
-            from rvq.eval.ray_policy import RayServedPolicyFactory, start_replicas
-
             try:
                 replicas = start_replicas(self.cfg, self.factory, simulators)
             except ray.exceptions.RayActorError as exc:

@@ -1,19 +1,10 @@
-"""Run evaluation episodes, append one JSON line per finished episode, resume, parallelize.
-
-- Results go to `out_dir/results.jsonl` (`results-shard{i}-of-{n}.jsonl` for a shard), one line per
-  episode, written by one process as episodes finish; an interrupt loses at most the episodes in flight.
-- A rerun with the same output skips finished episodes (an errored episode is retried); the run cuts a
-  half-written last line of its own file before appending. A folder holding results of other settings is
-  refused (`rvq.eval.results.check_resume`), and a second run on the same file is refused (a lock).
-- An episode that raises, runs past `episode_timeout` or kills its worker `max_worker_deaths` times is
-  recorded with `error` and the run goes on (`rvq.eval.executors`).
-- Episodes are scheduled one by one on an executor (`inline`, local `process` workers or `ray` actors); a
-  worker keeps its policy and its env between episodes of one task (`EpisodeRunner`).
+"""Run evaluation episodes: one episode in an env with a policy (`run_episode`: chunks executed whole, in part or
+temporally ensembled, the episode's record), and a worker's runner that keeps its policy and its env between
+episodes of one task (`EpisodeRunner`). `rvq.eval.evaluate.run_eval` plans, resumes and schedules them.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import traceback
@@ -26,9 +17,10 @@ import numpy as np
 from rvq.envs import make_env
 from rvq.eval.config import EvalConfig
 from rvq.eval.temporal_ensemble import TemporalEnsembler
-from rvq.files import write_bytes_atomic
-from rvq.eval.results import (CONFIG_FILE, RunLock, append_record, check_resume, episode_key, read_results,
-                              repair_torn_tail)
+from rvq.expert import ScriptedExpert
+from rvq.expert.roundtrip import TokenizedExpert
+from rvq.policies import NoopPolicy, ReplayPolicy, TokenPolicy
+from rvq.tokenizer import ActionTokenizer
 
 PolicyFactory = Callable[[EvalConfig], Any]
 SCENE_CACHE = "scene_chain_states"  # in the output folder: generator states of each task's scene chain, shared by
@@ -36,8 +28,6 @@ SCENE_CACHE = "scene_chain_states"  # in the output folder: generator states of 
 
 
 def build_policy(cfg: EvalConfig):
-    from rvq.policies import NoopPolicy, ReplayPolicy, TokenPolicy
-
     if cfg.policy in ("rsd", "main"):
         return TokenPolicy.from_dir(cfg.checkpoints, mode=cfg.policy, device=cfg.device, exact=cfg.exact,
                                     flip_gripper=cfg.flip_gripper, trust_remote_code=cfg.trust_remote_code,
@@ -47,12 +37,7 @@ def build_policy(cfg: EvalConfig):
     if cfg.policy == "replay":
         return ReplayPolicy(cfg.demos)
     if cfg.policy == "expert":
-        from rvq.expert import ScriptedExpert
-
         if cfg.roundtrip_tokenizer:
-            from rvq.expert.roundtrip import TokenizedExpert
-            from rvq.tokenizer import ActionTokenizer
-
             return TokenizedExpert(ScriptedExpert(cfg.expert_grasp_hold, cfg.expert_phase_end),
                                    ActionTokenizer.from_checkpoint(cfg.roundtrip_tokenizer))
         return ScriptedExpert(cfg.expert_grasp_hold, cfg.expert_phase_end)
@@ -60,13 +45,6 @@ def build_policy(cfg: EvalConfig):
 
 
 Episode = tuple[int, int]  # (task, trial)
-
-
-def plan(cfg: EvalConfig, done: set[tuple[str, int, int]]) -> list[Episode]:
-    """The (task, trial) episodes of this shard not yet finished, in order. Shards split the flat list round-robin."""
-    index, count = cfg.shard
-    episodes = [(task, trial) for task in cfg.tasks for trial in range(cfg.trials)]
-    return [e for i, e in enumerate(episodes) if i % count == index and (cfg.suite, *e) not in done]
 
 
 def _upright(frame: np.ndarray) -> np.ndarray:
@@ -211,35 +189,3 @@ def share_cores(workers: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-
-
-def run_eval(cfg: EvalConfig, factory: PolicyFactory = build_policy, progress: bool = True) -> Path:
-    """Run (or resume) the episodes of `cfg`; returns the results file.
-
-    The results file is locked for the run (a second run on it is refused), and a folder holding results made
-    with other result-changing settings (`EvalConfig.result_settings`) is refused rather than mixed."""
-    cfg.validate()
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / cfg.results_name
-    with RunLock(path):
-        settings = cfg.result_settings()
-        check_resume(out, settings)
-        cfg.identity = settings["policy_identity"]
-        config_path = out / CONFIG_FILE
-        # shards of one run share the folder: written whole, never half
-        write_bytes_atomic(config_path, json.dumps({**cfg.to_dict(), "result_settings": settings}, indent=2))
-        repair_torn_tail(path)  # this run owns the file: a line cut by a killed run is removed
-        done = {episode_key(r) for r in read_results(path) if r.get("error") is None}
-        episodes = plan(cfg, done)
-        if episodes:
-            from rvq.eval.executors import make_executor
-            from rvq.eval.progress import EvalProgress
-
-            with EvalProgress(len(episodes), f"eval {cfg.suite} [{cfg.row_name}]", enabled=progress) as bar:
-                def emit(record: dict[str, Any], worker: Any = None) -> None:
-                    append_record(path, record)
-                    bar.episode_done(record, worker)
-
-                make_executor(cfg, factory).run(episodes, emit, bar)
-    return path

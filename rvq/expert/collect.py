@@ -36,9 +36,18 @@ import h5py
 import numpy as np
 
 from rvq.config_cli import save_run_config
+from rvq.data.episodes import read_demos
+from rvq.data.lerobot_write import write_lerobot_dataset
+from rvq.data.state_obs import STATE_COLUMNS
+from rvq.envs.libero_env import LiberoEnv
+from rvq.envs.mock_env import MockLiberoEnv
 from rvq.envs.suites import ENV_SEED, TaskIds, check_tasks
+from rvq.eval.runner import share_cores
+from rvq.expert.rollout import expert_episode
 from rvq.expert.scripted import EXPERT_REVISION, check_grasp_hold, check_phase_end
+from rvq.expert.scripted import ScriptedExpert
 from rvq.expert.takeover import draw_takeover_step, policy_fingerprint, takeover_episode
+from rvq.policies import TokenPolicy
 
 
 @dataclass
@@ -96,51 +105,6 @@ def reset_seed(task: int, attempt: int, takeover: bool = False) -> int:
     return (TAKEOVER_SEED_BASE if takeover else RESET_SEED_BASE) + ATTEMPTS_PER_TASK * task + attempt
 
 
-def _record(env, obs: dict[str, Any]) -> dict[str, np.ndarray]:
-    raw = env.raw_obs
-    record = {
-        "ee_pos": np.asarray(raw["robot0_eef_pos"]), "ee_ori": obs["state"][3:6],
-        "gripper_states": np.asarray(raw["robot0_gripper_qpos"]), "joint_states": np.asarray(raw["robot0_joint_pos"]),
-    }
-    for name, pose in obs["objects"].items():  # obs/objects/<name> [T, 7]: what state features read
-        record[f"objects/{name}"] = pose
-    if "agentview" in obs:
-        record["agentview_rgb"], record["eye_in_hand_rgb"] = obs["agentview"], obs["wrist"]
-    return record
-
-
-def expert_episode(env, expert, trial: int, seed: int | None = None) -> dict[str, Any]:
-    """One expert episode with everything a LIBERO demo holds: from fixed initial state `trial`, or from a
-    randomized reset with `seed`."""
-    obs = env.reset(trial) if seed is None else env.reset_random(seed)
-    episode = expert_rollout(env, expert, obs, trial)
-    episode["seed"] = seed
-    return episode
-
-
-def expert_rollout(env, expert, obs: dict[str, Any], trial: int) -> dict[str, Any]:
-    """The expert acts from `obs` (the env's current state) until success or `env.max_steps` steps, recording
-    what a LIBERO demo holds."""
-    expert.attach_env(env)
-    expert.reset(env.instruction, env.task_id, trial)
-    frames: dict[str, list] = {}
-    actions, states = [], []
-    success = False
-    for _ in range(env.max_steps):
-        for key, value in _record(env, obs).items():
-            frames.setdefault(key, []).append(value)
-        states.append(env.sim_env.sim.get_state().flatten())
-        action = expert.act(obs)[0]
-        actions.append(action)
-        obs, success = env.step(action)
-        if success:
-            break
-    steps = len(actions)
-    return {"actions": np.asarray(actions), "states": np.asarray(states),
-            "obs": {k: np.asarray(v) for k, v in frames.items()}, "success": bool(success), "steps": steps,
-            "trial": trial}
-
-
 def task_file(out_dir: Path, env) -> Path:
     return out_dir / f"{env.task_name}_demo.hdf5"
 
@@ -156,9 +120,6 @@ def is_complete(path: Path) -> bool:
 
 
 def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
-    from rvq.envs.libero_env import LiberoEnv
-    from rvq.expert.scripted import ScriptedExpert
-
     env = LiberoEnv(cfg.suite, task, resolution=cfg.resolution, render=cfg.images)
     out = Path(cfg.out_dir)
     path = task_file(out, env)
@@ -185,9 +146,6 @@ def collect_task(cfg: CollectConfig, task: int) -> dict[str, Any]:
     expert, successes, kept, policy_solved = ScriptedExpert(cfg.grasp_hold, cfg.phase_end), 0, 0, 0
     policy = None
     if cfg.takeover_policy:
-        from rvq.eval.runner import share_cores
-        from rvq.policies import TokenPolicy
-
         share_cores(cfg.workers)
         policy = TokenPolicy.from_dir(cfg.takeover_policy, mode="main", device="cpu")
     tmp = path.with_name(path.name + ".tmp")
@@ -298,9 +256,6 @@ def export_lerobot(cfg: CollectConfig) -> Path:
     a rerun rewrites it from the HDF5 files (staged beside it, then moved into place)."""
     import shutil
 
-    from rvq.data.episodes import read_demos
-    from rvq.data.lerobot import write_lerobot_dataset
-
     out = Path(cfg.out_dir)
     staging = out / "lerobot.tmp"
     shutil.rmtree(staging, ignore_errors=True)
@@ -315,9 +270,6 @@ def collect_mock_demos(suite: str, tasks: list[int], trials: int, out_dir: str |
     mock's own expert actions, recording the observation each action was chosen on (`obs/ee_pos`, `ee_ori`,
     `gripper_states`, `objects/<name>`) and the suite's task index in `env_args`. Replaying them succeeds: the
     positive control of the mock suites, and the data of a mock pipeline run."""
-    from rvq.data.state_obs import STATE_COLUMNS
-    from rvq.envs.mock_env import MockLiberoEnv
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from rvq.expert.rollout import expert_rollout
+from rvq.policies.bundle import read_layout
+
 
 def draw_takeover_step(seed: int, low: int, high: int) -> int:
     """The step (in [low, high]) at which the expert takes over the episode started with reset `seed`: the same on
@@ -29,8 +32,6 @@ def draw_takeover_step(seed: int, low: int, high: int) -> int:
 def policy_fingerprint(folder: str | Path) -> str:
     """sha256 over what identifies the parts the prefix runs (tokenizer and main head: what `rvq eval`'s policy
     identity hashes for a main-only policy)."""
-    from rvq.policies.bundle import read_layout
-
     digests = read_layout(folder, "main").digests("main")
     return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
 
@@ -53,10 +54,8 @@ def policy_prefix(env, policy, obs: dict[str, Any], steps: int) -> tuple[dict[st
 
 def takeover_episode(env, policy, expert, seed: int, takeover_step: int) -> dict[str, Any]:
     """One episode from randomized reset `seed`: `policy` for `takeover_step` steps, then the expert (with a whole
-    episode's step budget, `env.max_steps`). Returns `rvq.expert.collect.expert_rollout`'s record of the expert's
+    episode's step budget, `env.max_steps`). Returns `expert_rollout`'s record of the expert's
     part plus `policy_steps` and `policy_solved` (the policy succeeded before the takeover: nothing to record)."""
-    from rvq.expert.collect import expert_rollout
-
     obs = env.reset_random(seed)
     obs, policy_steps, solved = policy_prefix(env, policy, obs, takeover_step)
     if solved:

@@ -7,7 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 
+from rvq.backbones.source import load_feature_source
+from rvq.backbones.state import StateFeatures
+from rvq.models import read_draft, read_main
 from rvq.policies.bundle import PolicyBundle
+from rvq.processors import libero_action_steps
+from rvq.tokenizer import ActionTokenizer
 
 
 @dataclass
@@ -42,12 +47,6 @@ class MakeBundleConfig:
 def make_bundle(cfg: MakeBundleConfig) -> PolicyBundle:
     """Load and cross-check the parts (each head against the tokenizer's and the features' identities), then write
     the bundle to `cfg.out_dir`; returns it."""
-    from rvq.backbones.source import load_feature_source
-    from rvq.backbones.state import StateFeatures
-    from rvq.models import read_draft, read_main
-    from rvq.processors import libero_action_steps
-    from rvq.tokenizer import ActionTokenizer
-
     features = load_feature_source(cfg.backbone, "cpu", cfg.trust_remote_code, cfg.image_transform)
     is_state = isinstance(features.source, StateFeatures)
     tokenizer = ActionTokenizer.from_checkpoint(cfg.tokenizer)

@@ -45,9 +45,11 @@ import torch
 from huggingface_hub import ModelHubMixin
 
 from rvq.backbones import FeatureExtractor
+from rvq.backbones import save_backbone
+from rvq.backbones.source import load_feature_source
 from rvq.backbones.state import FEATURES_FILE, StateFeatures
-from rvq.files import write_bytes_atomic
 from rvq.envs.suites import check_suite
+from rvq.files import write_bytes_atomic
 from rvq.hub_format import CONFIG_NAME, payload_digest
 from rvq.models import DraftModel, HeadCheckpoint, MainModel, check_pair, read_draft, read_main
 from rvq.models.checkpoint import check_identities
@@ -340,8 +342,6 @@ def load_bundle(folder: str | os.PathLike, mode: str = "rsd", device: str = "aut
     """Load and verify a bundle (or legacy) folder: the parts `mode` runs, on `device`, with its feature source.
     `trust_remote_code`: let a VLA backbone run code it ships; `image_transform`: the VLA's image preprocessing
     (None: the bundle's protocol, else resize)."""
-    from rvq.backbones.source import load_feature_source
-
     layout = read_layout(folder, mode)
     steps = layout.processors(image_transform)
     features = load_feature_source(layout.feature_source, device, trust_remote_code, steps=steps["observation"])
@@ -483,8 +483,6 @@ class PolicyBundle(ModelHubMixin, library_name="rvq", tags=["robotics", "libero"
             if self.backbone_folder is not None:
                 shutil.copytree(self.backbone_folder, root / BACKBONE_DIR)
             else:
-                from rvq.backbones import save_backbone
-
                 save_backbone(self.features.source, root / BACKBONE_DIR)
             source = {"kind": "backbone", "path": BACKBONE_DIR}
         manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,

@@ -18,7 +18,7 @@ from rvq.processors.pipeline import Pipeline
 
 
 def _reads_images(source: Any) -> bool:
-    from rvq.backbones.state import StateFeatures
+    from rvq.backbones.state import StateFeatures  # here: rvq.backbones imports the extractor, which imports this module
 
     return not isinstance(source, StateFeatures)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from rvq.rfsq.grid import codes_to_values
 from rvq.rfsq.residual import ResidualScalarQuantizer
 
 EPS = 1e-5
@@ -34,6 +35,4 @@ class LayerNormRFSQ(ResidualScalarQuantizer):
         """What the seed's `decode_from_indices` returned: the sum of grid values, as if every
         per-token mean were 0 and std 1. For measuring how wrong code-only decoding is; never
         for driving a robot. codes `[..., H, k]` → `[..., H]`."""
-        from rvq.rfsq.grid import codes_to_values
-
         return codes_to_values(codes, self.num_levels).sum(dim=-1)

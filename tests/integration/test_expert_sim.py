@@ -114,7 +114,7 @@ def test_contact_grasp_lifts_once_the_fingers_hold_and_is_recorded(tmp_path: Pat
     import numpy as np
 
     from rvq.envs.libero_env import LiberoEnv
-    from rvq.expert.collect import expert_rollout
+    from rvq.expert.rollout import expert_rollout
     from rvq.expert.scripted import ScriptedExpert
 
     def hold(actions: np.ndarray) -> int:
@@ -145,7 +145,7 @@ def test_stall_rule_opens_on_a_bowl_resting_on_the_plate_and_is_recorded(tmp_pat
     import numpy as np
 
     from rvq.envs.libero_env import LiberoEnv
-    from rvq.expert.collect import expert_rollout
+    from rvq.expert.rollout import expert_rollout
     from rvq.expert.scripted import STALL_DISTANCE, ScriptedExpert
 
     def longest_still(positions: np.ndarray) -> int:
@@ -226,7 +226,8 @@ def test_takeover_expert_lifts_a_held_object_and_reopens_an_empty_hand() -> None
     import numpy as np
 
     from rvq.envs.libero_env import LiberoEnv
-    from rvq.expert.collect import expert_rollout, reset_seed
+    from rvq.expert.collect import reset_seed
+    from rvq.expert.rollout import expert_rollout
     from rvq.expert.scripted import ScriptedExpert
     from rvq.expert.takeover import takeover_episode
 

@@ -18,7 +18,8 @@ import torch
 from mocks.libero_files import write_libero_folder
 from rvq.backbones import build_backbone
 from rvq.data.episodes import read_demos, read_obs
-from rvq.data.lerobot import (episode_metadata, is_lerobot_dataset, read_lerobot_dataset, write_lerobot_dataset)
+from rvq.data.lerobot import episode_metadata, is_lerobot_dataset, read_lerobot_dataset
+from rvq.data.lerobot_write import write_lerobot_dataset
 from rvq.data.phase2 import build_phase2_data, load_phase2_data
 from rvq.policies.simple import ReplayPolicy
 from rvq.training.tokenizer import prepare_tokenizer_data

@@ -15,7 +15,8 @@ import time
 
 from mocks.fault_policies import FaultyPolicyFactory, StoppingBatchPolicyFactory
 from rvq.eval import EvalConfig, run_eval
-from rvq.eval.executors import ProcessExecutor, Scheduler, hard_deadline
+from rvq.eval.executors import ProcessExecutor
+from rvq.eval.scheduler import Scheduler, hard_deadline
 from rvq.eval.progress import EvalProgress
 from rvq.eval.results import read_results
 
