@@ -7,6 +7,9 @@ stages it reads, and `PIPELINE_VERSION`. On rerun a stage whose fingerprint matc
 from an empty folder, and so is everything downstream of it (their fingerprints change with it). A stage that
 failed or was interrupted has no `stage.json` and runs again: in its own folder when it had started with the same
 inputs (`stage_started.json`), so resumable bodies (collection, evaluation) keep their finished work.
+
+The module is the run's config (`PipelineConfig`), its stage graph (`stage_graph`: each `Stage` names the stages it
+reads and its body is given their outputs only), the stage runner (`Run`), the stage bodies and the report.
 """
 
 from __future__ import annotations
@@ -341,76 +344,96 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print, plan: 
         return _run_stages(run, cfg)
 
 
-def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
-    plan = run.plan
-    # a setting of every stage the scripted expert acts in
-    expert_settings = expert_identity(cfg.expert_grasp_hold, cfg.expert_phase_end)
+@dataclass(frozen=True)
+class Stage:
+    """One node of the run's graph: its settings (fingerprinted with the fingerprints of its upstream stages), the
+    stages it reads, and its body, which is given its folder and the outputs of exactly those stages (so nothing a
+    body reads can be missing from its fingerprint)."""
+
+    name: str
+    settings: dict[str, Any]
+    upstream: tuple[str, ...]
+    body: Callable[[Path, dict[str, dict[str, Any]]], dict[str, Any]]
+
+
+def stage_graph(cfg: PipelineConfig, log: Callable[[str], None] = print) -> list[Stage]:
+    """The run's stages in the order they run (each after every stage it reads): collect → tokenizer → (per takeover
+    round: takeover →) Phase 2 → heads → policy → departure → untrained control → an evaluation per report row."""
+    stages: list[Stage] = []
+
+    def add(name: str, settings: dict[str, Any], upstream: list[str], body) -> str:
+        stages.append(Stage(name, settings, tuple(upstream), body))
+        return name
+
+    expert_settings = expert_identity(cfg.expert_grasp_hold, cfg.expert_phase_end)  # every stage the expert acts in
     if cfg.data.demos_dir:  # the files themselves are the input: added or rewritten files redo what follows
-        demos = run.stage("collect", {"demos_dir": demo_digests(cfg.data.demos_dir)}, [],
-                          lambda folder: {"demos": str(Path(cfg.data.demos_dir).resolve()), "summaries": []})
+        add("collect", {"demos_dir": demo_digests(cfg.data.demos_dir)}, [],
+            lambda folder, up: {"demos": str(Path(cfg.data.demos_dir).resolve()), "summaries": []})
     else:  # no seed here: collection seeds each randomized reset by (task, attempt), whatever the run's seed
-        demos = run.stage("collect", {"suite": cfg.suite, "tasks": cfg.tasks, "env": cfg.env,
-                                      "demos_per_task": cfg.data.demos_per_task}
-                          | (expert_settings if cfg.env == "libero" else {}),  # the mock's demos are not the expert's
-                          [], lambda folder: _collect(cfg, folder))
-    tokenizer = run.stage("tokenizer", config_settings(_tokenizer_config(cfg).resolved(), _RUN_ONLY),
-                          ["collect"], lambda folder: _tokenizer(cfg, folder, demos["demos"]))
+        add("collect", {"suite": cfg.suite, "tasks": cfg.tasks, "env": cfg.env,
+                        "demos_per_task": cfg.data.demos_per_task}
+            | (expert_settings if cfg.env == "libero" else {}),  # the mock's demos are not the expert's
+            [], lambda folder, up: _collect(cfg, folder))
+    add("tokenizer", config_settings(_tokenizer_config(cfg).resolved(), _RUN_ONLY), ["collect"],
+        lambda folder, up: _tokenizer(cfg, folder, up["collect"]["demos"]))
     features = feature_source(cfg)
-    demo_folders, demo_stages = [demos.get("demos")], ["collect"]  # .get: empty in plan mode
-    policy_stage, policy = "", {}  # the previous round's policy (set by round 0 before any takeover round)
+    demo_stages, policy_stage = ["collect"], ""
     for round_ in range(cfg.data.takeover_rounds + 1):
         # round 0 trains on the collected demos; round r > 0 first collects takeover demos with round r-1's policy
         suffix = f"_r{round_}" if round_ else ""
         if round_:
             settings = {"suite": cfg.suite, "tasks": cfg.tasks, "per_task": cfg.data.takeover_demos_per_task,
                         "steps": list(cfg.data.takeover_steps), **expert_settings}
-            takeover = run.stage(f"takeover{suffix}", settings, [policy_stage],
-                                 lambda folder, source=policy.get("folder"): _takeover(cfg, folder, source, run.log))
-            demo_folders, demo_stages = [*demo_folders, takeover.get("demos")], [*demo_stages, f"takeover{suffix}"]
-        phase2_stage, policy_stage = f"phase2{suffix}", f"policy{suffix}"
-        phase2 = run.stage(phase2_stage, {"features": features.identity}, [*demo_stages, "tokenizer"],
-                           lambda folder, folders=list(demo_folders):
-                           _phase2(folder, folders, tokenizer["checkpoint"], features))
-        heads = _heads(run, cfg, suffix, phase2_stage, phase2.get("data"), tokenizer.get("checkpoint"))
-        policy = run.stage(policy_stage, _protocol(cfg),
-                           ["tokenizer", *(f"{kind}{suffix}" for kind in heads)],
-                           lambda folder, heads=heads: _assemble(cfg, folder, tokenizer["checkpoint"], heads, features))
+            demo_stages = [*demo_stages, add(f"takeover{suffix}", settings, [policy_stage],
+                                             lambda folder, up, source=policy_stage:
+                                             _takeover(cfg, folder, up[source]["folder"], log))]
+        phase2_stage = add(f"phase2{suffix}", {"features": features.identity}, [*demo_stages, "tokenizer"],
+                           lambda folder, up, reads=tuple(demo_stages): _phase2(
+                               folder, [up[s]["demos"] for s in reads], up["tokenizer"]["checkpoint"], features))
+        heads = {kind: add(f"{kind}{suffix}", config_settings(_head_config(cfg, kind), _RUN_ONLY),
+                           [phase2_stage, "tokenizer"],
+                           lambda folder, up, kind=kind, data=phase2_stage:
+                           _head(cfg, kind, folder, up[data]["data"], up["tokenizer"]["checkpoint"]))
+                 for kind in _head_kinds(cfg)}
+        policy_stage = add(f"policy{suffix}", _protocol(cfg), ["tokenizer", *heads.values()],
+                           lambda folder, up, heads=heads: _assemble(cfg, folder, up["tokenizer"]["checkpoint"],
+                                                                     {k: up[s] for k, s in heads.items()}, features))
     relaxed = [name for name in cfg.eval.policies if name in RELAXED_RULES]
     exits = "main_exit" in cfg.eval.policies
     if relaxed or exits:
-        settings = {"rows": relaxed, "exit_tolerance": cfg.eval.exit_tolerance if exits else None}
-        run.stage("departure", settings, [policy_stage, phase2_stage],
-                  lambda folder: _departure(cfg, relaxed, phase2["data"], policy["folder"]))
+        add("departure", {"rows": relaxed, "exit_tolerance": cfg.eval.exit_tolerance if exits else None},
+            [policy_stage, phase2_stage],
+            lambda folder, up: _departure(cfg, relaxed, up[phase2_stage]["data"], up[policy_stage]["folder"]))
     # row name -> (policy kind, the stage whose folder holds its checkpoints / round-trip tokenizer)
     rows = {name: (ROWS[name], policy_stage) for name in cfg.eval.policies}
     if cfg.eval.untrained_control:
-        run.stage("policy_untrained", {"seed": cfg.seed}, [policy_stage],
-                  lambda folder: _assemble_untrained(folder, policy["folder"], cfg.seed))
-        rows[UNTRAINED] = ("main", "policy_untrained")
+        rows[UNTRAINED] = ("main", add("policy_untrained", {"seed": cfg.seed}, [policy_stage],
+                                       lambda folder, up: _assemble_untrained(folder, up[policy_stage]["folder"],
+                                                                              cfg.seed)))
     if cfg.env == "libero" and cfg.eval.expert_reference:
         rows["expert"] = ("expert", None)
     if cfg.env == "libero" and cfg.eval.roundtrip_reference:
         rows["expert_roundtrip"] = ("expert", "tokenizer")
-    evals = {}
     for name, (kind, source) in rows.items():
         settings = {**config_settings(_eval_config(cfg, kind, name), _EVAL_RUN_ONLY),
                     "scenes": SCENE_PROTOCOL if cfg.env == "libero" else None,
                     **(expert_settings if kind == "expert" else {})}
-        evals[name] = run.stage(f"eval_{name}", settings, [source] if source else [],
-                                lambda folder, name=name, kind=kind, source=source:
-                                _eval(cfg, kind, name, folder, run.outputs.get(source, {})))
-    if plan:
+        add(f"eval_{name}", settings, [source] if source else [],
+            lambda folder, up, name=name, kind=kind, source=source: _eval(cfg, kind, name, folder, up.get(source, {})))
+    return stages
+
+
+def _run_stages(run: Run, cfg: PipelineConfig) -> dict[str, Any]:
+    stages = stage_graph(cfg, run.log)
+    for stage in stages:
+        run.stage(stage.name, stage.settings, list(stage.upstream),
+                  lambda folder, stage=stage: stage.body(folder, {u: run.outputs[u] for u in stage.upstream}))
+    if run.plan:
         return {"fingerprints": run.fingerprints}
+    last_round = f"_r{cfg.data.takeover_rounds}" if cfg.data.takeover_rounds else ""
+    heads = {kind: run.outputs[f"{kind}{last_round}"] for kind in _head_kinds(cfg)}
+    evals = {s.name.removeprefix("eval_"): run.outputs[s.name] for s in stages if s.name.startswith("eval_")}
     return _report(run, cfg, heads, evals)
-
-
-def _heads(run: Run, cfg: PipelineConfig, suffix: str, phase2_stage: str, data: str | None,
-           tokenizer: str | None) -> dict[str, dict[str, Any]]:
-    """Train (or reuse) the heads the chosen policies need on `data`; stages `<kind><suffix>`."""
-    return {kind: run.stage(f"{kind}{suffix}", config_settings(_head_config(cfg, kind), _RUN_ONLY),
-                            [phase2_stage, "tokenizer"],
-                            lambda folder, kind=kind: _head(cfg, kind, folder, data, tokenizer))
-            for kind in _head_kinds(cfg)}
 
 
 def _head_kinds(cfg: PipelineConfig) -> list[str]:

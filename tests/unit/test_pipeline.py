@@ -450,3 +450,38 @@ def test_a_finished_stage_whose_output_was_deleted_is_refused_naming_it(tmp_path
     (run.root / "tokenizer" / "t").rmdir()
     with pytest.raises(ValueError, match=r"stage.json: the stage's output .*tokenizer/t is missing; delete its folder"):
         run.stage("tokenizer", {"a": 1}, [], body)
+
+
+def test_the_stage_graph_is_explicit_and_each_body_reads_only_its_upstream(tmp_path: Path) -> None:
+    from rvq.pipeline import stage_graph
+
+    cfg = updated(tiny(tmp_path), takeover_rounds=1, untrained_control=True, env="libero", expert_reference=True,
+                  roundtrip_reference=True)
+    stages = stage_graph(cfg, log=lambda _: None)
+    names = [s.name for s in stages]
+    assert names == ["collect", "tokenizer", "phase2", "draft", "main", "policy", "takeover_r1", "phase2_r1",
+                     "draft_r1", "main_r1", "policy_r1", "departure", "policy_untrained", "eval_main",
+                     "eval_main_exit", "eval_main_depth", "eval_rsd", "eval_rsd_grid", "eval_main_untrained",
+                     "eval_expert", "eval_expert_roundtrip"]
+    edges = {s.name: s.upstream for s in stages}
+    assert all(names.index(u) < names.index(name) for name, ups in edges.items() for u in ups)  # runs in order
+    assert edges["phase2_r1"] == ("collect", "takeover_r1", "tokenizer")  # both rounds' demos
+    assert edges["takeover_r1"] == ("policy",) and edges["eval_main"] == ("policy_r1",)
+    assert edges["eval_expert"] == () and edges["eval_expert_roundtrip"] == ("tokenizer",)
+    # a body is given its upstream stages' outputs and nothing else: what it reads is in its fingerprint
+    seen: dict[str, set[str]] = {}
+
+    class Outputs(dict):
+        def __getitem__(self, key):
+            seen.setdefault(self.stage, set()).add(key)
+            return super().__getitem__(key)
+
+    for stage in stages[1:6]:  # (collect would start the simulator)
+        up = Outputs({u: {"demos": "d", "checkpoint": "c", "data": "p", "folder": "f"} for u in stage.upstream})
+        up.stage = stage.name
+        try:
+            stage.body(tmp_path / stage.name, up)
+        except Exception:  # noqa: BLE001 - the fake paths fail inside the body: only what it read matters here
+            pass
+        assert seen.get(stage.name, set()) <= set(stage.upstream)
+    assert seen["tokenizer"] == {"collect"} and seen["phase2"] == {"collect", "tokenizer"}
