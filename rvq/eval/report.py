@@ -82,11 +82,13 @@ def planned_episodes(paths: list[str | Path]) -> dict[tuple[str, str], set[tuple
 
 def paired_rows(records: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
     """Every row of each suite that holds `baseline` paired with it over the episodes (task, trial) both hold: an
-    errored episode is a failure. Refuses a baseline no record names, and a row that shares no episode with it."""
+    errored episode is a failure; `same_trajectory` counts episodes with the same outcome in the same steps. Refuses a baseline no record names, and a row that shares no episode with it."""
     outcome: dict[tuple[str, str], dict[tuple[int, int], bool]] = defaultdict(dict)
+    steps: dict[tuple[str, str], dict[tuple[int, int], int | None]] = defaultdict(dict)
     for r in records:
         _, task, trial = episode_key(r)
         outcome[(row_name(r), suite_label(r))][(task, trial)] = bool(r["success"]) and r.get("error") is None
+        steps[(row_name(r), suite_label(r))][(task, trial)] = r["steps"] if r.get("error") is None else None
     suites = sorted(suite for row, suite in outcome if row == baseline)
     if not suites:
         raise ValueError(f"paired_against {baseline!r}: no such row; rows are {sorted({row for row, _ in outcome})}")
@@ -101,10 +103,14 @@ def paired_rows(records: list[dict[str, Any]], baseline: str) -> list[dict[str, 
                 raise ValueError(f"row {row!r} shares no episode (task, trial) with {baseline!r} on {suite}")
             gained = sum(episodes[k] and not base[k] for k in common)
             lost = sum(base[k] and not episodes[k] for k in common)
+            # the same outcome in the same number of steps: (almost surely) the same trajectory
+            same = sum(episodes[k] == base[k] and steps[(row, suite)][k] == steps[(baseline, suite)][k] is not None
+                       for k in common)
             out.append({"policy": row, "baseline": baseline, "suite": suite, "episodes": len(common),
                         "successes": sum(episodes[k] for k in common),
                         "baseline_successes": sum(base[k] for k in common), "gained": gained, "lost": lost,
-                        "mcnemar_p": mcnemar_exact(gained, lost), "unpaired": len(episodes) - len(common),
+                        "mcnemar_p": mcnemar_exact(gained, lost), "same_trajectory": same,
+                        "unpaired": len(episodes) - len(common),
                         "baseline_unpaired": len(base) - len(common)})
     return out
 
@@ -253,10 +259,10 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"{rate(r)} | {r['errors']} | {extra(r)} |" for r in report["tasks"]]
     if report.get("paired"):
         lines += ["", "| policy | against | suite | paired episodes | successes | against's | gained | lost | "
-                      "McNemar p (exact) |", "|---|---|---|---|---|---|---|---|---|"]
+                      "McNemar p (exact) | same outcome and steps |", "|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['policy']} | {r['baseline']} | {r['suite']} | {r['episodes']} | {r['successes']} | "
-                  f"{r['baseline_successes']} | {r['gained']} | {r['lost']} | {r['mcnemar_p']:.3g} |"
-                  for r in report["paired"]]
+                  f"{r['baseline_successes']} | {r['gained']} | {r['lost']} | {r['mcnemar_p']:.3g} | "
+                  f"{r['same_trajectory']} |" for r in report["paired"]]
     return "\n".join(lines) + "\n"
 
 

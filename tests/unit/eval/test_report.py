@@ -117,8 +117,8 @@ def test_rows_are_paired_with_a_baseline_episode_by_episode(tmp_path: Path) -> N
     # trials 6, 7, 8 gained; 3, 4, 5 lost; task 1's episode has no partner
     assert (paired["policy"], paired["episodes"], paired["gained"], paired["lost"]) == ("exit", 10, 3, 3)
     assert (paired["successes"], paired["baseline_successes"], paired["unpaired"]) == (6, 6, 1)
-    assert paired["mcnemar_p"] == pytest.approx(1.0)
-    assert "| exit | noop | libero_goal | 10 | 6 | 6 | 3 | 3 | 1 |" in render_markdown(report)
+    assert paired["mcnemar_p"] == pytest.approx(1.0) and paired["same_trajectory"] == 3  # trials 0-2 (9: an error)
+    assert "| exit | noop | libero_goal | 10 | 6 | 6 | 3 | 3 | 1 | 3 |" in render_markdown(report)
     with pytest.raises(ValueError, match="paired_against 'nobody': no such row; rows are \\['exit', 'noop'\\]"):
         build_report([tmp_path / "a", tmp_path / "b"], paired_against="nobody")
     assert "paired" not in build_report([tmp_path / "a"])
@@ -160,3 +160,12 @@ def test_a_run_with_fewer_episodes_than_planned_says_so_and_mock_rows_say_mock(t
     assert incomplete_rows(build_report([path])) == [
         "noop on libero_spatial (mock env): 1 of 2 planned episodes (the run is not finished: rerun its command to "
         "complete it)"]
+
+
+@pytest.mark.parametrize(("gained", "lost", "p"), [
+    (0, 0, 1.0), (0, 3, 0.25), (3, 0, 0.25), (1, 2, 1.0), (2, 10, 79 / 4096 * 2), (0, 10, 2 / 1024),
+])
+def test_exact_mcnemar_is_the_two_sided_binomial_test_on_discordant_pairs(gained: int, lost: int, p: float) -> None:
+    from rvq.eval.report import mcnemar_exact
+
+    assert mcnemar_exact(gained, lost) == pytest.approx(p)
