@@ -312,12 +312,24 @@ def _load_parts(layout: BundleLayout, mode: str, device: str | torch.device
     return tokenizer, main, draft
 
 
+# parts `verify_bundle` read, kept for this process's next `load_bundle` of the same parts on the CPU (so an inline
+# evaluation reads its weights once): keyed by folder, mode and the parts' content digests, taken once
+_VERIFIED: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple] = {}
+
+
+def _parts_key(layout: BundleLayout, mode: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    return str(layout.root), mode, tuple(sorted(layout.digests(mode).items()))
+
+
 def verify_bundle(folder: str | os.PathLike, mode: str = "rsd") -> BundleLayout:
     """Everything `load_bundle` checks that needs no VLA backbone (cheap: for refusing a run before any simulator
     starts): the layout, every part's hashes, and the identities that tie the parts together (a state-feature layout
     included). A backbone's own identity is checked when it loads."""
     layout = read_layout(folder, mode)
-    _, main, _ = _load_parts(layout, mode, "cpu")
+    parts = _load_parts(layout, mode, "cpu")
+    _VERIFIED.clear()  # one bundle's parts at most
+    _VERIFIED[_parts_key(layout, mode)] = parts
+    main = parts[1]
     if layout.reads_state:
         steps = layout.processors()["observation"]
         _check_features(ObservationFeatures(StateFeatures.load(layout.feature_source), steps), main, layout.root)
@@ -345,7 +357,11 @@ def load_bundle(folder: str | os.PathLike, mode: str = "rsd", device: str = "aut
     layout = read_layout(folder, mode)
     steps = layout.processors(image_transform)
     features = load_feature_source(layout.feature_source, device, trust_remote_code, steps=steps["observation"])
-    tokenizer, main, draft = _load_parts(layout, mode, features.device)
+    verified = _VERIFIED.pop(_parts_key(layout, mode), None)
+    if verified is not None and torch.device(features.device).type == "cpu":
+        tokenizer, main, draft = verified  # verified by this process a moment ago: the same content
+    else:
+        tokenizer, main, draft = _load_parts(layout, mode, features.device)
     return PolicyBundle(tokenizer, main, draft, features,
                         feature_hub_id=layout.feature_source if layout.feature_kind == "hub" else None,
                         backbone_folder=layout.feature_source if layout.feature_kind == "backbone" else None,

@@ -366,3 +366,26 @@ def test_other_observation_steps_than_the_heads_were_trained_on_are_refused(bund
     assert read_layout(folder).digests("rsd")["processors"] != read_layout(bundle_dir).digests("rsd")["processors"]
     with pytest.raises(ValueError, match="trained on features of another source"):  # the identity covers the steps
         load_bundle(folder, "rsd", device="cpu")
+
+
+def test_a_bundle_verified_then_loaded_in_one_process_reads_its_parts_once(bundle_dir: Path, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    """`rvq eval` verifies a bundle before any simulator starts and then (inline) loads it in the same process:
+    the parts verify read are the ones it runs, read once; a part changed in between is read again and refused."""
+    import rvq.policies.bundle as bundle_module
+
+    reads: list[str] = []
+    load_parts = bundle_module._load_parts
+    monkeypatch.setattr(bundle_module, "_load_parts", lambda layout, mode, device: reads.append(mode) or
+                        load_parts(layout, mode, device))
+    folder = _copy(bundle_dir, tmp_path / "policy")
+    verify_bundle(folder, "main")
+    loaded = load_bundle(folder, "main", device="cpu")
+    assert reads == ["main"] and loaded.main is not None
+    load_bundle(folder, "main", device="cpu")  # taken once: a second load reads again
+    assert reads == ["main", "main"]
+    verify_bundle(folder, "main")
+    config = folder / "main" / "config.json"
+    config.write_text(config.read_text().replace('"heads"', '"heads" ', 1))  # another content than the manifest's
+    with pytest.raises(ValueError, match="is not the one the manifest was written with"):
+        load_bundle(folder, "main", device="cpu")
