@@ -44,7 +44,7 @@ def test_rsd_eval_schema_resume_and_videos(checkpoints: Path, tmp_path: Path, ca
         assert r["policy_stats"]["mean_step_ms"] > 0
     videos = sorted(p.name for p in (out / "videos").iterdir())
     assert videos == ["libero_spatial--task0--trial0--failure.mp4", "libero_spatial--task1--trial0--failure.mp4"]
-    assert "| rsd | libero_spatial | 6 | 0.0%" in capsys.readouterr().out
+    assert "| rsd | libero_spatial (mock env) | 6 | 0.0%" in capsys.readouterr().out
 
     # Interrupted run: keep 2 finished episodes and a half-written line, then rerun the same command.
     lines = (out / "results.jsonl").read_text().splitlines()
@@ -100,7 +100,7 @@ def test_shards_workers_and_report(checkpoints: Path, tmp_path: Path, capsys) ->
     report = json.loads((tmp_path / "report" / "eval_report.json").read_text())
     assert report["suites"][0]["episodes"] == 6 and report["suites"][0]["success_rate"] == 0.0
     assert len(report["tasks"]) == 3
-    assert "| noop | libero_spatial | 6 | 0.0%" in capsys.readouterr().out
+    assert "| noop | libero_spatial (mock env) | 6 | 0.0%" in capsys.readouterr().out
 
 
 def test_replay_is_a_positive_control(tmp_path: Path) -> None:
