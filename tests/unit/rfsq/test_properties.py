@@ -15,10 +15,10 @@ finite = st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False, width=32)
 
 
 @st.composite
-def action_batches(draw: st.DrawFn) -> torch.Tensor:
+def action_batches(draw: st.DrawFn, elements: st.SearchStrategy = finite) -> torch.Tensor:
     batch = draw(st.integers(1, 4))
     chunk = draw(st.integers(1, 9))
-    values = draw(arrays("float32", (batch, chunk, 7), elements=finite))
+    values = draw(arrays("float32", (batch, chunk, 7), elements=elements))
     return torch.from_numpy(values)
 
 
@@ -36,8 +36,11 @@ def test_decode_of_encode_equals_forward(quantizer: str, x: torch.Tensor, seed: 
     assert (decoded - recon).abs().max().item() <= 1e-5
 
 
-@given(x=action_batches())
+@given(x=action_batches(st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=32)))
 def test_eval_output_does_not_depend_on_the_batch(x: torch.Tensor) -> None:
+    """Within ten times LIBERO's action range: far beyond it the latent's rounding (batched and single matmuls round
+    differently, about 1e-6 of the values) can carry a latent across a grid boundary, a code and its grid step with
+    it (seen once in CI on actions of 1e4)."""
     model = calibrated("robust", smooth_actions(64))
     with torch.no_grad():
         z = model.encode_latent(x)
