@@ -118,7 +118,7 @@ def _task_table(pairs: list[tuple[Any, Any]], where: str) -> dict[int, str]:
     an index given twice is refused (the last text would silently win)."""
     tasks: dict[int, str] = {}
     for row, (index, text) in enumerate(pairs):
-        if isinstance(index, bool) or not isinstance(index, int) or not isinstance(text, str):
+        if not _whole(index) or not isinstance(text, str):
             raise ValueError(f"{where} row {row}: task_index must be a whole number and task a string, got "
                              f"{index!r}, {text!r}")
         if index in tasks:
@@ -210,7 +210,7 @@ def read_lerobot_dataset(root: str | Path, task_offset: int = 0, action_dim: int
         columns = {c: table[c].to_pylist() for c in FRAME_COLUMNS}
         for number, row in enumerate(zip(*columns.values())):
             bad = [name for name, value in zip(FRAME_COLUMNS[1:], row[1:])
-                   if isinstance(value, bool) or not isinstance(value, int) or value < 0]
+                   if not (_whole(value) and value >= 0)]
             if bad:
                 raise ValueError(f"{path} row {number}: {bad} must be whole numbers >= 0, got "
                                  f"{[row[FRAME_COLUMNS.index(name)] for name in bad]}")
@@ -354,7 +354,7 @@ def episode_metadata(root: str | Path) -> dict[int, dict[str, Any]]:
         rows = [row for path in sorted((root / "meta" / "episodes").rglob("*.parquet"))
                 for row in pq.read_table(path).to_pylist()]
     indices = [row.get("episode_index") for row in rows]
-    if any(isinstance(i, bool) or not isinstance(i, int) for i in indices):
+    if not all(_whole(i) for i in indices):
         raise ValueError(f"{root}: episode metadata rows need a whole-number episode_index, got {indices}")
     if len(set(indices)) != len(indices):
         raise ValueError(f"{root}: episode metadata gives an episode_index twice ({sorted(indices)})")

@@ -21,16 +21,14 @@ from rvq.eval.config import EvalConfig
 from rvq.eval.executors import make_executor
 from rvq.eval.progress import EvalProgress
 from rvq.eval.results import (CONFIG_FILE, RunLock, append_record, check_resume, episode_key, read_results,
-                              repair_torn_tail)
+                              repair_torn_tail, shard_episodes)
 from rvq.eval.runner import Episode, PolicyFactory, build_policy
 from rvq.files import write_bytes_atomic
 
 
 def plan(cfg: EvalConfig, done: set[tuple[str, int, int]]) -> list[Episode]:
     """The (task, trial) episodes of this shard not yet finished, in order. Shards split the flat list round-robin."""
-    index, count = cfg.shard
-    episodes = [(task, trial) for task in cfg.tasks for trial in range(cfg.trials)]
-    return [e for i, e in enumerate(episodes) if i % count == index and (cfg.suite, *e) not in done]
+    return [e for e in shard_episodes(cfg.tasks, cfg.trials, *cfg.shard) if (cfg.suite, *e) not in done]
 
 
 def run_eval(cfg: EvalConfig, factory: PolicyFactory = build_policy, progress: bool = True) -> Path:

@@ -22,7 +22,6 @@ import json
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
-import pickle
 import time
 import traceback
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rvq.eval.config import EvalConfig
-from rvq.eval.policy_service import PolicyService
+from rvq.eval.policy_service import PolicyService, receive_or_none
 from rvq.eval.progress import EvalProgress
 from rvq.eval.ray_executor import RayExecutor
 from rvq.eval.results import EvalStopped
@@ -172,9 +171,8 @@ class ProcessExecutor:
                 if not ready:
                     return
                 for pipe in ready:
-                    try:
-                        message = pipe.recv()
-                    except (EOFError, OSError, pickle.UnpicklingError):
+                    message = receive_or_none(pipe)
+                    if message is None:
                         pipe.close()
                         continue
                     handle(message)

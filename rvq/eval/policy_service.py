@@ -34,7 +34,7 @@ SERVED_POLICIES = ("rsd", "main")  # the expert and replay read the simulator's 
 BEAT_S = 1.0  # the service tells the parent it is alive at least this often (seconds) while not inside a batch
 
 
-def _receive(conn: Connection) -> Any:
+def receive_or_none(conn: Connection) -> Any:
     """The next message on `conn`, or None when its other end is gone (a worker that exited, or was killed in the
     middle of a message: every writing end closed, so the read ends instead of waiting for the rest)."""
     try:
@@ -57,12 +57,12 @@ def _gather(links: Connection, workers: list[Connection], max_batch: int,
             break
         for conn in ready:
             if conn is links:
-                link = _receive(links)
+                link = receive_or_none(links)
                 if link is None:
                     return batch, True
                 workers.append(link)
             elif len(batch) < max_batch:
-                request = _receive(conn)
+                request = receive_or_none(conn)
                 if request is None:  # its worker is gone
                     workers.remove(conn)
                     conn.close()

@@ -15,7 +15,7 @@ from typing import Any
 from scipy.stats import binomtest
 from tyro.conf import Positional
 
-from rvq.eval.results import CONFIG_FILE, episode_key, read_results, row_name
+from rvq.eval.results import CONFIG_FILE, episode_key, read_results, row_name, shard_episodes
 
 SHARD_FILE = re.compile(r"results(?:-shard(\d+)-of-(\d+))?\.jsonl")
 
@@ -72,11 +72,9 @@ def planned_episodes(paths: list[str | Path]) -> dict[tuple[str, str], set[tuple
         if not (isinstance(trials, int) and isinstance(tasks, list) and all(isinstance(t, int) for t in tasks)):
             raise ValueError(f"{config_path}: tasks must be a list of task ids and trials a whole number, got "
                              f"{tasks!r}, {trials!r}")
-        episodes = [(task, trial) for task in tasks for trial in range(trials)]
-        if shard is not None and shard.group(1) is not None:  # one shard's file: its round-robin share
-            index, count = int(shard.group(1)), int(shard.group(2))
-            episodes = [e for i, e in enumerate(episodes) if i % count == index]
-        planned[(row, label)].update(episodes)
+        one_shard = shard is not None and shard.group(1) is not None  # a shard's file: its round-robin share
+        index, count = (int(shard.group(1)), int(shard.group(2))) if one_shard else (0, 1)
+        planned[(row, label)].update(shard_episodes(tasks, trials, index, count))
     return planned
 
 

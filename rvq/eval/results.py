@@ -35,6 +35,12 @@ def row_name(record: dict[str, Any]) -> str:
     return str(record.get("label") or record.get("policy"))
 
 
+def shard_episodes(tasks: list[int], trials: int, index: int, count: int) -> list[tuple[int, int]]:
+    """The (task, trial) episodes of shard `index` of `count`, in order: the flat list split round-robin."""
+    episodes = [(task, trial) for task in tasks for trial in range(trials)]
+    return [e for i, e in enumerate(episodes) if i % count == index]
+
+
 def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The complete records of a results file, in order; never writes to it. A line that is not a JSON record with
     the required keys is skipped with a `CorruptResultsWarning` naming the file and line (a torn last line of a run
